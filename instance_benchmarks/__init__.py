@@ -1,0 +1,1 @@
+"""trainfleet instance benchmarks: catalog, pricing, harness, campaigns, reports, model download."""

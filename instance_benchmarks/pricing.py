@@ -1,0 +1,80 @@
+"""Prices and cost: spot prices at launch time and AWS per-second billing.
+
+`describe_spot_price_history` is the only price API called at run time; on-demand prices come from
+the dated catalog. The price chosen is stored with each run so reports never re-price old runs.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta, timezone
+
+from instance_benchmarks.catalog import InstanceSpec
+
+MINIMUM_BILLED_SECONDS = 60
+
+
+def billed_seconds(seconds: float) -> int:
+    """Linux on EC2 bills per second with a 60-second minimum per instance start."""
+    if seconds < 0:
+        raise ValueError(f"negative duration: {seconds}")
+    return max(MINIMUM_BILLED_SECONDS, math.ceil(seconds))
+
+
+def cost_usd(seconds: float, usd_per_hour: float) -> float:
+    return billed_seconds(seconds) * usd_per_hour / 3600.0
+
+
+@dataclass(frozen=True)
+class PriceQuote:
+    """The price a run is launched at; stored in its record and result."""
+
+    instance_type: str
+    region: str
+    market: str  # "spot" or "on-demand"
+    usd_per_hour: float
+    on_demand_usd_per_hour: float
+    source: str  # "describe_spot_price_history", "catalog <date>" ...
+    quoted_at: str
+
+    def cost(self, seconds: float) -> float:
+        return cost_usd(seconds, self.usd_per_hour)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def latest_spot_price(ec2_client, instance_type: str, *, product: str = "Linux/UNIX") -> tuple[float, str] | None:
+    """Lowest current spot price across AZs for `instance_type`, with the AZ; None when AWS has none."""
+    now = datetime.now(timezone.utc)
+    paginator = ec2_client.get_paginator("describe_spot_price_history")
+    latest_by_az: dict[str, tuple[datetime, float]] = {}
+    for page in paginator.paginate(
+        InstanceTypes=[instance_type],
+        ProductDescriptions=[product],
+        StartTime=now - timedelta(hours=3),
+        EndTime=now,
+    ):
+        for item in page.get("SpotPriceHistory", []):
+            az, ts, price = item["AvailabilityZone"], item["Timestamp"], float(item["SpotPrice"])
+            if az not in latest_by_az or ts > latest_by_az[az][0]:
+                latest_by_az[az] = (ts, price)
+    if not latest_by_az:
+        return None
+    az, (_, price) = min(latest_by_az.items(), key=lambda kv: kv[1][1])
+    return price, az
+
+
+def quote(ec2_client, spec: InstanceSpec, *, region: str, market: str, catalog_as_of: str) -> PriceQuote:
+    """Price a launch now. Spot falls back to the on-demand price (the spot ceiling) if AWS reports none."""
+    on_demand = spec.on_demand_price(region)
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    if market == "spot":
+        found = latest_spot_price(ec2_client, spec.name)
+        if found is not None:
+            price, az = found
+            return PriceQuote(spec.name, region, "spot", min(price, on_demand), on_demand,
+                              f"describe_spot_price_history ({az})", now)
+        return PriceQuote(spec.name, region, "spot", on_demand, on_demand,
+                          f"no spot history; on-demand ceiling from catalog {catalog_as_of}", now)
+    return PriceQuote(spec.name, region, "on-demand", on_demand, on_demand, f"catalog {catalog_as_of}", now)

@@ -1,0 +1,91 @@
+"""Validation of values that end up on an instance's command line: repo URLs, git refs, script paths, ids.
+
+Every value is also shell-quoted by the user-data builder; validation is the first of two defences and
+gives the user a clear one-line error before anything is synthesized or launched.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import PurePosixPath
+
+from instance_benchmarks.errors import TrainfleetInputError
+
+_SAFE_URL_CHARS = re.compile(r"^[A-Za-z0-9._~/:@%+=-]+$")
+_HTTPS = re.compile(r"^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?/[A-Za-z0-9._~/%+-]+$")
+_SSH = re.compile(r"^ssh://[A-Za-z0-9._-]+@[A-Za-z0-9.-]+(:[0-9]{1,5})?/[A-Za-z0-9._~/%+-]+$")
+_SCP = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[A-Za-z0-9._~%+-][A-Za-z0-9._~/%+-]*$")
+_REF = re.compile(r"^[A-Za-z0-9._/-]+$")
+_SCRIPT_PART = re.compile(r"^[A-Za-z0-9._-]+$")
+_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_ARG = re.compile(r"^[A-Za-z0-9._=,:/+@%-]*$")
+
+
+def validate_repo_url(url: str) -> str:
+    """Accept https://host/path, ssh://user@host/path and user@host:path; nothing else."""
+    if not isinstance(url, str) or not url:
+        raise TrainfleetInputError("repo URL is empty")
+    if not _SAFE_URL_CHARS.match(url):
+        raise TrainfleetInputError(f"repo URL {url!r} contains characters that are not allowed in a git URL")
+    if url.startswith("-"):
+        raise TrainfleetInputError(f"repo URL {url!r} must not start with '-'")
+    if "/../" in url or url.endswith("/.."):
+        raise TrainfleetInputError(f"repo URL {url!r} must not contain '..' path segments")
+    if not (_HTTPS.match(url) or _SSH.match(url) or _SCP.match(url)):
+        raise TrainfleetInputError(
+            f"repo URL {url!r} must use https:// or ssh:// (or user@host:path); other schemes are refused"
+        )
+    return url
+
+
+def validate_git_ref(ref: str) -> str:
+    """A branch, tag or commit: git's ref-name rules, restricted to a shell-safe alphabet."""
+    if not isinstance(ref, str) or not ref:
+        raise TrainfleetInputError("git ref is empty")
+    if (
+        not _REF.match(ref)
+        or ref.startswith(("-", "/", "."))
+        or ref.endswith(("/", ".", ".lock"))
+        or ".." in ref
+        or "//" in ref
+    ):
+        raise TrainfleetInputError(f"git ref {ref!r} is not a valid branch, tag or commit name")
+    return ref
+
+
+def validate_script_path(path: str) -> str:
+    """A relative path inside the repository to a .py or .sh script; never absolute, never '..'."""
+    if not isinstance(path, str) or not path:
+        raise TrainfleetInputError("script path is empty")
+    pure = PurePosixPath(path)
+    if pure.is_absolute() or path.startswith("~"):
+        raise TrainfleetInputError(f"script path {path!r} must be relative to the repository root")
+    if any(part == ".." for part in pure.parts):
+        raise TrainfleetInputError(f"script path {path!r} escapes the repository")
+    if not all(_SCRIPT_PART.match(part) for part in pure.parts) or pure.parts[0].startswith("-"):
+        raise TrainfleetInputError(f"script path {path!r} contains characters that are not allowed")
+    if pure.suffix not in (".py", ".sh"):
+        raise TrainfleetInputError(f"script path {path!r} must name a .py or .sh file")
+    return str(pure)
+
+
+def validate_script_args(args: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    for arg in args:
+        if not isinstance(arg, str) or not _ARG.match(arg):
+            raise TrainfleetInputError(f"script argument {arg!r} contains characters that are not allowed")
+    return tuple(args)
+
+
+def validate_identifier(value: str, what: str) -> str:
+    """Job, campaign and run ids: lowercase letters, digits and '-', at most 63 characters."""
+    if not isinstance(value, str) or not _ID.match(value):
+        raise TrainfleetInputError(
+            f"{what} {value!r} must be 1-63 lowercase letters, digits or '-', starting with a letter or digit"
+        )
+    return value
+
+
+def validate_positive(value, what: str, *, integer: bool = True):
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
+        raise TrainfleetInputError(f"{what} must be a positive {'integer' if integer else 'number'}, got {value!r}")
+    return value

@@ -1,0 +1,1 @@
+"""trainfleet CDK stacks (wiring) and constructs (building blocks)."""

@@ -1,0 +1,65 @@
+"""Wires the trainfleet stacks into an app from one AppConfig."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aws_cdk as cdk
+from cdk_nag import AwsSolutionsChecks
+
+from stacks.compute_stack import ComputeStack
+from stacks.config import AppConfig
+from stacks.network_stack import NetworkStack
+from stacks.storage_stack import StorageStack
+from stacks.training_job_stack import TrainingJobStack
+
+
+@dataclass(frozen=True)
+class TrainfleetStacks:
+    storage: StorageStack
+    network: NetworkStack
+    compute: ComputeStack
+    training_job: TrainingJobStack | None
+
+
+def build_stacks(app: cdk.App, config: AppConfig, *, nag: bool = True) -> TrainfleetStacks:
+    # No bootstrap-version rule: the stacks deploy no assets, so they need no CDK bootstrap stack.
+    synthesizer = lambda: cdk.DefaultStackSynthesizer(generate_bootstrap_version_rule=False)  # noqa: E731
+    storage = StorageStack(
+        app,
+        "Storage",
+        noncurrent_version_days=config.checkpoint_version_retention_days,
+        termination_protection=config.termination_protection,
+        description="trainfleet: artifact bucket (stateful, retained)",
+        synthesizer=synthesizer(),
+    )
+    network = NetworkStack(
+        app, "Network", max_azs=config.max_azs,
+        description="trainfleet: public-subnet VPC, no NAT", synthesizer=synthesizer(),
+    )
+    compute = ComputeStack(
+        app,
+        "Compute",
+        vpc=network.vpc,
+        bucket=storage.bucket,
+        ami_parameter=config.ami_parameter,
+        root_device_name=config.root_device_name,
+        root_volume_gib=config.root_volume_gib,
+        ssm_prefix=config.ssm_prefix,
+        description="trainfleet: instance role, security group, launch templates",
+        synthesizer=synthesizer(),
+    )
+    training_job = None
+    if config.job is not None:
+        training_job = TrainingJobStack(
+            app,
+            "TrainingJob",
+            job=config.job,
+            compute=compute.compute,
+            vpc=network.vpc,
+            bucket=storage.bucket,
+            description=f"trainfleet: one-shot training job {config.job.job_id}",
+            synthesizer=synthesizer(),
+        )
+    if nag:
+        cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    return TrainfleetStacks(storage, network, compute, training_job)

@@ -1,0 +1,127 @@
+"""The app's configuration: read once from CDK context in `app.py`, validated, then passed down frozen."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from instance_benchmarks.catalog import load_catalog
+from instance_benchmarks.errors import TrainfleetInputError
+from instance_benchmarks.validation import (
+    validate_git_ref,
+    validate_identifier,
+    validate_positive,
+    validate_repo_url,
+    validate_script_args,
+    validate_script_path,
+)
+
+DEFAULT_AMI_PARAMETER = (
+    "/aws/service/deeplearning/ami/x86_64/oss-nvidia-driver-gpu-pytorch-2.7-ubuntu-22.04/latest/ami-id"
+)
+SSM_PREFIX = "/trainfleet"
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """The one-shot training job of `cdk deploy TrainingJob -c ...`."""
+
+    job_id: str
+    instance_type: str
+    repo: str
+    ref: str
+    script: str
+    script_args: tuple[str, ...]
+    max_runtime_minutes: int
+    spot: bool
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    ami_parameter: str = DEFAULT_AMI_PARAMETER
+    root_device_name: str = "/dev/sda1"
+    root_volume_gib: int = 100
+    max_azs: int = 2
+    checkpoint_version_retention_days: int = 7
+    termination_protection: bool = False
+    ssm_prefix: str = SSM_PREFIX
+    job: JobConfig | None = None
+
+
+_TRUE = {"true", "1", "yes"}
+_FALSE = {"false", "0", "no"}
+
+
+def _bool(value, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).lower()
+    if text in _TRUE | _FALSE:
+        return text in _TRUE
+    raise TrainfleetInputError(f"context {name}={value!r} must be true or false")
+
+
+def _int(value, name: str) -> int:
+    try:
+        number = int(str(value))
+    except ValueError:
+        raise TrainfleetInputError(f"context {name}={value!r} must be a whole number") from None
+    return validate_positive(number, f"context {name}")
+
+
+def _job_from_context(get) -> JobConfig | None:
+    keys = ("instance_type", "repo", "ref", "script")
+    given = {k: get(k) for k in keys}
+    if all(v is None for v in given.values()):
+        return None
+    missing = [k for k, v in given.items() if v is None]
+    if missing:
+        raise TrainfleetInputError(
+            "the training job needs -c " + " -c ".join(f"{k}=..." for k in missing)
+        )
+    load_catalog().get(given["instance_type"])
+    validate_repo_url(given["repo"])
+    validate_git_ref(given["ref"])
+    validate_script_path(given["script"])
+    raw_args = get("script_args") or ""
+    script_args = validate_script_args(tuple(str(raw_args).split()))
+    job_id = get("job_id")
+    if job_id is None:
+        digest = hashlib.sha256("\0".join([*given.values(), *script_args]).encode()).hexdigest()[:10]
+        job_id = f"job-{digest}"
+    validate_identifier(job_id, "job_id")
+    return JobConfig(
+        job_id=job_id,
+        instance_type=given["instance_type"],
+        repo=given["repo"],
+        ref=given["ref"],
+        script=given["script"],
+        script_args=script_args,
+        max_runtime_minutes=_int(get("max_runtime_minutes") or 120, "max_runtime_minutes"),
+        spot=_bool(get("spot") if get("spot") is not None else True, "spot"),
+    )
+
+
+def config_from_context(get) -> AppConfig:
+    """Build the config from a context getter (`app.node.try_get_context`). Raises TrainfleetInputError."""
+    defaults = AppConfig()
+    ami_parameter = get("ami_parameter") or defaults.ami_parameter
+    if not str(ami_parameter).startswith("/"):
+        raise TrainfleetInputError(f"context ami_parameter={ami_parameter!r} must be an SSM parameter name starting with '/'")
+    max_azs = _int(get("max_azs") or defaults.max_azs, "max_azs")
+    if max_azs > 2:
+        raise TrainfleetInputError(f"context max_azs={max_azs} must be 1 or 2")
+    return AppConfig(
+        ami_parameter=str(ami_parameter),
+        root_device_name=str(get("root_device_name") or defaults.root_device_name),
+        root_volume_gib=_int(get("root_volume_gib") or defaults.root_volume_gib, "root_volume_gib"),
+        max_azs=max_azs,
+        checkpoint_version_retention_days=_int(
+            get("checkpoint_version_retention_days") or defaults.checkpoint_version_retention_days,
+            "checkpoint_version_retention_days",
+        ),
+        termination_protection=_bool(
+            get("termination_protection") if get("termination_protection") is not None else False,
+            "termination_protection",
+        ),
+        job=_job_from_context(get),
+    )

@@ -1,0 +1,1 @@
+"""Constructs: each builds one logical unit; stacks only wire them together."""

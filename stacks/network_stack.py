@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, Fn, Stack
+from constructs import Construct
+
+from stacks.constructs.training_network import TrainingNetwork
+
+
+class NetworkStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, max_azs: int, **kwargs) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.vpc = TrainingNetwork(self, "Network", max_azs=max_azs).vpc
+        CfnOutput(self, "VpcId", value=self.vpc.vpc_id)
+        CfnOutput(self, "SubnetIds", value=Fn.join(",", [s.subnet_id for s in self.vpc.public_subnets]))

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from instance_benchmarks.userdata import Bootstrap
+from stacks.config import JobConfig
+from stacks.constructs.spot_training_job import SpotTrainingJob
+from stacks.constructs.training_compute import TrainingCompute
+
+
+class TrainingJobStack(Stack):
+    """One-shot job: one instance clones the repo, runs the script, uploads to s3://bucket/jobs/<id>/, terminates."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        job: JobConfig,
+        compute: TrainingCompute,
+        vpc: ec2.IVpc,
+        bucket: s3.IBucket,
+        **kwargs,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        bootstrap = Bootstrap(
+            repo=job.repo,
+            ref=job.ref,
+            bucket=bucket.bucket_name,
+            prefix=f"jobs/{job.job_id}",
+            max_runtime_minutes=job.max_runtime_minutes,
+            script=job.script,
+            script_args=job.script_args,
+        )
+        training_job = SpotTrainingJob(
+            self,
+            "Job",
+            job_id=job.job_id,
+            instance_type=job.instance_type,
+            bootstrap=bootstrap,
+            launch_template=compute.spot_template if job.spot else compute.on_demand_template,
+            machine_image=compute.machine_image,
+            subnet=vpc.public_subnets[0],
+        )
+        CfnOutput(self, "JobId", value=job.job_id)
+        CfnOutput(self, "InstanceId", value=training_job.instance.ref)
+        # The bucket name is the Storage stack's BucketName output: s3://<BucketName>/<OutputPrefix>
+        CfnOutput(self, "OutputPrefix", value=training_job.output_prefix)
