@@ -1,0 +1,50 @@
+"""Shared fixtures: moto credentials -> mocked AWS -> clients (created after the mock starts)."""
+from __future__ import annotations
+
+import os
+
+import boto3
+import pytest
+from moto import mock_aws
+
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+REGION = "us-east-1"
+
+
+@pytest.fixture
+def aws_credentials(monkeypatch):
+    """Fake credentials so nothing can ever reach a real account."""
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_SECURITY_TOKEN", "testing")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+
+
+@pytest.fixture
+def aws(aws_credentials):
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def s3(aws):
+    return boto3.client("s3", region_name=REGION)
+
+
+@pytest.fixture
+def ec2(aws):
+    return boto3.client("ec2", region_name=REGION)
+
+
+@pytest.fixture
+def ssm(aws):
+    return boto3.client("ssm", region_name=REGION)
+
+
+@pytest.fixture
+def bucket(s3):
+    s3.create_bucket(Bucket="trainfleet-test")
+    return "trainfleet-test"

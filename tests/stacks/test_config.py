@@ -1,0 +1,53 @@
+import pytest
+
+from instance_benchmarks.errors import TrainfleetInputError
+from stacks.config import config_from_context
+
+GOOD = {"instance_type": "c5.xlarge", "repo": "https://github.com/acme/train.git", "ref": "main", "script": "train.py"}
+
+
+def _config(**context):
+    return config_from_context(context.get)
+
+
+def test_defaults_without_job():
+    config = _config()
+    assert config.job is None and config.max_azs == 2
+
+
+def test_job_from_context_gets_stable_id():
+    assert _config(**GOOD).job.job_id == _config(**GOOD).job.job_id
+    assert _config(**GOOD, job_id="my-job").job.job_id == "my-job"
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"instance_type": "p9.mega"}, "unknown instance type"),
+        ({"repo": "file:///etc"}, "https:// or ssh://"),
+        ({"repo": "https://x.com/a;rm -rf /"}, "not allowed"),
+        ({"ref": "--upload-pack=evil"}, "git ref"),
+        ({"script": "../../etc/passwd.py"}, "escapes the repository"),
+        ({"script": "/abs/train.py"}, "relative"),
+        ({"script_args": "--lr=$(reboot)"}, "not allowed"),
+        ({"max_runtime_minutes": "-5"}, "positive"),
+        ({"spot": "maybe"}, "true or false"),
+        ({"job_id": "Bad_ID"}, "job_id"),
+    ],
+)
+def test_bad_context_is_rejected_with_one_line(override, message):
+    with pytest.raises(TrainfleetInputError, match=message) as info:
+        _config(**{**GOOD, **override})
+    assert "\n" not in str(info.value)
+
+
+def test_partial_job_context_names_what_is_missing():
+    with pytest.raises(TrainfleetInputError, match="-c ref=... -c script=..."):
+        _config(instance_type="c5.xlarge", repo=GOOD["repo"])
+
+
+def test_bad_app_settings_rejected():
+    with pytest.raises(TrainfleetInputError, match="max_azs"):
+        _config(max_azs="3")
+    with pytest.raises(TrainfleetInputError, match="ami_parameter"):
+        _config(ami_parameter="ami-123")
