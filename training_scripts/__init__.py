@@ -1,0 +1,1 @@
+"""PyTorch workloads and the shared training loop they use."""
