@@ -1,0 +1,101 @@
+"""A run interrupted at any step and resumed ends with the same weights as an uninterrupted run."""
+from __future__ import annotations
+
+import io
+from dataclasses import replace
+
+import pytest
+import torch
+
+from training_scripts import cartpole_pg, lstm_regressor, tabular_mlp
+from training_scripts.loop import Preempted
+
+
+def _weights(output) -> dict:
+    return torch.load(io.BytesIO((output / "model.pt").read_bytes()), weights_only=False)["model"]
+
+
+def _assert_same(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+class Crash(Exception):
+    pass
+
+
+def _stopper(at_call: int, exc):
+    calls = {"n": 0}
+
+    def should_stop():
+        calls["n"] += 1
+        if calls["n"] == at_call:
+            if exc is None:
+                return True
+            raise exc
+        return False
+
+    return should_stop
+
+
+@pytest.fixture(scope="module")
+def tabular_reference(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref")
+    config = tabular_mlp.Config(rows=1500, epochs=3, checkpoint_every=7, output=str(out), dropout=0.2)
+    tabular_mlp.run(config)
+    return config, _weights(out)
+
+
+@pytest.mark.parametrize("stop_at", [1, 5, 6, 14])
+def test_graceful_stop_then_resume_matches(tmp_path, tabular_reference, stop_at):
+    config, reference = tabular_reference
+    config = replace(config, output=str(tmp_path))
+    with pytest.raises(Preempted):
+        tabular_mlp.fit(config, tabular_mlp.build_task(config), should_stop=_stopper(stop_at, None), echo=False)
+    result = tabular_mlp.run(config)
+    assert result["attempts"] == 2
+    _assert_same(_weights(tmp_path), reference)
+
+
+@pytest.mark.parametrize("crash_at", [5, 8, 14])
+def test_hard_crash_resumes_from_last_checkpoint_and_matches(tmp_path, tabular_reference, crash_at):
+    config, reference = tabular_reference
+    config = replace(config, output=str(tmp_path))
+    with pytest.raises(Crash):
+        tabular_mlp.fit(config, tabular_mlp.build_task(config), should_stop=_stopper(crash_at, Crash()), echo=False)
+    tabular_mlp.run(config)
+    _assert_same(_weights(tmp_path), reference)
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    # the first checkpoint is written at the end of epoch 0 (after step 5); a crash before it restarts from scratch
+    assert any('"event": "resumed"' in line for line in lines) == (crash_at > 5)
+
+
+def test_lstm_resume_matches(tmp_path):
+    base = lstm_regressor.Config(length=800, epochs=2, checkpoint_every=5, window=16)
+    lstm_regressor.run(replace(base, output=str(tmp_path / "a")))
+    interrupted = replace(base, output=str(tmp_path / "b"))
+    with pytest.raises(Preempted):
+        lstm_regressor.fit(interrupted, lstm_regressor.build_task(interrupted), should_stop=_stopper(9, None), echo=False)
+    lstm_regressor.run(interrupted)
+    _assert_same(_weights(tmp_path / "a"), _weights(tmp_path / "b"))
+
+
+def test_cartpole_resume_matches(tmp_path):
+    base = cartpole_pg.Config(epochs=6, batch_size=3, checkpoint_every=2, max_episode_steps=100)
+    cartpole_pg.train(replace(base, output=str(tmp_path / "a")), echo=False)
+    interrupted = replace(base, output=str(tmp_path / "b"))
+    with pytest.raises(Crash):
+        cartpole_pg.train(interrupted, should_stop=_stopper(3, Crash()), echo=False)
+    result = cartpole_pg.train(interrupted, echo=False)
+    assert result["attempts"] == 2
+    _assert_same(_weights(tmp_path / "a"), _weights(tmp_path / "b"))
+
+
+def test_changed_hyperparameters_refuse_to_resume(tmp_path, tabular_reference):
+    config, _ = tabular_reference
+    config = replace(config, output=str(tmp_path))
+    with pytest.raises(Preempted):
+        tabular_mlp.fit(config, tabular_mlp.build_task(config), should_stop=_stopper(3, None), echo=False)
+    with pytest.raises(Exception, match="different learning_rate"):
+        tabular_mlp.run(replace(config, learning_rate=0.5))
