@@ -10,6 +10,7 @@ Metrics go to stdout as JSON lines and into `metrics.jsonl`. A run is complete w
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
@@ -287,7 +288,7 @@ def fit(config: TrainConfig, task: SupervisedTask, *, should_stop: Callable[[], 
         while step_in_epoch < steps_per_epoch:
             index = order[step_in_epoch * batch:(step_in_epoch + 1) * batch]
             x, y = data.train_x.index_select(0, index), data.train_y.index_select(0, index)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+            with torch.autocast(device.type, dtype=amp_dtype) if use_amp else contextlib.nullcontext():
                 loss = task.loss_fn(step_model(x), y)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
