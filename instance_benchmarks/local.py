@@ -6,10 +6,19 @@ parameter this module creates, pointing at one of moto's images.
 """
 from __future__ import annotations
 
+import base64
+import os
+import platform
+import subprocess
+import sys
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
 
 from instance_benchmarks.deploy import deploy, synthesize
+from instance_benchmarks.launcher import RUN_TAG, campaign_instances, tag
 from instance_benchmarks.moto_server import MotoServer
+from instance_benchmarks.userdata import decode_agent_config, encode_agent_config
 from stacks.config import AppConfig
 
 LOCAL_AMI_PARAMETER = "/trainfleet/local/ami-id"
@@ -43,3 +52,116 @@ def start_local_cloud(config: AppConfig | None = None, region: str = "us-east-1"
         server.stop()
         raise
     return LocalCloud(server=server, outputs=outputs)
+
+
+class LocalWorker:
+    """Plays the part of the EC2 instances moto starts but cannot run.
+
+    For each running instance of a campaign it reads the instance's real user data from moto, takes
+    the agent configuration the launcher embedded there, and runs the real agent as a local process
+    against moto's endpoint, from this checkout instead of a fresh `git clone` (the one step it
+    skips). Results are labelled as measured on this machine, not on the EC2 type. When the agent
+    exits, the worker terminates the instance in moto, as the instance's own shutdown would.
+    """
+
+    def __init__(self, cloud: LocalCloud, source_dir: Path, *, extra_env: dict | None = None, log=print) -> None:
+        self.cloud, self.source_dir, self.extra_env, self.log = cloud, Path(source_dir), extra_env or {}, log
+        self.handled: set[str] = set()
+
+    def env(self, instance_type: str) -> dict:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update(self.cloud.server.env)
+        env["TRAINFLEET_HOST_LABEL"] = f"local {platform.node()} ({os.cpu_count()} CPUs) for {instance_type}"
+        env.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+        env.update(self.extra_env)
+        return env
+
+    def run_instance(self, instance: dict) -> int:
+        ec2 = self.cloud.client("ec2")
+        instance_id = instance["InstanceId"]
+        raw = ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")["UserData"]["Value"]
+        config = decode_agent_config(base64.b64decode(raw).decode())
+        # Runs queue on this one machine; on EC2 each instance starts at once. Bill from the moment the
+        # local "instance" actually starts, so waiting in the queue is not counted as instance time.
+        config["launched_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.log(f"[{instance_id}] {config['run_id']} attempt {config['attempt']} on {config['instance_type']} (local worker)")
+        try:
+            completed = subprocess.run(
+                [sys.executable, "-m", "instance_benchmarks.agent", "--config-b64", encode_agent_config(config)],
+                cwd=self.source_dir, env=self.env(config["instance_type"]),
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                timeout=config["max_runtime_minutes"] * 60 + 60,
+            )
+            code = completed.returncode
+            if code != 0:
+                self.log(completed.stdout[-2000:])
+        finally:
+            ec2.terminate_instances(InstanceIds=[instance_id])  # shutdown -h now, behaviour = terminate
+        return code
+
+    def drain(self, campaign: str) -> dict[str, int]:
+        """Run every live instance of the campaign until none is left; returns instance -> agent exit code."""
+        codes: dict[str, int] = {}
+        while True:
+            live = [i for i in campaign_instances(self.cloud.client("ec2"), campaign, ["pending", "running"])
+                    if i["InstanceId"] not in self.handled]
+            if not live:
+                return codes
+            for instance in sorted(live, key=lambda i: tag(i, RUN_TAG) or ""):
+                self.handled.add(instance["InstanceId"])
+                codes[instance["InstanceId"]] = self.run_instance(instance)
+
+
+def run_local_campaign(spec, *, out: Path, log=print, report=None, source_dir: Path | None = None,
+                       worker_env: dict | None = None) -> dict:
+    """The embedded default end to end: deploy into moto, launch, run the agents locally (relaunching
+    interrupted runs), report, download the best model, tear down and check nothing is left running."""
+    from instance_benchmarks.launcher import LIVE_STATES, launch_campaign, resolve_infrastructure, teardown
+    from instance_benchmarks.models import download_run
+    from instance_benchmarks.report import write_report
+
+    source_dir = source_dir or Path(__file__).resolve().parents[1]
+    log("starting moto's server on 127.0.0.1 and deploying the Storage, Network and Compute stacks ...")
+    cloud = start_local_cloud(region=spec.region)
+    try:
+        ec2, s3 = cloud.client("ec2"), cloud.client("s3")
+        infra = resolve_infrastructure(cloud.client("ssm"))
+        log(f"deployed: bucket {infra.bucket}, spot template {infra.spot_template_id}, endpoint {cloud.server.endpoint}")
+        worker = LocalWorker(cloud, source_dir, extra_env=worker_env, log=log)
+        rounds = 0
+        while True:
+            summary = launch_campaign(ec2, s3, spec, infra, spot_history=False)
+            if rounds == 0:
+                expected = f", expected ${summary.estimate_expected_usd:.4f}" if summary.estimate_expected_usd is not None else ""
+                log(f"{spec.campaign}: {len(spec.runs())} runs, worst case ${summary.estimate_worst_usd:.4f}{expected}, "
+                    f"budget ${spec.budget_usd:.2f}")
+            if not summary.launched:
+                break
+            log(f"launched {len(summary.launched)} instance(s) in moto; running their agents on this machine")
+            worker.drain(spec.campaign)
+            rounds += 1
+        bucket = infra.bucket
+        if report is not None:
+            built = report(s3, bucket, spec.campaign, out)
+        else:
+            built, _ = write_report(s3, bucket, spec.campaign, out)
+        best = _best_run(built)
+        model_files = {}
+        if best is not None:
+            model_files = download_run(s3, bucket, spec.campaign, best["run_id"], out / "best-model")
+            log(f"best run {best['run_id']} ({best['label']}): model and artifacts in {out / 'best-model'} (SHA-256 verified)")
+        torn = teardown(ec2, spec.campaign)
+        left = [i for i in campaign_instances(ec2, spec.campaign, LIVE_STATES)]
+        log(f"teardown: {len(torn.terminated)} terminated, {len(torn.cancelled_spot_requests)} spot requests cancelled, "
+            f"{len(left)} instances left running")
+        return {"report": built, "best": best, "model_files": model_files, "left_running": left, "bucket": bucket}
+    finally:
+        cloud.server.stop()
+
+
+def _best_run(report) -> dict | None:
+    rows = [r for r in report.rows if r.get("final_metric") is not None]
+    if not rows:
+        return None
+    lower_is_better = (report.primary_metric or "").endswith(("mse", "loss"))
+    return (min if lower_is_better else max)(rows, key=lambda r: r["final_metric"])

@@ -65,16 +65,19 @@ def latest_spot_price(ec2_client, instance_type: str, *, product: str = "Linux/U
     return price, az
 
 
-def quote(ec2_client, spec: InstanceSpec, *, region: str, market: str, catalog_as_of: str) -> PriceQuote:
-    """Price a launch now. Spot falls back to the on-demand price (the spot ceiling) if AWS reports none."""
+def quote(ec2_client, spec: InstanceSpec, *, region: str, market: str, catalog_as_of: str,
+          spot_history: bool = True) -> PriceQuote:
+    """Price a launch now. Spot falls back to the on-demand price (the spot ceiling) if AWS reports none
+    or `spot_history` is off (the embedded default: moto's spot history holds placeholder prices)."""
     on_demand = spec.on_demand_price(region)
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     if market == "spot":
-        found = latest_spot_price(ec2_client, spec.name)
+        found = latest_spot_price(ec2_client, spec.name) if spot_history else None
         if found is not None:
             price, az = found
             return PriceQuote(spec.name, region, "spot", min(price, on_demand), on_demand,
                               f"describe_spot_price_history ({az})", now)
+        reason = "no spot price history" if spot_history else "spot history not used"
         return PriceQuote(spec.name, region, "spot", on_demand, on_demand,
-                          f"no spot history; on-demand ceiling from catalog {catalog_as_of}", now)
+                          f"{reason}; on-demand ceiling from catalog {catalog_as_of}", now)
     return PriceQuote(spec.name, region, "on-demand", on_demand, on_demand, f"catalog {catalog_as_of}", now)

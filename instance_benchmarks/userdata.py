@@ -99,6 +99,7 @@ def build_user_data(spec: Bootstrap) -> str:
         'git fetch -q --depth 1 origin -- "$TRAINFLEET_REF"',
         "git checkout -q FETCH_HEAD",
         "if [ -f /opt/pytorch/bin/activate ]; then . /opt/pytorch/bin/activate; fi",
+        'export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"',
         f"if [ -f requirements-instance.txt ]; then {q(spec.python)} -m pip install -q -r requirements-instance.txt; fi",
     ]
     for name, value in spec.extra_env:

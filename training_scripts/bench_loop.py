@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from instance_benchmarks.harness import throughput
 from training_scripts import cnn_digits, tabular_mlp
 from training_scripts.loop import fingerprint, fit, resolve_device, synchronize
 
@@ -99,10 +100,7 @@ def shared_loop(module, config, steps: int) -> float:
         run_config = replace(config, output=out, epochs=10_000, max_steps=steps, patience=0, log_every=20)
         fit(run_config, module.build_task(run_config), echo=False)
         lines = [json.loads(line) for line in open(f"{out}/metrics.jsonl")]
-    intervals = [line for line in lines if "samples_per_s" in line][1:]  # first interval = warm-up
-    seconds = sum(line["sec_per_step"] * run_config.log_every for line in intervals)
-    samples = sum(line["samples_per_s"] * line["sec_per_step"] * run_config.log_every for line in intervals)
-    return samples / seconds
+    return throughput(lines)[0]
 
 
 def main() -> None:

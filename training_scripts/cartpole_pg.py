@@ -124,6 +124,7 @@ def train(config: Config, should_stop=lambda: False, echo: bool = True) -> dict:
                          mean_reward=round(float(np.mean([sum(r) for r in rewards])), 3),
                          final10_reward=round(float(np.mean(episode_rewards[-10:])), 3),
                          samples_per_s=round(env_steps / elapsed, 2), sec_per_step=round(elapsed, 6),
+                         interval_s=round(elapsed, 6),
                          train_seconds=round(train_seconds, 4), episodes=len(episode_rewards))
         if update % config.checkpoint_every == 0:
             save_checkpoint()

@@ -284,7 +284,7 @@ def fit(config: TrainConfig, task: SupervisedTask, *, should_stop: Callable[[], 
         order = order.to(device)
         model.train()
         synchronize(device)
-        interval_start, interval_samples = time.perf_counter(), 0
+        interval_start, interval_samples, interval_steps = time.perf_counter(), 0, 0
         while step_in_epoch < steps_per_epoch:
             index = order[step_in_epoch * batch:(step_in_epoch + 1) * batch]
             x, y = data.train_x.index_select(0, index), data.train_y.index_select(0, index)
@@ -297,15 +297,17 @@ def fit(config: TrainConfig, task: SupervisedTask, *, should_stop: Callable[[], 
             step_in_epoch += 1
             global_step += 1
             interval_samples += index.shape[0]
+            interval_steps += 1
             if global_step % config.log_every == 0:
                 synchronize(device)
                 now = time.perf_counter()
                 train_seconds += now - interval_start
                 recorder.log(step=global_step, epoch=epoch, loss=round(loss.item(), 6),
                              samples_per_s=round(interval_samples / (now - interval_start), 2),
-                             sec_per_step=round((now - interval_start) / config.log_every, 6),
+                             sec_per_step=round((now - interval_start) / interval_steps, 6),
+                             interval_s=round(now - interval_start, 6),
                              train_seconds=round(train_seconds, 4))
-                interval_start, interval_samples = time.perf_counter(), 0
+                interval_start, interval_samples, interval_steps = time.perf_counter(), 0, 0
             if global_step % config.checkpoint_every == 0:
                 save_checkpoint()
             if should_stop():

@@ -1,0 +1,61 @@
+"""The S3 layout of campaigns and jobs, and reading it back.
+
+    campaigns/<campaign>/campaign.json                 spec + estimate, written at launch
+    campaigns/<campaign>/runs/<run>/launch.json        attempts: instance, type, market, price quote, times
+    campaigns/<campaign>/runs/<run>/checkpoints/       latest.pt (resume point)
+    campaigns/<campaign>/runs/<run>/train/             the training script's output (model.pt, metrics.jsonl, ...)
+    campaigns/<campaign>/runs/<run>/result.json        the benchmark result: written last, marks a complete run
+    campaigns/<campaign>/report/                       report.csv, report.parquet, report.md, *.png
+"""
+from __future__ import annotations
+
+import json
+
+from training_scripts.storage import S3Location
+
+
+def campaign_prefix(campaign: str) -> str:
+    return f"campaigns/{campaign}"
+
+
+def run_prefix(campaign: str, run_id: str) -> str:
+    return f"{campaign_prefix(campaign)}/runs/{run_id}"
+
+
+def run_location(s3, bucket: str, campaign: str, run_id: str) -> S3Location:
+    return S3Location(bucket, run_prefix(campaign, run_id), s3)
+
+
+def read_json(location: S3Location, name: str) -> dict | None:
+    data = location.read_bytes(name)
+    return None if data is None else json.loads(data)
+
+
+def write_json(location: S3Location, name: str, value: dict) -> str:
+    return location.write_bytes(name, json.dumps(value, indent=2, sort_keys=True, default=str).encode())
+
+
+def list_campaigns(s3, bucket: str) -> list[str]:
+    response = s3.list_objects_v2(Bucket=bucket, Prefix="campaigns/", Delimiter="/")
+    return sorted(p["Prefix"].split("/")[1] for p in response.get("CommonPrefixes", []))
+
+
+def list_runs(s3, bucket: str, campaign: str) -> list[str]:
+    prefix = f"{campaign_prefix(campaign)}/runs/"
+    paginator = s3.get_paginator("list_objects_v2")
+    runs: set[str] = set()
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+        runs.update(p["Prefix"][len(prefix):].rstrip("/") for p in page.get("CommonPrefixes", []))
+    return sorted(runs)
+
+
+def load_run_records(s3, bucket: str, campaign: str) -> list[dict]:
+    """One record per run: its launch attempts and, only if complete, its result."""
+    records = []
+    for run_id in list_runs(s3, bucket, campaign):
+        location = run_location(s3, bucket, campaign, run_id)
+        launch = read_json(location, "launch.json") or {}
+        result = read_json(location, "result.json")
+        records.append({"run_id": run_id, "launch": launch, "result": result,
+                        "status": "complete" if result else "incomplete"})
+    return records
