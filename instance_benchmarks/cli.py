@@ -275,12 +275,9 @@ def main() -> None:
         sys.exit(done.exit_code)
     except typer.Abort:
         _die("aborted")
-    except Exception as error:  # click usage errors arrive here with standalone_mode=False
-        import click
-
-        if isinstance(error, click.ClickException):
-            _die(error.format_message().replace("\n", " "))
-        raise
+    except typer.TyperException as error:  # usage errors (unknown command, bad option) with standalone_mode=False
+        message = error.format_message() if hasattr(error, "format_message") else str(error)
+        _die(message.replace("\n", " "))
 
 
 def _die(message: str) -> None:

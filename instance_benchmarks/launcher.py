@@ -255,7 +255,7 @@ def status_rows(ec2, s3, bucket: str, campaign: str, now: datetime | None = None
             "instance_id": last.get("instance_id"), "instance_state": state,
             "instance_type": last.get("instance_type"), "market": last.get("market"),
             "usd_per_hour": last.get("price", {}).get("usd_per_hour"), "attempts": len(attempts),
-            "cost_usd": round(cost, 6),
+            "cost_usd": cost,
         })
     return rows
 

@@ -1,0 +1,100 @@
+"""Refresh the dated catalog from AWS: hardware from `describe_instance_types`, on-demand prices from
+the Pricing API. Writes data/catalog.json (or --out); run by a person with credentials, never at
+launch time and never in tests against real AWS.
+
+    python -m instance_benchmarks.update_catalog --regions us-east-1 us-west-2 [--types c5.xlarge ...]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import date
+from pathlib import Path
+
+from instance_benchmarks.catalog import CATALOG_PATH, load_catalog
+
+# Vendor dense peaks per GPU (FP32, FP16/BF16 tensor), TFLOPS.
+GPU_PEAKS = {"V100": (15.7, 125.0), "T4": (8.1, 65.0), "A10G": (31.2, 70.0), "L4": (30.3, 121.0),
+             "L40S": (91.6, 362.0), "A100": (19.5, 312.0), "H100": (67.0, 989.0), "H200": (67.0, 989.0)}
+LOCATION_FILTER = "regionCode"
+
+
+def hardware(ec2, instance_types: list[str]) -> dict[str, dict]:
+    found = {}
+    paginator = ec2.get_paginator("describe_instance_types")
+    for page in paginator.paginate(InstanceTypes=instance_types):
+        for item in page["InstanceTypes"]:
+            vcpus = item["VCpuInfo"]["DefaultVCpus"]
+            cores = item["VCpuInfo"].get("DefaultCores", max(1, vcpus // 2))
+            ghz = item.get("ProcessorInfo", {}).get("SustainedClockSpeedInGhz", 2.5)
+            gpus = item.get("GpuInfo", {}).get("Gpus", [])
+            gpu = gpus[0] if gpus else None
+            count = sum(g["Count"] for g in gpus)
+            cpu_peak = round(cores * ghz * 32 / 1000, 3)
+            fp32, fp16 = (GPU_PEAKS[gpu["Name"]] if gpu and gpu["Name"] in GPU_PEAKS else (cpu_peak, cpu_peak))
+            found[item["InstanceType"]] = {
+                "vcpus": vcpus,
+                "memory_gib": round(item["MemoryInfo"]["SizeInMiB"] / 1024, 1),
+                "gpu_model": gpu["Name"] if gpu else None,
+                "gpu_count": count,
+                "gpu_memory_gib": round(gpu["MemoryInfo"]["SizeInMiB"] / 1024) if gpu else 0,
+                "peak_fp32_tflops": round(fp32 * max(1, count), 3) if gpu else cpu_peak,
+                "peak_fp16_tflops": round(fp16 * max(1, count), 3) if gpu else cpu_peak,
+            }
+    return found
+
+
+def on_demand_price(pricing, instance_type: str, region: str) -> float | None:
+    filters = [
+        {"Type": "TERM_MATCH", "Field": "instanceType", "Value": instance_type},
+        {"Type": "TERM_MATCH", "Field": LOCATION_FILTER, "Value": region},
+        {"Type": "TERM_MATCH", "Field": "operatingSystem", "Value": "Linux"},
+        {"Type": "TERM_MATCH", "Field": "tenancy", "Value": "Shared"},
+        {"Type": "TERM_MATCH", "Field": "preInstalledSw", "Value": "NA"},
+        {"Type": "TERM_MATCH", "Field": "capacitystatus", "Value": "Used"},
+    ]
+    response = pricing.get_products(ServiceCode="AmazonEC2", Filters=filters, MaxResults=10)
+    for raw in response["PriceList"]:
+        product = json.loads(raw) if isinstance(raw, str) else raw
+        for term in product.get("terms", {}).get("OnDemand", {}).values():
+            for dimension in term["priceDimensions"].values():
+                usd = float(dimension["pricePerUnit"].get("USD", 0))
+                if usd > 0:
+                    return usd
+    return None
+
+
+def build_catalog(ec2, pricing, instance_types: list[str], regions: list[str], today: str) -> dict:
+    hw = hardware(ec2, instance_types)
+    instances = {}
+    for name in instance_types:
+        if name not in hw:
+            continue
+        prices = {r: p for r in regions if (p := on_demand_price(pricing, name, r)) is not None}
+        instances[name] = {**hw[name], "on_demand_usd_per_hour": prices}
+    return {
+        "as_of": today,
+        "source": "describe_instance_types and the AWS Pricing API (Linux, shared tenancy, on-demand)",
+        "notes": json.loads(CATALOG_PATH.read_text()).get("notes", ""),
+        "instances": instances,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    import boto3
+
+    parser = argparse.ArgumentParser(description="Refresh the trainfleet instance/price catalog from AWS.")
+    parser.add_argument("--regions", nargs="+", default=["us-east-1", "us-west-2"])
+    parser.add_argument("--types", nargs="*", default=None, help="instance types (default: those in the catalog)")
+    parser.add_argument("--out", type=Path, default=CATALOG_PATH)
+    args = parser.parse_args(argv)
+    types = args.types or sorted(load_catalog().instances)
+    ec2 = boto3.client("ec2", region_name=args.regions[0])
+    pricing = boto3.client("pricing", region_name="us-east-1")  # the Pricing API's home region
+    catalog = build_catalog(ec2, pricing, types, args.regions, date.today().isoformat())
+    args.out.write_text(json.dumps(catalog, indent=2) + "\n")
+    print(f"wrote {len(catalog['instances'])} instance types to {args.out} (as of {catalog['as_of']})")
+
+
+if __name__ == "__main__":
+    main()

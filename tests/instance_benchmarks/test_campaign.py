@@ -1,0 +1,96 @@
+import pytest
+import yaml
+
+from instance_benchmarks.campaign import estimate, load_spec, override_args, parse_spec
+from instance_benchmarks.catalog import load_catalog
+from instance_benchmarks.errors import TrainfleetInputError
+from instance_benchmarks.pricing import quote
+from tests.instance_benchmarks.conftest import spec_dict
+
+
+def test_example_campaign_is_the_seed_sweep():
+    spec = load_spec("examples/campaign.yaml")
+    runs = spec.runs()
+    assert len(runs) == 6
+    assert sorted(r.hyperparameters["batch_size"] for r in runs) == [3, 5, 7, 10, 12, 15]
+    assert spec.script == "training_scripts/cartpole_pg.py"
+
+
+def test_run_ids_are_stable_and_unique():
+    first, second = parse_spec(spec_dict()).runs(), parse_spec(spec_dict()).runs()
+    assert [r.run_id for r in first] == [r.run_id for r in second]
+    assert len({r.run_id for r in first}) == 6
+
+
+def test_matrix_is_a_cartesian_product():
+    spec = parse_spec(spec_dict(matrix={"instance_type": ["c5.xlarge", "m5.large"], "learning_rate": [0.01, 0.001]}))
+    assert len(spec.runs()) == 4
+
+
+def test_override_args():
+    assert override_args({"batch_size": 3, "hidden_layers": [32, 16], "amp": True}) == [
+        "--batch_size=3", "--hidden_layers=32,16", "--amp=true"]
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"matrix": {"instance_type": ["p9.mega"]}}, "unknown instance type 'p9.mega'"),
+    ({"region": "mars-1"}, "unknown region"),
+    ({"repo": "http://github.com/a/b.git"}, "https:// or ssh://"),
+    ({"repo": "https://github.com/a/b.git;reboot"}, "not allowed"),
+    ({"ref": "main;id"}, "git ref"),
+    ({"script": "../../outside.py"}, "escapes the repository"),
+    ({"max_runtime_minutes": 0}, "positive integer"),
+    ({"max_runtime_minutes": -5}, "positive integer"),
+    ({"budget_usd": -1}, "positive number"),
+    ({"market": "reserved"}, "spot or on-demand"),
+    ({"workload": "gpt5"}, "workload 'gpt5'"),
+    ({"campaign": "Bad Name"}, "campaign"),
+    ({"matrix": {"batch_size": [3]}}, "instance_type list"),
+    ({"matrix": {"instance_type": []}}, "non-empty list"),
+    ({"matrix": {"instance_type": ["c5.xlarge"], "batch_size": [0]}}, "batch_size must be positive"),
+    ({"matrix": {"instance_type": ["c5.xlarge"], "batch_size": [-3]}}, "batch_size must be positive"),
+    ({"matrix": {"instance_type": ["c5.xlarge"], "batch_size": ["ten"]}}, "expected int"),
+    ({"matrix": {"instance_type": ["c5.xlarge"], "warp_factor": [9]}}, "no hyperparameter 'warp_factor'"),
+    ({"matrix": {"instance_type": ["c5.xlarge", "c5.xlarge"]}}, "twice"),
+    ({"hyperparameters": {"output": "/tmp"}}, "set by trainfleet"),
+    ({"hyperparameters": {"epochs": True}}, "must be int"),
+    ({"target": {"metric": "x"}}, "target must be"),
+    ({"estimated_minutes": 99}, "exceeds max_runtime_minutes"),
+    ({"backend": "lambda"}, "backend"),
+    ({"surprise": 1}, "unknown keys surprise"),
+])
+def test_bad_specs_are_refused_with_one_line(changes, message):
+    with pytest.raises(TrainfleetInputError, match=message) as info:
+        parse_spec(spec_dict(**changes))
+    assert "\n" not in str(info.value)
+
+
+def test_missing_key():
+    data = spec_dict()
+    del data["repo"]
+    with pytest.raises(TrainfleetInputError, match="missing required key 'repo'"):
+        parse_spec(data)
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(TrainfleetInputError, match="cannot read campaign file"):
+        load_spec(tmp_path / "nope.yaml")
+    (tmp_path / "bad.yaml").write_text("campaign: [unclosed\n")
+    with pytest.raises(TrainfleetInputError, match="not valid YAML at line"):
+        load_spec(tmp_path / "bad.yaml")
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    with pytest.raises(TrainfleetInputError, match="expected a mapping"):
+        load_spec(tmp_path / "list.yaml")
+    (tmp_path / "ok.yaml").write_text(yaml.safe_dump(spec_dict()))
+    assert load_spec(tmp_path / "ok.yaml").campaign == "sweep"
+
+
+def test_estimate_worst_case_is_every_run_hitting_its_watchdog():
+    spec = parse_spec(spec_dict(estimated_minutes=5, matrix={"instance_type": ["c5.xlarge", "p3.2xlarge"], "batch_size": [3, 5]}))
+    catalog = load_catalog()
+    quotes = {t: quote(None, catalog.get(t), region="us-east-1", market="on-demand", catalog_as_of="x") for t in ("c5.xlarge", "p3.2xlarge")}
+    plan = estimate(spec, quotes)
+    assert plan.runs == 4
+    assert plan.worst_case_usd == pytest.approx(2 * 0.5 * 0.17 + 2 * 0.5 * 3.06)
+    assert plan.expected_usd == pytest.approx((2 * 0.17 + 2 * 3.06) * 5 / 60)
+    assert not plan.within(3.0) and plan.within(4.0)

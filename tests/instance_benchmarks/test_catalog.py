@@ -1,0 +1,34 @@
+import pytest
+
+from instance_benchmarks.catalog import load_catalog
+from instance_benchmarks.errors import TrainfleetInputError
+
+
+def test_catalog_is_dated_and_covers_required_families():
+    catalog = load_catalog()
+    assert catalog.as_of
+    families = {spec.family for spec in catalog.instances.values()}
+    assert {"t2", "t3", "c5", "m5", "p3", "g4dn", "g5"} <= families
+    p3 = catalog.get("p3.2xlarge")
+    assert (p3.gpu_model, p3.gpu_count, p3.gpu_memory_gib) == ("V100", 1, 16)
+    assert p3.on_demand_price("us-east-1") > catalog.get("c5.xlarge").on_demand_price("us-east-1")
+
+
+def test_every_entry_is_complete_and_positive():
+    for spec in load_catalog().instances.values():
+        assert spec.vcpus > 0 and spec.memory_gib > 0 and spec.peak_fp32_tflops > 0
+        assert spec.peak_fp16_tflops >= spec.peak_fp32_tflops
+        assert spec.is_gpu == (spec.gpu_count > 0) == (spec.gpu_model is not None)
+        assert spec.on_demand_usd_per_hour and all(p > 0 for p in spec.on_demand_usd_per_hour.values())
+
+
+def test_unknown_type_suggests_close_names():
+    with pytest.raises(TrainfleetInputError, match=r"unknown instance type 'c5.xlarg'.*did you mean c5.xlarge"):
+        load_catalog().get("c5.xlarg")
+
+
+def test_unknown_region():
+    with pytest.raises(TrainfleetInputError, match="unknown region 'mars-1'"):
+        load_catalog().require_region("mars-1")
+    with pytest.raises(TrainfleetInputError, match="no on-demand price"):
+        load_catalog().get("c5.xlarge").on_demand_price("eu-west-3")

@@ -1,0 +1,64 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+from instance_benchmarks.cli import app
+from tests.instance_benchmarks.conftest import spec_dict
+
+ROOT = Path(__file__).resolve().parents[2]
+runner = CliRunner()
+
+
+def _trainfleet(*args, env=None):
+    return subprocess.run([sys.executable, "-c", "from instance_benchmarks.cli import main; main()", *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+
+
+def test_validate_prints_runs_and_estimate():
+    result = runner.invoke(app, ["campaign", "validate", "examples/campaign.yaml"])
+    assert result.exit_code == 0, result.output
+    assert "6 runs" in result.output and "worst case $0.34" in result.output
+
+
+def test_catalog_list():
+    result = runner.invoke(app, ["catalog", "list", "--region", "us-west-2"])
+    assert result.exit_code == 0 and "p3.2xlarge" in result.output
+
+
+def test_bad_campaign_file_exits_2_with_one_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(spec_dict(matrix={"instance_type": ["c5.xlarge"], "batch_size": [-3]})))
+    result = _trainfleet("campaign", "validate", str(bad))
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
+    assert "batch_size must be positive" in result.stderr
+
+
+def test_over_budget_validate_exits_2(tmp_path):
+    spec = tmp_path / "big.yaml"
+    spec.write_text(yaml.safe_dump(spec_dict(budget_usd=0.5, matrix={"instance_type": ["p3.2xlarge"], "batch_size": [3, 5]})))
+    result = _trainfleet("campaign", "validate", str(spec))
+    assert result.returncode == 2 and "exceeds the budget" in result.stderr
+
+
+def test_missing_file_and_unknown_command():
+    assert _trainfleet("campaign", "validate", "nope.yaml").returncode == 2
+    result = _trainfleet("campaign", "fly")
+    assert result.returncode == 2 and result.stderr.startswith("error: ")
+
+
+def test_run_without_local_is_refused():
+    result = _trainfleet("campaign", "run", "examples/campaign.yaml")
+    assert result.returncode == 2 and "--local" in result.stderr
+
+
+def test_missing_credentials_is_one_line(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": str(tmp_path / "none"),
+           "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}
+    result = _trainfleet("campaign", "status", "sweep", env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: no AWS credentials found: configure a profile or set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"

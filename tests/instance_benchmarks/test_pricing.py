@@ -1,0 +1,55 @@
+from datetime import datetime, timezone
+
+import boto3
+import pytest
+from botocore.stub import ANY, Stubber
+
+from instance_benchmarks.catalog import load_catalog
+from instance_benchmarks.pricing import billed_seconds, cost_usd, latest_spot_price, quote
+
+
+@pytest.mark.parametrize("seconds, billed", [(0, 60), (1, 60), (59.2, 60), (60, 60), (60.01, 61), (3600, 3600)])
+def test_per_second_billing_with_60s_minimum(seconds, billed):
+    assert billed_seconds(seconds) == billed
+
+
+def test_cost():
+    assert cost_usd(3600, 0.17) == pytest.approx(0.17)
+    assert cost_usd(10, 3.6) == pytest.approx(0.06)  # 60 s minimum
+
+
+def _stubbed_ec2(history):
+    client = boto3.client("ec2", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    stubber = Stubber(client)
+    stubber.add_response("describe_spot_price_history", {"SpotPriceHistory": history},
+                         {"InstanceTypes": ["c5.xlarge"], "ProductDescriptions": ["Linux/UNIX"], "StartTime": ANY, "EndTime": ANY})
+    stubber.activate()
+    return client
+
+
+def _item(az, price, hour):
+    return {"AvailabilityZone": az, "InstanceType": "c5.xlarge", "ProductDescription": "Linux/UNIX",
+            "SpotPrice": str(price), "Timestamp": datetime(2026, 11, 22, hour, tzinfo=timezone.utc)}
+
+
+def test_latest_spot_price_takes_newest_per_az_then_cheapest():
+    ec2 = _stubbed_ec2([_item("us-east-1a", 0.05, 10), _item("us-east-1a", 0.07, 11), _item("us-east-1b", 0.06, 11)])
+    assert latest_spot_price(ec2, "c5.xlarge") == (0.06, "us-east-1b")
+
+
+def test_spot_quote_is_capped_by_on_demand_and_records_source():
+    ec2 = _stubbed_ec2([_item("us-east-1a", 0.071, 11)])
+    q = quote(ec2, load_catalog().get("c5.xlarge"), region="us-east-1", market="spot", catalog_as_of="x")
+    assert (q.market, q.usd_per_hour, q.on_demand_usd_per_hour) == ("spot", 0.071, 0.17)
+    assert "describe_spot_price_history" in q.source
+
+
+def test_spot_quote_without_history_uses_on_demand_ceiling():
+    ec2 = _stubbed_ec2([])
+    q = quote(ec2, load_catalog().get("c5.xlarge"), region="us-east-1", market="spot", catalog_as_of="2025-06-01")
+    assert q.usd_per_hour == 0.17 and "on-demand ceiling" in q.source
+
+
+def test_spot_quote_against_moto(ec2):
+    q = quote(ec2, load_catalog().get("m5.large"), region="us-east-1", market="spot", catalog_as_of="x")
+    assert 0 < q.usd_per_hour <= 0.096
