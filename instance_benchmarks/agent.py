@@ -66,10 +66,10 @@ class InterruptionWatcher(threading.Thread):
         super().__init__(daemon=True)
         self.endpoint, self.process, self.interval = endpoint, process, interval
         self.notice: dict | None = None
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.wait(self.interval) and self.process.poll() is None:
+        while not self._halt.wait(self.interval) and self.process.poll() is None:
             try:
                 notice = spot_interruption_notice(self.endpoint)
             except (OSError, ValueError):
@@ -81,7 +81,7 @@ class InterruptionWatcher(threading.Thread):
                 return
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
 
 
 def code_hash(script: str) -> str:
@@ -118,7 +118,8 @@ def run_agent(config: dict, s3, *, python: str = sys.executable) -> int:
     watcher = None
     endpoint = imds_endpoint()
     if endpoint:
-        watcher = InterruptionWatcher(endpoint, process)
+        interval = float(os.environ.get("TRAINFLEET_SPOT_POLL_SECONDS", POLL_SECONDS))
+        watcher = InterruptionWatcher(endpoint, process, interval=interval)
         watcher.start()
     deadline = config["max_runtime_minutes"] * 60
     try:
@@ -129,8 +130,11 @@ def run_agent(config: dict, s3, *, python: str = sys.executable) -> int:
         exit_code, timed_out = process.wait(), True
     if watcher:
         watcher.stop()
+    noticed = watcher is not None and watcher.notice is not None
+    # After a spot notice the attempt is interrupted however the script ended (a SIGTERM that lands
+    # before the script installed its handler kills it; it then resumes from its last checkpoint).
     outcome = ("timeout" if timed_out else "completed" if exit_code == 0
-               else "interrupted" if exit_code == EXIT_PREEMPTED else "failed")
+               else "interrupted" if exit_code == EXIT_PREEMPTED or noticed else "failed")
     finished = datetime.now(timezone.utc)
     seconds = (finished - datetime.fromisoformat(config["launched_at"])).total_seconds()
     price = config["price"]["usd_per_hour"]

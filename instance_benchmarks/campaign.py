@@ -11,6 +11,8 @@
     estimated_minutes: 5                 # optional: your expectation, for the likely estimate
     budget_usd: 10                       # refuse to launch if the worst case exceeds it
     target: {metric: final10_reward, value: 195}   # optional: time-to-accuracy target
+    max_attempts: 3                      # launches per run (spot interruptions are relaunched)
+    fallback: {market: on-demand}        # optional: how to relaunch after an interruption
     hyperparameters: {epochs: 60}        # fixed for every run
     matrix:                              # cartesian product -> one run each
       instance_type: [c5.xlarge]
@@ -42,7 +44,8 @@ BACKENDS = ("ec2",)
 # Options the agent sets itself; a campaign may not override them.
 RESERVED = {"output", "checkpoint", "dry_run"}
 KNOWN_KEYS = {"campaign", "workload", "repo", "ref", "script", "region", "market", "max_runtime_minutes",
-              "estimated_minutes", "budget_usd", "target", "hyperparameters", "matrix", "backend", "max_attempts"}
+              "estimated_minutes", "budget_usd", "target", "hyperparameters", "matrix", "backend", "max_attempts",
+              "fallback"}
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ class CampaignSpec:
     target: dict | None = None
     backend: str = "ec2"
     max_attempts: int = 3
+    fallback: dict | None = None  # after a spot interruption: {instance_type: ..., market: on-demand}
 
     def runs(self) -> list[RunSpec]:
         keys = list(self.matrix)
@@ -147,6 +151,14 @@ def parse_spec(data, catalog: Catalog | None = None, source: str = "campaign") -
         if estimated > max_runtime:
             raise TrainfleetInputError(f"{source}: estimated_minutes {estimated} exceeds max_runtime_minutes {max_runtime}")
     max_attempts = validate_positive(data.get("max_attempts", 3), f"{source}: max_attempts")
+    fallback = data.get("fallback")
+    if fallback is not None:
+        if not isinstance(fallback, dict) or not fallback or set(fallback) - {"instance_type", "market"}:
+            raise TrainfleetInputError(f"{source}: fallback must be {{instance_type: TYPE, market: spot|on-demand}}")
+        if "instance_type" in fallback:
+            catalog.get(str(fallback["instance_type"])).on_demand_price(region)
+        if fallback.get("market", market) not in MARKETS:
+            raise TrainfleetInputError(f"{source}: fallback market {fallback['market']!r} must be spot or on-demand")
 
     hyper = data.get("hyperparameters") or {}
     if not isinstance(hyper, dict):
@@ -186,7 +198,7 @@ def parse_spec(data, catalog: Catalog | None = None, source: str = "campaign") -
     return CampaignSpec(campaign=campaign, workload=workload, repo=repo, ref=ref, script=script, region=region,
                         market=market, max_runtime_minutes=max_runtime, budget_usd=float(budget),
                         matrix=clean_matrix, hyperparameters=dict(hyper), estimated_minutes=estimated,
-                        target=target, backend=backend, max_attempts=max_attempts)
+                        target=target, backend=backend, max_attempts=max_attempts, fallback=fallback)
 
 
 def load_spec(path: str | Path, catalog: Catalog | None = None) -> CampaignSpec:

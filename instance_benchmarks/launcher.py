@@ -101,12 +101,25 @@ class LaunchSummary:
     gave_up: list[str] = field(default_factory=list)
 
 
-def price_quotes(ec2, spec: CampaignSpec, catalog: Catalog, *, spot_history: bool = True) -> dict[str, PriceQuote]:
+def price_quotes(ec2, spec: CampaignSpec, catalog: Catalog, *, spot_history: bool = True) -> dict[tuple, PriceQuote]:
+    """Quotes keyed by (instance type, market): the matrix's types, and the fallback if there is one."""
+    wanted = {(itype, spec.market) for itype in spec.matrix["instance_type"]}
+    if spec.fallback:
+        wanted |= {(spec.fallback.get("instance_type", itype), spec.fallback.get("market", spec.market))
+                   for itype in spec.matrix["instance_type"]}
     return {
-        itype: quote(ec2, catalog.get(itype), region=spec.region, market=spec.market, catalog_as_of=catalog.as_of,
-                     spot_history=spot_history)
-        for itype in spec.matrix["instance_type"]
+        (itype, market): quote(ec2, catalog.get(itype), region=spec.region, market=market,
+                               catalog_as_of=catalog.as_of, spot_history=spot_history)
+        for itype, market in wanted
     }
+
+
+def attempt_price(spec: CampaignSpec, run: RunSpec, record: dict, quotes: dict[tuple, PriceQuote]) -> PriceQuote:
+    """The first attempt runs as specified; after an interruption the fallback (type and/or market) applies."""
+    attempts = record.get("attempts", [])
+    if spec.fallback and attempts and attempts[-1].get("outcome") == "interrupted":
+        return quotes[(spec.fallback.get("instance_type", run.instance_type), spec.fallback.get("market", spec.market))]
+    return quotes[(run.instance_type, spec.market)]
 
 
 def spent_usd(launch_record: dict) -> float:
@@ -135,7 +148,8 @@ def launch_run(ec2, s3, spec: CampaignSpec, run: RunSpec, infra: Infrastructure,
     record = read_json(location, "launch.json") or {"run_id": run.run_id, "label": run.label, "attempts": []}
     attempt = len(record["attempts"]) + 1
     launched_at = now_iso()
-    config = agent_config(spec, run, infra, price, attempt, launched_at, catalog)
+    instance_type = price.instance_type  # the run's type, or the fallback type after an interruption
+    config = agent_config(spec, run, infra, price, attempt, launched_at, catalog, instance_type=instance_type)
     user_data = build_user_data(Bootstrap(
         repo=spec.repo, ref=spec.ref, bucket=infra.bucket, prefix=run_prefix(spec.campaign, run.run_id),
         max_runtime_minutes=spec.max_runtime_minutes, agent_config=config, python=python,
@@ -145,7 +159,7 @@ def launch_run(ec2, s3, spec: CampaignSpec, run: RunSpec, infra: Infrastructure,
     resource_types = ["instance", "volume"] + (["spot-instances-request"] if price.market == "spot" else [])
     response = ec2.run_instances(
         LaunchTemplate={"LaunchTemplateId": infra.template_for(price.market), "Version": "$Latest"},
-        InstanceType=run.instance_type,
+        InstanceType=instance_type,
         MinCount=1,
         MaxCount=1,
         SubnetId=subnet,
@@ -154,7 +168,7 @@ def launch_run(ec2, s3, spec: CampaignSpec, run: RunSpec, infra: Infrastructure,
         TagSpecifications=[{"ResourceType": rt, "Tags": tags} for rt in resource_types],
     )
     instance = response["Instances"][0]
-    entry = {"attempt": attempt, "instance_id": instance["InstanceId"], "instance_type": run.instance_type,
+    entry = {"attempt": attempt, "instance_id": instance["InstanceId"], "instance_type": instance_type,
              "market": price.market, "price": price.to_dict(), "launched_at": launched_at,
              "subnet": subnet, "cost_usd": None, "outcome": "launched"}
     record["attempts"].append(entry)
@@ -171,9 +185,9 @@ def launch_campaign(ec2, s3, spec: CampaignSpec, infra: Infrastructure, *, catal
     if not infra.subnet_ids:
         raise TrainfleetInputError("the Network stack exported no subnets")
     quotes = price_quotes(ec2, spec, catalog, spot_history=spot_history)
-    plan = estimate(spec, quotes)
+    plan = estimate(spec, {itype: quotes[(itype, spec.market)] for itype in spec.matrix["instance_type"]})
     live = {tag(i, RUN_TAG): i for i in campaign_instances(ec2, spec.campaign, LIVE_STATES)}
-    pending, complete, gave_up, already_spent = [], [], [], 0.0
+    pending, complete, gave_up, already_spent, prices = [], [], [], 0.0, {}
     for run in spec.runs():
         location = run_location(s3, infra.bucket, spec.campaign, run.run_id)
         record = read_json(location, "launch.json") or {}
@@ -186,9 +200,10 @@ def launch_campaign(ec2, s3, spec: CampaignSpec, infra: Infrastructure, *, catal
             gave_up.append(run.run_id)
         else:
             pending.append(run)  # never launched, or its last attempt was interrupted / died
+            prices[run.run_id] = attempt_price(spec, run, record, quotes)
     # Live runs may still bill up to their worst case; count them, or a re-launch could overshoot.
     committed = sum(plan.per_run[r][1] for r in live if r in plan.per_run)
-    needed = sum(plan.per_run[r.run_id][1] for r in pending)
+    needed = sum(prices[r.run_id].cost(spec.max_runtime_minutes * 60) for r in pending)
     summary = LaunchSummary(spec.campaign, plan.worst_case_usd, plan.expected_usd, already_spent,
                             skipped_complete=complete, skipped_live=sorted(r for r in live if r), gave_up=gave_up)
     if already_spent + committed + needed > spec.budget_usd:
@@ -202,11 +217,11 @@ def launch_campaign(ec2, s3, spec: CampaignSpec, infra: Infrastructure, *, catal
     write_json(campaign_location, "campaign.json", {
         "spec": spec.to_dict(), "catalog_as_of": catalog.as_of, "written_at": now_iso(),
         "estimate": {"worst_case_usd": plan.worst_case_usd, "expected_usd": plan.expected_usd, "runs": plan.runs},
-        "quotes": {k: q.to_dict() for k, q in quotes.items()},
+        "quotes": {f"{t} {m}": q.to_dict() for (t, m), q in quotes.items()},
     })
     for index, run in enumerate(pending):
         subnet = infra.subnet_ids[index % len(infra.subnet_ids)]
-        entry = launch_run(ec2, s3, spec, run, infra, quotes[run.instance_type], catalog, subnet=subnet, python=python)
+        entry = launch_run(ec2, s3, spec, run, infra, prices[run.run_id], catalog, subnet=subnet, python=python)
         summary.launched.append({"run_id": run.run_id, **entry})
     return summary
 

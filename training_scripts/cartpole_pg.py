@@ -129,8 +129,8 @@ def train(config: Config, should_stop=lambda: False, echo: bool = True) -> dict:
         if update % config.checkpoint_every == 0:
             save_checkpoint()
         if should_stop():
-            save_checkpoint()
             recorder.log(event="preempted", step=update)
+            save_checkpoint()
             raise Preempted(f"stopped at update {update}; checkpoint saved")
     save_checkpoint()
     final = {"final10_reward": float(np.mean(episode_rewards[-10:])), "episodes": len(episode_rewards),

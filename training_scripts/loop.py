@@ -311,8 +311,8 @@ def fit(config: TrainConfig, task: SupervisedTask, *, should_stop: Callable[[], 
             if global_step % config.checkpoint_every == 0:
                 save_checkpoint()
             if should_stop():
-                save_checkpoint()
                 recorder.log(event="preempted", step=global_step, epoch=epoch)
+                save_checkpoint()
                 raise Preempted(f"stopped at step {global_step}; checkpoint saved")
             if config.max_steps and global_step >= config.max_steps:
                 done = True
