@@ -1,0 +1,66 @@
+"""Kill the launcher midway (SIGKILL, no cleanup), then `trainfleet campaign teardown` leaves nothing running."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from instance_benchmarks.launcher import CAMPAIGN_TAG, LIVE_STATES, campaign_instances
+from instance_benchmarks.local import start_local_cloud
+from tests.instance_benchmarks.conftest import spec_dict
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def cloud():
+    cloud = start_local_cloud()
+    yield cloud
+    cloud.server.stop()
+
+
+def _cli(cloud, *args):
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, **cloud.server.env}
+    return subprocess.Popen([sys.executable, "-c", "from instance_benchmarks.cli import main; main()", *args],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_teardown_after_killed_launcher(cloud, tmp_path):
+    types = ["c5.large", "c5.xlarge", "c5.2xlarge", "m5.large", "m5.xlarge", "t3.medium"]
+    spec = spec_dict(campaign="killed", budget_usd=100, matrix={"instance_type": types, "batch_size": list(range(3, 13))})
+    path = tmp_path / "big.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    ec2 = cloud.client("ec2")
+    launcher = _cli(cloud, "campaign", "launch", str(path), "--yes")
+    deadline = time.monotonic() + 120
+    while len(campaign_instances(ec2, "killed")) < 5:
+        assert launcher.poll() is None, launcher.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    launcher.send_signal(signal.SIGKILL)
+    launcher.wait()
+    launched = len(campaign_instances(ec2, "killed", LIVE_STATES))
+    assert 5 <= launched < 60  # killed midway
+
+    teardown = _cli(cloud, "campaign", "teardown", "killed")
+    out, err = teardown.communicate(timeout=120)
+    assert teardown.returncode == 0, err
+    assert f"terminated {launched} instances" in out
+    assert campaign_instances(ec2, "killed", LIVE_STATES) == []
+    open_requests = ec2.describe_spot_instance_requests(Filters=[
+        {"Name": f"tag:{CAMPAIGN_TAG}", "Values": ["killed"]}, {"Name": "state", "Values": ["open", "active"]}])
+    assert open_requests["SpotInstanceRequests"] == []
+
+
+def test_over_budget_launch_exits_2_and_launches_nothing(cloud, tmp_path):
+    path = tmp_path / "expensive.yaml"
+    path.write_text(yaml.safe_dump(spec_dict(campaign="pricey", budget_usd=1,
+                                             matrix={"instance_type": ["p3.2xlarge"], "batch_size": [3, 5]})))
+    launcher = _cli(cloud, "campaign", "launch", str(path), "--yes")
+    out, err = launcher.communicate(timeout=120)
+    assert launcher.returncode == 2 and err.startswith("error: budget $1.00 refused")
+    assert campaign_instances(cloud.client("ec2"), "pricey") == []
