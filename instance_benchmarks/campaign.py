@@ -127,6 +127,9 @@ def parse_spec(data, catalog: Catalog | None = None, source: str = "campaign") -
     for key in ("campaign", "workload", "repo", "ref", "region", "max_runtime_minutes", "budget_usd", "matrix"):
         if key not in data:
             raise TrainfleetInputError(f"{source}: missing required key {key!r}")
+    for key in ("campaign", "workload", "repo", "ref", "script", "region", "market", "backend"):
+        if key in data and not isinstance(data[key], str):
+            raise TrainfleetInputError(f"{source}: {key} must be a string, got {type(data[key]).__name__}")
     campaign = validate_identifier(data["campaign"], f"{source}: campaign")
     workload = data["workload"]
     if workload not in WORKLOADS:
