@@ -40,12 +40,12 @@ from instance_benchmarks.validation import (
 
 WORKLOADS = ("tabular_mlp", "cnn_digits", "lstm_regressor", "cartpole_pg")
 MARKETS = ("spot", "on-demand")
-BACKENDS = ("ec2",)
+BACKENDS = ("ec2", "sagemaker")
 # Options the agent sets itself; a campaign may not override them.
 RESERVED = {"output", "checkpoint", "dry_run"}
 KNOWN_KEYS = {"campaign", "workload", "repo", "ref", "script", "region", "market", "max_runtime_minutes",
               "estimated_minutes", "budget_usd", "target", "hyperparameters", "matrix", "backend", "max_attempts",
-              "fallback"}
+              "fallback", "sagemaker"}
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,7 @@ class CampaignSpec:
     backend: str = "ec2"
     max_attempts: int = 3
     fallback: dict | None = None  # after a spot interruption: {instance_type: ..., market: on-demand}
+    sagemaker: dict | None = None  # backend: sagemaker -> {role_arn, image_uri, max_wait_minutes}
 
     def runs(self) -> list[RunSpec]:
         keys = list(self.matrix)
@@ -86,8 +87,10 @@ class CampaignSpec:
             values = dict(zip(keys, combo))
             instance_type = values.pop("instance_type")
             hyper = {**self.hyperparameters, **values}
-            digest = hashlib.sha256(json.dumps([instance_type, hyper], sort_keys=True).encode()).hexdigest()[:8]
-            runs.append(RunSpec(f"{instance_type.replace('.', '-')}-{digest}", instance_type, hyper))
+            key = [instance_type, hyper] if self.backend == "ec2" else [self.backend, instance_type, hyper]
+            digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
+            prefix = "" if self.backend == "ec2" else "sm-"
+            runs.append(RunSpec(f"{prefix}{instance_type.replace('.', '-')}-{digest}", instance_type, hyper))
         return runs
 
     def to_dict(self) -> dict:
@@ -163,6 +166,7 @@ def parse_spec(data, catalog: Catalog | None = None, source: str = "campaign") -
         if fallback.get("market", market) not in MARKETS:
             raise TrainfleetInputError(f"{source}: fallback market {fallback['market']!r} must be spot or on-demand")
 
+    sagemaker = _sagemaker_settings(data, backend, max_runtime, source)
     hyper = data.get("hyperparameters") or {}
     if not isinstance(hyper, dict):
         raise TrainfleetInputError(f"{source}: hyperparameters must be a mapping")
@@ -180,7 +184,8 @@ def parse_spec(data, catalog: Catalog | None = None, source: str = "campaign") -
             raise TrainfleetInputError(f"{source}: matrix.{name} lists a value twice")
         if name == "instance_type":
             for itype in values:
-                catalog.get(str(itype)).on_demand_price(region)
+                instance = catalog.get(str(itype))
+                instance.on_demand_price(region) if backend == "ec2" else instance.sagemaker_price(region)
         else:
             if name in hyper:
                 raise TrainfleetInputError(f"{source}: {name} is both fixed and in the matrix")
@@ -201,7 +206,32 @@ def parse_spec(data, catalog: Catalog | None = None, source: str = "campaign") -
     return CampaignSpec(campaign=campaign, workload=workload, repo=repo, ref=ref, script=script, region=region,
                         market=market, max_runtime_minutes=max_runtime, budget_usd=float(budget),
                         matrix=clean_matrix, hyperparameters=dict(hyper), estimated_minutes=estimated,
-                        target=target, backend=backend, max_attempts=max_attempts, fallback=fallback)
+                        target=target, backend=backend, max_attempts=max_attempts, fallback=fallback,
+                        sagemaker=sagemaker)
+
+
+DEFAULT_SAGEMAKER_IMAGE = "763104351884.dkr.ecr.{region}.amazonaws.com/pytorch-training:2.5-cpu-py311"
+
+
+def _sagemaker_settings(data: dict, backend: str, max_runtime: int, source: str) -> dict | None:
+    settings = data.get("sagemaker")
+    if backend != "sagemaker":
+        if settings is not None:
+            raise TrainfleetInputError(f"{source}: a sagemaker section needs backend: sagemaker")
+        return None
+    settings = settings or {}
+    if not isinstance(settings, dict) or set(settings) - {"role_arn", "image_uri", "max_wait_minutes"}:
+        raise TrainfleetInputError(f"{source}: sagemaker must be {{role_arn, image_uri, max_wait_minutes}}")
+    role = settings.get("role_arn")
+    if role is not None and (not isinstance(role, str) or not role.startswith("arn:aws") or ":role/" not in role):
+        raise TrainfleetInputError(f"{source}: sagemaker.role_arn {role!r} is not an IAM role ARN")
+    image = settings.get("image_uri", DEFAULT_SAGEMAKER_IMAGE.format(region=data["region"]))
+    if not isinstance(image, str) or not image or any(c.isspace() for c in image):
+        raise TrainfleetInputError(f"{source}: sagemaker.image_uri must be an image URI")
+    wait = validate_positive(settings.get("max_wait_minutes", 2 * max_runtime), f"{source}: sagemaker.max_wait_minutes")
+    if wait < max_runtime:
+        raise TrainfleetInputError(f"{source}: sagemaker.max_wait_minutes {wait} must be >= max_runtime_minutes {max_runtime}")
+    return {"role_arn": role, "image_uri": image, "max_wait_minutes": wait}
 
 
 def load_spec(path: str | Path, catalog: Catalog | None = None) -> CampaignSpec:

@@ -30,6 +30,7 @@ class InstanceSpec:
     peak_fp32_tflops: float
     peak_fp16_tflops: float
     on_demand_usd_per_hour: Mapping[str, float] = field(default_factory=dict)
+    sagemaker_usd_per_hour: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def family(self) -> str:
@@ -46,6 +47,15 @@ class InstanceSpec:
             known = ", ".join(sorted(self.on_demand_usd_per_hour))
             raise TrainfleetInputError(
                 f"no on-demand price for {self.name} in region {region!r} (catalog has: {known})"
+            ) from None
+
+    def sagemaker_price(self, region: str) -> float:
+        """SageMaker training price of ml.<type>; a clear error where SageMaker training does not offer it."""
+        try:
+            return self.sagemaker_usd_per_hour[region]
+        except KeyError:
+            raise TrainfleetInputError(
+                f"{self.name}: no SageMaker training price for ml.{self.name} in {region!r} in the catalog"
             ) from None
 
     def peak_tflops(self, precision: str = "fp32") -> float:

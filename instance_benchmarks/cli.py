@@ -54,6 +54,15 @@ def print_table(title: str, rows: list[dict], columns: list[tuple[str, str]]) ->
     console.print(table)
 
 
+def plain_log(message: str) -> None:
+    console.print(message, markup=False, highlight=False)
+
+
+def print_estimate_summary(summary) -> None:
+    expected = f", expected ${summary.estimate_expected_usd:.4f}" if summary.estimate_expected_usd is not None else ""
+    console.print(f"[bold]{summary.campaign}[/]: worst case ${summary.estimate_worst_usd:.4f}{expected}")
+
+
 def print_estimate(spec, plan) -> None:
     expected = f", expected ${plan.expected_usd:.4f}" if plan.expected_usd is not None else ""
     console.print(f"[bold]{spec.campaign}[/]: {plan.runs} runs, worst case ${plan.worst_case_usd:.4f}"
@@ -111,6 +120,17 @@ def campaign_launch(
     region = region or spec.region
     ec2, s3, ssm = (aws_client(s, region) for s in ("ec2", "s3", "ssm"))
     infra = resolve_infrastructure(ssm, ssm_prefix)
+    if spec.backend == "sagemaker":
+        import boto3
+
+        from instance_benchmarks import sagemaker_backend
+
+        summary = sagemaker_backend.launch_campaign(aws_client("sagemaker", region), s3, boto3.Session(region_name=region),
+                                                    spec, infra.bucket)
+        print_estimate_summary(summary)
+        console.print(f"created {len(summary.launched)} SageMaker training jobs, complete {len(summary.skipped_complete)}, "
+                      f"in progress {len(summary.skipped_live)}")
+        return
 
     def confirm(plan, pending) -> bool:
         print_estimate(spec, plan)
@@ -139,7 +159,8 @@ STATUS_COLUMNS = [("run_id", "run"), ("label", "run label"), ("status", "status"
 REPORT_COLUMNS = [("instance_type", "instance"), ("label", "hyperparameters"), ("usd_per_hour", "$/h"),
                   ("samples_per_s", "samples/s"), ("sec_per_step", "sec/step"), ("usd_per_epoch", "$/epoch"),
                   ("usd_per_1m_samples", "$/1M samples"), ("time_to_accuracy_s", "TTA s"),
-                  ("cost_to_accuracy_usd", "CTA $"), ("final_metric", "final"), ("mfu", "MFU")]
+                  ("cost_to_accuracy_usd", "CTA $"), ("final_metric", "final"), ("mfu", "MFU"),
+                  ("billable_seconds", "billable s"), ("spot_savings", "spot savings"), ("backend", "backend")]
 
 
 @campaign_app.command("teardown")
@@ -159,7 +180,25 @@ def campaign_collect(campaign: str, out: Path = typer.Option(Path("reports"), he
 
     s3, ssm = aws_client("s3", region), aws_client("ssm", region)
     infra = resolve_infrastructure(ssm, ssm_prefix)
+    collect_sagemaker_jobs(s3, infra.bucket, campaign, region)
     _report(s3, infra.bucket, campaign, out / campaign)
+
+
+def collect_sagemaker_jobs(s3, bucket: str, campaign: str, region: str | None) -> None:
+    """Turn finished SageMaker jobs of the campaign into result.json files (EC2 agents write their own)."""
+    from instance_benchmarks.catalog import load_catalog
+    from instance_benchmarks.results import load_run_records
+
+    records = [r for r in load_run_records(s3, bucket, campaign)
+               if r["result"] is None and any(a.get("backend") == "sagemaker" for a in r["launch"].get("attempts", []))]
+    if not records:
+        return
+    from instance_benchmarks.sagemaker_backend import collect_run
+
+    sagemaker, catalog = aws_client("sagemaker", region), load_catalog()
+    for record in records:
+        itype = record["launch"]["attempts"][-1]["instance_type"]
+        collect_run(sagemaker, s3, bucket, campaign, record["run_id"], peak_tflops=catalog.get(itype).peak_fp32_tflops)
 
 
 def _report(s3, bucket: str, campaign: str, out: Path):
@@ -176,7 +215,7 @@ def _report(s3, bucket: str, campaign: str, out: Path):
 
 @campaign_app.command("run")
 def campaign_run(
-    spec_file: Path = typer.Argument(..., help="Campaign YAML."),
+    spec_files: list[Path] = typer.Argument(..., help="Campaign YAML file(s) of one campaign (e.g. EC2 and SageMaker)."),
     local: bool = typer.Option(False, "--local", help="Run on the embedded default (moto's server + local workers)."),
     out: Path = typer.Option(Path("reports"), help="Local folder for the report and the best model."),
 ) -> None:
@@ -186,8 +225,15 @@ def campaign_run(
     from instance_benchmarks.campaign import load_spec
     from instance_benchmarks.local import run_local_campaign
 
-    spec = load_spec(spec_file)
-    run_local_campaign(spec, out=out / spec.campaign, log=console.print, report=_report)
+    specs = [load_spec(path) for path in spec_files]
+    if len({s.campaign for s in specs}) > 1:
+        raise TrainfleetInputError("all campaign files given to one run must name the same campaign")
+    if any(s.backend == "sagemaker" for s in specs):
+        from instance_benchmarks.sagemaker_backend import require_sdk
+
+        require_sdk()
+    run_local_campaign(specs[0], more_specs=tuple(specs[1:]), out=out / specs[0].campaign, log=plain_log,
+                       report=_report)
 
 
 # ----------------------------------------------------------------------------- models

@@ -6,6 +6,7 @@ moto's server. The launcher then reads the Compute stack's exports from SSM.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ class SynthesizedStack:
 
 def synthesize(config: AppConfig, outdir: str | None = None) -> list[SynthesizedStack]:
     """Templates in deployment order (dependencies first). Makes no AWS call."""
+    # jsii's Node runtime warns on Node 20 (still supported by this CDK release); keep the output readable.
+    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
     import aws_cdk as cdk
 
     from stacks.app_stacks import build_stacks

@@ -14,9 +14,8 @@ from instance_benchmarks.campaign import CampaignSpec, RunSpec, estimate, overri
 from instance_benchmarks.catalog import Catalog, load_catalog
 from instance_benchmarks.errors import TrainfleetInputError
 from instance_benchmarks.pricing import PriceQuote, cost_usd, quote
-from instance_benchmarks.results import read_json, run_location, run_prefix, write_json
+from instance_benchmarks.results import read_json, record_campaign, run_location, run_prefix, write_json
 from instance_benchmarks.userdata import Bootstrap, build_user_data
-from training_scripts.storage import S3Location
 
 CAMPAIGN_TAG = "trainfleet:campaign"
 RUN_TAG = "trainfleet:run"
@@ -213,9 +212,8 @@ def launch_campaign(ec2, s3, spec: CampaignSpec, infra: Infrastructure, *, catal
         )
     if confirm_estimate is not None and pending and not confirm_estimate(plan, pending):
         return summary
-    campaign_location = S3Location(infra.bucket, f"campaigns/{spec.campaign}", s3)
-    write_json(campaign_location, "campaign.json", {
-        "spec": spec.to_dict(), "catalog_as_of": catalog.as_of, "written_at": now_iso(),
+    record_campaign(s3, infra.bucket, spec, {
+        "catalog_as_of": catalog.as_of, "written_at": now_iso(),
         "estimate": {"worst_case_usd": plan.worst_case_usd, "expected_usd": plan.expected_usd, "runs": plan.runs},
         "quotes": {f"{t} {m}": q.to_dict() for (t, m), q in quotes.items()},
     })

@@ -7,6 +7,7 @@ parameter this module creates, pointing at one of moto's images.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import platform
 import subprocess
@@ -113,10 +114,12 @@ class LocalWorker:
 
 
 def run_local_campaign(spec, *, out: Path, log=print, report=None, source_dir: Path | None = None,
-                       worker_env: dict | None = None) -> dict:
+                       worker_env: dict | None = None, more_specs: tuple = ()) -> dict:
     """The embedded default end to end: deploy into moto, launch, run the agents locally (relaunching
-    interrupted runs), report, download the best model, tear down and check nothing is left running."""
-    from instance_benchmarks.launcher import LIVE_STATES, launch_campaign, resolve_infrastructure, teardown
+    interrupted runs), report, download the best model, tear down and check nothing is left running.
+    `more_specs` (same campaign id, e.g. a `backend: sagemaker` twin) run in the same session and
+    land in the same report."""
+    from instance_benchmarks.launcher import LIVE_STATES, resolve_infrastructure, teardown
     from instance_benchmarks.models import download_run
     from instance_benchmarks.report import write_report
 
@@ -127,19 +130,13 @@ def run_local_campaign(spec, *, out: Path, log=print, report=None, source_dir: P
         ec2, s3 = cloud.client("ec2"), cloud.client("s3")
         infra = resolve_infrastructure(cloud.client("ssm"))
         log(f"deployed: bucket {infra.bucket}, spot template {infra.spot_template_id}, endpoint {cloud.server.endpoint}")
-        worker = LocalWorker(cloud, source_dir, extra_env=worker_env, log=log)
-        rounds = 0
-        while True:
-            summary = launch_campaign(ec2, s3, spec, infra, spot_history=False)
-            if rounds == 0:
-                expected = f", expected ${summary.estimate_expected_usd:.4f}" if summary.estimate_expected_usd is not None else ""
-                log(f"{spec.campaign}: {len(spec.runs())} runs, worst case ${summary.estimate_worst_usd:.4f}{expected}, "
-                    f"budget ${spec.budget_usd:.2f}")
-            if not summary.launched:
-                break
-            log(f"launched {len(summary.launched)} instance(s) in moto; running their agents on this machine")
-            worker.drain(spec.campaign)
-            rounds += 1
+        for each in (spec, *more_specs):
+            if each.campaign != spec.campaign:
+                raise ValueError(f"campaigns {spec.campaign!r} and {each.campaign!r} cannot share one local run")
+            if each.backend == "sagemaker":
+                _run_sagemaker_locally(cloud, each, infra.bucket, log)
+            else:
+                _run_ec2_locally(cloud, each, infra, LocalWorker(cloud, source_dir, extra_env=worker_env, log=log), log)
         bucket = infra.bucket
         if report is not None:
             built = report(s3, bucket, spec.campaign, out)
@@ -165,3 +162,59 @@ def _best_run(report) -> dict | None:
         return None
     lower_is_better = (report.primary_metric or "").endswith(("mse", "loss"))
     return (min if lower_is_better else max)(rows, key=lambda r: r["final_metric"])
+
+
+def _log_estimate(log, spec, summary) -> None:
+    expected = f", expected ${summary.estimate_expected_usd:.4f}" if summary.estimate_expected_usd is not None else ""
+    log(f"{spec.campaign} ({spec.backend}): {len(spec.runs())} runs, worst case ${summary.estimate_worst_usd:.4f}"
+        f"{expected}, budget ${spec.budget_usd:.2f}")
+
+
+def _run_ec2_locally(cloud: LocalCloud, spec, infra, worker: "LocalWorker", log) -> None:
+    from instance_benchmarks.launcher import launch_campaign
+
+    rounds = 0
+    while True:  # relaunch interrupted runs until every run is complete or out of attempts
+        summary = launch_campaign(cloud.client("ec2"), cloud.client("s3"), spec, infra, spot_history=False)
+        if rounds == 0:
+            _log_estimate(log, spec, summary)
+        if not summary.launched:
+            return
+        log(f"launched {len(summary.launched)} instance(s) in moto; running their agents on this machine")
+        worker.drain(spec.campaign)
+        rounds += 1
+
+
+def _run_sagemaker_locally(cloud: LocalCloud, spec, bucket: str, log) -> None:
+    import boto3
+
+    from instance_benchmarks import sagemaker_backend
+    from instance_benchmarks.harness import local_peak_tflops
+    from instance_benchmarks.sagemaker_local import LocalSageMakerExecutor
+
+    sagemaker_backend.require_sdk()
+    iam = cloud.client("iam")
+    role = iam.create_role(RoleName=f"trainfleet-sagemaker-{spec.campaign}"[:64], AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                "Principal": {"Service": "sagemaker.amazonaws.com"}}]}))["Role"]["Arn"]
+    # The SDK builds its own clients from the session: point this process at moto while it launches.
+    saved = {k: os.environ.get(k) for k in (*cloud.server.env, "SAGEMAKER_VALIDATE_ROLE")}
+    os.environ.update(cloud.server.env, SAGEMAKER_VALIDATE_ROLE="false")
+    try:
+        summary = sagemaker_backend.launch_campaign(
+            cloud.client("sagemaker"), cloud.client("s3"), boto3.Session(region_name=spec.region), spec, bucket,
+            role_arn=role)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    _log_estimate(log, spec, summary)
+    log(f"created {len(summary.launched)} SageMaker training job(s) in moto; running them on this machine")
+    executor = LocalSageMakerExecutor(cloud.client("sagemaker"), cloud.client("s3"), cloud.server.env, log=log)
+    peak, _ = local_peak_tflops()
+    for entry in summary.launched:
+        executor.run_job(entry["job_name"])
+        sagemaker_backend.collect_run(cloud.client("sagemaker"), cloud.client("s3"), bucket, spec.campaign,
+                                      entry["run_id"], peak_tflops=peak, host=f"local {platform.node()}")

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from instance_benchmarks.results import campaign_prefix, load_run_records, read_json, run_location
+from instance_benchmarks.results import campaign_prefix, campaign_specs, load_run_records, run_location
 from training_scripts.storage import S3Location
 
 COLUMNS = [
@@ -20,7 +20,8 @@ COLUMNS = [
     ("usd_per_hour", "$/h"), ("samples_per_s", "samples/s"), ("sec_per_step", "sec/step"),
     ("usd_per_epoch", "$/epoch"), ("usd_per_1m_samples", "$/1M samples"), ("time_to_accuracy_s", "time-to-acc (s)"),
     ("cost_to_accuracy_usd", "cost-to-acc ($)"), ("final_metric", "final metric"), ("mfu", "MFU"),
-    ("train_seconds", "train s"), ("cost_usd", "run cost ($)"), ("attempts", "attempts"), ("measured_on", "measured on"),
+    ("train_seconds", "train s"), ("billable_seconds", "billable s"), ("spot_savings", "spot savings"),
+    ("cost_usd", "run cost ($)"), ("attempts", "attempts"), ("backend", "backend"), ("measured_on", "measured on"),
 ]
 
 
@@ -42,14 +43,17 @@ def row_from_result(result: dict, label: str) -> dict:
         "time_to_accuracy_s": result.get("time_to_accuracy_s"), "cost_to_accuracy_usd": result.get("cost_to_accuracy_usd"),
         "final_metric": result.get("final_metric"), "mfu": result.get("mfu"), "train_seconds": result.get("train_seconds"),
         "cost_usd": result.get("cost_usd"), "attempts": result.get("attempts"),
-        "measured_on": result.get("host") if result.get("measured_on") == "local" else "ec2",
+        "backend": result.get("backend", "ec2"),
+        "measured_on": result.get("host") if result.get("measured_on") == "local" else result.get("backend", "ec2"),
+        # SageMaker: billable vs training seconds; EC2: billed instance seconds and the spot discount
+        "billable_seconds": result.get("billable_seconds"),
+        "spot_savings": result.get("spot_savings"),
     }
 
 
 def build_report(s3, bucket: str, campaign: str) -> Report:
     rows, incomplete, histories, primary = [], [], {}, None
-    campaign_doc = read_json(S3Location(bucket, campaign_prefix(campaign), s3), "campaign.json") or {}
-    varied = [k for k in campaign_doc.get("spec", {}).get("matrix", {}) if k != "instance_type"]
+    varied = sorted({k for spec in campaign_specs(s3, bucket, campaign) for k in spec.get("matrix", {})} - {"instance_type"})
     order: dict[str, tuple] = {}
     for record in load_run_records(s3, bucket, campaign):
         hyper = record["launch"].get("hyperparameters") or {}
@@ -94,7 +98,7 @@ def to_parquet(report: Report) -> bytes:
     import pyarrow.parquet as pq
 
     table = pa.Table.from_pylist(report.rows, schema=pa.schema([
-        (key, pa.string() if key in ("run_id", "label", "instance_type", "market", "measured_on")
+        (key, pa.string() if key in ("run_id", "label", "instance_type", "market", "measured_on", "backend")
          else pa.int64() if key == "attempts" else pa.float64()) for key, _ in COLUMNS]))
     buffer = io.BytesIO()
     pq.write_table(table, buffer)

@@ -59,3 +59,17 @@ def load_run_records(s3, bucket: str, campaign: str) -> list[dict]:
         records.append({"run_id": run_id, "launch": launch, "result": result,
                         "status": "complete" if result else "incomplete"})
     return records
+
+
+def record_campaign(s3, bucket: str, spec, document: dict) -> None:
+    """campaign.json holds one entry per backend, so EC2 and SageMaker runs can share a campaign."""
+    location = S3Location(bucket, campaign_prefix(spec.campaign), s3)
+    current = read_json(location, "campaign.json") or {}
+    backends = current.get("backends", {})
+    backends[spec.backend] = {"spec": spec.to_dict(), **document}
+    write_json(location, "campaign.json", {"campaign": spec.campaign, "backends": backends})
+
+
+def campaign_specs(s3, bucket: str, campaign: str) -> list[dict]:
+    document = read_json(S3Location(bucket, campaign_prefix(campaign), s3), "campaign.json") or {}
+    return [entry["spec"] for entry in document.get("backends", {}).values()]

@@ -20,8 +20,8 @@ def _result(run_id, batch, samples_per_s, final, tta):
 
 @pytest.fixture
 def campaign(s3, bucket):
-    write_json(S3Location(bucket, "campaigns/sweep", s3), "campaign.json",
-               {"spec": {"matrix": {"instance_type": ["c5.xlarge"], "batch_size": [3, 5, 10]}}})
+    write_json(S3Location(bucket, "campaigns/sweep", s3), "campaign.json", {"backends": {
+        "ec2": {"spec": {"matrix": {"instance_type": ["c5.xlarge"], "batch_size": [3, 5, 10]}}}}})
     for run_id, batch, rate, final, tta in [("r3", 3, 900.0, 94.0, None), ("r10", 10, 1500.0, 460.0, 4.0)]:
         location = run_location(s3, bucket, "sweep", run_id)
         write_json(location, "launch.json", {"hyperparameters": {"epochs": 60, "batch_size": batch}, "attempts": [{"outcome": "completed"}]})

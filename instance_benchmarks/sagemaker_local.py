@@ -1,0 +1,107 @@
+"""Runs SageMaker training jobs that moto accepted but cannot execute, the way SageMaker would.
+
+From the job's own description in moto it downloads the input channels (the code the SDK uploaded),
+restores `CheckpointConfig.S3Uri` into the local checkpoint path, runs the entry script with the
+job's hyperparameters as `--key value` and SM_* variables (paths under /opt/ml mapped to a temporary
+folder), then syncs checkpoints back and uploads `model.tar.gz` to the output path. It writes the
+seconds it measured to `sagemaker-timing.json` beside the run (moto reports none); with no spot
+capacity to reclaim here, billable = training seconds.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import platform
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+from instance_benchmarks.sagemaker_backend import OPT_ML, model_archive_key
+from training_scripts.storage import S3Location
+
+
+def _split(uri: str) -> tuple[str, str]:
+    bucket, _, prefix = uri[len("s3://"):].partition("/")
+    return bucket, prefix.rstrip("/")
+
+
+def _download_prefix(s3, uri: str, into: Path) -> None:
+    bucket, prefix = _split(uri)
+    for key in S3Location(bucket, prefix, s3).list():
+        target = into / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        s3.download_file(bucket, f"{prefix}/{key}", str(target))
+
+
+def _upload_dir(s3, local: Path, uri: str) -> None:
+    bucket, prefix = _split(uri)
+    for path in sorted(p for p in local.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        S3Location(bucket, prefix, s3).write_bytes(path.relative_to(local).as_posix(), path.read_bytes())
+
+
+def _cli_value(value: str) -> str:
+    """The SDK stores hyperparameters JSON-encoded; the container driver decodes them back."""
+    try:
+        decoded = json.loads(value)
+    except (TypeError, ValueError):
+        return value
+    return decoded if isinstance(decoded, str) else json.dumps(decoded)
+
+
+class LocalSageMakerExecutor:
+    def __init__(self, sagemaker_client, s3, env: dict, log=print) -> None:
+        self.sm, self.s3, self.env, self.log = sagemaker_client, s3, env, log
+
+    def run_job(self, job_name: str) -> int:
+        job = self.sm.describe_training_job(TrainingJobName=job_name)
+        with tempfile.TemporaryDirectory(prefix="trainfleet-opt-ml-") as tmp:
+            root = Path(tmp)
+            local = lambda text: text.replace(OPT_ML, str(root))  # noqa: E731
+            for channel in job.get("InputDataConfig", []):
+                _download_prefix(self.s3, channel["DataSource"]["S3DataSource"]["S3Uri"],
+                                 root / "input" / "data" / channel["ChannelName"])
+            source = json.loads((root / "input/data/sm_drivers/sourcecode.json").read_text())
+            checkpoint = job.get("CheckpointConfig") or {}
+            checkpoint_dir = Path(local(checkpoint.get("LocalPath", f"{OPT_ML}/checkpoints")))
+            checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            if checkpoint.get("S3Uri"):
+                _download_prefix(self.s3, checkpoint["S3Uri"], checkpoint_dir)  # what SageMaker restores on start
+            model_dir = root / "model"
+            model_dir.mkdir()
+            hyperparameters = {k: local(_cli_value(v)) for k, v in (job.get("HyperParameters") or {}).items()}
+            args = [part for key, value in hyperparameters.items() for part in (f"--{key}", value)]
+            code_dir = root / "input/data/code"
+            env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+            env.update(self.env)
+            env.update({name: local(value) for name, value in (job.get("Environment") or {}).items()})
+            env.update(SM_MODEL_DIR=str(model_dir), SM_HPS=json.dumps(hyperparameters),
+                       SM_CHANNEL_CODE=str(code_dir), SM_CURRENT_HOST="algo-1",
+                       TRAINFLEET_HOST_LABEL=f"local {platform.node()} ({os.cpu_count()} CPUs) for {job['ResourceConfig']['InstanceType']}")
+            self.log(f"[{job_name}] running {source['entry_script']} as a SageMaker job (local executor)")
+            started = time.monotonic()
+            completed = subprocess.run([sys.executable, str(code_dir / source["entry_script"]), *args], cwd=code_dir,
+                                       env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                       timeout=job["StoppingCondition"]["MaxRuntimeInSeconds"])
+            seconds = time.monotonic() - started
+            if completed.returncode != 0:
+                self.log(completed.stdout[-2000:])
+            if checkpoint.get("S3Uri"):
+                _upload_dir(self.s3, checkpoint_dir, checkpoint["S3Uri"])
+            if completed.returncode == 0:
+                buffer = io.BytesIO()
+                with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+                    for path in sorted(model_dir.rglob("*")):
+                        if path.is_file() and not path.name.startswith("."):
+                            archive.add(path, arcname=path.relative_to(model_dir).as_posix())
+                bucket, key = model_archive_key(job)
+                self.s3.put_object(Bucket=bucket, Key=key, Body=buffer.getvalue())
+                run_prefix = _split(checkpoint["S3Uri"])[1].rsplit("/checkpoints", 1)[0]
+                S3Location(_split(checkpoint["S3Uri"])[0], run_prefix, self.s3).write_bytes(
+                    "sagemaker-timing.json", json.dumps({
+                        "training_seconds": seconds, "billable_seconds": seconds,
+                        "source": "local executor (no spot capacity reclaimed: billable = training)"}).encode())
+            return completed.returncode
