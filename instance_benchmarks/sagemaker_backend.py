@@ -115,8 +115,8 @@ def launch_campaign(sagemaker_client, s3, boto_session, spec: CampaignSpec, buck
         last = (record.get("attempts") or [{}])[-1]
         if location.read_bytes("result.json") is not None:
             complete.append(run.run_id)
-        elif last.get("job_name") and job_status(sagemaker_client, last["job_name"]) in ("InProgress", "Stopping"):
-            live.append(run.run_id)
+        elif last.get("job_name") and job_status(sagemaker_client, last["job_name"]) in ("InProgress", "Stopping", "Completed"):
+            live.append(run.run_id)  # running, or done and waiting for `collect`: never a second job
         elif len(record.get("attempts", [])) < spec.max_attempts:
             pending.append(run)
     needed = sum(plan.per_run[r.run_id][1] for r in pending) + sum(plan.per_run[r][1] for r in live)

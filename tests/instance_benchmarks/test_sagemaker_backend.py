@@ -1,0 +1,153 @@
+"""backend: sagemaker - spec validation always; SDK paths when the optional extra is installed (CI installs it)."""
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from instance_benchmarks.campaign import parse_spec
+from instance_benchmarks.errors import TrainfleetInputError
+from instance_benchmarks.results import read_json, run_location, write_json
+from tests.instance_benchmarks.conftest import spec_dict
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def sm_spec(**changes):
+    return spec_dict(**{"backend": "sagemaker", "sagemaker": {"max_wait_minutes": 60}, **changes})
+
+
+def test_sagemaker_spec_and_run_ids():
+    spec = parse_spec(sm_spec())
+    assert spec.sagemaker["max_wait_minutes"] == 60 and "pytorch-training" in spec.sagemaker["image_uri"]
+    ec2_ids = {r.run_id for r in parse_spec(spec_dict()).runs()}
+    assert all(r.run_id.startswith("sm-") and r.run_id not in ec2_ids for r in spec.runs())
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"sagemaker": {"max_wait_minutes": 10}}, "must be >= max_runtime_minutes"),
+    ({"sagemaker": {"role_arn": "not-an-arn"}}, "not an IAM role ARN"),
+    ({"sagemaker": {"image": "x"}}, "sagemaker must be"),
+    ({"matrix": {"instance_type": ["t3.micro"]}}, "no SageMaker training price for ml.t3.micro"),
+])
+def test_bad_sagemaker_specs(changes, message):
+    with pytest.raises(TrainfleetInputError, match=message):
+        parse_spec(sm_spec(**changes))
+
+
+def test_sagemaker_section_needs_the_backend():
+    with pytest.raises(TrainfleetInputError, match="needs backend: sagemaker"):
+        parse_spec(spec_dict(sagemaker={"max_wait_minutes": 60}))
+
+
+# ----------------------------------------------------------------------------- with the SDK
+sdk = pytest.importorskip("sagemaker.train", reason="optional extra: pip install '.[sagemaker]'")
+
+
+@pytest.fixture
+def sm_env(aws, monkeypatch, s3, bucket):
+    monkeypatch.setenv("SAGEMAKER_VALIDATE_ROLE", "false")
+    iam = boto3.client("iam", region_name="us-east-1")
+    role = iam.create_role(RoleName="sm", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    return role
+
+
+def test_launch_creates_managed_spot_jobs_with_checkpoints(sm_env, s3, bucket):
+    from instance_benchmarks import sagemaker_backend
+
+    spec = parse_spec(sm_spec(matrix={"instance_type": ["c5.xlarge"], "batch_size": [3, 5]},
+                              hyperparameters={"epochs": 3, "hidden_layers": [32, 16]}))
+    sm = boto3.client("sagemaker", region_name="us-east-1")
+    summary = sagemaker_backend.launch_campaign(sm, s3, boto3.Session(region_name="us-east-1"), spec, bucket, role_arn=sm_env)
+    assert len(summary.launched) == 2
+    for entry in summary.launched:
+        job = sm.describe_training_job(TrainingJobName=entry["job_name"])
+        assert job["EnableManagedSpotTraining"] is True
+        assert job["ResourceConfig"]["InstanceType"] == "ml.c5.xlarge"
+        assert job["StoppingCondition"]["MaxWaitTimeInSeconds"] >= job["StoppingCondition"]["MaxRuntimeInSeconds"] == 1800
+        assert job["CheckpointConfig"]["S3Uri"] == f"s3://{bucket}/campaigns/sweep/runs/{entry['run_id']}/checkpoints"
+        hyper = {k: json.loads(v) if v.startswith('"') else v for k, v in job["HyperParameters"].items()}
+        assert hyper["output"] == "/opt/ml/model" and hyper["checkpoint"] == "/opt/ml/checkpoints"
+        assert hyper["hidden_layers"] == "32,16"
+        record = read_json(run_location(s3, bucket, "sweep", entry["run_id"]), "launch.json")
+        assert record["attempts"][0]["job_name"] == entry["job_name"]
+    again = sagemaker_backend.launch_campaign(sm, s3, boto3.Session(region_name="us-east-1"), spec, bucket, role_arn=sm_env)
+    assert again.launched == [] and len(again.skipped_live) == 2  # idempotent: no second job per run
+
+
+def test_over_budget_creates_no_job(sm_env, s3, bucket):
+    from instance_benchmarks import sagemaker_backend
+
+    spec = parse_spec(sm_spec(budget_usd=0.5, matrix={"instance_type": ["p3.2xlarge"], "batch_size": [3, 5]}))
+    sm = boto3.client("sagemaker", region_name="us-east-1")
+    with pytest.raises(TrainfleetInputError, match="budget"):
+        sagemaker_backend.launch_campaign(sm, s3, boto3.Session(region_name="us-east-1"), spec, bucket, role_arn=sm_env)
+    assert sm.list_training_jobs()["TrainingJobSummaries"] == []
+
+
+def _model_tar(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def test_collect_reports_billable_vs_training_seconds(aws, s3, bucket):
+    from hashlib import sha256
+
+    from instance_benchmarks.sagemaker_backend import collect_run
+
+    location = run_location(s3, bucket, "sweep", "sm-r1")
+    write_json(location, "launch.json", {"hyperparameters": {"batch_size": 5}, "attempts": [{
+        "attempt": 1, "backend": "sagemaker", "job_name": "tf-sm-r1-a1-2026", "instance_type": "g5.xlarge",
+        "market": "spot", "price": {"usd_per_hour": 1.408}}]})
+    metrics = b'{"step": 1, "samples_per_s": 10.0, "interval_s": 1.0, "sec_per_step": 1.0, "train_seconds": 1.0, "loss": 1.0}\n'
+    model = b"weights"
+    train_result = {"status": "complete", "primary_metric": "final10_reward", "higher_is_better": True,
+                    "train_seconds": 80.0, "train_flops_per_sample": 1e6, "final": {"final10_reward": 400.0, "updates": 10},
+                    "artifacts": {"model.pt": sha256(model).hexdigest(), "metrics.jsonl": sha256(metrics).hexdigest()}}
+    s3.put_object(Bucket=bucket, Key="campaigns/sweep/runs/sm-r1/sagemaker/tf-sm-r1-a1-2026/output/model.tar.gz",
+                  Body=_model_tar({"model.pt": model, "metrics.jsonl": metrics, "result.json": json.dumps(train_result).encode()}))
+    client = boto3.client("sagemaker", region_name="us-east-1")
+    now = datetime(2026, 11, 22, tzinfo=timezone.utc)
+    with Stubber(client) as stub:
+        stub.add_response("describe_training_job", {
+            "TrainingJobName": "tf-sm-r1-a1-2026", "TrainingJobArn": "arn:aws:sagemaker:us-east-1:123456789012:training-job/x",
+            "ModelArtifacts": {"S3ModelArtifacts": "s3://x/model.tar.gz"}, "TrainingJobStatus": "Completed",
+            "SecondaryStatus": "Completed", "AlgorithmSpecification": {"TrainingInputMode": "File", "TrainingImage": "img"},
+            "ResourceConfig": {"InstanceType": "ml.g5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
+            "StoppingCondition": {"MaxRuntimeInSeconds": 1800, "MaxWaitTimeInSeconds": 3600}, "CreationTime": now,
+            "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/campaigns/sweep/runs/sm-r1/sagemaker"},
+            "TrainingTimeInSeconds": 100, "BillableTimeInSeconds": 30, "EnableManagedSpotTraining": True})
+        result = collect_run(client, s3, bucket, "sweep", "sm-r1", peak_tflops=31.2)
+    assert (result["training_seconds"], result["billable_seconds"]) == (100.0, 30.0)
+    assert result["spot_savings"] == pytest.approx(0.7)
+    assert result["cost_usd"] == pytest.approx(30 * 1.408 / 3600)
+    assert result["timing_source"] == "describe_training_job"
+    assert location.child("train").read_bytes("model.pt") == model
+
+
+def test_sagemaker_runs_land_beside_ec2_runs_in_one_report(tmp_path):
+    from instance_benchmarks.local import run_local_campaign
+
+    hyper = {"epochs": 3, "max_episode_steps": 60}
+    ec2 = parse_spec(spec_dict(hyperparameters=hyper, matrix={"instance_type": ["c5.xlarge"], "batch_size": [3, 5]}))
+    sm = parse_spec(sm_spec(hyperparameters=hyper, matrix={"instance_type": ["c5.xlarge"], "batch_size": [3, 5]}))
+    outcome = run_local_campaign(ec2, more_specs=(sm,), out=tmp_path, log=lambda *_: None, source_dir=ROOT)
+    rows = outcome["report"].rows
+    assert sorted(r["backend"] for r in rows) == ["ec2", "ec2", "sagemaker", "sagemaker"]
+    for row in rows:
+        assert row["samples_per_s"] > 0 and row["final_metric"] is not None and row["billable_seconds"] > 0
+    sagemaker_rows = [r for r in rows if r["backend"] == "sagemaker"]
+    assert all(r["usd_per_hour"] == 0.204 and r["spot_savings"] == 0 for r in sagemaker_rows)
+    assert outcome["left_running"] == []
+    assert "sagemaker" in (tmp_path / "report.md").read_text()
