@@ -12,7 +12,7 @@ from __future__ import annotations
 import gzip
 import struct
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,8 @@ from torch import nn
 
 from training_scripts.config import ConfigError, TrainConfig
 from training_scripts.loop import (
-    SupervisedTask, TensorData, classification_eval, classification_extras, fit, main_entry, mlp, seed_everything,
+    SupervisedTask, TensorData, classification_eval, classification_extras, main_entry, mlp, run_supervised,
+    seed_everything,
 )
 
 
@@ -133,9 +134,7 @@ def build_task(config: Config) -> SupervisedTask:
 
 
 def run(config: Config, should_stop=lambda: False) -> dict:
-    if config.dry_run:
-        config = replace(config, epochs=1, max_steps=3, log_every=1)
-    return fit(config, build_task(config), should_stop=should_stop)
+    return run_supervised(config, build_task, should_stop)
 
 
 if __name__ == "__main__":

@@ -343,6 +343,14 @@ def fit(config: TrainConfig, task: SupervisedTask, *, should_stop: Callable[[], 
     return write_artifacts(output, config, model_state=state, recorder=recorder, final=final, extra=extra, info=info)
 
 
+def run_supervised(config: TrainConfig, build_task: Callable[[TrainConfig], SupervisedTask],
+                   should_stop: Callable[[], bool] = lambda: False) -> dict:
+    """A supervised workload's `run`: a dry run is one epoch of three steps, each logged."""
+    if config.dry_run:
+        config = dataclasses.replace(config, epochs=1, max_steps=3, log_every=1)
+    return fit(config, build_task(config), should_stop=should_stop)
+
+
 def main_entry(config_cls, run: Callable, argv: list[str] | None = None) -> int:
     """Parse overrides, run, map outcomes to exit codes (0 done, 2 bad input, 75 preempted)."""
     try:

@@ -12,14 +12,14 @@ from __future__ import annotations
 import csv
 import math
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
 from training_scripts.config import ConfigError, TrainConfig
-from training_scripts.loop import SupervisedTask, TensorData, fit, main_entry, seed_everything
+from training_scripts.loop import SupervisedTask, TensorData, main_entry, run_supervised, seed_everything
 
 
 @dataclass(frozen=True)
@@ -118,9 +118,7 @@ def build_task(config: Config) -> SupervisedTask:
 
 
 def run(config: Config, should_stop=lambda: False) -> dict:
-    if config.dry_run:
-        config = replace(config, epochs=1, max_steps=3, log_every=1)
-    return fit(config, build_task(config), should_stop=should_stop)
+    return run_supervised(config, build_task, should_stop)
 
 
 if __name__ == "__main__":

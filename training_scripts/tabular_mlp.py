@@ -21,7 +21,8 @@ from torch import nn
 
 from training_scripts.config import ConfigError, TrainConfig
 from training_scripts.loop import (
-    SupervisedTask, TensorData, classification_eval, classification_extras, fit, main_entry, mlp, seed_everything,
+    SupervisedTask, TensorData, classification_eval, classification_extras, main_entry, mlp, run_supervised,
+    seed_everything,
 )
 
 
@@ -137,10 +138,7 @@ def build_task(config: Config) -> SupervisedTask:
 
 
 def run(config: Config, should_stop=lambda: False) -> dict:
-    if config.dry_run:
-        from dataclasses import replace
-        config = replace(config, epochs=1, max_steps=3, log_every=1)
-    return fit(config, build_task(config), should_stop=should_stop)
+    return run_supervised(config, build_task, should_stop)
 
 
 if __name__ == "__main__":

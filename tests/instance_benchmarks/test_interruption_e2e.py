@@ -8,7 +8,6 @@ from pathlib import Path
 import torch
 
 from instance_benchmarks.campaign import parse_spec
-from instance_benchmarks.local import run_local_campaign
 from instance_benchmarks.moto_server import LOCAL_CREDENTIALS
 from tests.instance_benchmarks.conftest import spec_dict
 from tests.instance_benchmarks.fake_imds import FakeIMDS

@@ -3,7 +3,6 @@ under bash with every external command replaced by a stub that records its argv,
 value ever runs a command of its own or changes another command's arguments."""
 from __future__ import annotations
 
-import base64
 import os
 import shutil
 import string

@@ -1,5 +1,3 @@
-import base64
-import json
 
 from aws_cdk.assertions import Match
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from training_scripts import cartpole_pg, lstm_regressor, tabular_mlp
-from training_scripts.loop import Preempted
+from training_scripts.loop import Preempted, fit
 
 
 def _weights(output) -> dict:
@@ -52,7 +52,7 @@ def test_graceful_stop_then_resume_matches(tmp_path, tabular_reference, stop_at)
     config, reference = tabular_reference
     config = replace(config, output=str(tmp_path))
     with pytest.raises(Preempted):
-        tabular_mlp.fit(config, tabular_mlp.build_task(config), should_stop=_stopper(stop_at, None), echo=False)
+        fit(config, tabular_mlp.build_task(config), should_stop=_stopper(stop_at, None), echo=False)
     result = tabular_mlp.run(config)
     assert result["attempts"] == 2
     _assert_same(_weights(tmp_path), reference)
@@ -63,7 +63,7 @@ def test_hard_crash_resumes_from_last_checkpoint_and_matches(tmp_path, tabular_r
     config, reference = tabular_reference
     config = replace(config, output=str(tmp_path))
     with pytest.raises(Crash):
-        tabular_mlp.fit(config, tabular_mlp.build_task(config), should_stop=_stopper(crash_at, Crash()), echo=False)
+        fit(config, tabular_mlp.build_task(config), should_stop=_stopper(crash_at, Crash()), echo=False)
     tabular_mlp.run(config)
     _assert_same(_weights(tmp_path), reference)
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
@@ -76,7 +76,7 @@ def test_lstm_resume_matches(tmp_path):
     lstm_regressor.run(replace(base, output=str(tmp_path / "a")))
     interrupted = replace(base, output=str(tmp_path / "b"))
     with pytest.raises(Preempted):
-        lstm_regressor.fit(interrupted, lstm_regressor.build_task(interrupted), should_stop=_stopper(9, None), echo=False)
+        fit(interrupted, lstm_regressor.build_task(interrupted), should_stop=_stopper(9, None), echo=False)
     lstm_regressor.run(interrupted)
     _assert_same(_weights(tmp_path / "a"), _weights(tmp_path / "b"))
 
@@ -96,6 +96,6 @@ def test_changed_hyperparameters_refuse_to_resume(tmp_path, tabular_reference):
     config, _ = tabular_reference
     config = replace(config, output=str(tmp_path))
     with pytest.raises(Preempted):
-        tabular_mlp.fit(config, tabular_mlp.build_task(config), should_stop=_stopper(3, None), echo=False)
+        fit(config, tabular_mlp.build_task(config), should_stop=_stopper(3, None), echo=False)
     with pytest.raises(Exception, match="different learning_rate"):
         tabular_mlp.run(replace(config, learning_rate=0.5))
