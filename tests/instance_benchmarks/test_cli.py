@@ -62,3 +62,23 @@ def test_missing_credentials_is_one_line(tmp_path):
     result = _trainfleet("campaign", "status", "sweep", env=env)
     assert result.returncode == 2
     assert result.stderr.strip() == "error: no AWS credentials found: configure a profile or set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
+
+
+def test_expired_credentials_is_one_line(monkeypatch, capsys):
+    import boto3
+    import pytest
+    from botocore.stub import Stubber
+
+    from instance_benchmarks import cli
+
+    ssm = boto3.client("ssm", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    stubber = Stubber(ssm)
+    stubber.add_client_error("get_parameters", service_error_code="ExpiredTokenException",
+                             service_message="The security token included in the request is expired")
+    stubber.activate()
+    monkeypatch.setattr(cli, "aws_client", lambda service, region: ssm)
+    monkeypatch.setattr(sys, "argv", ["trainfleet", "campaign", "status", "sweep"])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "error: AWS rejected the credentials (ExpiredTokenException): refresh them and try again\n"
