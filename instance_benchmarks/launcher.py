@@ -176,6 +176,15 @@ def launch_run(ec2, s3, spec: CampaignSpec, run: RunSpec, infra: Infrastructure,
     return entry
 
 
+def check_budget(spec: CampaignSpec, *, needed: float, already: float, count: int, noun: str) -> None:
+    """Refuse (nothing launched) unless what is spent or committed plus the new worst case fits the budget."""
+    if already + needed > spec.budget_usd:
+        raise TrainfleetInputError(
+            f"budget ${spec.budget_usd:.2f} refused: worst case ${needed:.2f} for {count} {noun} "
+            f"(+ ${already:.2f} spent or committed) exceeds it; nothing launched"
+        )
+
+
 def launch_campaign(ec2, s3, spec: CampaignSpec, infra: Infrastructure, *, catalog: Catalog | None = None,
                     python: str = "python3", confirm_estimate=None, spot_history: bool = True) -> LaunchSummary:
     """Price, check the budget, then launch every run that is neither complete nor live."""
@@ -205,11 +214,7 @@ def launch_campaign(ec2, s3, spec: CampaignSpec, infra: Infrastructure, *, catal
     needed = sum(prices[r.run_id].cost(spec.max_runtime_minutes * 60) for r in pending)
     summary = LaunchSummary(spec.campaign, plan.worst_case_usd, plan.expected_usd, already_spent,
                             skipped_complete=complete, skipped_live=sorted(r for r in live if r), gave_up=gave_up)
-    if already_spent + committed + needed > spec.budget_usd:
-        raise TrainfleetInputError(
-            f"budget ${spec.budget_usd:.2f} refused: worst case ${needed:.2f} for {len(pending)} runs "
-            f"(+ ${already_spent + committed:.2f} spent or committed) exceeds it; nothing launched"
-        )
+    check_budget(spec, needed=needed, already=already_spent + committed, count=len(pending), noun="runs")
     if confirm_estimate is not None and pending and not confirm_estimate(plan, pending):
         return summary
     record_campaign(s3, infra.bucket, spec, {

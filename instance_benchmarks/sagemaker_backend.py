@@ -22,7 +22,9 @@ from instance_benchmarks.campaign import CampaignSpec, RunSpec, estimate
 from instance_benchmarks.catalog import Catalog, load_catalog
 from instance_benchmarks.errors import TrainfleetInputError
 from instance_benchmarks.harness import summarize
-from instance_benchmarks.launcher import CAMPAIGN_TAG, RUN_TAG, LaunchSummary, now_iso, require_bucket, spent_usd
+from instance_benchmarks.launcher import (
+    CAMPAIGN_TAG, RUN_TAG, LaunchSummary, check_budget, now_iso, require_bucket, spent_usd,
+)
 from instance_benchmarks.pricing import PriceQuote
 from instance_benchmarks.results import campaign_specs, read_json, record_campaign, run_location, run_prefix, write_json
 from training_scripts.storage import sha256_hex
@@ -119,13 +121,12 @@ def launch_campaign(sagemaker_client, s3, boto_session, spec: CampaignSpec, buck
             live.append(run.run_id)  # running, or done and waiting for `collect`: never a second job
         elif len(record.get("attempts", [])) < spec.max_attempts:
             pending.append(run)
-    needed = sum(plan.per_run[r.run_id][1] for r in pending) + sum(plan.per_run[r][1] for r in live)
     summary = LaunchSummary(spec.campaign, plan.worst_case_usd, plan.expected_usd, spent,
                             skipped_complete=complete, skipped_live=live)
-    if spent + needed > spec.budget_usd:
-        raise TrainfleetInputError(
-            f"budget ${spec.budget_usd:.2f} refused: worst case ${needed:.2f} for {len(pending)} SageMaker jobs "
-            f"(+ ${spent:.2f} spent) exceeds it; nothing launched")
+    # jobs not yet collected may still bill up to their worst case
+    committed = sum(plan.per_run[r][1] for r in live)
+    check_budget(spec, needed=sum(plan.per_run[r.run_id][1] for r in pending), already=spent + committed,
+                 count=len(pending), noun="SageMaker jobs")
     record_campaign(s3, bucket, spec, {
         "catalog_as_of": catalog.as_of, "written_at": now_iso(),
         "estimate": {"worst_case_usd": plan.worst_case_usd, "expected_usd": plan.expected_usd, "runs": plan.runs},
