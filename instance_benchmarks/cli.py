@@ -45,13 +45,17 @@ def _fmt(value) -> str:
     return fmt(value)
 
 
-def print_table(title: str, rows: list[dict], columns: list[tuple[str, str]]) -> None:
+def build_table(title: str, rows: list[dict], columns: list[tuple[str, str]]) -> Table:
     table = Table(title=title, show_lines=False)
     for _, heading in columns:
         table.add_column(heading, overflow="fold")
     for row in rows:
         table.add_row(*(_fmt(row.get(key)) for key, _ in columns))
-    console.print(table)
+    return table
+
+
+def print_table(title: str, rows: list[dict], columns: list[tuple[str, str]]) -> None:
+    console.print(build_table(title, rows, columns))
 
 
 def plain_log(message: str) -> None:
@@ -142,15 +146,33 @@ def campaign_launch(
 
 
 @campaign_app.command("status")
-def campaign_status(campaign: str, region: Optional[str] = REGION_OPTION, ssm_prefix: str = PREFIX_OPTION) -> None:
+def campaign_status(campaign: str, region: Optional[str] = REGION_OPTION, ssm_prefix: str = PREFIX_OPTION,
+                    watch: float = typer.Option(0, help="Refresh every WATCH seconds until no instance is live.")) -> None:
     """A table of the campaign's runs: state, instance, price, attempts, cost so far."""
-    from instance_benchmarks.launcher import resolve_infrastructure, status_rows
+    import time
+
+    from rich.live import Live
+
+    from instance_benchmarks.launcher import LIVE_STATES, resolve_infrastructure, status_rows
 
     ec2, s3, ssm = (aws_client(s, region) for s in ("ec2", "s3", "ssm"))
     infra = resolve_infrastructure(ssm, ssm_prefix)
-    rows = status_rows(ec2, s3, infra.bucket, campaign)
-    print_table(f"campaign {campaign}", rows, STATUS_COLUMNS)
-    console.print(f"cost so far: ${sum(r['cost_usd'] for r in rows):.4f}")
+
+    def render():
+        rows = status_rows(ec2, s3, infra.bucket, campaign)
+        table = build_table(f"campaign {campaign}: cost so far ${sum(r['cost_usd'] for r in rows):.4f}",
+                            rows, STATUS_COLUMNS)
+        return table, any(r["instance_state"] in LIVE_STATES for r in rows)
+
+    table, live = render()
+    if watch <= 0:
+        console.print(table)
+        return
+    with Live(table, console=console, refresh_per_second=1) as screen:
+        while live:
+            time.sleep(watch)
+            table, live = render()
+            screen.update(table)
 
 
 STATUS_COLUMNS = [("run_id", "run"), ("label", "run label"), ("status", "status"), ("instance_id", "instance"),

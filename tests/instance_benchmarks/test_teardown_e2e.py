@@ -64,3 +64,25 @@ def test_over_budget_launch_exits_2_and_launches_nothing(cloud, tmp_path):
     out, err = launcher.communicate(timeout=120)
     assert launcher.returncode == 2 and err.startswith("error: budget $1.00 refused")
     assert campaign_instances(cloud.client("ec2"), "pricey") == []
+
+
+def test_status_and_models_commands_against_moto(cloud, tmp_path):
+    path = tmp_path / "small.yaml"
+    path.write_text(yaml.safe_dump(spec_dict(campaign="small", matrix={"instance_type": ["m5.large"], "batch_size": [3, 5]})))
+    launcher = _cli(cloud, "campaign", "launch", str(path), "--yes")
+    assert launcher.wait(timeout=120) == 0
+    status = _cli(cloud, "campaign", "status", "small")
+    out, err = status.communicate(timeout=120)
+    assert status.returncode == 0, err
+    assert out.count("running") == 2 and "cost so far $" in out
+    teardown = _cli(cloud, "campaign", "teardown", "small")
+    assert teardown.wait(timeout=120) == 0
+    watched = _cli(cloud, "campaign", "status", "small", "--watch", "0.2")  # returns once nothing is live
+    out, err = watched.communicate(timeout=120)
+    assert watched.returncode == 0 and out.count("terminated") == 2
+    models = _cli(cloud, "models", "list", "--campaign", "small")
+    out, err = models.communicate(timeout=120)
+    assert models.returncode == 0 and "models" in out  # no complete run yet: an empty table
+    download = _cli(cloud, "models", "download", "small/nope", "--out", str(tmp_path / "m"))
+    out, err = download.communicate(timeout=120)
+    assert download.returncode == 2 and err.startswith("error: no run small/nope")
