@@ -27,7 +27,7 @@ class TrainConfig:
     amp: bool = False                # mixed precision on GPU (bf16 where supported, else fp16 + scaler)
     compile: bool = False            # torch.compile the model (GPU)
     max_steps: int = 0               # stop after this many steps (0 = no limit)
-    output: str = ""                 # local dir or s3://bucket/prefix ("" = runs/<workload>)
+    output: str = ""                 # local dir or s3://bucket/prefix ("" = $TRAINFLEET_OUTPUT_DIR, $SM_MODEL_DIR or runs/<workload>)
     checkpoint: str = ""             # local dir or s3:// URI for checkpoints ("" = <output>/checkpoints)
     data: str = ""                   # workload-specific input file ("" = offline default data)
     dry_run: bool = False            # tiny data, one short epoch: a CI smoke test

@@ -229,7 +229,10 @@ class SupervisedTask:
 
 
 def output_locations(config: TrainConfig, workload: str) -> tuple[Location, Location]:
-    output = open_location(config.output or os.path.join("runs", workload))
+    """--output, else the folder the platform gives: TRAINFLEET_OUTPUT_DIR (a trainfleet job) or
+    SM_MODEL_DIR (a SageMaker job), else runs/<workload>."""
+    default = os.environ.get("TRAINFLEET_OUTPUT_DIR") or os.environ.get("SM_MODEL_DIR") or os.path.join("runs", workload)
+    output = open_location(config.output or default)
     checkpoint = open_location(config.checkpoint) if config.checkpoint else output.child("checkpoints")
     return output, checkpoint
 

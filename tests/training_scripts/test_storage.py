@@ -44,3 +44,13 @@ def test_training_run_writes_to_s3(s3, bucket):
     result = json.loads(s3.get_object(Bucket=bucket, Key="jobs/t1/result.json")["Body"].read())
     model = s3.get_object(Bucket=bucket, Key="jobs/t1/model.pt")["Body"].read()
     assert hashlib.sha256(model).hexdigest() == result["artifacts"]["model.pt"]
+
+
+@pytest.mark.parametrize("variable", ["TRAINFLEET_OUTPUT_DIR", "SM_MODEL_DIR"])
+def test_platform_output_dir_is_the_default(tmp_path, monkeypatch, variable):
+    for name in ("TRAINFLEET_OUTPUT_DIR", "SM_MODEL_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(variable, str(tmp_path / "out"))
+    tabular_mlp.run(tabular_mlp.Config(dry_run=True))
+    assert json.loads((tmp_path / "out" / "result.json").read_text())["status"] == "complete"
+    assert (tmp_path / "out" / "checkpoints" / "latest.pt").exists()
