@@ -96,6 +96,7 @@ def summarize(train_result: dict, history: list[dict], *, usd_per_hour: float, p
         "cost_to_accuracy_usd": tta * per_second if tta is not None else None,
         "final_metric": final.get(primary),
         "primary_metric": primary,
+        "higher_is_better": train_result.get("higher_is_better", True),
         "mfu": mfu,
         "train_flops_per_sample": flops,
     }

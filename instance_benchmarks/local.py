@@ -160,8 +160,7 @@ def _best_run(report) -> dict | None:
     rows = [r for r in report.rows if r.get("final_metric") is not None]
     if not rows:
         return None
-    lower_is_better = (report.primary_metric or "").endswith(("mse", "loss"))
-    return (min if lower_is_better else max)(rows, key=lambda r: r["final_metric"])
+    return (max if report.higher_is_better else min)(rows, key=lambda r: r["final_metric"])
 
 
 def _log_estimate(log, spec, summary) -> None:

@@ -32,6 +32,7 @@ class Report:
     incomplete: list[dict]
     primary_metric: str | None
     histories: dict[str, list[dict]]
+    higher_is_better: bool = True
 
 
 def row_from_result(result: dict, label: str) -> dict:
@@ -52,7 +53,7 @@ def row_from_result(result: dict, label: str) -> dict:
 
 
 def build_report(s3, bucket: str, campaign: str) -> Report:
-    rows, incomplete, histories, primary = [], [], {}, None
+    rows, incomplete, histories, primary, higher = [], [], {}, None, True
     varied = sorted({k for spec in campaign_specs(s3, bucket, campaign) for k in spec.get("matrix", {})} - {"instance_type"})
     order: dict[str, tuple] = {}
     for record in load_run_records(s3, bucket, campaign):
@@ -67,11 +68,12 @@ def build_report(s3, bucket: str, campaign: str) -> Report:
             continue
         result = record["result"]
         primary = primary or result.get("primary_metric")
+        higher = result.get("higher_is_better", higher)
         rows.append(row_from_result(result, label))
         metrics = run_location(s3, bucket, campaign, record["run_id"]).child("train").read_bytes("metrics.jsonl") or b""
         histories[record["run_id"]] = [json.loads(line) for line in metrics.splitlines() if line.strip()]
     rows.sort(key=lambda r: (r["instance_type"], order[r["run_id"]]))
-    return Report(campaign, rows, incomplete, primary, histories)
+    return Report(campaign, rows, incomplete, primary, histories, higher)
 
 
 def _fmt(value) -> str:

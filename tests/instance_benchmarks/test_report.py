@@ -55,3 +55,12 @@ def test_report_files_locally_and_in_s3(s3, campaign, tmp_path):
 def test_pareto_front():
     points = [(1.0, 5.0), (2.0, 2.0), (3.0, 3.0), (4.0, 1.0), (2.0, 2.5)]
     assert pareto_front(points) == [0, 1, 3]
+
+
+def test_best_run_follows_the_metric_direction():
+    from instance_benchmarks.local import _best_run
+    from instance_benchmarks.report import Report
+
+    rows = [{"run_id": "a", "final_metric": 0.2}, {"run_id": "b", "final_metric": 0.1}]
+    assert _best_run(Report("c", rows, [], "val_mse", {}, higher_is_better=False))["run_id"] == "b"
+    assert _best_run(Report("c", rows, [], "val_accuracy", {}, higher_is_better=True))["run_id"] == "a"
