@@ -273,13 +273,19 @@ def estimate(spec: CampaignSpec, quotes: dict[str, PriceQuote]) -> Estimate:
     return Estimate(len(per_run), worst, expected if spec.estimated_minutes is not None else None, per_run)
 
 
-def override_args(hyperparameters: dict) -> list[str]:
-    """`--name=value` arguments for a training script (lists become comma-separated tuples)."""
-    args = []
+def hyperparameter_text(hyperparameters: dict) -> dict[str, str]:
+    """Hyperparameters as the text a training script parses: lists become comma-separated tuples,
+    booleans lowercase. Shared by EC2 (`--name=value`) and SageMaker (`--name value`)."""
+    out = {}
     for name, value in hyperparameters.items():
         if isinstance(value, (list, tuple)):
             value = ",".join(str(v) for v in value)
         elif isinstance(value, bool):
             value = str(value).lower()
-        args.append(f"--{name}={value}")
-    return args
+        out[name] = str(value)
+    return out
+
+
+def override_args(hyperparameters: dict) -> list[str]:
+    """`--name=value` arguments for a training script."""
+    return [f"--{name}={value}" for name, value in hyperparameter_text(hyperparameters).items()]

@@ -16,6 +16,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColu
 from rich.table import Table
 
 from instance_benchmarks.errors import TrainfleetInputError
+from instance_benchmarks.report import format_value
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Train PyTorch models on AWS spot instances; benchmark EC2 instance types for cost and throughput.")
@@ -39,18 +40,12 @@ def aws_client(service: str, region: str | None):
     return boto3.client(service, region_name=region)
 
 
-def _fmt(value) -> str:
-    from instance_benchmarks.report import _fmt as fmt
-
-    return fmt(value)
-
-
 def build_table(title: str, rows: list[dict], columns: list[tuple[str, str]]) -> Table:
     table = Table(title=title, show_lines=False)
     for _, heading in columns:
         table.add_column(heading, overflow="fold")
     for row in rows:
-        table.add_row(*(_fmt(row.get(key)) for key, _ in columns))
+        table.add_row(*(format_value(row.get(key)) for key, _ in columns))
     return table
 
 

@@ -17,7 +17,7 @@ import statistics
 def steady_intervals(history: list[dict]) -> list[dict]:
     intervals, skip_next = [], True
     for record in history:
-        if record.get("event") in ("resumed", "started"):
+        if record.get("event") == "resumed":
             skip_next = True
         elif "samples_per_s" in record and record.get("interval_s"):
             if skip_next:

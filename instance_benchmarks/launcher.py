@@ -6,8 +6,7 @@ EC2 ClientToken), and `teardown` finds everything by tag, so it works even after
 """
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from instance_benchmarks.campaign import CampaignSpec, RunSpec, estimate, override_args
@@ -276,7 +275,3 @@ def status_rows(ec2, s3, bucket: str, campaign: str, now: datetime | None = None
             "cost_usd": cost,
         })
     return rows
-
-
-def describe(summary) -> str:
-    return json.dumps(asdict(summary), indent=2, default=str)

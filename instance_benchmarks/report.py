@@ -76,7 +76,7 @@ def build_report(s3, bucket: str, campaign: str) -> Report:
     return Report(campaign, rows, incomplete, primary, histories, higher)
 
 
-def _fmt(value) -> str:
+def format_value(value) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -114,7 +114,7 @@ def to_markdown(report: Report) -> str:
     lines.append("| " + " | ".join(title for _, title in COLUMNS) + " |")
     lines.append("|" + "---|" * len(COLUMNS))
     for row in report.rows:
-        lines.append("| " + " | ".join(_fmt(row[key]) for key, _ in COLUMNS) + " |")
+        lines.append("| " + " | ".join(format_value(row[key]) for key, _ in COLUMNS) + " |")
     if report.incomplete:
         lines += ["", f"## Incomplete runs ({len(report.incomplete)}): no result.json, not reported as results", ""]
         lines += [f"- `{r['run_id']}` {r['label']}: {r['attempts']} attempt(s), last: {r['last_outcome']}"

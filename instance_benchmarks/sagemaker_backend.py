@@ -18,7 +18,7 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from instance_benchmarks.campaign import CampaignSpec, RunSpec, estimate
+from instance_benchmarks.campaign import CampaignSpec, RunSpec, estimate, hyperparameter_text
 from instance_benchmarks.catalog import Catalog, load_catalog
 from instance_benchmarks.errors import TrainfleetInputError
 from instance_benchmarks.harness import summarize
@@ -51,18 +51,6 @@ def sagemaker_quote(spec: CampaignSpec, catalog: Catalog, instance_type: str) ->
                       "as billable < training seconds)", now_iso())
 
 
-def hyperparameter_values(hyperparameters: dict) -> dict[str, str]:
-    """SageMaker passes hyperparameters as `--key value`; tuples travel as comma-separated text."""
-    out = {}
-    for name, value in hyperparameters.items():
-        if isinstance(value, (list, tuple)):
-            value = ",".join(str(v) for v in value)
-        elif isinstance(value, bool):
-            value = str(value).lower()
-        out[name] = str(value)
-    return out
-
-
 def stage_source(into: Path) -> Path:
     """The job's code channel: the training_scripts package (the entry point imports it)."""
     shutil.copytree(SOURCE_PACKAGE, into / "training_scripts", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
@@ -90,7 +78,7 @@ def build_trainer(spec: CampaignSpec, run: RunSpec, *, bucket: str, role_arn: st
             max_wait_time_in_seconds=settings["max_wait_minutes"] * 60 if spot else None),
         checkpoint_config=CheckpointConfig(s3_uri=f"{prefix}/checkpoints", local_path=CHECKPOINT_DIR),
         output_data_config=OutputDataConfig(s3_output_path=f"{prefix}/sagemaker"),
-        hyperparameters={**hyperparameter_values(run.hyperparameters), "output": MODEL_DIR, "checkpoint": CHECKPOINT_DIR},
+        hyperparameters={**hyperparameter_text(run.hyperparameters), "output": MODEL_DIR, "checkpoint": CHECKPOINT_DIR},
         environment={"PYTHONPATH": CODE_DIR},
         tags=[{"key": CAMPAIGN_TAG, "value": spec.campaign}, {"key": RUN_TAG, "value": run.run_id}],
     )
