@@ -59,6 +59,8 @@ def validate_script_path(path: str) -> str:
     pure = PurePosixPath(path)
     if pure.is_absolute() or path.startswith("~"):
         raise TrainfleetInputError(f"script path {path!r} must be relative to the repository root")
+    if not pure.parts:
+        raise TrainfleetInputError(f"script path {path!r} names no file")
     if any(part == ".." for part in pure.parts):
         raise TrainfleetInputError(f"script path {path!r} escapes the repository")
     if not all(_SCRIPT_PART.match(part) for part in pure.parts) or pure.parts[0].startswith("-"):

@@ -29,6 +29,7 @@ def test_job_from_context_gets_stable_id():
         ({"ref": "--upload-pack=evil"}, "git ref"),
         ({"script": "../../etc/passwd.py"}, "escapes the repository"),
         ({"script": "/abs/train.py"}, "relative"),
+        ({"script": "."}, "names no file"),
         ({"script_args": "--lr=$(reboot)"}, "not allowed"),
         ({"max_runtime_minutes": "-5"}, "positive"),
         ({"spot": "maybe"}, "true or false"),
