@@ -4,7 +4,7 @@ import sys
 
 import aws_cdk as cdk
 
-from instance_benchmarks.errors import TrainfleetInputError
+from instance_benchmarks.core.errors import TrainfleetInputError
 from stacks.app_stacks import build_stacks
 from stacks.config import config_from_context
 

@@ -15,8 +15,8 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
-from instance_benchmarks.errors import TrainfleetInputError
-from instance_benchmarks.report import format_value
+from instance_benchmarks.core.errors import TrainfleetInputError
+from instance_benchmarks.campaigns.report import format_value
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Train PyTorch models on AWS spot instances; benchmark EC2 instance types for cost and throughput.")
@@ -34,12 +34,6 @@ REGION_OPTION = typer.Option(None, help="AWS region (default: the campaign's, el
 PREFIX_OPTION = typer.Option("/trainfleet", help="SSM prefix the Compute stack exported to.")
 
 
-def aws_client(service: str, region: str | None):
-    import boto3
-
-    return boto3.client(service, region_name=region)
-
-
 def build_table(title: str, rows: list[dict], columns: list[tuple[str, str]]) -> Table:
     table = Table(title=title, show_lines=False)
     for _, heading in columns:
@@ -55,11 +49,6 @@ def print_table(title: str, rows: list[dict], columns: list[tuple[str, str]]) ->
 
 def plain_log(message: str) -> None:
     console.print(message, markup=False, highlight=False)
-
-
-def print_estimate_summary(summary) -> None:
-    expected = f", expected ${summary.estimate_expected_usd:.4f}" if summary.estimate_expected_usd is not None else ""
-    console.print(f"[bold]{summary.campaign}[/]: worst case ${summary.estimate_worst_usd:.4f}{expected}")
 
 
 def print_estimate(spec, plan) -> None:
@@ -85,21 +74,31 @@ def catalog_list(region: str = typer.Option("us-east-1", help="Region for on-dem
 
 
 # ----------------------------------------------------------------------------- campaigns
+def aws_environment(region: str | None, ssm_prefix: str = "/trainfleet"):
+    from instance_benchmarks.environment import Environment
+
+    return Environment(region, ssm_prefix)
+
+
 @campaign_app.command("validate")
 def campaign_validate(spec_file: Path = typer.Argument(..., help="Campaign YAML.")) -> None:
-    """Validate a campaign file and price it at on-demand catalog prices (no AWS call)."""
-    from instance_benchmarks.campaign import estimate, load_spec
+    """Validate a campaign file and price it at catalog prices (no AWS call)."""
+    from instance_benchmarks.backends.registry import backend_class
+    from instance_benchmarks.campaigns.plan import estimate
+    from instance_benchmarks.campaigns.spec import load_spec
     from instance_benchmarks.catalog import load_catalog
-    from instance_benchmarks.pricing import quote
+    from instance_benchmarks.catalog.pricing import PriceQuote
 
     spec = load_spec(spec_file)
     catalog = load_catalog()
-    quotes = {t: quote(None, catalog.get(t), region=spec.region, market="on-demand", catalog_as_of=catalog.as_of)
-              for t in spec.matrix["instance_type"]}
+    backend = backend_class(spec.backend)
+    quotes = {t: PriceQuote(t, spec.region, spec.market, price, price, f"catalog {catalog.as_of}", "")
+              for t in spec.matrix["instance_type"]
+              for price in [backend.list_price(catalog.get(t), spec.region)]}
     plan = estimate(spec, quotes)
     print_estimate(spec, plan)
     for run in spec.runs():
-        console.print(f"  {run.run_id}  {run.label}")
+        console.print(f"  {run.run_id}  {run.label}", markup=False, highlight=False)
     if not plan.within(spec.budget_usd):
         raise TrainfleetInputError(f"worst case ${plan.worst_case_usd:.2f} exceeds the budget ${spec.budget_usd:.2f}")
 
@@ -111,53 +110,49 @@ def campaign_launch(
     region: Optional[str] = REGION_OPTION,
     ssm_prefix: str = PREFIX_OPTION,
 ) -> None:
-    """Launch a campaign on AWS: price it, refuse it over budget, start one instance per pending run."""
-    from instance_benchmarks.campaign import load_spec
-    from instance_benchmarks.launcher import launch_campaign, resolve_infrastructure
+    """Launch a campaign on AWS: price it, refuse it over budget, start one instance or job per pending run."""
+    from instance_benchmarks import runner
+    from instance_benchmarks.campaigns.spec import load_spec
 
     spec = load_spec(spec_file)
-    region = region or spec.region
-    ec2, s3, ssm = (aws_client(s, region) for s in ("ec2", "s3", "ssm"))
-    infra = resolve_infrastructure(ssm, ssm_prefix)
-    if spec.backend == "sagemaker":
-        import boto3
-
-        from instance_benchmarks import sagemaker_backend
-
-        summary = sagemaker_backend.launch_campaign(aws_client("sagemaker", region), s3, boto3.Session(region_name=region),
-                                                    spec, infra.bucket)
-        print_estimate_summary(summary)
-        console.print(f"created {len(summary.launched)} SageMaker training jobs, complete {len(summary.skipped_complete)}, "
-                      f"in progress {len(summary.skipped_live)}")
-        return
+    env = aws_environment(region or spec.region, ssm_prefix)
 
     def confirm(plan, pending) -> bool:
         print_estimate(spec, plan)
-        return yes or typer.confirm(f"launch {len(pending)} instances?")
+        return yes or typer.confirm(f"launch {len(pending)} {spec.backend} runs?")
 
-    summary = launch_campaign(ec2, s3, spec, infra, confirm_estimate=confirm)
+    summary = runner.launch(env, spec, confirm=confirm)
     console.print(f"launched {len(summary.launched)}, complete {len(summary.skipped_complete)}, "
-                  f"already running {len(summary.skipped_live)}")
+                  f"already running {len(summary.skipped_live)}, given up {len(summary.gave_up)}")
+
+
+STATUS_COLUMNS = [("run_id", "run"), ("label", "run label"), ("status", "status"), ("backend", "backend"),
+                  ("resource", "instance/job"), ("state", "state"), ("market", "market"), ("usd_per_hour", "$/h"),
+                  ("attempts", "attempts"), ("cost_usd", "cost $")]
+REPORT_COLUMNS = [("instance_type", "instance"), ("label", "hyperparameters"), ("usd_per_hour", "$/h"),
+                  ("samples_per_s", "samples/s"), ("sec_per_step", "sec/step"), ("usd_per_epoch", "$/epoch"),
+                  ("usd_per_1m_samples", "$/1M samples"), ("time_to_accuracy_s", "TTA s"),
+                  ("cost_to_accuracy_usd", "CTA $"), ("final_metric", "final"), ("mfu", "MFU"),
+                  ("billable_seconds", "billable s"), ("spot_savings", "spot savings"), ("backend", "backend")]
 
 
 @campaign_app.command("status")
 def campaign_status(campaign: str, region: Optional[str] = REGION_OPTION, ssm_prefix: str = PREFIX_OPTION,
-                    watch: float = typer.Option(0, help="Refresh every WATCH seconds until no instance is live.")) -> None:
-    """A table of the campaign's runs: state, instance, price, attempts, cost so far."""
+                    watch: float = typer.Option(0, help="Refresh every WATCH seconds until nothing is live.")) -> None:
+    """A table of the campaign's runs on every backend: state, instance or job, price, attempts, cost so far."""
     import time
 
     from rich.live import Live
 
-    from instance_benchmarks.launcher import LIVE_STATES, resolve_infrastructure, status_rows
+    from instance_benchmarks import runner
 
-    ec2, s3, ssm = (aws_client(s, region) for s in ("ec2", "s3", "ssm"))
-    infra = resolve_infrastructure(ssm, ssm_prefix)
+    env = aws_environment(region, ssm_prefix)
 
     def render():
-        rows = status_rows(ec2, s3, infra.bucket, campaign)
+        rows = runner.status_rows(env, campaign)
         table = build_table(f"campaign {campaign}: cost so far ${sum(r['cost_usd'] for r in rows):.4f}",
                             rows, STATUS_COLUMNS)
-        return table, any(r["instance_state"] in LIVE_STATES for r in rows)
+        return table, any(r["live"] for r in rows)
 
     table, live = render()
     if watch <= 0:
@@ -170,62 +165,35 @@ def campaign_status(campaign: str, region: Optional[str] = REGION_OPTION, ssm_pr
             screen.update(table)
 
 
-STATUS_COLUMNS = [("run_id", "run"), ("label", "run label"), ("status", "status"), ("instance_id", "instance"),
-                  ("instance_state", "state"), ("market", "market"), ("usd_per_hour", "$/h"),
-                  ("attempts", "attempts"), ("cost_usd", "cost $")]
-REPORT_COLUMNS = [("instance_type", "instance"), ("label", "hyperparameters"), ("usd_per_hour", "$/h"),
-                  ("samples_per_s", "samples/s"), ("sec_per_step", "sec/step"), ("usd_per_epoch", "$/epoch"),
-                  ("usd_per_1m_samples", "$/1M samples"), ("time_to_accuracy_s", "TTA s"),
-                  ("cost_to_accuracy_usd", "CTA $"), ("final_metric", "final"), ("mfu", "MFU"),
-                  ("billable_seconds", "billable s"), ("spot_savings", "spot savings"), ("backend", "backend")]
-
-
 @campaign_app.command("teardown")
-def campaign_teardown(campaign: str, region: Optional[str] = REGION_OPTION) -> None:
-    """Terminate every instance of the campaign and cancel its open spot requests (found by tag)."""
-    from instance_benchmarks.launcher import teardown
+def campaign_teardown(campaign: str, region: Optional[str] = REGION_OPTION, ssm_prefix: str = PREFIX_OPTION) -> None:
+    """End every instance, spot request and training job of the campaign (found by tag, on every backend)."""
+    from instance_benchmarks import runner
 
-    summary = teardown(aws_client("ec2", region), campaign)
-    console.print(f"terminated {len(summary.terminated)} instances, cancelled {len(summary.cancelled_spot_requests)} spot requests")
+    for summary in runner.teardown(aws_environment(region, ssm_prefix), campaign):
+        extra = f", cancelled {len(summary.cancelled)} spot requests" if summary.cancelled else ""
+        console.print(f"{summary.backend}: ended {len(summary.stopped)}{extra}")
 
 
 @campaign_app.command("collect")
 def campaign_collect(campaign: str, out: Path = typer.Option(Path("reports"), help="Local folder for the report."),
                      region: Optional[str] = REGION_OPTION, ssm_prefix: str = PREFIX_OPTION) -> None:
-    """Aggregate results into the report (CSV, Parquet, Markdown, PNG) in S3 and in OUT/<campaign>/."""
-    from instance_benchmarks.launcher import resolve_infrastructure
+    """Settle finished runs and write the report (CSV, Parquet, Markdown, PNG) to S3 and OUT/<campaign>/."""
+    from instance_benchmarks import runner
 
-    s3, ssm = aws_client("s3", region), aws_client("ssm", region)
-    infra = resolve_infrastructure(ssm, ssm_prefix)
-    collect_sagemaker_jobs(s3, infra.bucket, campaign, region)
-    _report(s3, infra.bucket, campaign, out / campaign)
-
-
-def collect_sagemaker_jobs(s3, bucket: str, campaign: str, region: str | None) -> None:
-    """Turn finished SageMaker jobs of the campaign into result.json files (EC2 agents write their own)."""
-    from instance_benchmarks.catalog import load_catalog
-    from instance_benchmarks.results import load_run_records
-
-    records = [r for r in load_run_records(s3, bucket, campaign)
-               if r["result"] is None and any(a.get("backend") == "sagemaker" for a in r["launch"].get("attempts", []))]
-    if not records:
-        return
-    from instance_benchmarks.sagemaker_backend import collect_run
-
-    sagemaker, catalog = aws_client("sagemaker", region), load_catalog()
-    for record in records:
-        itype = record["launch"]["attempts"][-1]["instance_type"]
-        collect_run(sagemaker, s3, bucket, campaign, record["run_id"], peak_tflops=catalog.get(itype).peak_fp32_tflops)
+    env = aws_environment(region, ssm_prefix)
+    runner.settle(env, campaign)
+    _report(env.client("s3"), env.infra.bucket, campaign, out / campaign)
 
 
 def _report(s3, bucket: str, campaign: str, out: Path):
-    from instance_benchmarks.report import write_report
+    from instance_benchmarks.campaigns.report import write_report
 
     report, checksums = write_report(s3, bucket, campaign, out)
     print_table(f"campaign {campaign}: {len(report.rows)} complete, {len(report.incomplete)} incomplete",
                 report.rows, REPORT_COLUMNS)
     for row in report.incomplete:
-        console.print(f"  incomplete: {row['run_id']} {row['label']} ({row['last_outcome']})")
+        console.print(f"  incomplete: {row['run_id']} {row['label']} ({row['last_outcome']})", markup=False)
     console.print(f"report: {out}/ and s3://{bucket}/campaigns/{campaign}/report/ ({', '.join(sorted(checksums))})")
     return report
 
@@ -234,23 +202,39 @@ def _report(s3, bucket: str, campaign: str, out: Path):
 def campaign_run(
     spec_files: list[Path] = typer.Argument(..., help="Campaign YAML file(s) of one campaign (e.g. EC2 and SageMaker)."),
     local: bool = typer.Option(False, "--local", help="Run on the embedded default (moto's server + local workers)."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="On AWS: launch without asking after the estimate."),
     out: Path = typer.Option(Path("reports"), help="Local folder for the report and the best model."),
+    region: Optional[str] = REGION_OPTION,
+    ssm_prefix: str = PREFIX_OPTION,
 ) -> None:
-    """Launch, run, collect and report a campaign end to end. With --local no AWS account is needed."""
-    if not local:
-        raise TrainfleetInputError("`campaign run` drives the embedded default: add --local (on AWS use launch/status/collect)")
-    from instance_benchmarks.campaign import load_spec
-    from instance_benchmarks.local import run_local_campaign
+    """Launch, run, collect, report and tear down a campaign end to end. With --local no AWS account is needed."""
+    from instance_benchmarks import runner
+    from instance_benchmarks.campaigns.spec import load_spec
 
     specs = [load_spec(path) for path in spec_files]
     if len({s.campaign for s in specs}) > 1:
         raise TrainfleetInputError("all campaign files given to one run must name the same campaign")
-    if any(s.backend == "sagemaker" for s in specs):
-        from instance_benchmarks.sagemaker_backend import require_sdk
+    if local:
+        from instance_benchmarks.embedded.environment import EmbeddedEnvironment
 
-        require_sdk()
-    run_local_campaign(specs[0], more_specs=tuple(specs[1:]), out=out / specs[0].campaign, log=plain_log,
-                       report=_report)
+        plain_log("starting moto's server on 127.0.0.1 and deploying the Storage, Network and Compute stacks ...")
+        env = EmbeddedEnvironment.start(region=region or specs[0].region, log=plain_log)
+        confirm = None
+    else:
+        env = aws_environment(region or specs[0].region, ssm_prefix)
+
+        def confirm(plan, pending) -> bool:
+            return yes or typer.confirm(f"launch {len(pending)} runs (worst case ${plan.worst_case_usd:.2f})?")
+    try:
+        outcome = runner.run_to_report(env, specs, out=out / specs[0].campaign, log=plain_log, report=_report,
+                                       confirm=confirm)
+    finally:
+        if local:
+            env.close()
+    incomplete = outcome["report"].incomplete
+    if incomplete:
+        console.print(f"[red]{len(incomplete)} run(s) did not complete[/]")
+        raise typer.Exit(1)
 
 
 # ----------------------------------------------------------------------------- models
@@ -258,11 +242,10 @@ def campaign_run(
 def models_list(campaign: Optional[str] = typer.Option(None, help="Only this campaign."),
                 region: Optional[str] = REGION_OPTION, ssm_prefix: str = PREFIX_OPTION) -> None:
     """Models of complete runs, with their final metric and SHA-256."""
-    from instance_benchmarks.launcher import resolve_infrastructure
-    from instance_benchmarks.models import list_models
+    from instance_benchmarks.campaigns.models import list_models
 
-    s3, ssm = aws_client("s3", region), aws_client("ssm", region)
-    rows = list_models(s3, resolve_infrastructure(ssm, ssm_prefix).bucket, campaign)
+    env = aws_environment(region, ssm_prefix)
+    rows = list_models(env.client("s3"), env.infra.bucket, campaign)
     for row in rows:
         row["ref"] = f"{row['campaign']}/{row['run_id']}"
     print_table("models", rows, [("ref", "run"), ("instance_type", "instance"), ("hyperparameters", "hyperparameters"),
@@ -275,16 +258,15 @@ def models_download(run: str = typer.Argument(..., help="CAMPAIGN/RUN_ID"),
                     out: Path = typer.Option(..., help="Folder to write the model and its files to."),
                     region: Optional[str] = REGION_OPTION, ssm_prefix: str = PREFIX_OPTION) -> None:
     """Download a run's model and training artifacts, verifying each SHA-256."""
-    from instance_benchmarks.launcher import resolve_infrastructure
-    from instance_benchmarks.models import parse_run_ref
+    from instance_benchmarks.campaigns.models import parse_run_ref
 
     campaign, run_id = parse_run_ref(run)
-    s3, ssm = aws_client("s3", region), aws_client("ssm", region)
-    download_with_progress(s3, resolve_infrastructure(ssm, ssm_prefix).bucket, campaign, run_id, out)
+    env = aws_environment(region, ssm_prefix)
+    download_with_progress(env.client("s3"), env.infra.bucket, campaign, run_id, out)
 
 
 def download_with_progress(s3, bucket: str, campaign: str, run_id: str, out: Path) -> dict:
-    from instance_benchmarks.models import download_run
+    from instance_benchmarks.campaigns.models import download_run
 
     with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                   console=console) as progress:
@@ -304,7 +286,7 @@ def download_with_progress(s3, bucket: str, campaign: str, run_id: str, out: Pat
 @local_app.command("deploy")
 def local_deploy() -> None:
     """Synthesize the stacks, deploy them into an embedded moto server and print the outputs."""
-    from instance_benchmarks.local import start_local_cloud
+    from instance_benchmarks.embedded.cloud import start_local_cloud
 
     cloud = start_local_cloud()
     try:

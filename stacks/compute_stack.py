@@ -6,16 +6,17 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
+from instance_benchmarks.core.contract import SSM_EXPORTS
 from stacks.constructs.training_compute import TrainingCompute
 
-# Names of the SSM parameters the launcher reads (relative to the configured prefix).
+# CloudFormation output key -> the launcher's Infrastructure field (SSM names live in core.contract).
 EXPORTS = {
-    "BucketName": "bucket-name",
-    "SpotLaunchTemplateId": "launch-template/spot-id",
-    "OnDemandLaunchTemplateId": "launch-template/on-demand-id",
-    "SubnetIds": "subnet-ids",
-    "SecurityGroupId": "security-group-id",
-    "InstanceProfileArn": "instance-profile-arn",
+    "BucketName": "bucket",
+    "SpotLaunchTemplateId": "spot_template_id",
+    "OnDemandLaunchTemplateId": "on_demand_template_id",
+    "SubnetIds": "subnet_ids",
+    "SecurityGroupId": "security_group_id",
+    "InstanceProfileArn": "instance_profile_arn",
 }
 
 
@@ -56,4 +57,4 @@ class ComputeStack(Stack):
         for key, value in values.items():
             if key not in ("BucketName", "SubnetIds"):  # those are the storage / network stacks' outputs
                 CfnOutput(self, key, value=value)
-            ssm.StringParameter(self, f"{key}Parameter", parameter_name=f"{ssm_prefix}/{EXPORTS[key]}", string_value=value)
+            ssm.StringParameter(self, f"{key}Parameter", parameter_name=f"{ssm_prefix}/{SSM_EXPORTS[EXPORTS[key]]}", string_value=value)

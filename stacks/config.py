@@ -5,8 +5,9 @@ import hashlib
 from dataclasses import dataclass
 
 from instance_benchmarks.catalog import load_catalog
-from instance_benchmarks.errors import TrainfleetInputError
-from instance_benchmarks.validation import (
+from instance_benchmarks.core.contract import SSM_PREFIX
+from instance_benchmarks.core.errors import TrainfleetInputError
+from instance_benchmarks.core.validation import (
     validate_git_ref,
     validate_identifier,
     validate_positive,
@@ -18,7 +19,6 @@ from instance_benchmarks.validation import (
 DEFAULT_AMI_PARAMETER = (
     "/aws/service/deeplearning/ami/x86_64/oss-nvidia-driver-gpu-pytorch-2.7-ubuntu-22.04/latest/ami-id"
 )
-SSM_PREFIX = "/trainfleet"
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from instance_benchmarks.userdata import Bootstrap
+from instance_benchmarks.core.bootstrap import Bootstrap
 from stacks.config import JobConfig
 from stacks.constructs.spot_training_job import SpotTrainingJob
 from stacks.constructs.training_compute import TrainingCompute

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from instance_benchmarks.harness import throughput
+from instance_benchmarks.campaigns.harness import throughput
 from training_scripts import cnn_digits, tabular_mlp
 from training_scripts.loop import fingerprint, fit, resolve_device, synchronize
 

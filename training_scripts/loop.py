@@ -229,12 +229,13 @@ class SupervisedTask:
 
 
 def output_locations(config: TrainConfig, workload: str) -> tuple[Location, Location]:
-    """--output, else the folder the platform gives: TRAINFLEET_OUTPUT_DIR (a trainfleet job) or
-    SM_MODEL_DIR (a SageMaker job), else runs/<workload>."""
+    """--output, else the folder the platform gives: TRAINFLEET_OUTPUT_DIR (a trainfleet run) or
+    SM_MODEL_DIR (a SageMaker job), else runs/<workload>; --checkpoint, else TRAINFLEET_CHECKPOINT_DIR
+    (restored and synced by the trainfleet agent), else <output>/checkpoints."""
     default = os.environ.get("TRAINFLEET_OUTPUT_DIR") or os.environ.get("SM_MODEL_DIR") or os.path.join("runs", workload)
     output = open_location(config.output or default)
-    checkpoint = open_location(config.checkpoint) if config.checkpoint else output.child("checkpoints")
-    return output, checkpoint
+    checkpoint = config.checkpoint or (None if config.output else os.environ.get("TRAINFLEET_CHECKPOINT_DIR"))
+    return output, open_location(checkpoint) if checkpoint else output.child("checkpoints")
 
 
 def fit(config: TrainConfig, task: SupervisedTask, *, should_stop: Callable[[], bool] = lambda: False,

@@ -5,7 +5,7 @@ from aws_cdk import Acknowledgment, Fn, Validations
 from aws_cdk import aws_ec2 as ec2
 from constructs import Construct
 
-from instance_benchmarks.userdata import Bootstrap, build_user_data
+from instance_benchmarks.core.bootstrap import Bootstrap, build_user_data
 
 
 class SpotTrainingJob(Construct):

@@ -3,10 +3,10 @@ from __future__ import annotations
 import boto3
 import pytest
 
-from instance_benchmarks.campaign import parse_spec
-from instance_benchmarks.deploy import deploy, synthesize
-from instance_benchmarks.launcher import resolve_infrastructure
-from instance_benchmarks.local import LOCAL_AMI_PARAMETER, register_local_ami
+from instance_benchmarks.campaigns.spec import parse_spec
+from instance_benchmarks.embedded.deploy import deploy, synthesize
+from instance_benchmarks.backends.ec2.instances import resolve_infrastructure
+from instance_benchmarks.embedded.cloud import LOCAL_AMI_PARAMETER, register_local_ami
 from stacks.config import AppConfig
 
 REGION = "us-east-1"

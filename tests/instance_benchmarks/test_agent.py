@@ -1,7 +1,7 @@
 import subprocess
 import sys
 
-from instance_benchmarks.agent import InterruptionWatcher, spot_interruption_notice
+from instance_benchmarks.agent.main import InterruptionWatcher, spot_interruption_notice
 from tests.instance_benchmarks.fake_imds import FakeIMDS
 
 

@@ -1,10 +1,10 @@
 import pytest
 import yaml
 
-from instance_benchmarks.campaign import estimate, load_spec, override_args, parse_spec
+from instance_benchmarks.campaigns.spec import estimate, load_spec, override_args, parse_spec
 from instance_benchmarks.catalog import load_catalog
-from instance_benchmarks.errors import TrainfleetInputError
-from instance_benchmarks.pricing import quote
+from instance_benchmarks.core.errors import TrainfleetInputError
+from instance_benchmarks.catalog.pricing import quote
 from tests.instance_benchmarks.conftest import spec_dict
 
 

@@ -1,7 +1,7 @@
 import pytest
 
 from instance_benchmarks.catalog import load_catalog
-from instance_benchmarks.errors import TrainfleetInputError
+from instance_benchmarks.core.errors import TrainfleetInputError
 
 
 def test_catalog_is_dated_and_covers_required_families():

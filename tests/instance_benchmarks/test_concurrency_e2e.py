@@ -4,10 +4,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import torch
 
-from instance_benchmarks.models import download_run, list_models
-from instance_benchmarks.moto_server import MotoServer
-from instance_benchmarks.report import build_report
-from instance_benchmarks.results import load_run_records, run_location, write_json
+from instance_benchmarks.campaigns.models import download_run, list_models
+from instance_benchmarks.embedded.moto_server import MotoServer
+from instance_benchmarks.campaigns.report import build_report
+from instance_benchmarks.campaigns.store import load_run_records, run_location, write_json
 from training_scripts.cartpole_pg import Config
 from training_scripts.loop import RunRecorder, write_artifacts
 

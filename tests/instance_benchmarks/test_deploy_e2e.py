@@ -5,8 +5,8 @@ import base64
 
 import pytest
 
-from instance_benchmarks.deploy import synthesize
-from instance_benchmarks.local import LOCAL_AMI_PARAMETER, start_local_cloud
+from instance_benchmarks.embedded.deploy import synthesize
+from instance_benchmarks.embedded.cloud import LOCAL_AMI_PARAMETER, start_local_cloud
 from stacks.config import AppConfig, JobConfig
 
 JOB = JobConfig(job_id="e2e-job", instance_type="c5.xlarge", repo="https://github.com/acme/train.git",

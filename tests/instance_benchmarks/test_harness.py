@@ -1,6 +1,6 @@
 import pytest
 
-from instance_benchmarks.harness import local_peak_tflops, steady_intervals, summarize, throughput, time_to_target
+from instance_benchmarks.campaigns.harness import local_peak_tflops, steady_intervals, summarize, throughput, time_to_target
 
 
 def _interval(step, samples_per_s, seconds, **extra):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from instance_benchmarks.campaign import parse_spec
-from instance_benchmarks.moto_server import LOCAL_CREDENTIALS
+from instance_benchmarks.campaigns.spec import parse_spec
+from instance_benchmarks.embedded.moto_server import LOCAL_CREDENTIALS
 from tests.instance_benchmarks.conftest import spec_dict
 from tests.instance_benchmarks.fake_imds import FakeIMDS
 from training_scripts import cartpole_pg
@@ -37,7 +37,7 @@ def _checkpoint_exists() -> bool:
 
 
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
-    import instance_benchmarks.local as local
+    import instance_benchmarks.embedded.cloud as local
 
     started = local.start_local_cloud
 

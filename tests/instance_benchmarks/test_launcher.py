@@ -3,14 +3,14 @@ import base64
 
 import pytest
 
-from instance_benchmarks.campaign import parse_spec
-from instance_benchmarks.errors import TrainfleetInputError
-from instance_benchmarks.launcher import (
+from instance_benchmarks.campaigns.spec import parse_spec
+from instance_benchmarks.core.errors import TrainfleetInputError
+from instance_benchmarks.backends.ec2.instances import (
     CAMPAIGN_TAG, LIVE_STATES, RUN_TAG, campaign_instances, launch_campaign, resolve_infrastructure, status_rows,
     tag, teardown,
 )
-from instance_benchmarks.results import read_json, run_location, write_json
-from instance_benchmarks.userdata import decode_agent_config
+from instance_benchmarks.campaigns.store import read_json, run_location, write_json
+from instance_benchmarks.core.bootstrap import decode_agent_config
 from tests.instance_benchmarks.conftest import spec_dict
 
 

@@ -2,8 +2,8 @@
 import json
 from pathlib import Path
 
-from instance_benchmarks.campaign import parse_spec
-from instance_benchmarks.local import run_local_campaign
+from instance_benchmarks.campaigns.spec import parse_spec
+from instance_benchmarks.embedded.cloud import run_local_campaign
 from tests.instance_benchmarks.conftest import spec_dict
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,9 +1,9 @@
 
 import pytest
 
-from instance_benchmarks.errors import TrainfleetInputError
-from instance_benchmarks.models import IntegrityError, download_run, list_models, parse_run_ref
-from instance_benchmarks.results import run_location, write_json
+from instance_benchmarks.core.errors import TrainfleetInputError
+from instance_benchmarks.campaigns.models import IntegrityError, download_run, list_models, parse_run_ref
+from instance_benchmarks.campaigns.store import run_location, write_json
 
 
 @pytest.fixture

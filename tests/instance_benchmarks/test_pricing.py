@@ -5,7 +5,7 @@ import pytest
 from botocore.stub import ANY, Stubber
 
 from instance_benchmarks.catalog import load_catalog
-from instance_benchmarks.pricing import billed_seconds, cost_usd, latest_spot_price, quote
+from instance_benchmarks.catalog.pricing import billed_seconds, cost_usd, latest_spot_price, quote
 
 
 @pytest.mark.parametrize("seconds, billed", [(0, 60), (1, 60), (59.2, 60), (60, 60), (60.01, 61), (3600, 3600)])

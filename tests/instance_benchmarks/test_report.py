@@ -3,8 +3,8 @@ import io
 import pyarrow.parquet as pq
 import pytest
 
-from instance_benchmarks.report import build_report, pareto_front, write_report
-from instance_benchmarks.results import run_location, write_json
+from instance_benchmarks.campaigns.report import build_report, pareto_front, write_report
+from instance_benchmarks.campaigns.store import run_location, write_json
 from training_scripts.storage import S3Location
 
 
@@ -58,8 +58,8 @@ def test_pareto_front():
 
 
 def test_best_run_follows_the_metric_direction():
-    from instance_benchmarks.local import _best_run
-    from instance_benchmarks.report import Report
+    from instance_benchmarks.embedded.cloud import _best_run
+    from instance_benchmarks.campaigns.report import Report
 
     rows = [{"run_id": "a", "final_metric": 0.2}, {"run_id": "b", "final_metric": 0.1}]
     assert _best_run(Report("c", rows, [], "val_mse", {}, higher_is_better=False))["run_id"] == "b"

@@ -11,9 +11,9 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from instance_benchmarks.campaign import parse_spec
-from instance_benchmarks.errors import TrainfleetInputError
-from instance_benchmarks.results import read_json, run_location, write_json
+from instance_benchmarks.campaigns.spec import parse_spec
+from instance_benchmarks.core.errors import TrainfleetInputError
+from instance_benchmarks.campaigns.store import read_json, run_location, write_json
 from tests.instance_benchmarks.conftest import spec_dict
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,7 +104,7 @@ def _model_tar(files: dict[str, bytes]) -> bytes:
 def test_collect_reports_billable_vs_training_seconds(aws, s3, bucket):
     from hashlib import sha256
 
-    from instance_benchmarks.sagemaker_backend import collect_run
+    from instance_benchmarks.backends.sagemaker.jobs import collect_run
 
     location = run_location(s3, bucket, "sweep", "sm-r1")
     write_json(location, "launch.json", {"hyperparameters": {"batch_size": 5}, "attempts": [{
@@ -137,7 +137,7 @@ def test_collect_reports_billable_vs_training_seconds(aws, s3, bucket):
 
 
 def test_sagemaker_runs_land_beside_ec2_runs_in_one_report(tmp_path):
-    from instance_benchmarks.local import run_local_campaign
+    from instance_benchmarks.embedded.cloud import run_local_campaign
 
     hyper = {"epochs": 3, "max_episode_steps": 60}
     ec2 = parse_spec(spec_dict(hyperparameters=hyper, matrix={"instance_type": ["c5.xlarge"], "batch_size": [3, 5]}))

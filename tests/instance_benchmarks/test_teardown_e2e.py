@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from instance_benchmarks.launcher import CAMPAIGN_TAG, LIVE_STATES, campaign_instances
-from instance_benchmarks.local import start_local_cloud
+from instance_benchmarks.backends.ec2.instances import CAMPAIGN_TAG, LIVE_STATES, campaign_instances
+from instance_benchmarks.embedded.cloud import start_local_cloud
 from tests.instance_benchmarks.conftest import spec_dict
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -3,7 +3,7 @@ import json
 import boto3
 from botocore.stub import Stubber
 
-from instance_benchmarks.update_catalog import build_catalog
+from instance_benchmarks.catalog.update import build_catalog
 
 
 def test_build_catalog_from_stubbed_aws():

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from instance_benchmarks.campaign import parse_spec
-from instance_benchmarks.errors import TrainfleetInputError
-from instance_benchmarks.userdata import LOGFILE, OUTDIR, WORKDIR, Bootstrap, build_user_data, decode_agent_config
+from instance_benchmarks.campaigns.spec import parse_spec
+from instance_benchmarks.core.errors import TrainfleetInputError
+from instance_benchmarks.core.bootstrap import LOGFILE, OUTDIR, WORKDIR, Bootstrap, build_user_data, decode_agent_config
 from tests.instance_benchmarks.conftest import spec_dict
 
 STUBBED = ["shutdown", "tee", "git", "aws", "python3", "bash"]
@@ -93,7 +93,7 @@ def test_agent_mode_passes_config_intact(sandbox):
     assert decode_agent_config(script) == config
     calls = run_in_sandbox(sandbox, script, "agent")
     agent_call = [c for c in calls if c[0] == "python3"]
-    assert len(agent_call) == 1 and agent_call[0][1:3] == ["-m", "instance_benchmarks.agent"]
+    assert len(agent_call) == 1 and agent_call[0][1:3] == ["-m", "instance_benchmarks.agent.main"]
     assert decode_agent_config(f"TRAINFLEET_AGENT_CONFIG='{agent_call[0][4]}'") == config
 
 
@@ -165,7 +165,7 @@ def test_hostile_hyperparameters_are_refused_or_travel_as_data(name, values):
         spec = parse_spec(spec_dict(matrix={"instance_type": ["c5.xlarge"], name: values}))
     except TrainfleetInputError:
         return
-    from instance_benchmarks.campaign import override_args
+    from instance_benchmarks.campaigns.spec import override_args
 
     for run in spec.runs():
         for arg in override_args(run.hyperparameters):

@@ -1,6 +1,6 @@
 from aws_cdk.assertions import Match
 
-from stacks.compute_stack import EXPORTS
+from instance_benchmarks.core.contract import SSM_EXPORTS as EXPORTS
 
 
 def _template_data(templates, market_options):

@@ -1,6 +1,6 @@
 import pytest
 
-from instance_benchmarks.errors import TrainfleetInputError
+from instance_benchmarks.core.errors import TrainfleetInputError
 from stacks.config import config_from_context
 
 GOOD = {"instance_type": "c5.xlarge", "repo": "https://github.com/acme/train.git", "ref": "main", "script": "train.py"}

@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import platform
 import subprocess
 import sys
 import tarfile
@@ -20,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from instance_benchmarks.sagemaker_backend import OPT_ML, model_archive_key
+from instance_benchmarks.backends.sagemaker.jobs import OPT_ML, model_archive_key
 from training_scripts.storage import S3Location
 
 
@@ -53,8 +52,8 @@ def _cli_value(value: str) -> str:
 
 
 class LocalSageMakerExecutor:
-    def __init__(self, sagemaker_client, s3, env: dict, log=print) -> None:
-        self.sm, self.s3, self.env, self.log = sagemaker_client, s3, env, log
+    def __init__(self, sagemaker_client, s3, env: dict, *, host, log=print) -> None:
+        self.sm, self.s3, self.env, self.host, self.log = sagemaker_client, s3, env, host, log
 
     def run_job(self, job_name: str) -> int:
         job = self.sm.describe_training_job(TrainingJobName=job_name)
@@ -80,7 +79,7 @@ class LocalSageMakerExecutor:
             env.update({name: local(value) for name, value in (job.get("Environment") or {}).items()})
             env.update(SM_MODEL_DIR=str(model_dir), SM_HPS=json.dumps(hyperparameters),
                        SM_CHANNEL_CODE=str(code_dir), SM_CURRENT_HOST="algo-1",
-                       TRAINFLEET_HOST_LABEL=f"local {platform.node()} ({os.cpu_count()} CPUs) for {job['ResourceConfig']['InstanceType']}")
+                       TRAINFLEET_HOST_LABEL=f"{self.host.label} for {job['ResourceConfig']['InstanceType']}")
             self.log(f"[{job_name}] running {source['entry_script']} as a SageMaker job (local executor)")
             started = time.monotonic()
             completed = subprocess.run([sys.executable, str(code_dir / source["entry_script"]), *args], cwd=code_dir,

@@ -2,7 +2,7 @@
 the Pricing API. Writes data/catalog.json (or --out); run by a person with credentials, never at
 launch time and never in tests against real AWS.
 
-    python -m instance_benchmarks.update_catalog --regions us-east-1 us-west-2 [--types c5.xlarge ...]
+    python -m instance_benchmarks.catalog.update --regions us-east-1 us-west-2 [--types c5.xlarge ...]
 """
 from __future__ import annotations
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 import re
 from pathlib import PurePosixPath
 
-from instance_benchmarks.errors import TrainfleetInputError
+from instance_benchmarks.core.errors import TrainfleetInputError
 
 _SAFE_URL_CHARS = re.compile(r"^[A-Za-z0-9._~/:@%+=-]+$")
 _HTTPS = re.compile(r"^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?/[A-Za-z0-9._~/%+-]+$")
 _SSH = re.compile(r"^ssh://[A-Za-z0-9._-]+@[A-Za-z0-9.-]+(:[0-9]{1,5})?/[A-Za-z0-9._~/%+-]+$")
 _SCP = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[A-Za-z0-9._~%+-][A-Za-z0-9._~/%+-]*$")
+_LOCAL_PATH = re.compile(r"^/[A-Za-z0-9._~/+@-]*$")
 _REF = re.compile(r"^[A-Za-z0-9._/-]+$")
 _SCRIPT_PART = re.compile(r"^[A-Za-z0-9._-]+$")
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -21,7 +22,7 @@ _ARG = re.compile(r"^[A-Za-z0-9._=,:/+@%-]*$")
 
 
 def validate_repo_url(url: str) -> str:
-    """Accept https://host/path, ssh://user@host/path and user@host:path; nothing else."""
+    """Accept https://host/path only: instances clone without keys, so ssh URLs cannot work there."""
     if not isinstance(url, str) or not url:
         raise TrainfleetInputError("repo URL is empty")
     if not _SAFE_URL_CHARS.match(url):
@@ -30,11 +31,29 @@ def validate_repo_url(url: str) -> str:
         raise TrainfleetInputError(f"repo URL {url!r} must not start with '-'")
     if "/../" in url or url.endswith("/.."):
         raise TrainfleetInputError(f"repo URL {url!r} must not contain '..' path segments")
-    if not (_HTTPS.match(url) or _SSH.match(url) or _SCP.match(url)):
+    if _SSH.match(url) or _SCP.match(url):
         raise TrainfleetInputError(
-            f"repo URL {url!r} must use https:// or ssh:// (or user@host:path); other schemes are refused"
-        )
+            f"repo URL {url!r} uses ssh, but instances have no ssh key: use the repository's https:// URL")
+    if not _HTTPS.match(url):
+        raise TrainfleetInputError(f"repo URL {url!r} must be an https:// URL; other schemes are refused")
     return url
+
+
+def validate_local_repo(url: str) -> str:
+    """A `file:///absolute/path` of a local git repository (the embedded default clones it)."""
+    path = url[len("file://"):] if isinstance(url, str) and url.startswith("file://") else None
+    if path is None or not _LOCAL_PATH.match(path) or "/../" in path or path.endswith("/.."):
+        raise TrainfleetInputError(f"local repo {url!r} must be file:///absolute/path with no unusual characters")
+    return url
+
+
+def require_remote_repo(url: str) -> str:
+    """What an instance in AWS can clone: an https URL, never a path on this machine."""
+    if isinstance(url, str) and url.startswith("file://"):
+        raise TrainfleetInputError(
+            f"repo {url} is a local repository: only the embedded default (--local) can clone it; "
+            "on AWS push it and give its https:// URL")
+    return validate_repo_url(url)
 
 
 def validate_git_ref(ref: str) -> str:

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from instance_benchmarks.results import campaign_prefix, campaign_specs, load_run_records, run_location
+from instance_benchmarks.campaigns.store import campaign_prefix, campaign_specs, load_run_records, run_location
 from training_scripts.storage import S3Location
 
 COLUMNS = [

@@ -1,22 +1,24 @@
-"""Campaign specs (what to run): a YAML file, validated, expanded into runs, priced before launch.
+"""Campaign specs (what to run): a YAML file, validated, expanded into runs.
 
-    campaign: cartpole-batch-sweep
-    workload: cartpole_pg                # a module in training_scripts/
-    repo: https://github.com/you/trainfleet.git
+    campaign: my-sweep
+    repo: https://github.com/you/project.git   # your repository (a local path or file:// URL with --local)
     ref: main
-    script: training_scripts/cartpole_pg.py   # default: training_scripts/<workload>.py
+    script: train.py                     # a path in the repo; run as `python train.py --key=value ...`
+    # workload: cartpole_pg              # or one of trainfleet's bundled workloads (then script is optional)
     region: us-east-1
     market: spot                         # spot | on-demand
     max_runtime_minutes: 30              # watchdog per run: also the worst-case billing bound
     estimated_minutes: 5                 # optional: your expectation, for the likely estimate
     budget_usd: 10                       # refuse to launch if the worst case exceeds it
-    target: {metric: final10_reward, value: 195}   # optional: time-to-accuracy target
+    target: {metric: val_accuracy, value: 0.9}   # optional: time-to-accuracy target
+    metric_definitions:                  # optional: metrics from plain-text output (JSON lines always count)
+      - {name: loss, regex: 'loss ([0-9.]+)'}
     max_attempts: 3                      # launches per run (spot interruptions are relaunched)
     fallback: {market: on-demand}        # optional: how to relaunch after an interruption
     hyperparameters: {epochs: 60}        # fixed for every run
     matrix:                              # cartesian product -> one run each
-      instance_type: [c5.xlarge]
-      batch_size: [3, 5, 7, 10, 12, 15]
+      instance_type: [c5.xlarge, g4dn.xlarge]
+      batch_size: [64, 256]
 """
 from __future__ import annotations
 
@@ -25,27 +27,33 @@ import hashlib
 import importlib
 import itertools
 import json
+import math
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from instance_benchmarks.backends.base import FALLBACK
+from instance_benchmarks.backends.registry import BACKENDS, DEFAULT, backend_class
 from instance_benchmarks.catalog import Catalog, load_catalog
-from instance_benchmarks.errors import TrainfleetInputError
-from instance_benchmarks.pricing import PriceQuote, cost_usd
-from instance_benchmarks.validation import (
-    validate_git_ref, validate_identifier, validate_positive, validate_repo_url, validate_script_path,
+from instance_benchmarks.core.contract import hyperparameter_text, override_args  # noqa: F401 (re-exported)
+from instance_benchmarks.core.errors import TrainfleetInputError
+from instance_benchmarks.core.validation import (
+    validate_git_ref, validate_identifier, validate_local_repo, validate_positive, validate_repo_url,
+    validate_script_path,
 )
 
 WORKLOADS = ("tabular_mlp", "cnn_digits", "lstm_regressor", "cartpole_pg")
 MARKETS = ("spot", "on-demand")
-BACKENDS = ("ec2", "sagemaker")
-# Options the agent sets itself; a campaign may not override them.
+# Options the agent sets itself; a bundled workload may not override them.
 RESERVED = {"output", "checkpoint", "dry_run"}
 KNOWN_KEYS = {"campaign", "workload", "repo", "ref", "script", "region", "market", "max_runtime_minutes",
               "estimated_minutes", "budget_usd", "target", "hyperparameters", "matrix", "backend", "max_attempts",
-              "fallback", "sagemaker"}
+              "fallback", "metric_definitions", *BACKENDS}
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # a shell identifier: hyperparameters become variables too
+_TEXT = re.compile(r"^[^\x00-\x1f\x7f]*$")        # printable: no newline, tab or other control character
 
 
 @dataclass(frozen=True)
@@ -63,7 +71,6 @@ class RunSpec:
 @dataclass(frozen=True)
 class CampaignSpec:
     campaign: str
-    workload: str
     repo: str
     ref: str
     script: str
@@ -72,26 +79,34 @@ class CampaignSpec:
     max_runtime_minutes: int
     budget_usd: float
     matrix: dict
+    workload: str | None = None
     hyperparameters: dict = field(default_factory=dict)
     estimated_minutes: float | None = None
     target: dict | None = None
-    backend: str = "ec2"
+    backend: str = DEFAULT
     max_attempts: int = 3
     fallback: dict | None = None  # after a spot interruption: {instance_type: ..., market: on-demand}
-    sagemaker: dict | None = None  # backend: sagemaker -> {role_arn, image_uri, max_wait_minutes}
+    backend_settings: dict | None = None  # the backend's own section, e.g. sagemaker: {role_arn, ...}
+    metric_definitions: tuple = ()
 
     def runs(self) -> list[RunSpec]:
+        prefix = backend_class(self.backend).RUN_PREFIX
         keys = list(self.matrix)
         runs = []
         for combo in itertools.product(*(self.matrix[k] for k in keys)):
             values = dict(zip(keys, combo))
             instance_type = values.pop("instance_type")
             hyper = {**self.hyperparameters, **values}
-            key = [instance_type, hyper] if self.backend == "ec2" else [self.backend, instance_type, hyper]
+            # the first backend (no prefix) keeps the run ids campaigns had before backends were named
+            key = [self.backend, instance_type, hyper] if prefix else [instance_type, hyper]
             digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
-            prefix = "" if self.backend == "ec2" else "sm-"
             runs.append(RunSpec(f"{prefix}{instance_type.replace('.', '-')}-{digest}", instance_type, hyper))
         return runs
+
+    def task_dict(self, run: RunSpec) -> dict:
+        """What the instance agent runs for `run` (see agent.main)."""
+        return {"repo": self.repo, "ref": self.ref, "script": self.script, "args": override_args(run.hyperparameters),
+                "metric_definitions": [dict(d) for d in self.metric_definitions]}
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -101,7 +116,24 @@ def _workload_config(workload: str):
     return importlib.import_module(f"training_scripts.{workload}").Config
 
 
-def _check_hyperparameter(workload: str, name: str, value, where: str) -> None:
+def _check_value(name: str, value, where: str) -> None:
+    """A hyperparameter of a foreign script: a finite number, a boolean, printable text, or a list of those."""
+    for item in (value if isinstance(value, list) else [value]):
+        if isinstance(item, float) and not math.isfinite(item):
+            raise TrainfleetInputError(f"{where}: {name}={item!r} must be a finite number")
+        if isinstance(item, str) and not _TEXT.match(item):
+            raise TrainfleetInputError(f"{where}: {name}={item!r} contains a control character (newline, tab, ...)")
+        if not isinstance(item, (bool, int, float, str)):
+            raise TrainfleetInputError(f"{where}: {name} must be a number, true/false, text or a list of those")
+
+
+def _check_hyperparameter(workload: str | None, name, value, where: str) -> None:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise TrainfleetInputError(f"{where}: hyperparameter name {name!r} must be a shell identifier "
+                                   "(letters, digits and _, not starting with a digit)")
+    _check_value(name, value, where)
+    if workload is None:
+        return
     from training_scripts.config import ConfigError, parse_overrides
 
     config_cls = _workload_config(workload)
@@ -119,59 +151,84 @@ def _check_hyperparameter(workload: str, name: str, value, where: str) -> None:
         raise TrainfleetInputError(f"{where}: {error}") from None
 
 
-def parse_spec(data, catalog: Catalog | None = None, source: str = "campaign") -> CampaignSpec:
+def _repo(value: str, base_dir: Path | None, source: str) -> str:
+    """An https URL as given; a local repository (path or file:// URL) as file:///absolute/path."""
+    if value.startswith("https://") or "@" in value.split("/")[0] or value.startswith("ssh://"):
+        return validate_repo_url(value)
+    path = Path(value[len("file://"):] if value.startswith("file://") else value).expanduser()
+    if not path.is_absolute():
+        path = (base_dir or Path.cwd()) / path
+    path = path.resolve()
+    if not (path / ".git").exists():
+        raise TrainfleetInputError(f"{source}: repo {value!r} is neither an https:// URL nor a local git repository")
+    return validate_local_repo(f"file://{path}")
+
+
+def parse_spec(data, catalog: Catalog | None = None, source: str = "campaign", base_dir: Path | None = None) -> CampaignSpec:
     """Validate a loaded YAML document; every problem is one TrainfleetInputError line."""
     catalog = catalog or load_catalog()
     if not isinstance(data, dict):
         raise TrainfleetInputError(f"{source}: expected a mapping of campaign settings at the top level")
-    unknown = sorted(set(data) - KNOWN_KEYS)
+    unknown = sorted(set(map(str, data)) - KNOWN_KEYS)
     if unknown:
-        raise TrainfleetInputError(f"{source}: unknown keys {', '.join(map(str, unknown))}")
-    for key in ("campaign", "workload", "repo", "ref", "region", "max_runtime_minutes", "budget_usd", "matrix"):
+        raise TrainfleetInputError(f"{source}: unknown keys {', '.join(unknown)}")
+    for key in ("campaign", "repo", "ref", "region", "max_runtime_minutes", "budget_usd", "matrix"):
         if key not in data:
             raise TrainfleetInputError(f"{source}: missing required key {key!r}")
     for key in ("campaign", "workload", "repo", "ref", "script", "region", "market", "backend"):
         if key in data and not isinstance(data[key], str):
             raise TrainfleetInputError(f"{source}: {key} must be a string, got {type(data[key]).__name__}")
     campaign = validate_identifier(data["campaign"], f"{source}: campaign")
-    workload = data["workload"]
-    if workload not in WORKLOADS:
+    workload = data.get("workload")
+    if workload is not None and workload not in WORKLOADS:
         raise TrainfleetInputError(f"{source}: workload {workload!r} is not one of {', '.join(WORKLOADS)}")
-    repo = validate_repo_url(data["repo"])
+    if workload is None and "script" not in data:
+        raise TrainfleetInputError(f"{source}: give the script to run (a path in the repo) or a bundled workload")
+    repo = _repo(data["repo"], base_dir, source)
     ref = validate_git_ref(str(data["ref"]))
     script = validate_script_path(data.get("script", f"training_scripts/{workload}.py"))
     region = catalog.require_region(data["region"])
     market = data.get("market", "spot")
     if market not in MARKETS:
         raise TrainfleetInputError(f"{source}: market {market!r} must be spot or on-demand")
-    backend = data.get("backend", "ec2")
+    backend = data.get("backend", DEFAULT)
     if backend not in BACKENDS:
         raise TrainfleetInputError(f"{source}: backend {backend!r} is not supported (use: {', '.join(BACKENDS)})")
+    backend_cls = backend_class(backend)
+    if workload is None and "any_repo" not in backend_cls.CAPABILITIES:
+        raise TrainfleetInputError(f"{source}: backend {backend} runs trainfleet's bundled workloads only: name a workload")
     max_runtime = validate_positive(data["max_runtime_minutes"], f"{source}: max_runtime_minutes")
     if max_runtime > 7 * 24 * 60:
         raise TrainfleetInputError(f"{source}: max_runtime_minutes {max_runtime} is over a week")
     budget = validate_positive(data["budget_usd"], f"{source}: budget_usd", integer=False)
+    if not math.isfinite(budget):
+        raise TrainfleetInputError(f"{source}: budget_usd must be a finite number")
     estimated = data.get("estimated_minutes")
     if estimated is not None:
         validate_positive(estimated, f"{source}: estimated_minutes", integer=False)
-        if estimated > max_runtime:
+        if not estimated <= max_runtime:
             raise TrainfleetInputError(f"{source}: estimated_minutes {estimated} exceeds max_runtime_minutes {max_runtime}")
     max_attempts = validate_positive(data.get("max_attempts", 3), f"{source}: max_attempts")
     fallback = data.get("fallback")
     if fallback is not None:
+        if FALLBACK not in backend_cls.CAPABILITIES:
+            raise TrainfleetInputError(f"{source}: backend {backend} does not support fallback")
         if not isinstance(fallback, dict) or not fallback or set(fallback) - {"instance_type", "market"}:
             raise TrainfleetInputError(f"{source}: fallback must be {{instance_type: TYPE, market: spot|on-demand}}")
         if "instance_type" in fallback:
-            catalog.get(str(fallback["instance_type"])).on_demand_price(region)
+            backend_cls.list_price(catalog.get(str(fallback["instance_type"])), region)
         if fallback.get("market", market) not in MARKETS:
             raise TrainfleetInputError(f"{source}: fallback market {fallback['market']!r} must be spot or on-demand")
+    for name in BACKENDS:
+        if name != backend and data.get(name) is not None:
+            raise TrainfleetInputError(f"{source}: a {name} section needs backend: {name}")
+    settings = backend_cls.check_settings(data.get(backend), data, source)
 
-    sagemaker = _sagemaker_settings(data, backend, max_runtime, source)
     hyper = data.get("hyperparameters") or {}
     if not isinstance(hyper, dict):
         raise TrainfleetInputError(f"{source}: hyperparameters must be a mapping")
     for name, value in hyper.items():
-        _check_hyperparameter(workload, str(name), value, f"{source}: hyperparameters")
+        _check_hyperparameter(workload, name, value, f"{source}: hyperparameters")
 
     matrix = data["matrix"]
     if not isinstance(matrix, dict) or "instance_type" not in matrix:
@@ -184,54 +241,40 @@ def parse_spec(data, catalog: Catalog | None = None, source: str = "campaign") -
             raise TrainfleetInputError(f"{source}: matrix.{name} lists a value twice")
         if name == "instance_type":
             for itype in values:
-                instance = catalog.get(str(itype))
-                instance.on_demand_price(region) if backend == "ec2" else instance.sagemaker_price(region)
+                backend_cls.list_price(catalog.get(str(itype)), region)
         else:
             if name in hyper:
                 raise TrainfleetInputError(f"{source}: {name} is both fixed and in the matrix")
             for value in values:
-                _check_hyperparameter(workload, str(name), value, f"{source}: matrix.{name}")
+                _check_hyperparameter(workload, name, value, f"{source}: matrix.{name}")
         clean_matrix[str(name)] = list(values)
-    runs = 1
-    for values in clean_matrix.values():
-        runs *= len(values)
+    runs = math.prod(len(values) for values in clean_matrix.values())
     if runs > 500:
         raise TrainfleetInputError(f"{source}: the matrix expands to {runs} runs (at most 500)")
 
     target = data.get("target")
     if target is not None:
         if not isinstance(target, dict) or set(target) != {"metric", "value"} or isinstance(target["value"], bool) \
-                or not isinstance(target["value"], (int, float)):
+                or not isinstance(target["value"], (int, float)) or not math.isfinite(target["value"]) \
+                or not isinstance(target["metric"], str) or not _NAME.match(target["metric"]):
             raise TrainfleetInputError(f"{source}: target must be {{metric: NAME, value: NUMBER}}")
+    definitions = _metric_definitions(data.get("metric_definitions"), source)
     return CampaignSpec(campaign=campaign, workload=workload, repo=repo, ref=ref, script=script, region=region,
                         market=market, max_runtime_minutes=max_runtime, budget_usd=float(budget),
                         matrix=clean_matrix, hyperparameters=dict(hyper), estimated_minutes=estimated,
                         target=target, backend=backend, max_attempts=max_attempts, fallback=fallback,
-                        sagemaker=sagemaker)
+                        backend_settings=settings, metric_definitions=definitions)
 
 
-DEFAULT_SAGEMAKER_IMAGE = "763104351884.dkr.ecr.{region}.amazonaws.com/pytorch-training:2.5-cpu-py311"
+def _metric_definitions(raw, source: str) -> tuple:
+    if raw is None:
+        return ()
+    from instance_benchmarks.agent.metrics import MetricDefinitionError, parse_definitions
 
-
-def _sagemaker_settings(data: dict, backend: str, max_runtime: int, source: str) -> dict | None:
-    settings = data.get("sagemaker")
-    if backend != "sagemaker":
-        if settings is not None:
-            raise TrainfleetInputError(f"{source}: a sagemaker section needs backend: sagemaker")
-        return None
-    settings = settings or {}
-    if not isinstance(settings, dict) or set(settings) - {"role_arn", "image_uri", "max_wait_minutes"}:
-        raise TrainfleetInputError(f"{source}: sagemaker must be {{role_arn, image_uri, max_wait_minutes}}")
-    role = settings.get("role_arn")
-    if role is not None and (not isinstance(role, str) or not role.startswith("arn:aws") or ":role/" not in role):
-        raise TrainfleetInputError(f"{source}: sagemaker.role_arn {role!r} is not an IAM role ARN")
-    image = settings.get("image_uri", DEFAULT_SAGEMAKER_IMAGE.format(region=data["region"]))
-    if not isinstance(image, str) or not image or any(c.isspace() for c in image):
-        raise TrainfleetInputError(f"{source}: sagemaker.image_uri must be an image URI")
-    wait = validate_positive(settings.get("max_wait_minutes", 2 * max_runtime), f"{source}: sagemaker.max_wait_minutes")
-    if wait < max_runtime:
-        raise TrainfleetInputError(f"{source}: sagemaker.max_wait_minutes {wait} must be >= max_runtime_minutes {max_runtime}")
-    return {"role_arn": role, "image_uri": image, "max_wait_minutes": wait}
+    try:
+        return tuple({"name": d.name, "regex": d.regex} for d in parse_definitions(raw))
+    except MetricDefinitionError as error:
+        raise TrainfleetInputError(f"{source}: {error}") from None
 
 
 def load_spec(path: str | Path, catalog: Catalog | None = None) -> CampaignSpec:
@@ -240,52 +283,12 @@ def load_spec(path: str | Path, catalog: Catalog | None = None) -> CampaignSpec:
         text = path.read_text()
     except OSError as error:
         raise TrainfleetInputError(f"{path}: cannot read campaign file ({error.strerror})") from None
+    except UnicodeDecodeError:
+        raise TrainfleetInputError(f"{path}: not a UTF-8 text file") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise TrainfleetInputError(f"{path}: not valid YAML{where}") from None
-    return parse_spec(data, catalog, source=str(path))
-
-
-@dataclass(frozen=True)
-class Estimate:
-    runs: int
-    worst_case_usd: float
-    expected_usd: float | None
-    per_run: dict  # run_id -> (usd_per_hour, worst_case_usd)
-
-    def within(self, budget: float) -> bool:
-        return self.worst_case_usd <= budget
-
-
-def estimate(spec: CampaignSpec, quotes: dict[str, PriceQuote]) -> Estimate:
-    """Worst case = every run hits its watchdog at the quoted price; expected uses estimated_minutes."""
-    per_run, worst, expected = {}, 0.0, 0.0
-    for run in spec.runs():
-        price = quotes[run.instance_type].usd_per_hour
-        run_worst = cost_usd(spec.max_runtime_minutes * 60, price)
-        per_run[run.run_id] = (price, run_worst)
-        worst += run_worst
-        if spec.estimated_minutes is not None:
-            expected += cost_usd(spec.estimated_minutes * 60, price)
-    return Estimate(len(per_run), worst, expected if spec.estimated_minutes is not None else None, per_run)
-
-
-def hyperparameter_text(hyperparameters: dict) -> dict[str, str]:
-    """Hyperparameters as the text a training script parses: lists become comma-separated tuples,
-    booleans lowercase. Shared by EC2 (`--name=value`) and SageMaker (`--name value`)."""
-    out = {}
-    for name, value in hyperparameters.items():
-        if isinstance(value, (list, tuple)):
-            value = ",".join(str(v) for v in value)
-        elif isinstance(value, bool):
-            value = str(value).lower()
-        out[name] = str(value)
-    return out
-
-
-def override_args(hyperparameters: dict) -> list[str]:
-    """`--name=value` arguments for a training script."""
-    return [f"--{name}={value}" for name, value in hyperparameter_text(hyperparameters).items()]
+    return parse_spec(data, catalog, source=str(path), base_dir=path.resolve().parent)

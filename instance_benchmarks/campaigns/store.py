@@ -1,25 +1,10 @@
-"""The S3 layout of campaigns and jobs, and reading it back.
-
-    campaigns/<campaign>/campaign.json                 spec + estimate, written at launch
-    campaigns/<campaign>/runs/<run>/launch.json        attempts: instance, type, market, price quote, times
-    campaigns/<campaign>/runs/<run>/checkpoints/       latest.pt (resume point)
-    campaigns/<campaign>/runs/<run>/train/             the training script's output (model.pt, metrics.jsonl, ...)
-    campaigns/<campaign>/runs/<run>/result.json        the benchmark result: written last, marks a complete run
-    campaigns/<campaign>/report/                       report.csv, report.parquet, report.md, *.png
-"""
+"""Reading and writing the campaigns' S3 layout (see `core.contract` for the layout itself)."""
 from __future__ import annotations
 
 import json
 
+from instance_benchmarks.core.contract import campaign_prefix, run_prefix
 from training_scripts.storage import S3Location
-
-
-def campaign_prefix(campaign: str) -> str:
-    return f"campaigns/{campaign}"
-
-
-def run_prefix(campaign: str, run_id: str) -> str:
-    return f"{campaign_prefix(campaign)}/runs/{run_id}"
 
 
 def run_location(s3, bucket: str, campaign: str, run_id: str) -> S3Location:

@@ -7,8 +7,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from instance_benchmarks.errors import TrainfleetInputError
-from instance_benchmarks.results import list_campaigns, load_run_records, run_prefix
+from instance_benchmarks.core.errors import TrainfleetInputError
+from instance_benchmarks.campaigns.store import list_campaigns, load_run_records, run_prefix
 
 
 class IntegrityError(IOError):
@@ -53,8 +53,12 @@ def download_run(s3, bucket: str, campaign: str, run_id: str, out_dir: Path,
     written = {}
     for name, expected in sorted(result["train_artifacts"].items()):
         key = f"{run_prefix(campaign, run_id)}/train/{name}"
+        target = (out_dir / name).resolve()
+        if out_dir.resolve() not in target.parents:
+            raise IntegrityError(f"artifact name {name!r} in result.json would be written outside {out_dir}; refused")
+        target.parent.mkdir(parents=True, exist_ok=True)
         size = s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
-        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{name}.")
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
         os.close(fd)
         try:
             done = 0
@@ -69,7 +73,6 @@ def download_run(s3, bucket: str, campaign: str, run_id: str, out_dir: Path,
             digest = hashlib.sha256(Path(tmp).read_bytes()).hexdigest()
             if digest != expected:
                 raise IntegrityError(f"{name}: SHA-256 {digest[:12]}... does not match the run's {expected[:12]}...")
-            target = out_dir / name
             os.replace(tmp, target)
             written[name] = target
         finally:

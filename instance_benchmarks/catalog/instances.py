@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Mapping
 
-from instance_benchmarks.errors import TrainfleetInputError
+from instance_benchmarks.core.errors import TrainfleetInputError
 
 CATALOG_PATH = Path(__file__).parent / "data" / "catalog.json"
 

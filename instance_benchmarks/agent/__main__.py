@@ -1,0 +1,5 @@
+import sys
+
+from instance_benchmarks.agent.main import main
+
+sys.exit(main())

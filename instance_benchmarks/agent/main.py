@@ -1,0 +1,344 @@
+"""The agent that runs on a training instance, installed from trainfleet's own wheel (stdlib + boto3 only).
+
+    python -m instance_benchmarks.agent run --root /opt/trainfleet --config-b64 <base64 JSON from the launcher>
+    python -m instance_benchmarks.agent upload-log --root /opt/trainfleet --config-b64 <...>
+
+One attempt of one run, end to end:
+1. clone the campaign's repository at its ref into ROOT/src (the commit checked out is recorded);
+2. set up: a virtual environment that sees the image's packages (torch) and gets the repo's
+   requirements.txt; its time is recorded and billed as setup, apart from training;
+3. restore ROOT/checkpoints from the run's `checkpoints/` prefix;
+4. run the script with its hyperparameters as `--key=value`, TRAINFLEET_OUTPUT_DIR (alias SM_MODEL_DIR),
+   TRAINFLEET_CHECKPOINT_DIR, TRAINFLEET_RUN_ID and TRAINFLEET_INSTANCE_TYPE; read every output line for
+   metrics (JSON objects, and `metric_definitions` regexes); push the checkpoint folder to S3 every
+   `checkpoint_sync_seconds`; on a spot notice or at the deadline send SIGTERM, wait a grace period, then
+   SIGKILL; push the checkpoints once more after the script exits;
+5. upload the output folder (each file with its SHA-256), the metric records and the logs; settle the
+   attempt in launch.json (outcome, exit status, seconds, cost at the recorded price) and, for a
+   script that exited 0, write result.json last.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from instance_benchmarks.agent.host import UtilizationSampler, fingerprint
+from instance_benchmarks.agent.imds import InterruptionWatcher, imds_endpoint
+from instance_benchmarks.agent.metrics import MetricParser, parse_definitions
+from instance_benchmarks.agent.sync import Mirror, PeriodicPush, restore, upload
+from instance_benchmarks.campaigns.harness import summarize
+from instance_benchmarks.catalog.pricing import billed_seconds, cost_usd
+from instance_benchmarks.core import contract
+from training_scripts.storage import S3Location
+
+STOP_GRACE_SECONDS = 90.0      # SIGTERM -> SIGKILL (a spot notice comes 2 minutes ahead)
+CHECKPOINT_SYNC_SECONDS = 60.0
+UPLOAD_RESERVE_SECONDS = 120.0  # the agent stops the script this long before the watchdog fires
+
+
+class SetupError(RuntimeError):
+    pass
+
+
+def log(message: str) -> None:
+    print(f"trainfleet agent: {message}", flush=True)
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _run(command: list[str], *, cwd: Path | None = None, env: dict | None = None, what: str) -> str:
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
+        raise SetupError(f"{what} failed (exit {done.returncode}): {' | '.join(tail)}")
+    return done.stdout.strip()
+
+
+def clone(repo: str, ref: str, into: Path) -> str:
+    """Fetch exactly `ref` (shallow) and check it out; returns the commit SHA."""
+    into.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+    _run(["git", "init", "-q", "."], cwd=into, env=env, what="git init")
+    _run(["git", "remote", "add", "origin", "--", repo], cwd=into, env=env, what="git remote add")
+    _run(["git", "fetch", "-q", "--depth", "1", "origin", "--", ref], cwd=into, env=env, what=f"git fetch {ref}")
+    _run(["git", "checkout", "-q", "FETCH_HEAD"], cwd=into, env=env, what="git checkout")
+    return _run(["git", "rev-parse", "HEAD"], cwd=into, env=env, what="git rev-parse")
+
+
+def make_environment(root: Path, src: Path) -> Path:
+    """A venv that also sees this interpreter's packages (the image's torch; `--system-site-packages`
+    would see only the base interpreter's, and the image's PyTorch is itself a venv), plus the repo's
+    requirements.txt. Returns its python."""
+    import site
+
+    env_dir = root / "env"
+    _run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], what="creating the run's virtualenv")
+    python = env_dir / "bin" / "python"
+    target = Path(_run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], what="venv"))
+    inherited = [p for p in site.getsitepackages() if Path(p).is_dir() and not str(p).startswith(str(root))]
+    (target / "_trainfleet_image.pth").write_text(
+        "".join(f"import site; site.addsitedir({p!r})\n" for p in inherited))
+    requirements = src / "requirements.txt"
+    if requirements.is_file():
+        log("installing the repository's requirements.txt")
+        _run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "-r", str(requirements)],
+             cwd=src, what="pip install -r requirements.txt")
+    return python
+
+
+class ScriptRun:
+    """The training script as a process group, its output read line by line for metrics."""
+
+    def __init__(self, command: list[str], *, cwd: Path, env: dict, parser: MetricParser, log_path: Path,
+                 grace: float) -> None:
+        self.parser, self.grace, self.records = parser, grace, []
+        self.started = time.monotonic()
+        self.stop_reason: str | None = None
+        self._log = log_path.open("w", encoding="utf-8")
+        self.process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for raw in self.process.stdout:
+            line = raw.decode("utf-8", errors="replace").rstrip("\n")
+            self._log.write(line + "\n")
+            self._log.flush()
+            print(line, flush=True)
+            record = self.parser.parse(line, time.monotonic() - self.started)
+            if record is not None:
+                self.records.append(record)
+
+    def stop(self, reason: str) -> None:
+        """SIGTERM to the script's process group, then SIGKILL after the grace period."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+            log(f"{reason}: sending SIGTERM (SIGKILL in {self.grace:.0f}s)")
+            self._signal(signal.SIGTERM)
+            threading.Timer(self.grace, self._signal, args=(signal.SIGKILL,)).start()
+
+    def _signal(self, sig) -> None:
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def wait(self, deadline_s: float) -> int:
+        try:
+            code = self.process.wait(timeout=max(1.0, deadline_s))
+        except subprocess.TimeoutExpired:
+            self.stop("deadline reached (max_runtime_minutes)")
+            code = self.process.wait()
+        self._signal(signal.SIGKILL)  # nothing of the script outlives it
+        self._reader.join(timeout=30)
+        self._log.close()
+        return code
+
+    @property
+    def seconds(self) -> float:
+        return time.monotonic() - self.started
+
+
+def update_attempt(location: S3Location, attempt: int, **fields) -> dict:
+    record = json.loads(location.read_bytes("launch.json") or b'{"attempts": []}')
+    for entry in record["attempts"]:
+        if entry["attempt"] == attempt:
+            entry.update(fields)
+    location.write_bytes("launch.json", json.dumps(record, indent=2, sort_keys=True).encode())
+    return record
+
+
+def _previous_metrics(location: S3Location) -> list[dict]:
+    data = location.read_bytes("metrics.jsonl") or b""
+    return [json.loads(line) for line in data.splitlines() if line.strip()]
+
+
+def run_agent(config: dict, root: Path, s3) -> int:
+    task, attempt = config["task"], config["attempt"]
+    # The embedded default boots instances one at a time; it says when this one booted (see embedded/worker.py).
+    launched_at = datetime.fromisoformat(os.environ.get("TRAINFLEET_LAUNCHED_AT") or config["launched_at"])
+    boot_seconds = (now() - launched_at).total_seconds()
+    location = S3Location(config["bucket"], contract.run_prefix(config["campaign"], config["run_id"]), s3)
+    logs = location.child(f"logs/attempt-{attempt}")
+    src, output, checkpoints = root / "src", root / "output", root / "checkpoints"
+    for folder in (output, checkpoints):
+        folder.mkdir(parents=True, exist_ok=True)
+    log(f"{config['run_id']} attempt {attempt} on {config['instance_type']} ({config['market']})")
+    setup_started = time.monotonic()
+    commit = None
+    try:
+        commit = clone(task["repo"], task["ref"], src)
+        log(f"cloned {task['repo']} at {task['ref']} = {commit}")
+        python = make_environment(root, src)
+        mirror = Mirror(checkpoints, location.child("checkpoints"))
+        restored = restore(location.child("checkpoints"), checkpoints)
+        mirror.mark_restored()
+        if restored:
+            log(f"restored {len(restored)} checkpoint file(s) into {contract.CHECKPOINT_DIR_VAR}")
+    except (SetupError, OSError, ValueError) as error:
+        log(f"setup failed: {error}")
+        return settle(config, location, launched_at, outcome="failed", exit_code=None, note=str(error),
+                      commit=commit, setup_seconds=time.monotonic() - setup_started)
+    setup_seconds = time.monotonic() - setup_started
+
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env.update({
+        contract.OUTPUT_DIR_VAR: str(output), contract.SAGEMAKER_MODEL_DIR_VAR: str(output),
+        contract.CHECKPOINT_DIR_VAR: str(checkpoints), contract.RUN_ID_VAR: config["run_id"],
+        contract.INSTANCE_TYPE_VAR: config["instance_type"], "PYTHONPATH": str(src), "PYTHONUNBUFFERED": "1",
+        "PATH": f"{python.parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    })
+    command = [str(python), task["script"], *task["args"]]
+    log(f"running {' '.join(command[1:])}")
+    parser = MetricParser(parse_definitions(task.get("metric_definitions") or []))
+    sampler = UtilizationSampler()
+    sampler.start()
+    run = ScriptRun(command, cwd=src, env=env, parser=parser, log_path=root / "script.log",
+                    grace=float(os.environ.get("TRAINFLEET_STOP_GRACE_SECONDS", STOP_GRACE_SECONDS)))
+    pusher = PeriodicPush(mirror, float(os.environ.get("TRAINFLEET_CHECKPOINT_SYNC_SECONDS", CHECKPOINT_SYNC_SECONDS)))
+    pusher.start()
+    watcher = None
+    if endpoint := imds_endpoint():
+        interval = float(os.environ.get("TRAINFLEET_SPOT_POLL_SECONDS", 5.0))
+        watcher = InterruptionWatcher(endpoint, lambda notice: run.stop(f"spot interruption notice {notice}"), interval)
+        watcher.start()
+    max_seconds = config["max_runtime_minutes"] * 60
+    reserve = min(UPLOAD_RESERVE_SECONDS, 0.2 * max_seconds)
+    exit_code = run.wait((launched_at - now()).total_seconds() + max_seconds - reserve)
+    script_seconds = run.seconds
+    if watcher:
+        watcher.stop()
+    pusher.stop()
+    utilization = sampler.stop()
+    mirror.push()  # the checkpoint the script wrote on SIGTERM, or its last one
+
+    outcome = ("timeout" if run.stop_reason and run.stop_reason.startswith("deadline")
+               else "completed" if exit_code == 0
+               else "interrupted" if exit_code == contract.EXIT_PREEMPTED or (watcher and watcher.notice)
+               else "failed")
+    log(f"script exited {exit_code} after {script_seconds:.1f}s: {outcome}")
+    previous = _previous_metrics(location)
+    offset = max((r.get("train_t", 0.0) for r in previous), default=0.0)
+    records = [{**r, "attempt": attempt, "train_t": round(offset + r["t"], 6)} for r in run.records]
+    location.write_bytes("metrics.jsonl", "".join(json.dumps(r) + "\n" for r in previous + records).encode())
+    artifacts = upload(output, location.child("train"))
+    logs.write_bytes("script.log", (root / "script.log").read_bytes())
+    code = settle(config, location, launched_at, outcome=outcome, exit_code=exit_code, commit=commit,
+                  setup_seconds=setup_seconds, script_seconds=script_seconds, boot_seconds=boot_seconds,
+                  interruption_notice=watcher.notice if watcher else None)
+    if outcome != "completed":
+        return code
+    write_result(config, location, commit=commit, artifacts=artifacts, history=previous + records,
+                 setup_seconds=setup_seconds, boot_seconds=boot_seconds, script_seconds=script_seconds,
+                 utilization=utilization, output=output)
+    return 0
+
+
+def settle(config: dict, location: S3Location, launched_at: datetime, *, outcome: str, exit_code, **fields) -> int:
+    """Record the attempt's end and cost (billed from launch, at the recorded price) in launch.json."""
+    ended = now()
+    seconds = (ended - launched_at).total_seconds()
+    update_attempt(location, config["attempt"], outcome=outcome, exit_code=exit_code,
+                   ended_at=ended.isoformat(timespec="seconds"), instance_seconds=round(seconds, 3),
+                   billed_seconds=billed_seconds(seconds), cost_usd=cost_usd(seconds, config["price"]["usd_per_hour"]),
+                   host=os.environ.get("TRAINFLEET_HOST_LABEL") or f"ec2 {config['instance_type']}",
+                   **{k: (round(v, 3) if isinstance(v, float) else v) for k, v in fields.items()})
+    return 0 if outcome == "completed" else contract.EXIT_PREEMPTED if outcome == "interrupted" else 1
+
+
+def write_result(config: dict, location: S3Location, *, commit: str, artifacts: dict, history: list[dict],
+                 setup_seconds: float, boot_seconds: float, script_seconds: float, utilization: dict,
+                 output: Path) -> dict:
+    record = json.loads(location.read_bytes("launch.json"))
+    attempts = record["attempts"]
+    price = config["price"]["usd_per_hour"]
+    script_result = None
+    if (output / "result.json").is_file():  # the bundled workloads describe themselves (metric, FLOPs, precision)
+        try:
+            script_result = json.loads((output / "result.json").read_text())
+        except ValueError:
+            script_result = None
+    precision = (script_result or {}).get("precision", "fp32")
+    host = os.environ.get("TRAINFLEET_HOST_LABEL")
+    if host:
+        peak = float(os.environ["TRAINFLEET_HOST_PEAK_TFLOPS"])
+        peak_source = os.environ.get("TRAINFLEET_HOST_PEAK_SOURCE", "host")
+    else:
+        key = "fp16" if precision in ("fp16", "bf16") else "fp32"
+        peak, peak_source = config["peak_tflops"][key], f"catalog {config['instance_type']} {key}"
+    train_seconds = sum(a.get("script_seconds") or 0.0 for a in attempts)
+    figures = summarize(history, script_result=script_result, train_seconds=train_seconds, usd_per_hour=price,
+                        peak_tflops=peak, target=config.get("target"))
+    result = {
+        "status": "complete", "backend": "ec2",
+        "campaign": config["campaign"], "run_id": config["run_id"], "workload": (script_result or {}).get("workload"),
+        "repo": config["task"]["repo"], "ref": config["task"]["ref"], "script": config["task"]["script"], "code": commit,
+        "instance_type": config["instance_type"], "market": config["market"], "price": config["price"],
+        "hyperparameters": config["hyperparameters"],
+        "measured_on": "local" if host else "ec2", "host": host or f"ec2 {config['instance_type']}",
+        "fingerprint": {**fingerprint(), **((script_result or {}).get("fingerprint") or {})},
+        "precision": precision, "peak_tflops": peak, "peak_source": peak_source,
+        "attempts": len(attempts),
+        "interruptions": sum(1 for a in attempts if a.get("outcome") == "interrupted"),
+        "cost_usd": sum(a.get("cost_usd") or 0.0 for a in attempts),
+        "instance_seconds": sum(a.get("instance_seconds") or 0.0 for a in attempts),
+        "billable_seconds": sum(a.get("billed_seconds") or 0 for a in attempts),
+        "setup_seconds": sum(a.get("setup_seconds") or 0.0 for a in attempts),
+        "boot_seconds": sum(a.get("boot_seconds") or 0.0 for a in attempts),
+        "setup_cost_usd": sum(a.get("setup_seconds") or 0.0 for a in attempts) * price / 3600,
+        "spot_savings": 1 - price / config["price"]["on_demand_usd_per_hour"] if config["market"] == "spot" else 0.0,
+        "train_artifacts": artifacts,
+        "final": (script_result or {}).get("final") or _last_values(history),
+        "target": config.get("target"), "utilization": utilization,
+        "completed_at": now().isoformat(timespec="seconds"),
+        **figures,
+    }
+    location.write_bytes("result.json", json.dumps(result, indent=2, sort_keys=True, default=str).encode())
+    return result
+
+
+def _last_values(history: list[dict]) -> dict:
+    """The last value of every numeric metric the script printed."""
+    final: dict = {}
+    for record in history:
+        final.update({k: v for k, v in record.items() if isinstance(v, (int, float)) and k not in ("t", "train_t", "attempt")})
+    return final
+
+
+def upload_log(config: dict, root: Path, s3) -> None:
+    log_path = root / "bootstrap.log"
+    if log_path.is_file():
+        location = S3Location(config["bucket"], contract.run_prefix(config["campaign"], config["run_id"]), s3)
+        location.child(f"logs/attempt-{config['attempt']}").write_bytes("bootstrap.log", log_path.read_bytes())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m instance_benchmarks.agent", description="trainfleet instance agent")
+    parser.add_argument("command", choices=["run", "upload-log"])
+    parser.add_argument("--root", type=Path, required=True)
+    parser.add_argument("--config-b64", required=True)
+    args = parser.parse_args(argv)
+    config = json.loads(base64.b64decode(args.config_b64))
+    import boto3
+
+    s3 = boto3.client("s3", region_name=config["region"])
+    if args.command == "upload-log":
+        upload_log(config, args.root, s3)
+        return 0
+    try:
+        return run_agent(config, args.root, s3)
+    finally:
+        upload_log(config, args.root, s3)

@@ -1,0 +1,82 @@
+"""The Backend interface: what every place a run can execute (EC2, SageMaker) must do.
+
+Modelled on SkyPilot's `sky/backends/backend.py` and dstack's compute base: the runner
+(`instance_benchmarks.runner`) owns the budget, `campaign.json`, `launch.json`, fallback, attempts and
+the report; a backend only makes cloud calls. Every method returns promptly, is idempotent and finds
+resources by the `trainfleet:campaign` / `trainfleet:run` tags, never from local state.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from instance_benchmarks.catalog import Catalog, InstanceSpec
+from instance_benchmarks.catalog.pricing import PriceQuote
+
+# Capabilities a campaign may ask for; `check` refuses a spec that needs one the backend lacks.
+FALLBACK = "fallback"          # relaunch an interrupted run with another instance type / market
+ANY_REPO = "any_repo"          # clone the campaign's own repository and run any script in it
+
+
+@dataclass(frozen=True)
+class RunState:
+    """A live attempt as the cloud sees it."""
+
+    run_id: str
+    resource_id: str   # instance id or training job name
+    state: str         # the cloud's own word: pending, running, InProgress, Stopping, ...
+
+
+@dataclass
+class TeardownSummary:
+    backend: str
+    stopped: list[str] = field(default_factory=list)     # instances terminated / jobs stopped
+    cancelled: list[str] = field(default_factory=list)   # open spot requests cancelled
+
+
+class Backend(ABC):
+    NAME: ClassVar[str]          # the spec's `backend:` value
+    RUN_PREFIX: ClassVar[str]    # prefix of its run ids (keeps existing ids valid)
+    CAPABILITIES: ClassVar[frozenset[str]]
+
+    def __init__(self, env) -> None:
+        self.env = env
+
+    # ------------------------------------------------------------------ spec time (no AWS call)
+    @classmethod
+    def list_price(cls, instance: InstanceSpec, region: str) -> float:
+        """The catalog price this backend charges for the type (raises a one-line input error if none)."""
+        return instance.on_demand_price(region)
+
+    @classmethod
+    def check_settings(cls, settings: dict | None, spec_data: dict, source: str) -> dict | None:
+        """Validate the backend's own section of a campaign file (`<NAME>: {...}`); return it normalised."""
+        if settings is not None:
+            from instance_benchmarks.core.errors import TrainfleetInputError
+
+            raise TrainfleetInputError(f"{source}: backend {cls.NAME} takes no {cls.NAME} section")
+        return None
+
+    # ------------------------------------------------------------------ cloud calls
+    @abstractmethod
+    def quote(self, spec, instance: InstanceSpec, market: str, catalog: Catalog) -> PriceQuote:
+        """The price of one hour now; launches nothing."""
+
+    @abstractmethod
+    def launch(self, spec, run, attempt: int, price: PriceQuote, catalog: Catalog) -> dict:
+        """Start one tagged attempt; returns its launch.json entry. A retry with the same attempt is a no-op."""
+
+    @abstractmethod
+    def live(self, campaign: str) -> dict[str, RunState]:
+        """Live attempts of the campaign by run id; never waits."""
+
+    @abstractmethod
+    def collect(self, spec: dict, run_id: str, record: dict) -> bool:
+        """Bring a finished attempt into the shared layout (`spec`: as recorded in campaign.json): settle its outcome and cost in `record`
+        (the run's launch.json, written back by the caller when this returns True) and, for a
+        completed one, make sure result.json exists. Returns whether `record` changed."""
+
+    @abstractmethod
+    def teardown(self, campaign: str) -> TeardownSummary:
+        """End every live resource of the campaign; silent when already gone."""

@@ -1,0 +1,84 @@
+"""trainfleet's own wheel, shipped to each campaign instance apart from the user's code (as SkyPilot does).
+
+Built with pip from the installed package's source tree (a copy of it, so the checkout is not touched),
+cached by the SHA-256 of its sources, and uploaded once per campaign to `campaigns/<id>/agent/`. The
+user data downloads it through a presigned URL and checks the SHA-256 recorded here before installing.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import instance_benchmarks
+from instance_benchmarks.core.contract import agent_prefix
+
+SOURCE_ROOT = Path(instance_benchmarks.__file__).resolve().parents[1]
+PACKAGES = ("instance_benchmarks", "stacks", "training_scripts")
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "trainfleet" / "wheels"
+URL_SECONDS = 6 * 3600  # the instance downloads it within minutes of launch
+
+
+@dataclass(frozen=True)
+class AgentWheel:
+    path: Path
+    sha256: str
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def _sources(root: Path) -> list[Path]:
+    files = [root / "pyproject.toml"]
+    for package in PACKAGES:
+        files += sorted(p for p in (root / package).rglob("*") if p.is_file() and "__pycache__" not in p.parts
+                        and p.suffix != ".pyc")
+    return files
+
+
+def build_wheel(root: Path = SOURCE_ROOT, cache: Path = CACHE) -> AgentWheel:
+    """The wheel of the installed trainfleet sources (built once per distinct source tree)."""
+    if not (root / "pyproject.toml").is_file():
+        raise RuntimeError(f"cannot build the agent wheel: {root} is not a trainfleet source tree")
+    digest = hashlib.sha256()
+    for path in _sources(root):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    target = cache / digest.hexdigest()[:16]
+    wheels = sorted(target.glob("*.whl")) if target.is_dir() else []
+    if not wheels:
+        with tempfile.TemporaryDirectory(prefix="trainfleet-wheel-") as tmp:
+            staging = Path(tmp) / "src"
+            staging.mkdir()
+            shutil.copy2(root / "pyproject.toml", staging / "pyproject.toml")
+            for package in PACKAGES:
+                shutil.copytree(root / package, staging / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            built = Path(tmp) / "dist"
+            subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                            "--no-index", "-w", str(built), str(staging)], check=True, capture_output=True)
+            [wheel] = built.glob("*.whl")
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(wheel), target / wheel.name)
+        wheels = sorted(target.glob("*.whl"))
+    path = wheels[0]
+    return AgentWheel(path, hashlib.sha256(path.read_bytes()).hexdigest())
+
+
+def publish_wheel(s3, bucket: str, campaign: str, wheel: AgentWheel) -> tuple[str, str]:
+    """Upload the wheel (if not there yet) and return (s3 key, presigned GET URL)."""
+    import base64
+
+    key = f"{agent_prefix(campaign)}/{wheel.sha256[:12]}/{wheel.name}"
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+    except s3.exceptions.ClientError:
+        data = wheel.path.read_bytes()
+        s3.put_object(Bucket=bucket, Key=key, Body=data, Metadata={"sha256": wheel.sha256},
+                      ChecksumSHA256=base64.b64encode(hashlib.sha256(data).digest()).decode())
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=URL_SECONDS)
+    return key, url

@@ -1,0 +1,114 @@
+"""`backend: sagemaker`: each attempt is a SageMaker training job (script mode, managed spot training).
+
+Launching needs the optional SageMaker SDK (`pip install '.[sagemaker]'`); finding, collecting and
+stopping jobs use boto3 alone, so `status` and `teardown` work without the SDK.
+"""
+from __future__ import annotations
+
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+from instance_benchmarks.backends.base import Backend, RunState, TeardownSummary
+from instance_benchmarks.backends.sagemaker import jobs
+from instance_benchmarks.catalog import Catalog, InstanceSpec
+from instance_benchmarks.catalog.pricing import PriceQuote
+from instance_benchmarks.core.contract import CAMPAIGN_TAG, RUN_TAG
+from instance_benchmarks.core.errors import TrainfleetInputError
+from instance_benchmarks.core.validation import validate_positive
+
+DEFAULT_IMAGE = "763104351884.dkr.ecr.{region}.amazonaws.com/pytorch-training:2.5-cpu-py311"
+LIVE_STATUSES = ("InProgress", "Stopping")
+
+
+class SageMakerBackend(Backend):
+    NAME = "sagemaker"
+    RUN_PREFIX = "sm-"
+    CAPABILITIES = frozenset()  # no fallback instance type, bundled workloads only
+
+    @classmethod
+    def list_price(cls, instance: InstanceSpec, region: str) -> float:
+        return instance.sagemaker_price(region)
+
+    @classmethod
+    def check_settings(cls, settings, spec_data: dict, source: str) -> dict:
+        settings = settings or {}
+        if not isinstance(settings, dict) or set(settings) - {"role_arn", "image_uri", "max_wait_minutes"}:
+            raise TrainfleetInputError(f"{source}: sagemaker must be {{role_arn, image_uri, max_wait_minutes}}")
+        role = settings.get("role_arn")
+        if role is not None and (not isinstance(role, str) or not role.startswith("arn:aws") or ":role/" not in role):
+            raise TrainfleetInputError(f"{source}: sagemaker.role_arn {role!r} is not an IAM role ARN")
+        image = settings.get("image_uri", DEFAULT_IMAGE.format(region=spec_data["region"]))
+        if not isinstance(image, str) or not image or any(c.isspace() for c in image):
+            raise TrainfleetInputError(f"{source}: sagemaker.image_uri must be an image URI")
+        max_runtime = spec_data["max_runtime_minutes"]
+        wait = validate_positive(settings.get("max_wait_minutes", 2 * max_runtime), f"{source}: sagemaker.max_wait_minutes")
+        if wait < max_runtime:
+            raise TrainfleetInputError(
+                f"{source}: sagemaker.max_wait_minutes {wait} must be >= max_runtime_minutes {max_runtime}")
+        return {"role_arn": role, "image_uri": image, "max_wait_minutes": wait}
+
+    def quote(self, spec, instance: InstanceSpec, market: str, catalog: Catalog) -> PriceQuote:
+        price = instance.sagemaker_price(spec.region)
+        return PriceQuote(f"ml.{instance.name}", spec.region, market, price, price,
+                          f"catalog {catalog.as_of} (SageMaker training price; spot savings show as billable < "
+                          "training seconds)", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+    def launch(self, spec, run, attempt: int, price: PriceQuote, catalog: Catalog) -> dict:
+        jobs.require_sdk()
+        from sagemaker.core.helper.session_helper import Session
+
+        role_arn = (spec.backend_settings or {}).get("role_arn") or self.env.default_role("sagemaker.amazonaws.com")
+        if not role_arn:
+            raise TrainfleetInputError("backend: sagemaker needs sagemaker.role_arn (an execution role SageMaker can assume)")
+        bucket = self.env.infra.bucket
+        with self.env.sdk_context(), tempfile.TemporaryDirectory(prefix="trainfleet-sm-") as staging:
+            session = Session(boto_session=self.env.session(), default_bucket=bucket)
+            trainer = jobs.build_trainer(spec, run, bucket=bucket, role_arn=role_arn, attempt=attempt,
+                                         source_dir=jobs.stage_source(Path(staging)), session=session)
+            trainer.train(wait=False, logs=False)
+            job_name = trainer._latest_training_job.training_job_name  # the SDK's documented handle
+        return {"attempt": attempt, "backend": self.NAME, "job_name": job_name, "instance_type": run.instance_type,
+                "market": price.market, "price": price.to_dict(),
+                "launched_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cost_usd": None,
+                "outcome": "launched"}
+
+    def campaign_jobs(self, campaign: str, statuses: tuple[str, ...]) -> dict[str, tuple[str, str]]:
+        """job name -> (run id, status) for the campaign's jobs in `statuses`, found by tag."""
+        sagemaker, found = self.env.client("sagemaker"), {}
+        for status in statuses:
+            for page in sagemaker.get_paginator("list_training_jobs").paginate(StatusEquals=status):
+                for summary in page["TrainingJobSummaries"]:
+                    arn = summary["TrainingJobArn"]
+                    tags = {t["Key"]: t["Value"] for t in sagemaker.list_tags(ResourceArn=arn).get("Tags", [])}
+                    if tags.get(CAMPAIGN_TAG) == campaign:
+                        found[summary["TrainingJobName"]] = (tags.get(RUN_TAG), status)
+        return found
+
+    def live(self, campaign: str) -> dict[str, RunState]:
+        return {run_id: RunState(run_id, name, status)
+                for name, (run_id, status) in self.campaign_jobs(campaign, LIVE_STATUSES).items() if run_id}
+
+    def collect(self, spec: dict, run_id: str, record: dict) -> bool:
+        last = (record.get("attempts") or [{}])[-1]
+        catalog_type = str(last.get("instance_type", ""))
+        from instance_benchmarks.catalog import load_catalog
+
+        instance = load_catalog().get(catalog_type) if catalog_type else None
+        host = self.env.host
+        peak = ({"fp32": host.peak_tflops, "fp16": host.peak_tflops} if host else
+                {"fp32": instance.peak_fp32_tflops, "fp16": instance.peak_fp16_tflops} if instance else {"fp32": None, "fp16": None})
+        return jobs.collect_job(self.env.client("sagemaker"), self.env.client("s3"), self.env.infra.bucket,
+                                spec["campaign"], run_id, record, peak_tflops=peak,
+                                host=host.label if host else None, target=spec.get("target"))
+
+    def teardown(self, campaign: str) -> TeardownSummary:
+        sagemaker, stopped = self.env.client("sagemaker"), []
+        for name, (_, status) in self.campaign_jobs(campaign, ("InProgress",)).items():
+            try:
+                sagemaker.stop_training_job(TrainingJobName=name)
+            except sagemaker.exceptions.ClientError as error:  # finished meanwhile: nothing to stop
+                if error.response.get("Error", {}).get("Code") != "ValidationException":
+                    raise
+            stopped.append(name)
+        return TeardownSummary(self.NAME, stopped)

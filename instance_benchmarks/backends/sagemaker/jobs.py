@@ -1,0 +1,158 @@
+"""`backend: sagemaker`: each run is a SageMaker training job (script mode, managed spot training).
+
+The same training script runs as the job's entry point: hyperparameters arrive as `--key value`,
+the model goes to SM_MODEL_DIR (/opt/ml/model) and checkpoints to /opt/ml/checkpoints, which
+SageMaker syncs with `checkpoint_s3_uri` - so an interrupted spot job resumes through the same
+checkpoint code as on EC2. `collect_job` turns a finished job into the campaign's S3 layout and
+result.json, with training vs billable seconds and the spot savings (1 - billable / training).
+
+The sagemaker SDK (about 1 GB) is an optional extra: `pip install '.[sagemaker]'`.
+"""
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import tarfile
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+from instance_benchmarks.campaigns.harness import summarize
+from instance_benchmarks.campaigns.store import read_json, run_location, write_json
+from instance_benchmarks.core.contract import CAMPAIGN_TAG, RUN_TAG, hyperparameter_text, run_prefix
+from instance_benchmarks.core.errors import TrainfleetInputError
+import training_scripts
+from training_scripts.storage import sha256_hex
+
+OPT_ML = "/opt/ml"
+MODEL_DIR = f"{OPT_ML}/model"
+CHECKPOINT_DIR = f"{OPT_ML}/checkpoints"
+CODE_DIR = f"{OPT_ML}/input/data/code"
+SOURCE_PACKAGE = Path(training_scripts.__file__).resolve().parent
+
+
+def require_sdk():
+    try:
+        import sagemaker.train  # noqa: F401
+    except ImportError:
+        raise TrainfleetInputError(
+            "backend: sagemaker needs the optional SageMaker SDK: pip install '.[sagemaker]'") from None
+
+
+def stage_source(into: Path) -> Path:
+    """The job's code channel: the training_scripts package (the entry point imports it)."""
+    shutil.copytree(SOURCE_PACKAGE, into / "training_scripts", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return into
+
+
+def build_trainer(spec, run, *, bucket: str, role_arn: str, attempt: int, source_dir: Path,
+                  session):
+    """A ModelTrainer for one run (the SDK's objects; nothing is sent until .train())."""
+    from sagemaker.core.training.configs import CheckpointConfig, Compute, OutputDataConfig, SourceCode, StoppingCondition
+    from sagemaker.train import ModelTrainer
+
+    prefix = f"s3://{bucket}/{run_prefix(spec.campaign, run.run_id)}"
+    spot = spec.market == "spot"
+    settings = spec.backend_settings or {}
+    return ModelTrainer(
+        sagemaker_session=session,
+        role=role_arn,
+        base_job_name=f"tf-{run.run_id}-a{attempt}"[:48],
+        training_image=settings["image_uri"],
+        source_code=SourceCode(source_dir=str(source_dir), entry_script=f"training_scripts/{spec.workload}.py"),
+        compute=Compute(instance_type=f"ml.{run.instance_type}", instance_count=1, enable_managed_spot_training=spot),
+        stopping_condition=StoppingCondition(
+            max_runtime_in_seconds=spec.max_runtime_minutes * 60,
+            max_wait_time_in_seconds=settings["max_wait_minutes"] * 60 if spot else None),
+        checkpoint_config=CheckpointConfig(s3_uri=f"{prefix}/checkpoints", local_path=CHECKPOINT_DIR),
+        output_data_config=OutputDataConfig(s3_output_path=f"{prefix}/sagemaker"),
+        hyperparameters={**hyperparameter_text(run.hyperparameters), "output": MODEL_DIR, "checkpoint": CHECKPOINT_DIR},
+        environment={"PYTHONPATH": CODE_DIR},
+        tags=[{"key": CAMPAIGN_TAG, "value": spec.campaign}, {"key": RUN_TAG, "value": run.run_id}],
+    )
+
+
+def job_status(sagemaker_client, job_name: str) -> str:
+    return sagemaker_client.describe_training_job(TrainingJobName=job_name)["TrainingJobStatus"]
+
+
+def job_seconds(job: dict, timing: dict | None) -> tuple[float, float, str]:
+    """(training, billable, source): SageMaker's own figures, else those the local executor measured."""
+    if job.get("TrainingTimeInSeconds") is not None:
+        training = float(job["TrainingTimeInSeconds"])
+        return training, float(job.get("BillableTimeInSeconds", training)), "describe_training_job"
+    if timing:
+        return float(timing["training_seconds"]), float(timing["billable_seconds"]), timing["source"]
+    start, end = job.get("TrainingStartTime"), job.get("TrainingEndTime")
+    seconds = (end - start).total_seconds() if start and end else 0.0
+    return seconds, seconds, "training start/end times"
+
+
+def model_archive_key(job: dict) -> tuple[str, str]:
+    output = job["OutputDataConfig"]["S3OutputPath"].rstrip("/")
+    bucket, _, prefix = output[len("s3://"):].partition("/")
+    return bucket, f"{prefix}/{job['TrainingJobName']}/output/model.tar.gz"
+
+
+def collect_job(sagemaker_client, s3, bucket: str, campaign: str, run_id: str, record: dict, *,
+                peak_tflops: dict, host: str | None = None, target: dict | None = None) -> bool:
+    """Settle the run's last job in `record`. For a completed job: unpack model.tar.gz into
+    runs/<run>/train/ (checksums verified against the script's own result.json) and write result.json.
+    Returns whether `record` changed; nothing changes while the job runs or its model is not uploaded."""
+    location = run_location(s3, bucket, campaign, run_id)
+    attempts = record.get("attempts", [])
+    last = attempts[-1] if attempts else {}
+    if last.get("outcome") != "launched" or not last.get("job_name"):
+        return False
+    job = sagemaker_client.describe_training_job(TrainingJobName=last["job_name"])
+    status = job["TrainingJobStatus"]
+    if status in ("Failed", "Stopped"):
+        training_s, billable_s, _ = job_seconds(job, None)
+        last.update(outcome=status.lower(), failure=job.get("FailureReason"), training_seconds=training_s,
+                    billable_seconds=billable_s, cost_usd=billable_s * last["price"]["usd_per_hour"] / 3600,
+                    ended_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        return True
+    if status != "Completed":
+        return False
+    archive_bucket, key = model_archive_key(job)
+    try:
+        body = s3.get_object(Bucket=archive_bucket, Key=key)["Body"].read()
+    except s3.exceptions.NoSuchKey:
+        return False  # completed but its model is not uploaded yet
+    with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as archive:
+        files = {m.name.lstrip("./"): archive.extractfile(m).read() for m in archive.getmembers() if m.isfile()}
+    train_result = json.loads(files["result.json"])
+    for name, digest in train_result["artifacts"].items():
+        if sha256_hex(files[name]) != digest:
+            raise IOError(f"{last['job_name']}: {name} in model.tar.gz does not match its SHA-256")
+    train = location.child("train")
+    for name, data in files.items():
+        if name != "result.json":
+            train.write_bytes(name, data)
+    train.write_bytes("result.json", files["result.json"])
+    timing = read_json(location, "sagemaker-timing.json")
+    training_s, billable_s, source = job_seconds(job, timing)
+    price = last["price"]["usd_per_hour"]
+    last.update(outcome="completed", training_seconds=training_s, billable_seconds=billable_s,
+                cost_usd=billable_s * price / 3600, ended_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    history = [json.loads(line) for line in files.get("metrics.jsonl", b"").splitlines() if line.strip()]
+    precision = "fp16" if train_result.get("precision") in ("fp16", "bf16") else "fp32"
+    peak = peak_tflops[precision]
+    figures = summarize(history, script_result=train_result, usd_per_hour=price, peak_tflops=peak, target=target)
+    result = {
+        "status": "complete", "backend": "sagemaker", "campaign": campaign, "run_id": run_id,
+        "job_name": last["job_name"], "workload": train_result.get("workload"),
+        "instance_type": last["instance_type"], "market": last["market"], "price": last["price"],
+        "hyperparameters": record.get("hyperparameters"),
+        "measured_on": "local" if host else "sagemaker", "host": host or f"sagemaker ml.{last['instance_type']}",
+        "fingerprint": train_result.get("fingerprint"), "peak_tflops": peak, "precision": precision,
+        "attempts": len(attempts), "interruptions": 0,
+        "training_seconds": training_s, "billable_seconds": billable_s, "timing_source": source,
+        "spot_savings": (1 - billable_s / training_s) if training_s else None,
+        "cost_usd": sum(a.get("cost_usd") or 0.0 for a in attempts),
+        "train_artifacts": train_result["artifacts"], "final": train_result["final"],
+        "completed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **figures,
+    }
+    write_json(location, "result.json", result)
+    return True

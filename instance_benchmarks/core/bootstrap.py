@@ -1,0 +1,159 @@
+"""Builds the bash user data that bootstraps a training instance.
+
+Two kinds, one prologue (watchdog, log, shutdown on exit). Every value is validated, then shell-quoted
+with `shlex.quote`, so no value can run a command of its own. Paths live under `$TRAINFLEET_ROOT`
+(default /opt/trainfleet), which lets the embedded default execute the very same script in a sandbox.
+
+* A campaign run (`AgentBootstrap`): download trainfleet's own wheel from a presigned S3 URL, verify its
+  SHA-256, install it into its own directory and run the agent (`python -m instance_benchmarks.agent`),
+  which clones the user's repository, sets it up, runs and measures the script and uploads the results.
+  The user's repository never needs to contain trainfleet.
+* A one-shot job (`Bootstrap`, the CDK TrainingJob stack): clone the repo, run the script, sync its
+  output folder to S3 with the AWS CLI of the Deep Learning AMI.
+
+Both end by shutting the instance down; the launch template's shutdown behaviour is *terminate*.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shlex
+from dataclasses import dataclass
+
+from instance_benchmarks.core.validation import (
+    validate_git_ref,
+    validate_positive,
+    validate_repo_url,
+    validate_script_args,
+    validate_script_path,
+)
+
+ROOT = "/opt/trainfleet"
+LOGFILE = "$TRAINFLEET_ROOT/bootstrap.log"
+AGENT_CONFIG_VAR = "TRAINFLEET_AGENT_CONFIG"
+_AGENT_CONFIG_LINE = re.compile(rf"^{AGENT_CONFIG_VAR}='?([A-Za-z0-9+/=]+)'?$", re.MULTILINE)
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_WHEEL = re.compile(r"^[A-Za-z0-9_.]+-[A-Za-z0-9_.+]+-py3-none-any\.whl$")
+
+
+def _prologue(max_runtime_minutes: int, upload_log: list[str]) -> list[str]:
+    return [
+        "#!/bin/bash",
+        "# trainfleet bootstrap - generated; every value below is shell-quoted.",
+        "set -euo pipefail",
+        f'TRAINFLEET_ROOT="${{TRAINFLEET_ROOT:-{ROOT}}}"',
+        f"shutdown -h +{int(max_runtime_minutes)} 'trainfleet watchdog: max runtime reached'",
+        'mkdir -p "$TRAINFLEET_ROOT"',
+        f'exec > >(tee -a "{LOGFILE}") 2>&1',
+        "finish() {",
+        "  rc=$?",
+        '  echo "trainfleet: bootstrap finished with status $rc"',
+        *(f"  {line}" for line in upload_log),
+        "  shutdown -h now 'trainfleet: done'",
+        "}",
+        "trap finish EXIT",
+        "if [ -f /opt/pytorch/bin/activate ]; then . /opt/pytorch/bin/activate; fi",
+    ]
+
+
+@dataclass(frozen=True)
+class AgentBootstrap:
+    """A campaign run: fetch and verify the agent wheel, run the agent with its configuration."""
+
+    max_runtime_minutes: int
+    wheel_url: str
+    wheel_name: str
+    wheel_sha256: str
+    agent_config: dict
+    python: str = "python3"
+
+    def __post_init__(self) -> None:
+        validate_positive(self.max_runtime_minutes, "max runtime (minutes)")
+        if not _SHA256.match(self.wheel_sha256):
+            raise ValueError(f"bad SHA-256 {self.wheel_sha256!r}")
+        if not _WHEEL.match(self.wheel_name):
+            raise ValueError(f"bad wheel file name {self.wheel_name!r}")
+        if not self.wheel_url.startswith(("https://", "http://")):
+            raise ValueError("the agent wheel URL must be http(s)")
+
+
+def encode_agent_config(config: dict) -> str:
+    return base64.b64encode(json.dumps(config, sort_keys=True).encode()).decode()
+
+
+def decode_agent_config(user_data: str) -> dict:
+    """The agent configuration embedded in a campaign run's user data."""
+    match = _AGENT_CONFIG_LINE.search(user_data)
+    if not match:
+        raise ValueError("user data carries no trainfleet agent configuration")
+    return json.loads(base64.b64decode(match.group(1)))
+
+
+def build_agent_user_data(spec: AgentBootstrap) -> str:
+    q = shlex.quote
+    py = q(spec.python)
+    agent = f'PYTHONPATH="$TRAINFLEET_ROOT/agent" {py} -m instance_benchmarks.agent'
+    config = f'--root "$TRAINFLEET_ROOT" --config-b64 "${AGENT_CONFIG_VAR}"'
+    lines = _prologue(spec.max_runtime_minutes, [
+        # the agent uploads this log itself; this covers a bootstrap that failed before the agent ran
+        f'if [ -d "$TRAINFLEET_ROOT/agent" ]; then {agent} upload-log {config} || true; fi',
+    ])
+    lines += [
+        f"{AGENT_CONFIG_VAR}={q(encode_agent_config(spec.agent_config))}",
+        f"TRAINFLEET_WHEEL=\"$TRAINFLEET_ROOT\"/{q(spec.wheel_name)}",
+        f'curl -fsS --retry 5 --retry-connrefused -o "$TRAINFLEET_WHEEL" {q(spec.wheel_url)}',
+        f'echo {q(spec.wheel_sha256)}"  $TRAINFLEET_WHEEL" | sha256sum -c --quiet -',
+        f'{py} -m pip install -q --no-deps --no-index --target "$TRAINFLEET_ROOT/agent" "$TRAINFLEET_WHEEL"',
+        f"{py} -c 'import boto3' 2>/dev/null || {py} -m pip install -q boto3",
+        f"{agent} run {config}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    """A one-shot job: clone `repo` at `ref`, run `script`, sync its output to s3://bucket/prefix/."""
+
+    repo: str
+    ref: str
+    bucket: str
+    prefix: str
+    max_runtime_minutes: int
+    script: str
+    script_args: tuple[str, ...] = ()
+    python: str = "python3"
+
+    def __post_init__(self) -> None:
+        validate_repo_url(self.repo)
+        validate_git_ref(self.ref)
+        validate_positive(self.max_runtime_minutes, "max runtime (minutes)")
+        validate_script_path(self.script)
+        validate_script_args(self.script_args)
+
+
+def build_user_data(spec: Bootstrap) -> str:
+    q = shlex.quote
+    s3_prefix = f"s3://{spec.bucket}/{spec.prefix.strip('/')}"
+    lines = _prologue(spec.max_runtime_minutes, [
+        f'aws s3 cp "{LOGFILE}" {q(s3_prefix + "/bootstrap.log")} --only-show-errors || true',
+    ])
+    runner = q(spec.python) if spec.script.endswith(".py") else "bash"
+    args = " ".join(q(a) for a in spec.script_args)
+    lines += [
+        'mkdir -p "$TRAINFLEET_ROOT/src" "$TRAINFLEET_ROOT/out"',
+        'cd "$TRAINFLEET_ROOT/src"',
+        "git init -q .",
+        f"git remote add origin -- {q(spec.repo)}",
+        f"git fetch -q --depth 1 origin -- {q(spec.ref)}",
+        "git checkout -q FETCH_HEAD",
+        'export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"',
+        f"if [ -f requirements.txt ]; then {q(spec.python)} -m pip install -q -r requirements.txt; fi",
+        'export TRAINFLEET_OUTPUT_DIR="$TRAINFLEET_ROOT/out" SM_MODEL_DIR="$TRAINFLEET_ROOT/out"',
+        "status=0",
+        f"{runner} {q(spec.script)} {args}".rstrip() + " || status=$?",
+        'echo "{\\"exit_code\\": $status}" > "$TRAINFLEET_ROOT/out/job-status.json"',
+        f'aws s3 sync "$TRAINFLEET_ROOT/out" {q(s3_prefix + "/")} --only-show-errors',
+        'exit "$status"',
+    ]
+    return "\n".join(lines) + "\n"

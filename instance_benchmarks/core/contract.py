@@ -1,0 +1,72 @@
+"""Names shared by the stacks, the launcher, the instance agent and the training scripts.
+
+One place for the tags resources are found by, the SSM parameters the Compute stack exports, the S3
+layout of campaigns, the environment variables a training script is given, and the exit codes.
+Pure data: no AWS SDK, importable on a bare instance and at synth time.
+
+    campaigns/<campaign>/campaign.json                 spec + estimate per backend, written at launch
+    campaigns/<campaign>/agent/<wheel>                 the trainfleet wheel the instances install
+    campaigns/<campaign>/runs/<run>/launch.json        attempts: instance/job, type, market, price, times, outcome
+    campaigns/<campaign>/runs/<run>/checkpoints/       TRAINFLEET_CHECKPOINT_DIR, restored before each attempt
+    campaigns/<campaign>/runs/<run>/train/             TRAINFLEET_OUTPUT_DIR (model, metrics.jsonl, checksums)
+    campaigns/<campaign>/runs/<run>/logs/              bootstrap and script output per attempt
+    campaigns/<campaign>/runs/<run>/result.json        the benchmark result: written last, marks a complete run
+    campaigns/<campaign>/report/                       report.csv, report.parquet, report.md, *.png
+"""
+from __future__ import annotations
+
+CAMPAIGN_TAG = "trainfleet:campaign"
+RUN_TAG = "trainfleet:run"
+ATTEMPT_TAG = "trainfleet:attempt"
+JOB_TAG = "trainfleet:job"
+
+SSM_PREFIX = "/trainfleet"
+# Infrastructure field -> SSM parameter name below the prefix (written by the Compute stack).
+SSM_EXPORTS = {
+    "bucket": "bucket-name",
+    "spot_template_id": "launch-template/spot-id",
+    "on_demand_template_id": "launch-template/on-demand-id",
+    "subnet_ids": "subnet-ids",
+    "security_group_id": "security-group-id",
+    "instance_profile_arn": "instance-profile-arn",
+}
+
+# What a training script is given (see README "Bring your own script").
+OUTPUT_DIR_VAR = "TRAINFLEET_OUTPUT_DIR"          # everything written here is uploaded as the run's artifacts
+SAGEMAKER_MODEL_DIR_VAR = "SM_MODEL_DIR"          # alias of the output dir, as SageMaker names it
+CHECKPOINT_DIR_VAR = "TRAINFLEET_CHECKPOINT_DIR"  # restored before an attempt, synced to S3 during and after it
+RUN_ID_VAR = "TRAINFLEET_RUN_ID"
+INSTANCE_TYPE_VAR = "TRAINFLEET_INSTANCE_TYPE"
+
+EXIT_INPUT_ERROR = 2
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL: checkpointed on request (spot notice / SIGTERM); relaunch to resume
+
+
+def campaign_prefix(campaign: str) -> str:
+    return f"campaigns/{campaign}"
+
+
+def run_prefix(campaign: str, run_id: str) -> str:
+    return f"{campaign_prefix(campaign)}/runs/{run_id}"
+
+
+def agent_prefix(campaign: str) -> str:
+    return f"{campaign_prefix(campaign)}/agent"
+
+
+def hyperparameter_text(hyperparameters: dict) -> dict[str, str]:
+    """Hyperparameters as the text a training script parses: lists become comma-separated tuples,
+    booleans lowercase. Shared by EC2 (`--name=value`) and SageMaker (`--name value`)."""
+    out = {}
+    for name, value in hyperparameters.items():
+        if isinstance(value, (list, tuple)):
+            value = ",".join(str(v) for v in value)
+        elif isinstance(value, bool):
+            value = str(value).lower()
+        out[name] = str(value)
+    return out
+
+
+def override_args(hyperparameters: dict) -> list[str]:
+    """`--name=value` arguments for a training script."""
+    return [f"--{name}={value}" for name, value in hyperparameter_text(hyperparameters).items()]

@@ -1,0 +1,45 @@
+"""The embedded default's cloud: moto's server on 127.0.0.1 with the trainfleet stacks deployed into it.
+
+No AWS account is needed. The stacks are the same synthesized templates `cdk deploy` would deploy;
+the only difference is the AMI parameter (moto has no Deep Learning AMI), which is set to a
+parameter this module creates, pointing at one of moto's images.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from instance_benchmarks.embedded.deploy import deploy, synthesize
+from instance_benchmarks.embedded.moto_server import MotoServer
+from stacks.config import AppConfig
+
+LOCAL_AMI_PARAMETER = "/trainfleet/local/ami-id"
+
+
+def register_local_ami(ec2, ssm, parameter: str = LOCAL_AMI_PARAMETER) -> str:
+    image_id = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    ssm.put_parameter(Name=parameter, Value=image_id, Type="String", Overwrite=True)
+    return image_id
+
+
+@dataclass
+class LocalCloud:
+    """moto's server plus the deployed stacks' outputs."""
+
+    server: MotoServer
+    outputs: dict[str, dict[str, str]]
+
+    def client(self, service: str):
+        return self.server.client(service)
+
+
+def start_local_cloud(config: AppConfig | None = None, region: str = "us-east-1") -> LocalCloud:
+    config = replace(config or AppConfig(), ami_parameter=LOCAL_AMI_PARAMETER)
+    stacks = synthesize(config)
+    server = MotoServer(region=region).start()
+    try:
+        register_local_ami(server.client("ec2"), server.client("ssm"))
+        outputs = deploy(server.client("cloudformation"), stacks)
+    except BaseException:
+        server.stop()
+        raise
+    return LocalCloud(server=server, outputs=outputs)

@@ -1,0 +1,113 @@
+"""Plays the part of the EC2 instances moto records but cannot boot.
+
+For each running instance of a campaign it takes the instance's real user data from moto and executes
+it under bash, in a sandbox folder standing in for the instance's disk (`TRAINFLEET_ROOT`). The script
+does everything it does on EC2: downloads trainfleet's wheel from moto's S3 through the presigned URL,
+verifies its SHA-256, installs it, and runs the agent, which clones the campaign's repository, sets it
+up and runs the training script. Only what moto cannot do is stood in for, here and nowhere else:
+
+* instance boot: instances run one at a time on this machine, each one's billing clock starting when
+  it boots here (`TRAINFLEET_LAUNCHED_AT`), so waiting in the queue is not billed;
+* `shutdown`: a stub on PATH records the watchdog and the final shutdown; the worker enforces the
+  watchdog by killing the script at its deadline and terminates the instance in moto when it ends,
+  as the launch template's shutdown behaviour (terminate) would;
+* the metadata service: disabled (no spot notices) unless a test passes a fake IMDS endpoint;
+* the hardware: results are labelled as measured on this machine (`TRAINFLEET_HOST_LABEL`), not on
+  the instance type they are priced as.
+"""
+from __future__ import annotations
+
+import base64
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+from instance_benchmarks.backends.ec2.instances import campaign_instances, tag
+from instance_benchmarks.core.contract import RUN_TAG
+
+SHUTDOWN_STUB = """#!/bin/bash
+# trainfleet embedded default: stands in for shutdown(8); the worker terminates the instance in moto.
+echo "shutdown $*" >> "${0%/bin/shutdown}/shutdown.log"
+"""
+_WATCHDOG = re.compile(r"^shutdown -h \+(\d+) ", re.MULTILINE)
+
+
+class LocalWorker:
+    def __init__(self, cloud, *, host, extra_env: dict | None = None, log=print, root: Path | None = None) -> None:
+        self.cloud, self.host, self.extra_env, self.log = cloud, host, extra_env or {}, log
+        self.root = Path(root or tempfile.mkdtemp(prefix="trainfleet-instances-"))
+        self.handled: set[str] = set()
+
+    def env(self, instance: dict, sandbox: Path) -> dict:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TRAINFLEET_", "PYTHON", "VIRTUAL_ENV"))}
+        env.update(self.cloud.server.env)
+        env.update(
+            PATH=os.pathsep.join([str(sandbox / "bin"), str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"]),
+            HOME=str(sandbox / "home"),
+            TRAINFLEET_ROOT=str(sandbox / "disk"),
+            TRAINFLEET_LAUNCHED_AT=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            TRAINFLEET_HOST_LABEL=f"{self.host.label} for {instance['InstanceType']}",
+            TRAINFLEET_HOST_PEAK_TFLOPS=str(self.host.peak_tflops),
+            TRAINFLEET_HOST_PEAK_SOURCE=self.host.peak_source,
+            AWS_EC2_METADATA_DISABLED="true",
+            PIP_DISABLE_PIP_VERSION_CHECK="1",
+        )
+        env.update(self.extra_env)
+        return env
+
+    def run_instance(self, instance: dict) -> int:
+        ec2 = self.cloud.client("ec2")
+        instance_id = instance["InstanceId"]
+        raw = ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")["UserData"]["Value"]
+        user_data = base64.b64decode(raw).decode()
+        sandbox = self.root / instance_id
+        (sandbox / "bin").mkdir(parents=True)
+        (sandbox / "home").mkdir()
+        (sandbox / "user-data.sh").write_text(user_data)
+        stub = sandbox / "bin" / "shutdown"
+        stub.write_text(SHUTDOWN_STUB)
+        stub.chmod(0o755)
+        watchdog = _WATCHDOG.search(user_data)
+        deadline = int(watchdog.group(1)) * 60 if watchdog else None
+        self.log(f"[{instance_id}] {tag(instance, RUN_TAG)} on {instance['InstanceType']}: "
+                 f"executing its user data in {sandbox} (local worker)")
+        console = sandbox / "console.log"
+        with console.open("wb") as out:
+            process = subprocess.Popen(["/bin/bash", str(sandbox / "user-data.sh")], cwd=sandbox, env=self.env(instance, sandbox),
+                                       stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            try:
+                code = process.wait(timeout=deadline)
+            except subprocess.TimeoutExpired:  # the watchdog's `shutdown -h +N` firing
+                os.killpg(process.pid, signal.SIGKILL)
+                code = process.wait()
+            finally:
+                ec2.terminate_instances(InstanceIds=[instance_id])  # shutdown -h now, behaviour = terminate
+        if code != 0:
+            self.log(console.read_text(errors="replace")[-3000:])
+        return code
+
+    def drain(self, campaign: str) -> dict[str, int]:
+        """Run every running instance of the campaign until none is left; returns instance -> exit status."""
+        codes: dict[str, int] = {}
+        while True:
+            live = [i for i in campaign_instances(self.cloud.client("ec2"), campaign, ["pending", "running"])
+                    if i["InstanceId"] not in self.handled]
+            if not live:
+                return codes
+            for instance in sorted(live, key=lambda i: tag(i, RUN_TAG) or ""):
+                self.handled.add(instance["InstanceId"])
+                codes[instance["InstanceId"]] = self.run_instance(instance)
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def local_host_label() -> str:
+    return f"local {platform.node()} ({os.cpu_count()} CPUs)"

@@ -1,0 +1,226 @@
+"""The one campaign loop, for every backend and environment: plan -> launch -> poll -> collect ->
+relaunch -> report -> teardown.
+
+The runner owns the budget, campaign.json, launch.json (one entry per attempt), fallback, attempts and
+the report; backends (`backends/`) only make cloud calls, and the environment (`environment.py`, or
+`embedded/` for the embedded default) decides where those calls go and how time passes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from instance_benchmarks.backends.base import Backend, RunState, TeardownSummary
+from instance_benchmarks.backends.infrastructure import require_bucket
+from instance_benchmarks.backends.registry import BACKENDS, DEFAULT
+from instance_benchmarks.campaigns.plan import check_budget, estimate, spent_usd
+from instance_benchmarks.campaigns.store import (
+    campaign_specs, load_run_records, read_json, record_campaign, run_location, write_json,
+)
+from instance_benchmarks.catalog import Catalog, load_catalog
+from instance_benchmarks.catalog.pricing import PriceQuote, cost_usd
+from instance_benchmarks.core.contract import EXIT_INPUT_ERROR
+
+RETRIED = ("interrupted", "lost", "failed")  # a relaunch may succeed; a timeout or bad input would not
+
+
+@dataclass
+class LaunchSummary:
+    campaign: str
+    backend: str
+    estimate_worst_usd: float
+    estimate_expected_usd: float | None
+    spent_usd: float
+    launched: list[dict] = field(default_factory=list)
+    skipped_complete: list[str] = field(default_factory=list)
+    skipped_live: list[str] = field(default_factory=list)
+    gave_up: list[str] = field(default_factory=list)
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def backend_of(env, name: str) -> Backend:
+    cache = env.__dict__.setdefault("_backends", {})
+    if name not in cache:
+        cache[name] = BACKENDS[name](env)
+    return cache[name]
+
+
+def campaign_backends(env, campaign: str) -> list[Backend]:
+    """The backends a campaign used (campaign.json in S3), or every backend if it records none."""
+    names = {spec.get("backend", DEFAULT) for spec in campaign_specs(env.client("s3"), env.infra.bucket, campaign)}
+    return [backend_of(env, name) for name in sorted(names or BACKENDS)]
+
+
+def live_runs(env, campaign: str) -> dict[str, RunState]:
+    return {run_id: state for backend in campaign_backends(env, campaign)
+            for run_id, state in backend.live(campaign).items()}
+
+
+def _retry_allowed(record: dict) -> bool:
+    last = (record.get("attempts") or [None])[-1]
+    if last is None:
+        return True
+    return last.get("outcome") in RETRIED and last.get("exit_code") != EXIT_INPUT_ERROR
+
+
+def _attempt_price(spec, run, record: dict, quotes: dict[tuple, PriceQuote]) -> PriceQuote:
+    """The first attempt runs as specified; after an interruption the fallback (type and/or market) applies."""
+    attempts = record.get("attempts", [])
+    if spec.fallback and attempts and attempts[-1].get("outcome") == "interrupted":
+        return quotes[(spec.fallback.get("instance_type", run.instance_type), spec.fallback.get("market", spec.market))]
+    return quotes[(run.instance_type, spec.market)]
+
+
+def launch(env, spec, *, catalog: Catalog | None = None, confirm=None) -> LaunchSummary:
+    """Price, check the budget, then launch every run that is neither complete, live nor given up."""
+    catalog = catalog or load_catalog()
+    env.check_repo(spec.repo)
+    s3, bucket = env.client("s3"), env.infra.bucket
+    require_bucket(s3, bucket)
+    backend = backend_of(env, spec.backend)
+    wanted = {(itype, spec.market) for itype in spec.matrix["instance_type"]}
+    if spec.fallback:
+        wanted |= {(spec.fallback.get("instance_type", itype), spec.fallback.get("market", spec.market))
+                   for itype in spec.matrix["instance_type"]}
+    quotes = {(itype, market): backend.quote(spec, catalog.get(itype), market, catalog) for itype, market in wanted}
+    plan = estimate(spec, {itype: quotes[(itype, spec.market)] for itype in spec.matrix["instance_type"]})
+    settle(env, spec.campaign, specs=[spec.to_dict()])
+    live = backend.live(spec.campaign)
+    summary = LaunchSummary(spec.campaign, spec.backend, plan.worst_case_usd, plan.expected_usd, 0.0,
+                            skipped_live=sorted(r for r in live if r in plan.per_run))
+    pending, prices, records = [], {}, {}
+    for run in spec.runs():
+        location = run_location(s3, bucket, spec.campaign, run.run_id)
+        record = read_json(location, "launch.json") or {"run_id": run.run_id, "label": run.label, "attempts": []}
+        summary.spent_usd += spent_usd(record)
+        if location.read_bytes("result.json") is not None:
+            summary.skipped_complete.append(run.run_id)
+        elif run.run_id in live:
+            continue
+        elif len(record["attempts"]) >= spec.max_attempts or not _retry_allowed(record):
+            summary.gave_up.append(run.run_id)
+        else:
+            pending.append(run)
+            records[run.run_id] = record
+            prices[run.run_id] = _attempt_price(spec, run, record, quotes)
+    # Live runs may still bill up to their worst case; count them, or a re-launch could overshoot.
+    committed = sum(plan.per_run[r][1] for r in summary.skipped_live)
+    needed = sum(prices[r.run_id].cost(spec.max_runtime_minutes * 60) for r in pending)
+    check_budget(spec.budget_usd, needed=needed, already=summary.spent_usd + committed, count=len(pending))
+    if confirm is not None and pending and not confirm(plan, pending):
+        return summary
+    record_campaign(s3, bucket, spec, {
+        "catalog_as_of": catalog.as_of, "written_at": now_iso(),
+        "estimate": {"worst_case_usd": plan.worst_case_usd, "expected_usd": plan.expected_usd, "runs": plan.runs},
+        "quotes": {f"{t} {m}": q.to_dict() for (t, m), q in quotes.items()},
+    })
+    for run in pending:
+        record = records[run.run_id]
+        entry = backend.launch(spec, run, len(record["attempts"]) + 1, prices[run.run_id], catalog)
+        record["attempts"].append(entry)
+        record.update(hyperparameters=run.hyperparameters, instance_type=run.instance_type, backend=spec.backend)
+        write_json(run_location(s3, bucket, spec.campaign, run.run_id), "launch.json", record)
+        summary.launched.append({"run_id": run.run_id, **entry})
+    return summary
+
+
+def settle(env, campaign: str, specs: list[dict] | None = None) -> int:
+    """Let each backend settle finished attempts (outcome, cost, result.json); returns how many changed."""
+    s3, bucket = env.client("s3"), env.infra.bucket
+    by_backend = {spec.get("backend", DEFAULT): spec for spec in (specs or campaign_specs(s3, bucket, campaign))}
+    changed = 0
+    for record in load_run_records(s3, bucket, campaign):
+        attempts = record["launch"].get("attempts") or []
+        if record["result"] is not None or not attempts or attempts[-1].get("outcome") != "launched":
+            continue
+        name = attempts[-1].get("backend", DEFAULT)
+        spec = by_backend.get(name, {"campaign": campaign, "backend": name})
+        if backend_of(env, name).collect(spec, record["run_id"], record["launch"]):
+            write_json(run_location(s3, bucket, campaign, record["run_id"]), "launch.json", record["launch"])
+            changed += 1
+    return changed
+
+
+def teardown(env, campaign: str) -> list[TeardownSummary]:
+    """End everything of the campaign on every backend it used (by tag), then settle what ended."""
+    summaries = [backend.teardown(campaign) for backend in campaign_backends(env, campaign)]
+    settle(env, campaign)
+    return summaries
+
+
+def status_rows(env, campaign: str, now: datetime | None = None) -> list[dict]:
+    """One row per run: state, resource, price, attempts and cost so far (live attempts billed to now)."""
+    now = now or datetime.now(timezone.utc)
+    live = live_runs(env, campaign)
+    rows = []
+    for record in load_run_records(env.client("s3"), env.infra.bucket, campaign):
+        attempts = record["launch"].get("attempts", [])
+        last = attempts[-1] if attempts else {}
+        state = live.get(record["run_id"])
+        cost = spent_usd(record["launch"])
+        if state and last.get("cost_usd") is None and last.get("launched_at"):
+            cost += cost_usd((now - datetime.fromisoformat(last["launched_at"])).total_seconds(),
+                             last["price"]["usd_per_hour"])
+        rows.append({
+            "run_id": record["run_id"], "label": record["launch"].get("label", ""),
+            "status": "complete" if record["result"] else ("running" if state else last.get("outcome") or "unknown"),
+            "backend": last.get("backend", DEFAULT), "resource": last.get("instance_id") or last.get("job_name"),
+            "state": state.state if state else "-", "instance_type": last.get("instance_type"),
+            "market": last.get("market"), "usd_per_hour": last.get("price", {}).get("usd_per_hour"),
+            "attempts": len(attempts), "cost_usd": cost, "live": state is not None,
+        })
+    return rows
+
+
+def run_campaign(env, specs: list, *, log=print, confirm=None) -> dict:
+    """Launch every spec (one campaign, one or more backends), let them run, settle and relaunch
+    interrupted runs until none is live or launchable; returns per-spec summaries."""
+    campaign = specs[0].campaign
+    summaries = [launch(env, spec, confirm=confirm) for spec in specs]
+    for summary in summaries:
+        expected = f", expected ${summary.estimate_expected_usd:.4f}" if summary.estimate_expected_usd is not None else ""
+        log(f"{campaign} ({summary.backend}): {len(summary.launched)} launched, worst case "
+            f"${summary.estimate_worst_usd:.4f}{expected}")
+    while True:
+        env.advance(campaign)
+        settle(env, campaign)
+        if live_runs(env, campaign):
+            continue
+        relaunched = [launch(env, spec) for spec in specs]
+        if not any(s.launched for s in relaunched):
+            return {"launch": summaries}
+        log(f"relaunched {sum(len(s.launched) for s in relaunched)} run(s) (interrupted or lost)")
+
+
+def best_run(report) -> dict | None:
+    rows = [r for r in report.rows if r.get("final_metric") is not None]
+    if not rows:
+        return None
+    return (max if report.higher_is_better else min)(rows, key=lambda r: r["final_metric"])
+
+
+def run_to_report(env, specs: list, *, out, log=print, report=None, confirm=None) -> dict:
+    """`campaign run`: run the campaign, write the report, download the best run's model, tear down and
+    check that nothing is left running."""
+    from instance_benchmarks.campaigns.models import download_run
+    from instance_benchmarks.campaigns.report import write_report
+
+    campaign = specs[0].campaign
+    if any(spec.campaign != campaign for spec in specs):
+        raise ValueError("the campaign files of one run must name the same campaign")
+    s3, bucket = env.client("s3"), env.infra.bucket
+    run_campaign(env, specs, log=log, confirm=confirm)
+    built = report(s3, bucket, campaign, out) if report else write_report(s3, bucket, campaign, out)[0]
+    best = best_run(built)
+    model_files = {}
+    if best is not None:
+        model_files = download_run(s3, bucket, campaign, best["run_id"], out / "best-model")
+        log(f"best run {best['run_id']} ({best['label']}): model and artifacts in {out / 'best-model'} (SHA-256 verified)")
+    torn = teardown(env, campaign)
+    left = live_runs(env, campaign)
+    log(f"teardown: {sum(len(t.stopped) for t in torn)} instances/jobs ended, "
+        f"{sum(len(t.cancelled) for t in torn)} spot requests cancelled, {len(left)} left running")
+    return {"report": built, "best": best, "model_files": model_files, "left_running": list(left), "bucket": bucket}
