@@ -211,6 +211,8 @@ def run_to_report(env, specs: list, *, out, log=print, report=None, confirm=None
     campaign = specs[0].campaign
     if any(spec.campaign != campaign for spec in specs):
         raise ValueError("the campaign files of one run must name the same campaign")
+    for spec in specs:  # before any AWS call
+        env.check_repo(spec.repo)
     s3, bucket = env.client("s3"), env.infra.bucket
     run_campaign(env, specs, log=log, confirm=confirm)
     built = report(s3, bucket, campaign, out) if report else write_report(s3, bucket, campaign, out)[0]

@@ -5,10 +5,17 @@ import os
 
 import boto3
 import pytest
+from hypothesis import settings
 from moto import mock_aws
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 REGION = "us-east-1"
+
+# Property tests are deterministic by default (CI runs exactly the examples a developer ran); a failure
+# they find is a bug to fix plus a regression test. `HYPOTHESIS_PROFILE=fuzz` explores further, locally.
+settings.register_profile("deterministic", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("fuzz", max_examples=2000, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
 
 
 @pytest.fixture

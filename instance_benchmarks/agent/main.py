@@ -5,14 +5,15 @@
 
 One attempt of one run, end to end:
 1. clone the campaign's repository at its ref into ROOT/src (the commit checked out is recorded);
-2. set up: a virtual environment that sees the image's packages (torch) and gets the repo's
-   requirements.txt; its time is recorded and billed as setup, apart from training;
+2. set up: a virtual environment that sees the image's packages (torch), then the campaign's `setup`
+   commands, or else the repo's requirements.txt; its time is recorded and billed as setup;
 3. restore ROOT/checkpoints from the run's `checkpoints/` prefix;
-4. run the script with its hyperparameters as `--key=value`, TRAINFLEET_OUTPUT_DIR (alias SM_MODEL_DIR),
-   TRAINFLEET_CHECKPOINT_DIR, TRAINFLEET_RUN_ID and TRAINFLEET_INSTANCE_TYPE; read every output line for
+4. in `workdir`, run the script with its hyperparameters as `--key=value` (or the `run` commands under
+   bash), each hyperparameter also an environment variable of its name, with TRAINFLEET_OUTPUT_DIR (alias
+   SM_MODEL_DIR), TRAINFLEET_CHECKPOINT_DIR, TRAINFLEET_RUN_ID and TRAINFLEET_INSTANCE_TYPE; read every output line for
    metrics (JSON objects, and `metric_definitions` regexes); push the checkpoint folder to S3 every
    `checkpoint_sync_seconds`; on a spot notice or at the deadline send SIGTERM, wait a grace period, then
-   SIGKILL; push the checkpoints once more after the script exits;
+   SIGKILL (also at the end of a `benchmark` slice); push the checkpoints once more after the script exits;
 5. upload the output folder (each file with its SHA-256), the metric records and the logs; settle the
    attempt in launch.json (outcome, exit status, seconds, cost at the recorded price) and, for a
    script that exited 0, write result.json last.
@@ -76,10 +77,9 @@ def clone(repo: str, ref: str, into: Path) -> str:
     return _run(["git", "rev-parse", "HEAD"], cwd=into, env=env, what="git rev-parse")
 
 
-def make_environment(root: Path, src: Path) -> Path:
+def make_environment(root: Path) -> Path:
     """A venv that also sees this interpreter's packages (the image's torch; `--system-site-packages`
-    would see only the base interpreter's, and the image's PyTorch is itself a venv), plus the repo's
-    requirements.txt. Returns its python."""
+    would see only the base interpreter's, and the image's PyTorch is itself a venv). Returns its python."""
     import site
 
     env_dir = root / "env"
@@ -89,20 +89,32 @@ def make_environment(root: Path, src: Path) -> Path:
     inherited = [p for p in site.getsitepackages() if Path(p).is_dir() and not str(p).startswith(str(root))]
     (target / "_trainfleet_image.pth").write_text(
         "".join(f"import site; site.addsitedir({p!r})\n" for p in inherited))
-    requirements = src / "requirements.txt"
-    if requirements.is_file():
+    return python
+
+
+def set_up(task: dict, python: Path, src: Path, cwd: Path, env: dict, log_path: Path) -> None:
+    """The campaign's `setup` commands (bash, in the workdir), or else the repo's requirements.txt."""
+    if task.get("setup"):
+        log("running the campaign's setup commands")
+        with log_path.open("w") as out:
+            done = subprocess.run(["bash", "-c", task["setup"]], cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        print(log_path.read_text(errors="replace"), end="", flush=True)
+        if done.returncode != 0:
+            raise SetupError(f"setup commands failed (exit {done.returncode}); see setup.log")
+        return
+    requirements = next((d / "requirements.txt" for d in (cwd, src) if (d / "requirements.txt").is_file()), None)
+    if requirements is not None:
         log("installing the repository's requirements.txt")
         _run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "-r", str(requirements)],
-             cwd=src, what="pip install -r requirements.txt")
-    return python
+             cwd=requirements.parent, what="pip install -r requirements.txt")
 
 
 class ScriptRun:
     """The training script as a process group, its output read line by line for metrics."""
 
     def __init__(self, command: list[str], *, cwd: Path, env: dict, parser: MetricParser, log_path: Path,
-                 grace: float) -> None:
-        self.parser, self.grace, self.records = parser, grace, []
+                 grace: float, on_record=None) -> None:
+        self.parser, self.grace, self.records, self.on_record = parser, grace, [], on_record
         self.started = time.monotonic()
         self.stop_reason: str | None = None
         self._log = log_path.open("w", encoding="utf-8")
@@ -120,6 +132,8 @@ class ScriptRun:
             record = self.parser.parse(line, time.monotonic() - self.started)
             if record is not None:
                 self.records.append(record)
+                if self.on_record:
+                    self.on_record(self, record)
 
     def stop(self, reason: str) -> None:
         """SIGTERM to the script's process group, then SIGKILL after the grace period."""
@@ -136,11 +150,11 @@ class ScriptRun:
             except ProcessLookupError:
                 pass
 
-    def wait(self, deadline_s: float) -> int:
+    def wait(self, deadline_s: float, reason: str) -> int:
         try:
             code = self.process.wait(timeout=max(1.0, deadline_s))
         except subprocess.TimeoutExpired:
-            self.stop("deadline reached (max_runtime_minutes)")
+            self.stop(reason)
             code = self.process.wait()
         self._signal(signal.SIGKILL)  # nothing of the script outlives it
         self._reader.join(timeout=30)
@@ -179,10 +193,22 @@ def run_agent(config: dict, root: Path, s3) -> int:
     log(f"{config['run_id']} attempt {attempt} on {config['instance_type']} ({config['market']})")
     setup_started = time.monotonic()
     commit = None
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env.update(task.get("env") or {})  # each hyperparameter, by its name (validated identifiers)
+    env.update({
+        contract.OUTPUT_DIR_VAR: str(output), contract.SAGEMAKER_MODEL_DIR_VAR: str(output),
+        contract.CHECKPOINT_DIR_VAR: str(checkpoints), contract.RUN_ID_VAR: config["run_id"],
+        contract.INSTANCE_TYPE_VAR: config["instance_type"], "PYTHONPATH": str(src), "PYTHONUNBUFFERED": "1",
+    })
     try:
         commit = clone(task["repo"], task["ref"], src)
         log(f"cloned {task['repo']} at {task['ref']} = {commit}")
-        python = make_environment(root, src)
+        cwd = (src / (task.get("workdir") or ".")).resolve()
+        if not cwd.is_dir() or (cwd != src.resolve() and src.resolve() not in cwd.parents):
+            raise SetupError(f"workdir {task.get('workdir')!r} is not a directory of the repository")
+        python = make_environment(root)
+        env.update(PATH=f"{python.parent}{os.pathsep}{os.environ.get('PATH', '')}", VIRTUAL_ENV=str(python.parent.parent))
+        set_up(task, python, src, cwd, env, root / "setup.log")
         mirror = Mirror(checkpoints, location.child("checkpoints"))
         restored = restore(location.child("checkpoints"), checkpoints)
         mirror.mark_restored()
@@ -194,20 +220,21 @@ def run_agent(config: dict, root: Path, s3) -> int:
                       commit=commit, setup_seconds=time.monotonic() - setup_started)
     setup_seconds = time.monotonic() - setup_started
 
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env.update({
-        contract.OUTPUT_DIR_VAR: str(output), contract.SAGEMAKER_MODEL_DIR_VAR: str(output),
-        contract.CHECKPOINT_DIR_VAR: str(checkpoints), contract.RUN_ID_VAR: config["run_id"],
-        contract.INSTANCE_TYPE_VAR: config["instance_type"], "PYTHONPATH": str(src), "PYTHONUNBUFFERED": "1",
-        "PATH": f"{python.parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    })
-    command = [str(python), task["script"], *task["args"]]
-    log(f"running {' '.join(command[1:])}")
+    command = ["bash", "-c", task["run"]] if task.get("run") else [str(python), task["script"], *task["args"]]
+    log(f"running {task['run'].strip() if task.get('run') else ' '.join(command[1:])}")
     parser = MetricParser(parse_definitions(task.get("metric_definitions") or []))
+    benchmark = task.get("benchmark") or {}
+    max_steps = benchmark.get("max_steps")
+
+    def slice_done(script: ScriptRun, record: dict) -> None:
+        if max_steps and isinstance(record.get("step"), (int, float)) and record["step"] >= max_steps:
+            script.stop(f"benchmark slice complete ({max_steps} steps)")
+
     sampler = UtilizationSampler()
     sampler.start()
-    run = ScriptRun(command, cwd=src, env=env, parser=parser, log_path=root / "script.log",
-                    grace=float(os.environ.get("TRAINFLEET_STOP_GRACE_SECONDS", STOP_GRACE_SECONDS)))
+    run = ScriptRun(command, cwd=cwd, env=env, parser=parser, log_path=root / "script.log",
+                    grace=float(os.environ.get("TRAINFLEET_STOP_GRACE_SECONDS", STOP_GRACE_SECONDS)),
+                    on_record=slice_done if max_steps else None)
     pusher = PeriodicPush(mirror, float(os.environ.get("TRAINFLEET_CHECKPOINT_SYNC_SECONDS", CHECKPOINT_SYNC_SECONDS)))
     pusher.start()
     watcher = None
@@ -217,7 +244,11 @@ def run_agent(config: dict, root: Path, s3) -> int:
         watcher.start()
     max_seconds = config["max_runtime_minutes"] * 60
     reserve = min(UPLOAD_RESERVE_SECONDS, 0.2 * max_seconds)
-    exit_code = run.wait((launched_at - now()).total_seconds() + max_seconds - reserve)
+    deadline = (launched_at - now()).total_seconds() + max_seconds - reserve
+    if benchmark.get("max_minutes") and benchmark["max_minutes"] * 60 < deadline:
+        exit_code = run.wait(benchmark["max_minutes"] * 60, f"benchmark slice complete ({benchmark['max_minutes']} min)")
+    else:
+        exit_code = run.wait(deadline, "deadline reached (max_runtime_minutes)")
     script_seconds = run.seconds
     if watcher:
         watcher.stop()
@@ -225,11 +256,12 @@ def run_agent(config: dict, root: Path, s3) -> int:
     utilization = sampler.stop()
     mirror.push()  # the checkpoint the script wrote on SIGTERM, or its last one
 
+    sliced = bool(run.stop_reason and run.stop_reason.startswith("benchmark slice"))
     outcome = ("timeout" if run.stop_reason and run.stop_reason.startswith("deadline")
-               else "completed" if exit_code == 0
+               else "completed" if exit_code == 0 or sliced
                else "interrupted" if exit_code == contract.EXIT_PREEMPTED or (watcher and watcher.notice)
                else "failed")
-    log(f"script exited {exit_code} after {script_seconds:.1f}s: {outcome}")
+    log(f"script exited {exit_code} after {script_seconds:.1f}s: {outcome}{' (benchmark slice)' if sliced else ''}")
     previous = _previous_metrics(location)
     offset = max((r.get("train_t", 0.0) for r in previous), default=0.0)
     records = [{**r, "attempt": attempt, "train_t": round(offset + r["t"], 6)} for r in run.records]
@@ -238,12 +270,12 @@ def run_agent(config: dict, root: Path, s3) -> int:
     logs.write_bytes("script.log", (root / "script.log").read_bytes())
     code = settle(config, location, launched_at, outcome=outcome, exit_code=exit_code, commit=commit,
                   setup_seconds=setup_seconds, script_seconds=script_seconds, boot_seconds=boot_seconds,
-                  interruption_notice=watcher.notice if watcher else None)
+                  benchmark_slice=sliced, interruption_notice=watcher.notice if watcher else None)
     if outcome != "completed":
         return code
     write_result(config, location, commit=commit, artifacts=artifacts, history=previous + records,
                  setup_seconds=setup_seconds, boot_seconds=boot_seconds, script_seconds=script_seconds,
-                 utilization=utilization, output=output)
+                 utilization=utilization, output=output, sliced=sliced)
     return 0
 
 
@@ -261,7 +293,7 @@ def settle(config: dict, location: S3Location, launched_at: datetime, *, outcome
 
 def write_result(config: dict, location: S3Location, *, commit: str, artifacts: dict, history: list[dict],
                  setup_seconds: float, boot_seconds: float, script_seconds: float, utilization: dict,
-                 output: Path) -> dict:
+                 output: Path, sliced: bool = False) -> dict:
     record = json.loads(location.read_bytes("launch.json"))
     attempts = record["attempts"]
     price = config["price"]["usd_per_hour"]
@@ -304,10 +336,40 @@ def write_result(config: dict, location: S3Location, *, commit: str, artifacts: 
         "final": (script_result or {}).get("final") or _last_values(history),
         "target": config.get("target"), "utilization": utilization,
         "completed_at": now().isoformat(timespec="seconds"),
+        "benchmark_slice": sliced,
         **figures,
     }
+    if config["task"].get("benchmark"):
+        result["prediction"] = predict_job(config, history, overhead_seconds=setup_seconds + boot_seconds)
     location.write_bytes("result.json", json.dumps(result, indent=2, sort_keys=True, default=str).encode())
     return result
+
+
+def predict_job(config: dict, history: list[dict], *, overhead_seconds: float) -> dict | None:
+    """The whole job's training time and cost on this instance type, from the slice's step timings."""
+    from instance_benchmarks.campaigns.slices import estimate_slice
+
+    benchmark = config["task"]["benchmark"]
+    estimate = estimate_slice(history, total_steps=benchmark.get("total_steps"),
+                              total_samples=benchmark.get("total_samples"),
+                              warmup_steps=benchmark.get("warmup_steps", 0),
+                              warmup_seconds=benchmark.get("warmup_seconds", 0.0))
+    if estimate is None:
+        return None
+    price = config["price"]
+    cost = estimate.cost(price["usd_per_hour"], overhead_seconds)
+    on_demand = estimate.cost(price["on_demand_usd_per_hour"], overhead_seconds)
+    return {
+        "unit": estimate.unit, "measured_units": estimate.measured_units, "measured_seconds": estimate.measured_seconds,
+        "sec_per_unit": estimate.sec_per_unit, "sec_per_unit_low": estimate.sec_per_unit_low,
+        "sec_per_unit_high": estimate.sec_per_unit_high, "cv": estimate.cv, "total_units": estimate.total_units,
+        "usd_per_unit": estimate.sec_per_unit * price["usd_per_hour"] / 3600,
+        "est_train_seconds": estimate.est_train_seconds, "est_train_seconds_low": estimate.est_train_seconds_low,
+        "est_train_seconds_high": estimate.est_train_seconds_high, "overhead_seconds": overhead_seconds,
+        "est_seconds": estimate.est_train_seconds + overhead_seconds,
+        "est_usd": cost[0], "est_usd_low": cost[1], "est_usd_high": cost[2],
+        "est_on_demand_usd": on_demand[0], "price_market": price["market"],
+    }
 
 
 def _last_values(history: list[dict]) -> dict:

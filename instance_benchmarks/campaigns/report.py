@@ -21,7 +21,8 @@ COLUMNS = [
     ("usd_per_epoch", "$/epoch"), ("usd_per_1m_samples", "$/1M samples"), ("time_to_accuracy_s", "time-to-acc (s)"),
     ("cost_to_accuracy_usd", "cost-to-acc ($)"), ("final_metric", "final metric"), ("mfu", "MFU"),
     ("train_seconds", "train s"), ("billable_seconds", "billable s"), ("spot_savings", "spot savings"),
-    ("cost_usd", "run cost ($)"), ("attempts", "attempts"), ("backend", "backend"), ("measured_on", "measured on"),
+    ("setup_seconds", "setup s"), ("cost_usd", "run cost ($)"), ("attempts", "attempts"), ("backend", "backend"),
+    ("measured_on", "measured on"), ("code", "code"),
 ]
 
 
@@ -49,6 +50,8 @@ def row_from_result(result: dict, label: str) -> dict:
         # SageMaker: billable vs training seconds; EC2: billed instance seconds and the spot discount
         "billable_seconds": result.get("billable_seconds"),
         "spot_savings": result.get("spot_savings"),
+        "setup_seconds": result.get("setup_seconds"),
+        "code": result.get("code"),  # the commit the instance checked out
     }
 
 
@@ -100,7 +103,7 @@ def to_parquet(report: Report) -> bytes:
     import pyarrow.parquet as pq
 
     table = pa.Table.from_pylist(report.rows, schema=pa.schema([
-        (key, pa.string() if key in ("run_id", "label", "instance_type", "market", "measured_on", "backend")
+        (key, pa.string() if key in ("run_id", "label", "instance_type", "market", "measured_on", "backend", "code")
          else pa.int64() if key == "attempts" else pa.float64()) for key, _ in COLUMNS]))
     buffer = io.BytesIO()
     pq.write_table(table, buffer)

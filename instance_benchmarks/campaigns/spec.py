@@ -5,6 +5,10 @@
     ref: main
     script: train.py                     # a path in the repo; run as `python train.py --key=value ...`
     # workload: cartpole_pg              # or one of trainfleet's bundled workloads (then script is optional)
+    # workdir: src                       # or, instead of script: shell commands run in a repo directory,
+    # setup: pip install -r requirements.txt   #   with each hyperparameter as an environment variable
+    # run: python main.py --batch_size "$batch_size" --save "$TRAINFLEET_OUTPUT_DIR/model.pt"
+    # benchmark: {max_minutes: 2, total_steps: 100000}  # train a slice, predict the whole job's time and cost
     region: us-east-1
     market: spot                         # spot | on-demand
     max_runtime_minutes: 30              # watchdog per run: also the worst-case billing bound
@@ -41,8 +45,8 @@ from instance_benchmarks.catalog import Catalog, load_catalog
 from instance_benchmarks.core.contract import hyperparameter_text, override_args  # noqa: F401 (re-exported)
 from instance_benchmarks.core.errors import TrainfleetInputError
 from instance_benchmarks.core.validation import (
-    validate_git_ref, validate_identifier, validate_local_repo, validate_positive, validate_repo_url,
-    validate_script_path,
+    validate_directory, validate_git_ref, validate_identifier, validate_local_repo, validate_positive,
+    validate_repo_url, validate_script_path,
 )
 
 WORKLOADS = ("tabular_mlp", "cnn_digits", "lstm_regressor", "cartpole_pg")
@@ -51,9 +55,14 @@ MARKETS = ("spot", "on-demand")
 RESERVED = {"output", "checkpoint", "dry_run"}
 KNOWN_KEYS = {"campaign", "workload", "repo", "ref", "script", "region", "market", "max_runtime_minutes",
               "estimated_minutes", "budget_usd", "target", "hyperparameters", "matrix", "backend", "max_attempts",
-              "fallback", "metric_definitions", *BACKENDS}
+              "fallback", "metric_definitions", "workdir", "setup", "run", "benchmark", *BACKENDS}
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # a shell identifier: hyperparameters become variables too
 _TEXT = re.compile(r"^[^\x00-\x1f\x7f]*$")        # printable: no newline, tab or other control character
+_SNIPPET = re.compile(r"^[^\x00-\x08\x0b-\x1f\x7f]*$")  # shell text: lines and tabs, no other control character
+# Environment variables a hyperparameter may not replace (it becomes a variable of the same name).
+_RESERVED_VARIABLES = re.compile(r"^(PATH|HOME|IFS|SHELL|USER|PWD|OLDPWD|TMPDIR|ENV|CDPATH|PS4|LANG|LC_\w*|"
+                                 r"(TRAINFLEET|AWS|SM|LD|BASH|PYTHON|PIP|GIT|VIRTUAL_ENV)\w*)$")
+BENCHMARK_KEYS = {"max_minutes", "max_steps", "total_steps", "total_samples", "warmup_steps", "warmup_seconds"}
 
 
 @dataclass(frozen=True)
@@ -88,6 +97,10 @@ class CampaignSpec:
     fallback: dict | None = None  # after a spot interruption: {instance_type: ..., market: on-demand}
     backend_settings: dict | None = None  # the backend's own section, e.g. sagemaker: {role_arn, ...}
     metric_definitions: tuple = ()
+    workdir: str | None = None    # directory in the repo the script / commands run in
+    setup: str | None = None      # shell commands before training (billed as setup)
+    run: str | None = None        # shell commands that train (instead of script)
+    benchmark: dict | None = None  # train a slice only and predict the whole job
 
     def runs(self) -> list[RunSpec]:
         prefix = backend_class(self.backend).RUN_PREFIX
@@ -104,9 +117,13 @@ class CampaignSpec:
         return runs
 
     def task_dict(self, run: RunSpec) -> dict:
-        """What the instance agent runs for `run` (see agent.main)."""
-        return {"repo": self.repo, "ref": self.ref, "script": self.script, "args": override_args(run.hyperparameters),
-                "metric_definitions": [dict(d) for d in self.metric_definitions]}
+        """What the instance agent runs for `run` (see agent.main): the script with `--key=value`
+        arguments, or the `run` commands; hyperparameters are environment variables as well."""
+        return {"repo": self.repo, "ref": self.ref, "workdir": self.workdir, "setup": self.setup,
+                "script": None if self.run else self.script, "run": self.run,
+                "args": [] if self.run else override_args(run.hyperparameters),
+                "env": hyperparameter_text(run.hyperparameters),
+                "metric_definitions": [dict(d) for d in self.metric_definitions], "benchmark": self.benchmark}
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -121,16 +138,19 @@ def _check_value(name: str, value, where: str) -> None:
     for item in (value if isinstance(value, list) else [value]):
         if isinstance(item, float) and not math.isfinite(item):
             raise TrainfleetInputError(f"{where}: {name}={item!r} must be a finite number")
-        if isinstance(item, str) and not _TEXT.match(item):
+        if isinstance(item, str) and not _TEXT.fullmatch(item):
             raise TrainfleetInputError(f"{where}: {name}={item!r} contains a control character (newline, tab, ...)")
         if not isinstance(item, (bool, int, float, str)):
             raise TrainfleetInputError(f"{where}: {name} must be a number, true/false, text or a list of those")
 
 
 def _check_hyperparameter(workload: str | None, name, value, where: str) -> None:
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise TrainfleetInputError(f"{where}: hyperparameter name {name!r} must be a shell identifier "
                                    "(letters, digits and _, not starting with a digit)")
+    if _RESERVED_VARIABLES.fullmatch(name):
+        raise TrainfleetInputError(f"{where}: hyperparameter name {name!r} would replace the environment "
+                                   "variable of that name; choose another")
     _check_value(name, value, where)
     if workload is None:
         return
@@ -169,6 +189,7 @@ def parse_spec(data, catalog: Catalog | None = None, source: str = "campaign", b
     catalog = catalog or load_catalog()
     if not isinstance(data, dict):
         raise TrainfleetInputError(f"{source}: expected a mapping of campaign settings at the top level")
+    data = {key: value for key, value in data.items() if value is not None}  # `key:` left empty = not given
     unknown = sorted(set(map(str, data)) - KNOWN_KEYS)
     if unknown:
         raise TrainfleetInputError(f"{source}: unknown keys {', '.join(unknown)}")
@@ -182,11 +203,15 @@ def parse_spec(data, catalog: Catalog | None = None, source: str = "campaign", b
     workload = data.get("workload")
     if workload is not None and workload not in WORKLOADS:
         raise TrainfleetInputError(f"{source}: workload {workload!r} is not one of {', '.join(WORKLOADS)}")
-    if workload is None and "script" not in data:
-        raise TrainfleetInputError(f"{source}: give the script to run (a path in the repo) or a bundled workload")
+    if "run" in data and ("script" in data or workload is not None):
+        raise TrainfleetInputError(f"{source}: give either run (shell commands) or script / workload, not both")
+    if workload is None and "script" not in data and "run" not in data:
+        raise TrainfleetInputError(f"{source}: give the script to run (a path in the repo), run commands, or a bundled workload")
     repo = _repo(data["repo"], base_dir, source)
     ref = validate_git_ref(str(data["ref"]))
-    script = validate_script_path(data.get("script", f"training_scripts/{workload}.py"))
+    script = validate_script_path(data.get("script", f"training_scripts/{workload}.py")) if "run" not in data else ""
+    workdir = validate_directory(data["workdir"], f"{source}: workdir") if "workdir" in data else None
+    setup, run = (_snippet(data.get(key), key, source) for key in ("setup", "run"))
     region = catalog.require_region(data["region"])
     market = data.get("market", "spot")
     if market not in MARKETS:
@@ -256,14 +281,53 @@ def parse_spec(data, catalog: Catalog | None = None, source: str = "campaign", b
     if target is not None:
         if not isinstance(target, dict) or set(target) != {"metric", "value"} or isinstance(target["value"], bool) \
                 or not isinstance(target["value"], (int, float)) or not math.isfinite(target["value"]) \
-                or not isinstance(target["metric"], str) or not _NAME.match(target["metric"]):
+                or not isinstance(target["metric"], str) or not _NAME.fullmatch(target["metric"]):
             raise TrainfleetInputError(f"{source}: target must be {{metric: NAME, value: NUMBER}}")
     definitions = _metric_definitions(data.get("metric_definitions"), source)
+    benchmark = _benchmark(data.get("benchmark"), max_runtime, source)
     return CampaignSpec(campaign=campaign, workload=workload, repo=repo, ref=ref, script=script, region=region,
                         market=market, max_runtime_minutes=max_runtime, budget_usd=float(budget),
                         matrix=clean_matrix, hyperparameters=dict(hyper), estimated_minutes=estimated,
                         target=target, backend=backend, max_attempts=max_attempts, fallback=fallback,
-                        backend_settings=settings, metric_definitions=definitions)
+                        backend_settings=settings, metric_definitions=definitions, workdir=workdir,
+                        setup=setup, run=run, benchmark=benchmark)
+
+
+def _snippet(value, key: str, source: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > 20_000 or not _SNIPPET.fullmatch(value):
+        raise TrainfleetInputError(f"{source}: {key} must be shell commands (text, at most 20000 characters)")
+    return value
+
+
+def _number(value, what: str, *, integer: bool = False, minimum: float = 0.0, inclusive: bool = False):
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value) \
+            or not (value >= minimum if inclusive else value > minimum):
+        bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
+        raise TrainfleetInputError(f"{what} must be {'a whole' if integer else 'a'} number {bound}, got {value!r}")
+    return value
+
+
+def _benchmark(raw, max_runtime: int, source: str) -> dict | None:
+    """`benchmark:` train a slice (max_minutes and/or max_steps), predict the job of total_steps or total_samples."""
+    if raw is None:
+        return None
+    where = f"{source}: benchmark"
+    if not isinstance(raw, dict) or set(raw) - BENCHMARK_KEYS:
+        raise TrainfleetInputError(f"{where} takes {', '.join(sorted(BENCHMARK_KEYS))}")
+    if not {"max_minutes", "max_steps"} & set(raw):
+        raise TrainfleetInputError(f"{where} needs max_minutes or max_steps (the slice to train)")
+    if len({"total_steps", "total_samples"} & set(raw)) != 1:
+        raise TrainfleetInputError(f"{where} needs the whole job's length: total_steps or total_samples (one of them)")
+    out = {}
+    for key, value in raw.items():
+        integer = key in ("max_steps", "total_steps", "total_samples", "warmup_steps")
+        out[key] = _number(value, f"{where}.{key}", integer=integer, inclusive=key.startswith("warmup"))
+    if out.get("max_minutes", 0) >= max_runtime:
+        raise TrainfleetInputError(f"{where}.max_minutes must be below max_runtime_minutes {max_runtime}")
+    return out
 
 
 def _metric_definitions(raw, source: str) -> tuple:

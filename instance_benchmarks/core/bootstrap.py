@@ -46,6 +46,7 @@ def _prologue(max_runtime_minutes: int, upload_log: list[str]) -> list[str]:
         f"shutdown -h +{int(max_runtime_minutes)} 'trainfleet watchdog: max runtime reached'",
         'mkdir -p "$TRAINFLEET_ROOT"',
         f'exec > >(tee -a "{LOGFILE}") 2>&1',
+        "# shellcheck disable=SC2317  # finish runs from the EXIT trap",
         "finish() {",
         "  rc=$?",
         '  echo "trainfleet: bootstrap finished with status $rc"',
@@ -53,6 +54,7 @@ def _prologue(max_runtime_minutes: int, upload_log: list[str]) -> list[str]:
         "  shutdown -h now 'trainfleet: done'",
         "}",
         "trap finish EXIT",
+        "# shellcheck source=/dev/null  # the Deep Learning AMI's PyTorch environment, where present",
         "if [ -f /opt/pytorch/bin/activate ]; then . /opt/pytorch/bin/activate; fi",
     ]
 
@@ -70,9 +72,9 @@ class AgentBootstrap:
 
     def __post_init__(self) -> None:
         validate_positive(self.max_runtime_minutes, "max runtime (minutes)")
-        if not _SHA256.match(self.wheel_sha256):
+        if not _SHA256.fullmatch(self.wheel_sha256):
             raise ValueError(f"bad SHA-256 {self.wheel_sha256!r}")
-        if not _WHEEL.match(self.wheel_name):
+        if not _WHEEL.fullmatch(self.wheel_name):
             raise ValueError(f"bad wheel file name {self.wheel_name!r}")
         if not self.wheel_url.startswith(("https://", "http://")):
             raise ValueError("the agent wheel URL must be http(s)")

@@ -25,16 +25,16 @@ def validate_repo_url(url: str) -> str:
     """Accept https://host/path only: instances clone without keys, so ssh URLs cannot work there."""
     if not isinstance(url, str) or not url:
         raise TrainfleetInputError("repo URL is empty")
-    if not _SAFE_URL_CHARS.match(url):
+    if not _SAFE_URL_CHARS.fullmatch(url):
         raise TrainfleetInputError(f"repo URL {url!r} contains characters that are not allowed in a git URL")
     if url.startswith("-"):
         raise TrainfleetInputError(f"repo URL {url!r} must not start with '-'")
     if "/../" in url or url.endswith("/.."):
         raise TrainfleetInputError(f"repo URL {url!r} must not contain '..' path segments")
-    if _SSH.match(url) or _SCP.match(url):
+    if _SSH.fullmatch(url) or _SCP.fullmatch(url):
         raise TrainfleetInputError(
             f"repo URL {url!r} uses ssh, but instances have no ssh key: use the repository's https:// URL")
-    if not _HTTPS.match(url):
+    if not _HTTPS.fullmatch(url):
         raise TrainfleetInputError(f"repo URL {url!r} must be an https:// URL; other schemes are refused")
     return url
 
@@ -42,7 +42,7 @@ def validate_repo_url(url: str) -> str:
 def validate_local_repo(url: str) -> str:
     """A `file:///absolute/path` of a local git repository (the embedded default clones it)."""
     path = url[len("file://"):] if isinstance(url, str) and url.startswith("file://") else None
-    if path is None or not _LOCAL_PATH.match(path) or "/../" in path or path.endswith("/.."):
+    if path is None or not _LOCAL_PATH.fullmatch(path) or "/../" in path or path.endswith("/.."):
         raise TrainfleetInputError(f"local repo {url!r} must be file:///absolute/path with no unusual characters")
     return url
 
@@ -61,7 +61,7 @@ def validate_git_ref(ref: str) -> str:
     if not isinstance(ref, str) or not ref:
         raise TrainfleetInputError("git ref is empty")
     if (
-        not _REF.match(ref)
+        not _REF.fullmatch(ref)
         or ref.startswith(("-", "/", "."))
         or ref.endswith(("/", ".", ".lock"))
         or ".." in ref
@@ -71,34 +71,45 @@ def validate_git_ref(ref: str) -> str:
     return ref
 
 
-def validate_script_path(path: str) -> str:
-    """A relative path inside the repository to a .py or .sh script; never absolute, never '..'."""
+def _repo_path(path: str, what: str) -> PurePosixPath:
+    """A relative path inside the repository: never absolute, never '..', a shell-safe alphabet."""
     if not isinstance(path, str) or not path:
-        raise TrainfleetInputError("script path is empty")
+        raise TrainfleetInputError(f"{what} is empty")
     pure = PurePosixPath(path)
     if pure.is_absolute() or path.startswith("~"):
-        raise TrainfleetInputError(f"script path {path!r} must be relative to the repository root")
+        raise TrainfleetInputError(f"{what} {path!r} must be relative to the repository root")
     if not pure.parts:
-        raise TrainfleetInputError(f"script path {path!r} names no file")
+        raise TrainfleetInputError(f"{what} {path!r} names no file")
     if any(part == ".." for part in pure.parts):
-        raise TrainfleetInputError(f"script path {path!r} escapes the repository")
-    if not all(_SCRIPT_PART.match(part) for part in pure.parts) or pure.parts[0].startswith("-"):
-        raise TrainfleetInputError(f"script path {path!r} contains characters that are not allowed")
+        raise TrainfleetInputError(f"{what} {path!r} escapes the repository")
+    if not all(_SCRIPT_PART.fullmatch(part) for part in pure.parts) or pure.parts[0].startswith("-"):
+        raise TrainfleetInputError(f"{what} {path!r} contains characters that are not allowed")
+    return pure
+
+
+def validate_script_path(path: str) -> str:
+    """A relative path inside the repository to a .py or .sh script."""
+    pure = _repo_path(path, "script path")
     if pure.suffix not in (".py", ".sh"):
         raise TrainfleetInputError(f"script path {path!r} must name a .py or .sh file")
     return str(pure)
 
 
+def validate_directory(path: str, what: str = "workdir") -> str:
+    """A directory inside the repository, relative to its root."""
+    return str(_repo_path(path, what))
+
+
 def validate_script_args(args: list[str] | tuple[str, ...]) -> tuple[str, ...]:
     for arg in args:
-        if not isinstance(arg, str) or not _ARG.match(arg):
+        if not isinstance(arg, str) or not _ARG.fullmatch(arg):
             raise TrainfleetInputError(f"script argument {arg!r} contains characters that are not allowed")
     return tuple(args)
 
 
 def validate_identifier(value: str, what: str) -> str:
     """Job, campaign and run ids: lowercase letters, digits and '-', at most 63 characters."""
-    if not isinstance(value, str) or not _ID.match(value):
+    if not isinstance(value, str) or not _ID.fullmatch(value):
         raise TrainfleetInputError(
             f"{what} {value!r} must be 1-63 lowercase letters, digits or '-', starting with a letter or digit"
         )

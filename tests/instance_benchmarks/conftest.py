@@ -1,15 +1,21 @@
 from __future__ import annotations
 
+import shutil
+import subprocess
+from pathlib import Path
+
 import boto3
 import pytest
 
+from instance_benchmarks.backends.infrastructure import resolve_infrastructure
 from instance_benchmarks.campaigns.spec import parse_spec
-from instance_benchmarks.embedded.deploy import deploy, synthesize
-from instance_benchmarks.backends.ec2.instances import resolve_infrastructure
 from instance_benchmarks.embedded.cloud import LOCAL_AMI_PARAMETER, register_local_ami
+from instance_benchmarks.embedded.deploy import deploy, synthesize
+from instance_benchmarks.environment import Environment
 from stacks.config import AppConfig
 
 REGION = "us-east-1"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +34,34 @@ def infra(aws, templates, ec2, ssm, cfn):
     register_local_ami(ec2, ssm)
     deploy(cfn, templates)
     return resolve_infrastructure(ssm)
+
+
+@pytest.fixture
+def env(infra):
+    """The AWS environment, its calls going to in-process moto."""
+    return Environment(REGION)
+
+
+def make_git_repo(path: Path, files: dict[str, str], message: str = "initial") -> str:
+    """A local git repository holding `files`; returns its commit SHA."""
+    path.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_text(text)
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com", "-c", "init.defaultBranch=main"]
+    subprocess.run([*git, "init", "-q"], cwd=path, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=path, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", message], cwd=path, check=True)
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, check=True, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def workloads_repo(tmp_path_factory) -> Path:
+    """A git repository holding this tree's training_scripts/ (the bundled workloads), as a user's fork would."""
+    repo = tmp_path_factory.mktemp("workloads") / "repo"
+    shutil.copytree(ROOT / "training_scripts", repo / "training_scripts", ignore=shutil.ignore_patterns("__pycache__"))
+    make_git_repo(repo, {"README.md": "bundled workloads\n"})
+    return repo
 
 
 def spec_dict(**changes) -> dict:

@@ -50,9 +50,11 @@ def test_missing_file_and_unknown_command():
     assert result.returncode == 2 and result.stderr.startswith("error: ")
 
 
-def test_run_without_local_is_refused():
-    result = _trainfleet("campaign", "run", "examples/campaign.yaml")
-    assert result.returncode == 2 and "--local" in result.stderr
+def test_a_local_repository_is_refused_on_aws_before_any_call(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "AWS_CONFIG_FILE": str(tmp_path / "none"),
+           "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"), "AWS_EC2_METADATA_DISABLED": "true"}
+    result = _trainfleet("campaign", "run", "examples/campaign.yaml", "--yes", env=env)
+    assert result.returncode == 2 and "only the embedded default (--local) can clone it" in result.stderr
 
 
 def test_missing_credentials_is_one_line(tmp_path):
@@ -76,7 +78,9 @@ def test_expired_credentials_is_one_line(monkeypatch, capsys):
     stubber.add_client_error("get_parameters", service_error_code="ExpiredTokenException",
                              service_message="The security token included in the request is expired")
     stubber.activate()
-    monkeypatch.setattr(cli, "aws_client", lambda service, region: ssm)
+    from instance_benchmarks.environment import Environment
+
+    monkeypatch.setattr(Environment, "client", lambda self, service: ssm)
     monkeypatch.setattr(sys, "argv", ["trainfleet", "campaign", "status", "sweep"])
     with pytest.raises(SystemExit) as exit_info:
         cli.main()

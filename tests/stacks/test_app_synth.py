@@ -35,7 +35,7 @@ def test_synth_without_credentials_and_cfn_lint_is_clean(tmp_path):
 
 @pytest.mark.parametrize("bad, message", [
     ("instance_type=x9.huge", "unknown instance type"),
-    ("repo=http://insecure.example/repo.git", "https:// or ssh://"),
+    ("repo=http://insecure.example/repo.git", "must be an https:// URL"),
     ("script=../escape.py", "escapes the repository"),
 ])
 def test_bad_context_exits_2_with_one_line_and_synthesizes_nothing(tmp_path, bad, message):

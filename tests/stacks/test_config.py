@@ -24,7 +24,8 @@ def test_job_from_context_gets_stable_id():
     "override, message",
     [
         ({"instance_type": "p9.mega"}, "unknown instance type"),
-        ({"repo": "file:///etc"}, "https:// or ssh://"),
+        ({"repo": "file:///etc"}, "must be an https:// URL"),
+        ({"repo": "git@github.com:a/b.git"}, "instances have no ssh key"),
         ({"repo": "https://x.com/a;rm -rf /"}, "not allowed"),
         ({"ref": "--upload-pack=evil"}, "git ref"),
         ({"script": "../../etc/passwd.py"}, "escapes the repository"),

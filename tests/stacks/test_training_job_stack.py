@@ -19,7 +19,7 @@ def test_instance_uses_spot_template_and_catalog_type(templates):
 def test_user_data_clones_runs_uploads_and_has_watchdog(templates):
     script = _user_data(templates)
     assert "shutdown -h +90 " in script
-    assert "TRAINFLEET_REPO=https://github.com/acme/train.git" in script
+    assert "git remote add origin -- https://github.com/acme/train.git" in script
     assert "python3 training_scripts/tabular_mlp.py --epochs=3 || status=$?" in script
     assert "s3://<BUCKET>/jobs/job-test" in script
     assert "trap finish EXIT" in script

@@ -15,10 +15,12 @@ from hypothesis import strategies as st
 
 from instance_benchmarks.campaigns.spec import parse_spec
 from instance_benchmarks.core.errors import TrainfleetInputError
-from instance_benchmarks.core.bootstrap import LOGFILE, OUTDIR, WORKDIR, Bootstrap, build_user_data, decode_agent_config
+from instance_benchmarks.core.bootstrap import (
+    AgentBootstrap, Bootstrap, build_agent_user_data, build_user_data, decode_agent_config,
+)
 from tests.instance_benchmarks.conftest import spec_dict
 
-STUBBED = ["shutdown", "tee", "git", "aws", "python3", "bash"]
+STUBBED = ["shutdown", "tee", "git", "aws", "python3", "bash", "curl", "sha256sum"]
 SEP, END = "\x1e", "\x1f"  # field and record separators (values may hold newlines)
 HOSTILE = string.ascii_letters + string.digits + " ;|&$`'\"\\(){}<>*?!#~=%@:/.,+-_\n\t"
 
@@ -43,28 +45,12 @@ def run_in_sandbox(sandbox: Path, script: str, tag: str) -> list[list[str]]:
     base = sandbox / tag
     shutil.rmtree(base, ignore_errors=True)
     base.mkdir()
-    script = (script.replace(WORKDIR, str(base / "src")).replace(OUTDIR, str(base / "out"))
-              .replace(LOGFILE, str(base / "bootstrap.log")))
     log = base / "calls"
     log.write_text("")
-    subprocess.run(["/bin/bash", "-c", script], env={"PATH": str(sandbox / "bin"), "STUB_LOG": str(log)},
-                   capture_output=True, timeout=30)
+    subprocess.run(["/bin/bash", "-c", script], env={"PATH": str(sandbox / "bin"), "STUB_LOG": str(log),
+                                                     "TRAINFLEET_ROOT": str(base)}, capture_output=True, timeout=30)
     calls = [record.split(SEP) for record in log.read_text().split(END) if record]
     return [c for c in calls if c[0] != "tee"]
-
-
-def expected_calls(spec: Bootstrap, base: Path, tail: list[list[str]]) -> list[list[str]]:
-    s3 = f"s3://{spec.bucket}/{spec.prefix.strip('/')}"
-    return [
-        ["shutdown", "-h", f"+{spec.max_runtime_minutes}", "trainfleet watchdog: max runtime reached"],
-        ["git", "init", "-q", "."],
-        ["git", "remote", "add", "origin", "--", spec.repo],
-        ["git", "fetch", "-q", "--depth", "1", "origin", "--", spec.ref],
-        ["git", "checkout", "-q", "FETCH_HEAD"],
-        *tail,
-        ["aws", "s3", "cp", str(base / "bootstrap.log"), f"{s3}/bootstrap.log", "--only-show-errors"],
-        ["shutdown", "-h", "now", "trainfleet: done"],
-    ]
 
 
 def check_job(sandbox: Path, spec: Bootstrap) -> None:
@@ -72,29 +58,70 @@ def check_job(sandbox: Path, spec: Bootstrap) -> None:
     base = sandbox / "job"
     s3 = f"s3://{spec.bucket}/{spec.prefix.strip('/')}"
     runner = "python3" if spec.script.endswith(".py") else "bash"
-    tail = [[runner, spec.script, *spec.script_args],
-            ["aws", "s3", "sync", str(base / "out"), f"{s3}/", "--only-show-errors"]]
-    assert calls == expected_calls(spec, base, tail)
+    assert calls == [
+        ["shutdown", "-h", f"+{spec.max_runtime_minutes}", "trainfleet watchdog: max runtime reached"],
+        ["git", "init", "-q", "."],
+        ["git", "remote", "add", "origin", "--", spec.repo],
+        ["git", "fetch", "-q", "--depth", "1", "origin", "--", spec.ref],
+        ["git", "checkout", "-q", "FETCH_HEAD"],
+        [runner, spec.script, *spec.script_args],
+        ["aws", "s3", "sync", str(base / "out"), f"{s3}/", "--only-show-errors"],
+        ["aws", "s3", "cp", str(base / "bootstrap.log"), f"{s3}/bootstrap.log", "--only-show-errors"],
+        ["shutdown", "-h", "now", "trainfleet: done"],
+    ]
 
 
 VALID = Bootstrap(repo="https://github.com/acme/train.git", ref="main", bucket="my-bucket", prefix="jobs/job-1",
                   max_runtime_minutes=45, script="train/run.py", script_args=("--epochs=3", "--lr=0.1"))
+AGENT = AgentBootstrap(max_runtime_minutes=10, wheel_url="http://127.0.0.1:5000/b/k.whl?X-Amz-Signature=a&b=c",
+                       wheel_name="trainfleet-0.1.0-py3-none-any.whl", wheel_sha256="ab" * 32,
+                       agent_config={"run_id": "r1", "task": {"args": ["--x=$(reboot)", "; rm -rf /"]}, "note": "'\"`"})
 
 
 def test_generated_script_runs_exactly_the_expected_commands(sandbox):
     check_job(sandbox, VALID)
 
 
-def test_agent_mode_passes_config_intact(sandbox):
-    config = {"run_id": "r1", "args": ["--x=$(reboot)", "; rm -rf /"], "note": "'\"`"}
-    spec = Bootstrap(repo=VALID.repo, ref="v1.0", bucket="b", prefix="campaigns/c/runs/r1",
-                     max_runtime_minutes=10, agent_config=config)
-    script = build_user_data(spec)
-    assert decode_agent_config(script) == config
+def test_agent_user_data_fetches_verifies_installs_and_runs_the_agent(sandbox):
+    script = build_agent_user_data(AGENT)
+    assert decode_agent_config(script) == AGENT.agent_config
     calls = run_in_sandbox(sandbox, script, "agent")
-    agent_call = [c for c in calls if c[0] == "python3"]
-    assert len(agent_call) == 1 and agent_call[0][1:3] == ["-m", "instance_benchmarks.agent.main"]
-    assert decode_agent_config(f"TRAINFLEET_AGENT_CONFIG='{agent_call[0][4]}'") == config
+    base = sandbox / "agent"
+    wheel = str(base / AGENT.wheel_name)
+    assert calls[0] == ["shutdown", "-h", "+10", "trainfleet watchdog: max runtime reached"]
+    assert ["curl", "-fsS", "--retry", "5", "--retry-connrefused", "-o", wheel, AGENT.wheel_url] in calls
+    assert ["sha256sum", "-c", "--quiet", "-"] in calls
+    assert ["python3", "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target", str(base / "agent"), wheel] in calls
+    [run] = [c for c in calls if c[:4] == ["python3", "-m", "instance_benchmarks.agent", "run"]]
+    assert run[4:6] == ["--root", str(base)]
+    assert decode_agent_config(f"TRAINFLEET_AGENT_CONFIG='{run[7]}'") == AGENT.agent_config
+    assert calls[-1] == ["shutdown", "-h", "now", "trainfleet: done"]
+
+
+def test_a_wrong_wheel_checksum_stops_the_bootstrap_before_install(tmp_path):
+    """Real sha256sum, stubbed curl that 'downloads' other bytes: nothing is installed or run."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls"
+    for name, body in {"shutdown": "", "curl": 'echo tampered > "$6"', "python3": 'echo "python3 $*" >> "$LOG"'}.items():
+        (bin_dir / name).write_text(f"#!/bin/bash\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    for tool in ("sha256sum", "tee", "mkdir", "cat"):
+        os.symlink(shutil.which(tool), bin_dir / tool)
+    done = subprocess.run(["/bin/bash", "-c", build_agent_user_data(AGENT)], capture_output=True, text=True, timeout=30,
+                          env={"PATH": str(bin_dir), "TRAINFLEET_ROOT": str(tmp_path / "root"), "LOG": str(log)})
+    assert done.returncode != 0
+    assert not log.exists() or "pip install" not in log.read_text()
+
+
+@pytest.mark.parametrize("script", [build_user_data(VALID), build_agent_user_data(AGENT)], ids=["job", "agent"])
+def test_user_data_passes_bash_n_and_shellcheck(tmp_path, script):
+    path = tmp_path / "user-data.sh"
+    path.write_text(script)
+    assert subprocess.run(["bash", "-n", str(path)], capture_output=True).returncode == 0
+    assert shutil.which("shellcheck"), "shellcheck is missing: bash .ci/setup installs it (Debian package)"
+    check = subprocess.run(["shellcheck", "--shell=bash", str(path)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout
 
 
 def _maybe_valid_url():

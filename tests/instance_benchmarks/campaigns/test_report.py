@@ -58,7 +58,7 @@ def test_pareto_front():
 
 
 def test_best_run_follows_the_metric_direction():
-    from instance_benchmarks.embedded.cloud import _best_run
+    from instance_benchmarks.runner import best_run as _best_run
     from instance_benchmarks.campaigns.report import Report
 
     rows = [{"run_id": "a", "final_metric": 0.2}, {"run_id": "b", "final_metric": 0.1}]

@@ -1,7 +1,8 @@
 import pytest
 import yaml
 
-from instance_benchmarks.campaigns.spec import estimate, load_spec, override_args, parse_spec
+from instance_benchmarks.campaigns.plan import estimate
+from instance_benchmarks.campaigns.spec import load_spec, override_args, parse_spec
 from instance_benchmarks.catalog import load_catalog
 from instance_benchmarks.core.errors import TrainfleetInputError
 from instance_benchmarks.catalog.pricing import quote
@@ -35,7 +36,10 @@ def test_override_args():
 @pytest.mark.parametrize("changes, message", [
     ({"matrix": {"instance_type": ["p9.mega"]}}, "unknown instance type 'p9.mega'"),
     ({"region": "mars-1"}, "unknown region"),
-    ({"repo": "http://github.com/a/b.git"}, "https:// or ssh://"),
+    ({"repo": "http://github.com/a/b.git"}, "neither an https:// URL nor a local git repository"),
+    ({"repo": "ssh://git@github.com/a/b.git"}, "instances have no ssh key"),
+    ({"repo": "git@github.com:a/b.git"}, "instances have no ssh key"),
+    ({"repo": "/nonexistent/repo"}, "neither an https:// URL nor a local git repository"),
     ({"repo": "https://github.com/a/b.git;reboot"}, "not allowed"),
     ({"ref": "main;id"}, "git ref"),
     ({"script": "../../outside.py"}, "escapes the repository"),
@@ -58,6 +62,19 @@ def test_override_args():
     ({"estimated_minutes": 99}, "exceeds max_runtime_minutes"),
     ({"backend": "lambda"}, "backend"),
     ({"surprise": 1}, "unknown keys surprise"),
+    ({"budget_usd": float("inf")}, "budget_usd must be a finite number"),
+    ({"budget_usd": float("nan")}, "budget_usd"),
+    ({"target": {"metric": "x", "value": float("nan")}}, "target must be"),
+    ({"workload": None, "script": "train.py", "hyperparameters": {"a-b": 1}}, "must be a shell identifier"),
+    ({"workload": None, "script": "train.py", "hyperparameters": {"note": "two\nlines"}}, "control character"),
+    ({"matrix": {"instance_type": ["c5.xlarge"], "hidden_layers": [["\n"]]}}, "control character"),
+    ({"workload": None, "script": "train.py", "hyperparameters": {"lr": float("inf")}}, "finite number"),
+    ({"workload": None, "script": "train.py", "hyperparameters": {"nested": {"a": 1}}}, "number, true/false, text"),
+    ({"workload": None}, "give the script to run"),
+    ({"backend": "sagemaker", "workload": None, "script": "train.py"}, "bundled workloads only"),
+    ({"backend": "sagemaker", "fallback": {"market": "on-demand"}}, "does not support fallback"),
+    ({"sagemaker": {"max_wait_minutes": 60}}, "needs backend: sagemaker"),
+    ({"metric_definitions": [{"name": "loss", "regex": "loss (\\d+) (\\d+)"}]}, "exactly one capturing group"),
 ])
 def test_bad_specs_are_refused_with_one_line(changes, message):
     with pytest.raises(TrainfleetInputError, match=message) as info:
@@ -94,3 +111,26 @@ def test_estimate_worst_case_is_every_run_hitting_its_watchdog():
     assert plan.worst_case_usd == pytest.approx(2 * 0.5 * 0.17 + 2 * 0.5 * 3.06)
     assert plan.expected_usd == pytest.approx((2 * 0.17 + 2 * 3.06) * 5 / 60)
     assert not plan.within(3.0) and plan.within(4.0)
+
+
+def test_a_foreign_script_takes_any_identifier_hyperparameters(tmp_path):
+    from tests.instance_benchmarks.conftest import make_git_repo
+
+    make_git_repo(tmp_path / "mine", {"train.py": "print('hi')\n"})
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec_dict(
+        workload=None, repo="mine", script="train.py", target=None,
+        hyperparameters={"lr": 0.1, "note": "$(reboot); rm -rf /"},
+        metric_definitions=[{"name": "loss", "regex": "loss=([0-9.]+)"}],
+        matrix={"instance_type": ["c5.xlarge"], "batch_size": [32, 64]})))
+    spec = load_spec(tmp_path / "spec.yaml")
+    assert spec.repo == f"file://{(tmp_path / 'mine').resolve()}"  # relative to the campaign file
+    task = spec.task_dict(spec.runs()[0])
+    assert task["args"] == ["--lr=0.1", "--note=$(reboot); rm -rf /", "--batch_size=32"]
+    assert task["metric_definitions"] == [{"name": "loss", "regex": "loss=([0-9.]+)"}]
+
+
+@pytest.mark.parametrize("field, value", [("campaign", "sweep\n"), ("ref", "main\n"), ("script", "train.py\n")])
+def test_a_trailing_newline_is_never_accepted(field, value):
+    """`$` in a regex matches before a final newline: every check must match the whole value."""
+    with pytest.raises(TrainfleetInputError):
+        parse_spec(spec_dict(**{field: value}))

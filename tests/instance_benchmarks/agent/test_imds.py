@@ -1,8 +1,9 @@
+import signal
 import subprocess
 import sys
 
-from instance_benchmarks.agent.main import InterruptionWatcher, spot_interruption_notice
-from tests.instance_benchmarks.fake_imds import FakeIMDS
+from instance_benchmarks.agent.imds import InterruptionWatcher, spot_interruption_notice
+from tests.instance_benchmarks.embedded.fake_imds import FakeIMDS
 
 
 def test_imdsv2_notice_needs_a_token_and_404_means_none():
@@ -17,7 +18,7 @@ def test_watcher_sends_sigterm_on_notice():
     code = "import signal,sys,time\nsignal.signal(signal.SIGTERM, lambda *a: sys.exit(75))\ntime.sleep(30)\n"
     process = subprocess.Popen([sys.executable, "-c", code])
     with FakeIMDS(interrupt_after=3) as imds:
-        watcher = InterruptionWatcher(imds.endpoint, process, interval=0.05)
+        watcher = InterruptionWatcher(imds.endpoint, lambda notice: process.send_signal(signal.SIGTERM), interval=0.05)
         watcher.start()
         assert process.wait(timeout=20) == 75
         watcher.join(timeout=5)

@@ -1,0 +1,148 @@
+"""The campaign loop against in-process moto with the EC2 backend: launch, idempotent relaunch, budget
+refusal, settling attempts whose instance ended, status and teardown."""
+import base64
+
+import pytest
+
+from instance_benchmarks import runner
+from instance_benchmarks.backends.ec2.instances import LIVE_STATES, campaign_instances, tag
+from instance_benchmarks.backends.infrastructure import resolve_infrastructure
+from instance_benchmarks.campaigns.spec import parse_spec
+from instance_benchmarks.campaigns.store import read_json, run_location, write_json
+from instance_benchmarks.core.bootstrap import decode_agent_config
+from instance_benchmarks.core.contract import CAMPAIGN_TAG, RUN_TAG
+from instance_benchmarks.core.errors import TrainfleetInputError
+from tests.instance_benchmarks.conftest import spec_dict
+
+
+def test_launch_one_tagged_instance_per_run(env, ec2, s3, infra, spec):
+    summary = runner.launch(env, spec)
+    assert len(summary.launched) == 6
+    instances = campaign_instances(ec2, "sweep", LIVE_STATES)
+    assert sorted(tag(i, RUN_TAG) for i in instances) == sorted(r.run_id for r in spec.runs())
+    assert {i["InstanceType"] for i in instances} == {"c5.xlarge"}
+    assert {i["SubnetId"] for i in instances} == set(infra.subnet_ids)  # spread over both AZs
+    user_data = ec2.describe_instance_attribute(InstanceId=instances[0]["InstanceId"], Attribute="userData")
+    config = decode_agent_config(base64.b64decode(user_data["UserData"]["Value"]).decode())
+    assert config["bucket"] == infra.bucket and config["market"] == "spot"
+    assert config["price"]["usd_per_hour"] <= 0.17  # the quoted price travels with the run
+    assert config["task"]["repo"] == spec.repo and config["task"]["script"] == "training_scripts/cartpole_pg.py"
+    record = read_json(run_location(s3, infra.bucket, "sweep", config["run_id"]), "launch.json")
+    assert record["attempts"][0]["instance_id"] in {i["InstanceId"] for i in instances}
+    assert record["attempts"][0]["price"] == config["price"]
+    wheel = record["attempts"][0]["agent_wheel"]
+    assert s3.head_object(Bucket=infra.bucket, Key=wheel["key"])["Metadata"]["sha256"] == wheel["sha256"]
+
+
+def test_relaunch_is_idempotent(env, ec2, spec):
+    runner.launch(env, spec)
+    again = runner.launch(env, spec)
+    assert again.launched == [] and len(again.skipped_live) == 6
+    assert len(campaign_instances(ec2, "sweep")) == 6
+
+
+def test_finished_runs_are_not_launched_again(env, s3, infra, spec):
+    runner.launch(env, spec)
+    runner.teardown(env, "sweep")
+    done = spec.runs()[0]
+    write_json(run_location(s3, infra.bucket, "sweep", done.run_id), "result.json", {"status": "complete"})
+    again = runner.launch(env, spec)
+    assert again.skipped_complete == [done.run_id]
+    assert sorted(x["run_id"] for x in again.launched) == sorted(r.run_id for r in spec.runs()[1:])
+    assert all(x["attempt"] == 2 for x in again.launched)
+
+
+def test_over_budget_launches_nothing(env, ec2):
+    spec = parse_spec(spec_dict(budget_usd=0.2, matrix={"instance_type": ["p3.2xlarge"], "batch_size": [3, 5]}))
+    with pytest.raises(TrainfleetInputError, match=r"budget \$0.20 refused.*nothing launched"):
+        runner.launch(env, spec)
+    assert campaign_instances(ec2, "sweep") == []
+
+
+def test_declined_estimate_launches_nothing(env, ec2, spec):
+    summary = runner.launch(env, spec, confirm=lambda plan, pending: False)
+    assert summary.launched == [] and campaign_instances(ec2, "sweep") == []
+
+
+def test_max_attempts_stops_relaunching(env):
+    spec = parse_spec(spec_dict(max_attempts=1, matrix={"instance_type": ["c5.xlarge"], "batch_size": [3]}))
+    runner.launch(env, spec)
+    runner.teardown(env, "sweep")
+    again = runner.launch(env, spec)
+    assert again.launched == [] and again.gave_up == [spec.runs()[0].run_id]
+
+
+def test_torn_down_attempts_keep_their_cost(env, s3, infra, spec):
+    """An instance that ended before its agent reported is settled as lost, billed launch -> end (>= 60 s)."""
+    runner.launch(env, spec)
+    runner.teardown(env, "sweep")
+    for run in spec.runs():
+        [attempt] = read_json(run_location(s3, infra.bucket, "sweep", run.run_id), "launch.json")["attempts"]
+        assert attempt["outcome"] == "lost" and attempt["billed_seconds"] >= 60
+        assert attempt["cost_usd"] == pytest.approx(attempt["billed_seconds"] * attempt["price"]["usd_per_hour"] / 3600)
+    rows = runner.status_rows(env, "sweep")
+    assert all(r["cost_usd"] > 0 and r["status"] == "lost" for r in rows)
+
+
+def test_input_errors_and_timeouts_are_not_retried(env, s3, infra):
+    spec = parse_spec(spec_dict(matrix={"instance_type": ["c5.xlarge"], "batch_size": [3, 5, 7]}))
+    runner.launch(env, spec)
+    runner.teardown(env, "sweep")
+    outcomes = [{"outcome": "failed", "exit_code": 2}, {"outcome": "timeout", "exit_code": -9},
+                {"outcome": "failed", "exit_code": 1}]
+    for run, outcome in zip(spec.runs(), outcomes):
+        location = run_location(s3, infra.bucket, "sweep", run.run_id)
+        record = read_json(location, "launch.json")
+        record["attempts"][-1].update(outcome)
+        write_json(location, "launch.json", record)
+    again = runner.launch(env, spec)
+    assert sorted(again.gave_up) == sorted(r.run_id for r in spec.runs()[:2])
+    assert [x["run_id"] for x in again.launched] == [spec.runs()[2].run_id]
+
+
+def test_teardown_leaves_nothing_running(env, ec2, spec):
+    runner.launch(env, spec)
+    other = parse_spec(spec_dict(campaign="other", matrix={"instance_type": ["m5.large"], "batch_size": [3]}))
+    runner.launch(env, other)
+    [summary] = [s for s in runner.teardown(env, "sweep") if s.backend == "ec2"]
+    assert len(summary.stopped) == 6
+    assert campaign_instances(ec2, "sweep", LIVE_STATES) == []
+    assert len(campaign_instances(ec2, "other", LIVE_STATES)) == 1  # other campaigns untouched
+    requests = ec2.describe_spot_instance_requests(
+        Filters=[{"Name": f"tag:{CAMPAIGN_TAG}", "Values": ["sweep"]}, {"Name": "state", "Values": ["open", "active"]}])
+    assert requests["SpotInstanceRequests"] == []
+
+
+def test_teardown_cancels_open_spot_requests(env, ec2):
+    ec2.request_spot_instances(
+        InstanceCount=1, LaunchSpecification={"ImageId": "ami-12c6146b", "InstanceType": "c5.xlarge"},
+        TagSpecifications=[{"ResourceType": "spot-instances-request", "Tags": [{"Key": CAMPAIGN_TAG, "Value": "sweep"}]}])
+    [summary] = [s for s in runner.teardown(env, "sweep") if s.backend == "ec2"]
+    assert len(summary.cancelled) == 1
+
+
+def test_status_rows_show_cost_so_far(env, spec):
+    runner.launch(env, spec)
+    rows = runner.status_rows(env, "sweep")
+    assert [r["state"] for r in rows] == ["running"] * 6, rows
+    assert all(r["cost_usd"] > 0 and r["live"] for r in rows)
+
+
+def test_local_repositories_are_refused_on_aws(env, workloads_repo):
+    spec = parse_spec(spec_dict(repo=str(workloads_repo)))
+    with pytest.raises(TrainfleetInputError, match="local repository: only the embedded default"):
+        runner.launch(env, spec)
+
+
+def test_not_deployed_is_a_clear_error(ssm):
+    with pytest.raises(TrainfleetInputError, match="not deployed.*cdk deploy"):
+        resolve_infrastructure(ssm)
+
+
+def test_missing_bucket_is_a_clear_error(env, ec2, infra, spec):
+    from dataclasses import replace
+
+    env.__dict__["infra"] = replace(infra, bucket="gone")
+    with pytest.raises(TrainfleetInputError, match="bucket 'gone' is not reachable"):
+        runner.launch(env, spec)
+    assert campaign_instances(ec2, "sweep") == []
