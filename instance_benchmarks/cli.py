@@ -187,11 +187,14 @@ def campaign_collect(campaign: str, out: Path = typer.Option(Path("reports"), he
 
 
 def _report(s3, bucket: str, campaign: str, out: Path):
-    from instance_benchmarks.campaigns.report import write_report
+    from instance_benchmarks.campaigns.report import PREDICTION_COLUMNS, write_report
 
     report, checksums = write_report(s3, bucket, campaign, out)
     print_table(f"campaign {campaign}: {len(report.rows)} complete, {len(report.incomplete)} incomplete",
                 report.rows, REPORT_COLUMNS)
+    predicted = sorted((r for r in report.rows if r.get("est_usd") is not None), key=lambda r: r["est_usd"])
+    if predicted:
+        print_table("predicted full job from benchmark slices (cheapest first)", predicted, PREDICTION_COLUMNS)
     for row in report.incomplete:
         console.print(f"  incomplete: {row['run_id']} {row['label']} ({row['last_outcome']})", markup=False)
     console.print(f"report: {out}/ and s3://{bucket}/campaigns/{campaign}/report/ ({', '.join(sorted(checksums))})")

@@ -89,6 +89,10 @@ def make_environment(root: Path) -> Path:
     inherited = [p for p in site.getsitepackages() if Path(p).is_dir() and not str(p).startswith(str(root))]
     (target / "_trainfleet_image.pth").write_text(
         "".join(f"import site; site.addsitedir({p!r})\n" for p in inherited))
+    for name in ("pip", "pip3"):  # the image's pip, installing into this environment
+        shim = env_dir / "bin" / name
+        shim.write_text(f'#!/bin/sh\nexec "{python}" -m pip "$@"\n')
+        shim.chmod(0o755)
     return python
 
 
@@ -105,8 +109,8 @@ def set_up(task: dict, python: Path, src: Path, cwd: Path, env: dict, log_path: 
     requirements = next((d / "requirements.txt" for d in (cwd, src) if (d / "requirements.txt").is_file()), None)
     if requirements is not None:
         log("installing the repository's requirements.txt")
-        _run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "-r", str(requirements)],
-             cwd=requirements.parent, what="pip install -r requirements.txt")
+        _run([str(python), "-m", "pip", "install", "-q", "-r", str(requirements)], cwd=requirements.parent,
+             env=env, what="pip install -r requirements.txt")
 
 
 class ScriptRun:
@@ -117,6 +121,7 @@ class ScriptRun:
         self.parser, self.grace, self.records, self.on_record = parser, grace, [], on_record
         self.started = time.monotonic()
         self.stop_reason: str | None = None
+        self._kill_timer: threading.Timer | None = None
         self._log = log_path.open("w", encoding="utf-8")
         self.process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                         start_new_session=True)
@@ -141,7 +146,9 @@ class ScriptRun:
             self.stop_reason = reason
             log(f"{reason}: sending SIGTERM (SIGKILL in {self.grace:.0f}s)")
             self._signal(signal.SIGTERM)
-            threading.Timer(self.grace, self._signal, args=(signal.SIGKILL,)).start()
+            self._kill_timer = threading.Timer(self.grace, self._signal, args=(signal.SIGKILL,))
+            self._kill_timer.daemon = True
+            self._kill_timer.start()
 
     def _signal(self, sig) -> None:
         if self.process.poll() is None:
@@ -156,6 +163,8 @@ class ScriptRun:
         except subprocess.TimeoutExpired:
             self.stop(reason)
             code = self.process.wait()
+        if self._kill_timer:
+            self._kill_timer.cancel()
         self._signal(signal.SIGKILL)  # nothing of the script outlives it
         self._reader.join(timeout=30)
         self._log.close()

@@ -23,7 +23,15 @@ COLUMNS = [
     ("train_seconds", "train s"), ("billable_seconds", "billable s"), ("spot_savings", "spot savings"),
     ("setup_seconds", "setup s"), ("cost_usd", "run cost ($)"), ("attempts", "attempts"), ("backend", "backend"),
     ("measured_on", "measured on"), ("code", "code"),
+    # benchmark slices: the whole job predicted from the slice (SkyPilot Benchmark's columns)
+    ("slice_units", "slice steps"), ("pred_sec_per_unit", "sec/step (slice)"), ("usd_per_unit", "$/step"),
+    ("est_hours", "est time (h)"), ("est_usd", "est cost ($)"), ("est_usd_low", "est cost low ($)"),
+    ("est_usd_high", "est cost high ($)"), ("est_on_demand_usd", "est cost on-demand ($)"),
 ]
+PREDICTION_COLUMNS = [("run_id", "run"), ("label", "hyperparameters"), ("instance_type", "instance"),
+                      ("slice_units", "STEPS"), ("pred_sec_per_unit", "SEC/STEP"), ("usd_per_unit", "$/STEP"),
+                      ("est_hours", "EST TIME (h)"), ("est_usd", "EST COST ($)"), ("est_range", "EST COST range ($)"),
+                      ("est_on_demand_usd", "on-demand ($)")]
 
 
 @dataclass
@@ -52,7 +60,18 @@ def row_from_result(result: dict, label: str) -> dict:
         "spot_savings": result.get("spot_savings"),
         "setup_seconds": result.get("setup_seconds"),
         "code": result.get("code"),  # the commit the instance checked out
+        **_prediction(result.get("prediction")),
     }
+
+
+def _prediction(prediction: dict | None) -> dict:
+    """A benchmark slice's prediction of the whole job (None everywhere for a run trained to the end)."""
+    p = prediction or {}
+    return {"slice_units": p.get("measured_units"), "pred_sec_per_unit": p.get("sec_per_unit"),
+            "usd_per_unit": p.get("usd_per_unit"), "est_hours": p["est_seconds"] / 3600 if p else None,
+            "est_usd": p.get("est_usd"), "est_usd_low": p.get("est_usd_low"), "est_usd_high": p.get("est_usd_high"),
+            "est_on_demand_usd": p.get("est_on_demand_usd"),
+            "est_range": f"{format_value(p['est_usd_low'])}-{format_value(p['est_usd_high'])}" if p else None}
 
 
 def build_report(s3, bucket: str, campaign: str) -> Report:
@@ -92,7 +111,7 @@ def format_value(value) -> str:
 
 def to_csv(report: Report) -> bytes:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=[key for key, _ in COLUMNS])
+    writer = csv.DictWriter(buffer, fieldnames=[key for key, _ in COLUMNS], extrasaction="ignore")
     writer.writeheader()
     writer.writerows(report.rows)
     return buffer.getvalue().encode()
@@ -102,7 +121,7 @@ def to_parquet(report: Report) -> bytes:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.Table.from_pylist(report.rows, schema=pa.schema([
+    table = pa.Table.from_pylist([{key: row.get(key) for key, _ in COLUMNS} for row in report.rows], schema=pa.schema([
         (key, pa.string() if key in ("run_id", "label", "instance_type", "market", "measured_on", "backend", "code")
          else pa.int64() if key == "attempts" else pa.float64()) for key, _ in COLUMNS]))
     buffer = io.BytesIO()
@@ -118,6 +137,22 @@ def to_markdown(report: Report) -> str:
     lines.append("|" + "---|" * len(COLUMNS))
     for row in report.rows:
         lines.append("| " + " | ".join(format_value(row[key]) for key, _ in COLUMNS) + " |")
+    predicted = [r for r in report.rows if r.get("est_usd") is not None]
+    if predicted:
+        lines += ["", "## Predicted full job (from benchmark slices)", "",
+                  "Each run trained a slice of the job; its step time after warm-up predicts the whole job's "
+                  "training time and cost at the run's price, plus its setup and boot time. The range comes "
+                  "from the spread of the slice's step times.", ""]
+        lines.append("| " + " | ".join(title for _, title in PREDICTION_COLUMNS) + " |")
+        lines.append("|" + "---|" * len(PREDICTION_COLUMNS))
+        for row in sorted(predicted, key=lambda r: r["est_usd"]):
+            lines.append("| " + " | ".join(format_value(row[key]) for key, _ in PREDICTION_COLUMNS) + " |")
+        cheapest = min(predicted, key=lambda r: r["est_usd"])
+        fastest = min(predicted, key=lambda r: r["est_hours"])
+        lines += ["", f"Cheapest predicted: {cheapest['instance_type']} {cheapest['label']} "
+                      f"(${format_value(cheapest['est_usd'])}, {cheapest['est_hours']:.2f} h). "
+                      f"Fastest predicted: {fastest['instance_type']} {fastest['label']} "
+                      f"({fastest['est_hours']:.2f} h, ${format_value(fastest['est_usd'])})."]
     if report.incomplete:
         lines += ["", f"## Incomplete runs ({len(report.incomplete)}): no result.json, not reported as results", ""]
         lines += [f"- `{r['run_id']}` {r['label']}: {r['attempts']} attempt(s), last: {r['last_outcome']}"

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -15,6 +17,11 @@ def test_example_campaign_is_the_seed_sweep():
     assert len(runs) == 6
     assert sorted(r.hyperparameters["batch_size"] for r in runs) == [3, 5, 7, 10, 12, 15]
     assert spec.script == "training_scripts/cartpole_pg.py"
+
+
+@pytest.mark.parametrize("path", sorted(str(p) for p in Path("examples").rglob("*.yaml")))
+def test_every_example_campaign_validates(path):
+    assert load_spec(path).runs()
 
 
 def test_run_ids_are_stable_and_unique():

@@ -1,0 +1,137 @@
+"""A repository used as published, on the embedded default: it runs from a subdirectory, installs its own
+requirements, reads data from a relative path, saves with --save and prints plain-text logs shaped like
+PyTorch's word-language-model example. trainfleet reads its metrics with regexes, and with a `benchmark`
+block trains a slice of each run and predicts the whole job."""
+import json
+
+import pytest
+
+from instance_benchmarks import runner
+from instance_benchmarks.campaigns.models import download_run
+from instance_benchmarks.campaigns.spec import parse_spec
+from instance_benchmarks.campaigns.store import read_json, run_location
+from instance_benchmarks.embedded.environment import EmbeddedEnvironment
+from tests.instance_benchmarks.conftest import make_git_repo, spec_dict
+
+MAIN = '''
+import argparse, math, time
+import torch
+from torch import nn
+
+parser = argparse.ArgumentParser(description="word-level language model (a miniature)")
+parser.add_argument("--data", default="./data/tiny")
+parser.add_argument("--epochs", type=int, default=2)
+parser.add_argument("--batch_size", type=int, default=8)
+parser.add_argument("--lr", type=float, default=0.5)
+parser.add_argument("--log-interval", type=int, default=10)
+parser.add_argument("--delay", type=float, default=0.0)
+parser.add_argument("--save", default="model.pt")
+args = parser.parse_args()
+words = open(f"{args.data}/train.txt").read().split()
+vocab = {w: i for i, w in enumerate(sorted(set(words)))}
+ids = torch.tensor([vocab[w] for w in words])
+model = nn.Sequential(nn.Embedding(len(vocab), 16), nn.Linear(16, len(vocab)))
+optimizer = torch.optim.SGD(model.parameters(), lr=args.lr)
+batches = (len(ids) - 1) // args.batch_size
+for epoch in range(1, args.epochs + 1):
+    start = time.time()
+    for batch in range(1, batches + 1):
+        i = (batch - 1) * args.batch_size
+        loss = nn.functional.cross_entropy(model(ids[i:i + args.batch_size]), ids[i + 1:i + 1 + args.batch_size])
+        optimizer.zero_grad(); loss.backward(); optimizer.step()
+        time.sleep(args.delay)
+        if batch % args.log_interval == 0:
+            print("| epoch {:3d} | {:5d}/{:5d} batches | lr {:02.2f} | ms/batch {:5.2f} | loss {:5.2f} | ppl {:8.2f}".format(
+                epoch, batch, batches, args.lr, 1.0, loss.item(), math.exp(loss.item())), flush=True)
+    print("| end of epoch {:3d} | time: {:5.2f}s | valid loss {:5.2f} | valid ppl {:8.2f}".format(
+        epoch, time.time() - start, loss.item(), math.exp(loss.item())), flush=True)
+    with open(args.save, "wb") as f:
+        torch.save(model.state_dict(), f)
+'''
+DEFINITIONS = [
+    {"name": "epoch", "regex": r"\| epoch +(\d+) "},
+    {"name": "step", "regex": r"\| +(\d+)/ *\d+ batches"},
+    {"name": "loss", "regex": r"\| loss +([0-9.]+)"},
+    {"name": "val_loss", "regex": r"valid loss +([0-9.]+)"},
+]
+RUN = 'python main.py --epochs "$epochs" --batch_size "$batch_size" --delay "$delay" --save "$TRAINFLEET_OUTPUT_DIR/model.pt"\n'
+
+
+@pytest.fixture(scope="module")
+def repository(tmp_path_factory):
+    path = tmp_path_factory.mktemp("published") / "examples"
+    text = " ".join(["the quick brown fox jumps over the lazy dog"] * 60)
+    commit = make_git_repo(path, {"README.md": "examples\n", "word_language_model/main.py": MAIN,
+                                  "word_language_model/requirements.txt": "torch\n",
+                                  "word_language_model/data/tiny/train.txt": text})
+    return path, commit
+
+
+@pytest.fixture(scope="module")
+def embedded():
+    with EmbeddedEnvironment.start(log=lambda *_: None) as env:
+        yield env
+
+
+def _spec(repository, **changes):
+    path, _ = repository
+    return parse_spec(spec_dict(**{
+        "campaign": "wlm", "workload": None, "repo": str(path), "ref": "main", "workdir": "word_language_model",
+        "setup": "pip install -r requirements.txt\n", "run": RUN, "metric_definitions": DEFINITIONS,
+        "target": {"metric": "val_loss", "value": 100.0}, "hyperparameters": {"epochs": 2, "delay": 0.0},
+        "matrix": {"instance_type": ["c5.xlarge", "m5.large"], "batch_size": [8, 16]}, **changes}))
+
+
+def test_an_unmodified_repository_with_plain_text_logs(embedded, repository, tmp_path):
+    _, commit = repository
+    spec = _spec(repository)
+    outcome = runner.run_to_report(embedded, [spec], out=tmp_path, log=lambda *_: None)
+    report = outcome["report"]
+    assert len(report.rows) == 4 and report.incomplete == [] and outcome["left_running"] == []
+    s3, bucket = embedded.client("s3"), embedded.infra.bucket
+    for row in report.rows:
+        assert row["final_metric"] is not None and row["sec_per_step"] > 0  # val_loss and steps from the regexes
+        assert row["code"] == commit and row["setup_seconds"] > 0
+        location = run_location(s3, bucket, "wlm", row["run_id"])
+        history = [json.loads(line) for line in location.read_bytes("metrics.jsonl").splitlines()]
+        assert {"epoch", "step", "loss"} <= set(history[0]) and any("val_loss" in h for h in history)
+        assert b"pip install -r requirements.txt" not in location.child("logs/attempt-1").read_bytes("script.log")
+    assert report.higher_is_better is False  # a loss: lower is better, so the best model has the lowest
+    files = download_run(s3, bucket, "wlm", report.rows[0]["run_id"], tmp_path / "model")
+    assert set(files) == {"model.pt"}
+    assert (tmp_path / "best-model" / "model.pt").exists()
+
+
+def test_a_benchmark_slice_predicts_the_whole_job(embedded, repository, tmp_path):
+    """Each run trains ~6 s of a 40-epoch job (slow steps: 10 ms each), is stopped cleanly, and predicts it."""
+    spec = _spec(repository, campaign="wlm-slice", target=None, hyperparameters={"epochs": 40, "delay": 0.01},
+                 benchmark={"max_minutes": 0.1, "total_steps": 40 * 67, "warmup_steps": 10})
+    outcome = runner.run_to_report(embedded, [spec], out=tmp_path, log=lambda *_: None)
+    report = outcome["report"]
+    assert len(report.rows) == 4 and report.incomplete == [] and outcome["left_running"] == []
+    s3, bucket = embedded.client("s3"), embedded.infra.bucket
+    for row in report.rows:
+        result = read_json(run_location(s3, bucket, "wlm-slice", row["run_id"]), "result.json")
+        [attempt] = read_json(run_location(s3, bucket, "wlm-slice", row["run_id"]), "launch.json")["attempts"]
+        assert attempt["outcome"] == "completed" and attempt["benchmark_slice"] is True
+        assert attempt["script_seconds"] < 30  # stopped after its slice, far short of 40 epochs
+        prediction = result["prediction"]
+        assert prediction["unit"] == "step" and prediction["measured_units"] > 0
+        assert 0.005 < prediction["sec_per_unit"] < 1.0  # at least the 10 ms sleep per step
+        assert prediction["est_train_seconds"] > attempt["script_seconds"]
+        assert prediction["est_usd_low"] <= prediction["est_usd"] <= prediction["est_usd_high"]
+        assert row["est_usd"] == pytest.approx(prediction["est_usd"])
+    markdown = (tmp_path / "report.md").read_text()
+    assert "## Predicted full job" in markdown and "Cheapest predicted:" in markdown
+
+
+def test_hyperparameters_reach_run_commands_as_literal_variables(embedded, repository, tmp_path):
+    values = ["$(touch /tmp/trainfleet-pwned-run)", "; rm -rf / #", "`id`"]
+    spec = _spec(repository, campaign="wlm-literal", target=None, setup=None, metric_definitions=None,
+                 run='printf %s "$note" > "$TRAINFLEET_OUTPUT_DIR/note.txt"\n', hyperparameters={},
+                 matrix={"instance_type": ["c5.xlarge"], "note": values})
+    runner.run_to_report(embedded, [spec], out=tmp_path, log=lambda *_: None)
+    s3, bucket = embedded.client("s3"), embedded.infra.bucket
+    seen = sorted(run_location(s3, bucket, "wlm-literal", r.run_id).child("train").read_bytes("note.txt").decode()
+                  for r in spec.runs())
+    assert seen == sorted(values)
