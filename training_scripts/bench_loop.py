@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from instance_benchmarks.campaigns.harness import throughput
+from training_scripts.throughput import loop_throughput
 from training_scripts import cnn_digits, tabular_mlp
 from training_scripts.loop import fingerprint, fit, resolve_device, synchronize
 
@@ -100,7 +100,7 @@ def shared_loop(module, config, steps: int) -> float:
         run_config = replace(config, output=out, epochs=10_000, max_steps=steps, patience=0, log_every=20)
         fit(run_config, module.build_task(run_config), echo=False)
         lines = [json.loads(line) for line in open(f"{out}/metrics.jsonl")]
-    return throughput(lines)[0]
+    return loop_throughput(lines)[0]
 
 
 def main() -> None:

@@ -13,18 +13,7 @@ from __future__ import annotations
 import re
 import statistics
 
-
-def steady_intervals(history: list[dict]) -> list[dict]:
-    intervals, skip_next = [], True
-    for record in history:
-        if record.get("event") == "resumed":
-            skip_next = True
-        elif "samples_per_s" in record and record.get("interval_s"):
-            if skip_next:
-                skip_next = False
-                continue
-            intervals.append(record)
-    return intervals
+from training_scripts.throughput import loop_throughput, steady_intervals  # noqa: F401 (re-exported)
 
 
 def counter_intervals(history: list[dict], counter: str) -> list[tuple[float, float]]:
@@ -47,14 +36,9 @@ def counter_intervals(history: list[dict], counter: str) -> list[tuple[float, fl
 def throughput(history: list[dict]) -> tuple[float | None, float | None]:
     """(samples/s, sec/step): from the loop's own device-synchronised intervals where it logs them,
     else from the `samples` / `step` counters of any script's metric lines and their arrival times."""
-    intervals = steady_intervals(history)
-    if not intervals:
-        # too short a run to drop a warm-up interval: use what there is, rather than nothing
-        intervals = [r for r in history if "samples_per_s" in r and r.get("interval_s")]
-    if intervals:
-        seconds = sum(r["interval_s"] for r in intervals)
-        samples = sum(r["samples_per_s"] * r["interval_s"] for r in intervals)
-        return samples / seconds, statistics.median(r["sec_per_step"] for r in intervals)
+    samples_per_s, sec_per_step = loop_throughput(history)
+    if samples_per_s is not None:
+        return samples_per_s, sec_per_step
     by_samples, by_steps = counter_intervals(history, "samples"), counter_intervals(history, "step")
     samples_per_s = sum(u for _, u in by_samples) / sum(t for t, _ in by_samples) if by_samples else None
     sec_per_step = statistics.median(t / u for t, u in by_steps) if by_steps else None
