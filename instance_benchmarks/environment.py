@@ -39,6 +39,7 @@ class Environment:
     def __init__(self, region: str | None = None, ssm_prefix: str = SSM_PREFIX) -> None:
         self.region, self.ssm_prefix = region, ssm_prefix
         self._clients: dict[str, object] = {}
+        self._backends: dict[str, object] = {}
 
     def session(self):
         import boto3
@@ -49,6 +50,14 @@ class Environment:
         if service not in self._clients:
             self._clients[service] = self.session().client(service, config=RETRIES)
         return self._clients[service]
+
+    def backend(self, name: str):
+        """The backend called `name` (the spec's `backend:`), bound to this environment."""
+        from instance_benchmarks.backends.registry import backend_class
+
+        if name not in self._backends:
+            self._backends[name] = backend_class(name)(self)
+        return self._backends[name]
 
     @cached_property
     def infra(self) -> Infrastructure:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from instance_benchmarks.backends.base import Backend, RunState, TeardownSummary
+from instance_benchmarks.backends.base import Backend, LaunchRefused, RunState, TeardownSummary
 from instance_benchmarks.backends.infrastructure import require_bucket
 from instance_benchmarks.backends.registry import BACKENDS, DEFAULT
 from instance_benchmarks.campaigns.plan import check_budget, estimate, spent_usd
@@ -21,7 +21,8 @@ from instance_benchmarks.catalog import Catalog, load_catalog
 from instance_benchmarks.catalog.pricing import PriceQuote, cost_usd
 from instance_benchmarks.core.contract import EXIT_INPUT_ERROR
 
-RETRIED = ("interrupted", "lost", "failed")  # a relaunch may succeed; a timeout or bad input would not
+# A relaunch may succeed after these (up to max_attempts); not after a timeout or bad input (exit 2).
+RETRIED = ("interrupted", "lost", "failed", "not_launched", "launch_refused")
 
 
 @dataclass
@@ -35,23 +36,17 @@ class LaunchSummary:
     skipped_complete: list[str] = field(default_factory=list)
     skipped_live: list[str] = field(default_factory=list)
     gave_up: list[str] = field(default_factory=list)
+    refused: list[dict] = field(default_factory=list)  # run id + the cloud's reason (capacity, quota)
 
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def backend_of(env, name: str) -> Backend:
-    cache = env.__dict__.setdefault("_backends", {})
-    if name not in cache:
-        cache[name] = BACKENDS[name](env)
-    return cache[name]
-
-
 def campaign_backends(env, campaign: str) -> list[Backend]:
     """The backends a campaign used (campaign.json in S3), or every backend if it records none."""
     names = {spec.get("backend", DEFAULT) for spec in campaign_specs(env.client("s3"), env.infra.bucket, campaign)}
-    return [backend_of(env, name) for name in sorted(names or BACKENDS)]
+    return [env.backend(name) for name in sorted(names or BACKENDS)]
 
 
 def live_runs(env, campaign: str) -> dict[str, RunState]:
@@ -80,7 +75,7 @@ def launch(env, spec, *, catalog: Catalog | None = None, confirm=None) -> Launch
     env.check_repo(spec.repo)
     s3, bucket = env.client("s3"), env.infra.bucket
     require_bucket(s3, bucket)
-    backend = backend_of(env, spec.backend)
+    backend = env.backend(spec.backend)
     wanted = {(itype, spec.market) for itype in spec.matrix["instance_type"]}
     if spec.fallback:
         wanted |= {(spec.fallback.get("instance_type", itype), spec.fallback.get("market", spec.market))
@@ -118,11 +113,24 @@ def launch(env, spec, *, catalog: Catalog | None = None, confirm=None) -> Launch
         "quotes": {f"{t} {m}": q.to_dict() for (t, m), q in quotes.items()},
     })
     for run in pending:
-        record = records[run.run_id]
-        entry = backend.launch(spec, run, len(record["attempts"]) + 1, prices[run.run_id], catalog)
-        record["attempts"].append(entry)
+        record, price = records[run.run_id], prices[run.run_id]
+        location = run_location(s3, bucket, spec.campaign, run.run_id)
+        attempt = len(record["attempts"]) + 1
+        # written before the call: a launcher killed during it leaves an attempt that settle() resolves
+        record["attempts"].append({"attempt": attempt, "backend": spec.backend, "outcome": "launching",
+                                   "instance_type": price.instance_type, "market": price.market,
+                                   "price": price.to_dict(), "launched_at": now_iso(), "cost_usd": None})
         record.update(hyperparameters=run.hyperparameters, instance_type=run.instance_type, backend=spec.backend)
-        write_json(run_location(s3, bucket, spec.campaign, run.run_id), "launch.json", record)
+        write_json(location, "launch.json", record)
+        try:
+            entry = backend.launch(spec, run, attempt, price, catalog)
+        except LaunchRefused as refused:
+            record["attempts"][-1].update(outcome="launch_refused", error=str(refused), cost_usd=0.0)
+            write_json(location, "launch.json", record)
+            summary.refused.append({"run_id": run.run_id, "error": str(refused)})
+            continue
+        record["attempts"][-1] = entry
+        write_json(location, "launch.json", record)
         summary.launched.append({"run_id": run.run_id, **entry})
     return summary
 
@@ -134,11 +142,11 @@ def settle(env, campaign: str, specs: list[dict] | None = None) -> int:
     changed = 0
     for record in load_run_records(s3, bucket, campaign):
         attempts = record["launch"].get("attempts") or []
-        if record["result"] is not None or not attempts or attempts[-1].get("outcome") != "launched":
+        if record["result"] is not None or not attempts or attempts[-1].get("outcome") not in ("launched", "launching"):
             continue
         name = attempts[-1].get("backend", DEFAULT)
         spec = by_backend.get(name, {"campaign": campaign, "backend": name})
-        if backend_of(env, name).collect(spec, record["run_id"], record["launch"]):
+        if env.backend(name).collect(spec, record["run_id"], record["launch"]):
             write_json(run_location(s3, bucket, campaign, record["run_id"]), "launch.json", record["launch"])
             changed += 1
     return changed
@@ -184,6 +192,8 @@ def run_campaign(env, specs: list, *, log=print, confirm=None) -> dict:
         expected = f", expected ${summary.estimate_expected_usd:.4f}" if summary.estimate_expected_usd is not None else ""
         log(f"{campaign} ({summary.backend}): {len(summary.launched)} launched, worst case "
             f"${summary.estimate_worst_usd:.4f}{expected}")
+        for refused in summary.refused:
+            log(f"  {refused['run_id']}: launch refused ({refused['error']})")
     while True:
         env.advance(campaign)
         settle(env, campaign)

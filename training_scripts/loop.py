@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from training_scripts.config import ConfigError, TrainConfig, parse_overrides
+from training_scripts.machine import cpu_model
 from training_scripts.storage import Location, open_location
 
 EXIT_INPUT_ERROR = 2
@@ -148,7 +149,7 @@ def fingerprint(device: torch.device) -> dict:
     info = {
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "threads": torch.get_num_threads(),
         "device": str(device),
@@ -158,17 +159,6 @@ def fingerprint(device: torch.device) -> dict:
         info.update(gpu=props.name, gpu_count=torch.cuda.device_count(),
                     gpu_memory_gib=round(props.total_memory / 2**30, 1), cuda=torch.version.cuda)
     return info
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def write_artifacts(output: Location, config, *, model_state: dict | None, recorder: RunRecorder,

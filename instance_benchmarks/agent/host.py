@@ -11,6 +11,8 @@ import subprocess
 import threading
 import time
 
+from training_scripts.machine import cpu_model
+
 
 def _nvidia_smi(query: str) -> list[list[str]]:
     if not shutil.which("nvidia-smi"):
@@ -23,17 +25,6 @@ def _nvidia_smi(query: str) -> list[list[str]]:
     if out.returncode != 0:
         return []
     return [[part.strip() for part in line.split(",")] for line in out.stdout.splitlines() if line.strip()]
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _memory_gib() -> float | None:
@@ -50,7 +41,7 @@ def _memory_gib() -> float | None:
 def fingerprint() -> dict:
     gpus = [{"name": name, "memory_mib": memory, "driver": driver}
             for name, memory, driver in _nvidia_smi("name,memory.total,driver_version")]
-    return {"cpu": _cpu_model(), "cpus": os.cpu_count(), "memory_gib": _memory_gib(), "gpus": gpus,
+    return {"cpu": cpu_model(), "cpus": os.cpu_count(), "memory_gib": _memory_gib(), "gpus": gpus,
             "kernel": platform.release(), "python": platform.python_version()}
 
 

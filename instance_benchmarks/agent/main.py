@@ -41,7 +41,7 @@ from instance_benchmarks.catalog.pricing import billed_seconds, cost_usd
 from instance_benchmarks.core import contract
 from training_scripts.storage import S3Location
 
-STOP_GRACE_SECONDS = 90.0      # SIGTERM -> SIGKILL (a spot notice comes 2 minutes ahead)
+STOP_GRACE_SECONDS = 60.0      # SIGTERM -> SIGKILL (a spot notice comes 2 minutes ahead: time left to settle)
 CHECKPOINT_SYNC_SECONDS = 60.0
 UPLOAD_RESERVE_SECONDS = 120.0  # the agent stops the script this long before the watchdog fires
 
@@ -271,17 +271,18 @@ def run_agent(config: dict, root: Path, s3) -> int:
                else "interrupted" if exit_code == contract.EXIT_PREEMPTED or (watcher and watcher.notice)
                else "failed")
     log(f"script exited {exit_code} after {script_seconds:.1f}s: {outcome}{' (benchmark slice)' if sliced else ''}")
+    # settle first: after a spot notice the instance may be gone before the uploads end
+    code = settle(config, location, launched_at, outcome=outcome, exit_code=exit_code, commit=commit,
+                  setup_seconds=setup_seconds, script_seconds=script_seconds, boot_seconds=boot_seconds,
+                  benchmark_slice=sliced, interruption_notice=watcher.notice if watcher else None)
     previous = _previous_metrics(location)
     offset = max((r.get("train_t", 0.0) for r in previous), default=0.0)
     records = [{**r, "attempt": attempt, "train_t": round(offset + r["t"], 6)} for r in run.records]
     location.write_bytes("metrics.jsonl", "".join(json.dumps(r) + "\n" for r in previous + records).encode())
-    artifacts = upload(output, location.child("train"))
     logs.write_bytes("script.log", (root / "script.log").read_bytes())
-    code = settle(config, location, launched_at, outcome=outcome, exit_code=exit_code, commit=commit,
-                  setup_seconds=setup_seconds, script_seconds=script_seconds, boot_seconds=boot_seconds,
-                  benchmark_slice=sliced, interruption_notice=watcher.notice if watcher else None)
     if outcome != "completed":
         return code
+    artifacts = upload(output, location.child("train"))
     write_result(config, location, commit=commit, artifacts=artifacts, history=previous + records,
                  setup_seconds=setup_seconds, boot_seconds=boot_seconds, script_seconds=script_seconds,
                  utilization=utilization, output=output, sliced=sliced)

@@ -19,6 +19,14 @@ FALLBACK = "fallback"          # relaunch an interrupted run with another instan
 ANY_REPO = "any_repo"          # clone the campaign's own repository and run any script in it
 
 
+class LaunchRefused(Exception):
+    """The cloud would not start this attempt now (capacity, quota, price): recorded, nothing billed."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
 @dataclass(frozen=True)
 class RunState:
     """A live attempt as the cloud sees it."""
@@ -65,7 +73,8 @@ class Backend(ABC):
 
     @abstractmethod
     def launch(self, spec, run, attempt: int, price: PriceQuote, catalog: Catalog) -> dict:
-        """Start one tagged attempt; returns its launch.json entry. A retry with the same attempt is a no-op."""
+        """Start one tagged attempt; returns its launch.json entry. Raises LaunchRefused when the cloud
+        has no capacity or quota for it (the runner records that and goes on with the other runs)."""
 
     @abstractmethod
     def live(self, campaign: str) -> dict[str, RunState]:
@@ -73,9 +82,11 @@ class Backend(ABC):
 
     @abstractmethod
     def collect(self, spec: dict, run_id: str, record: dict) -> bool:
-        """Bring a finished attempt into the shared layout (`spec`: as recorded in campaign.json): settle its outcome and cost in `record`
-        (the run's launch.json, written back by the caller when this returns True) and, for a
-        completed one, make sure result.json exists. Returns whether `record` changed."""
+        """Bring the run's last attempt into the shared layout (`spec` as recorded in campaign.json):
+        settle its outcome and cost in `record` (the run's launch.json, written back by the caller
+        when this returns True) and, for a completed one, make sure result.json exists. An attempt
+        still `launching` (the launcher died during the call) is adopted if it started, else marked
+        `not_launched`. Returns whether `record` changed."""
 
     @abstractmethod
     def teardown(self, campaign: str) -> TeardownSummary:

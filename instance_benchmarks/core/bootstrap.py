@@ -4,8 +4,9 @@ Two kinds, one prologue (watchdog, log, shutdown on exit). Every value is valida
 with `shlex.quote`, so no value can run a command of its own. Paths live under `$TRAINFLEET_ROOT`
 (default /opt/trainfleet), which lets the embedded default execute the very same script in a sandbox.
 
-* A campaign run (`AgentBootstrap`): download trainfleet's own wheel from a presigned S3 URL, verify its
-  SHA-256, install it into its own directory and run the agent (`python -m instance_benchmarks.agent`),
+* A campaign run (`AgentBootstrap`): download trainfleet's own wheel from the run bucket with the
+  instance role (boto3), verify its SHA-256, install it into its own directory and run the agent
+  (`python -m instance_benchmarks.agent`),
   which clones the user's repository, sets it up, runs and measures the script and uploads the results.
   The user's repository never needs to contain trainfleet.
 * A one-shot job (`Bootstrap`, the CDK TrainingJob stack): clone the repo, run the script, sync its
@@ -21,6 +22,7 @@ import re
 import shlex
 from dataclasses import dataclass
 
+from instance_benchmarks.core.contract import run_prefix
 from instance_benchmarks.core.validation import (
     validate_git_ref,
     validate_positive,
@@ -45,6 +47,7 @@ def _prologue(max_runtime_minutes: int, upload_log: list[str]) -> list[str]:
         f'TRAINFLEET_ROOT="${{TRAINFLEET_ROOT:-{ROOT}}}"',
         f"shutdown -h +{int(max_runtime_minutes)} 'trainfleet watchdog: max runtime reached'",
         'mkdir -p "$TRAINFLEET_ROOT"',
+        'export HOME="${HOME:-/root}"  # cloud-init may leave it unset; pip and git want one',
         f'exec > >(tee -a "{LOGFILE}") 2>&1',
         "# shellcheck disable=SC2317  # finish runs from the EXIT trap",
         "finish() {",
@@ -64,8 +67,9 @@ class AgentBootstrap:
     """A campaign run: fetch and verify the agent wheel, run the agent with its configuration."""
 
     max_runtime_minutes: int
-    wheel_url: str
-    wheel_name: str
+    region: str
+    bucket: str
+    wheel_key: str
     wheel_sha256: str
     agent_config: dict
     python: str = "python3"
@@ -74,10 +78,12 @@ class AgentBootstrap:
         validate_positive(self.max_runtime_minutes, "max runtime (minutes)")
         if not _SHA256.fullmatch(self.wheel_sha256):
             raise ValueError(f"bad SHA-256 {self.wheel_sha256!r}")
-        if not _WHEEL.fullmatch(self.wheel_name):
-            raise ValueError(f"bad wheel file name {self.wheel_name!r}")
-        if not self.wheel_url.startswith(("https://", "http://")):
-            raise ValueError("the agent wheel URL must be http(s)")
+        if not _WHEEL.fullmatch(self.wheel_key.rsplit("/", 1)[-1]):
+            raise ValueError(f"bad wheel file name {self.wheel_key!r}")
+
+    @property
+    def wheel_name(self) -> str:
+        return self.wheel_key.rsplit("/", 1)[-1]
 
 
 def encode_agent_config(config: dict) -> str:
@@ -92,22 +98,28 @@ def decode_agent_config(user_data: str) -> dict:
     return json.loads(base64.b64decode(match.group(1)))
 
 
+_S3_DOWNLOAD = "import sys, boto3; boto3.client('s3', region_name=sys.argv[1]).download_file(*sys.argv[2:])"
+
+
 def build_agent_user_data(spec: AgentBootstrap) -> str:
     q = shlex.quote
     py = q(spec.python)
     agent = f'PYTHONPATH="$TRAINFLEET_ROOT/agent" {py} -m instance_benchmarks.agent'
     config = f'--root "$TRAINFLEET_ROOT" --config-b64 "${AGENT_CONFIG_VAR}"'
+    cfg = spec.agent_config
+    log_uri = q(f"s3://{spec.bucket}/{run_prefix(cfg['campaign'], cfg['run_id'])}/logs/attempt-{cfg['attempt']}/bootstrap.log")
     lines = _prologue(spec.max_runtime_minutes, [
-        # the agent uploads this log itself; this covers a bootstrap that failed before the agent ran
-        f'if [ -d "$TRAINFLEET_ROOT/agent" ]; then {agent} upload-log {config} || true; fi',
+        # the agent uploads this log itself; these cover a bootstrap that failed before the agent ran
+        f'if [ -d "$TRAINFLEET_ROOT/agent" ]; then {agent} upload-log {config} || true',
+        f'elif command -v aws >/dev/null; then aws s3 cp "{LOGFILE}" {log_uri} --only-show-errors || true; fi',
     ])
     lines += [
         f"{AGENT_CONFIG_VAR}={q(encode_agent_config(spec.agent_config))}",
         f"TRAINFLEET_WHEEL=\"$TRAINFLEET_ROOT\"/{q(spec.wheel_name)}",
-        f'curl -fsS --retry 5 --retry-connrefused -o "$TRAINFLEET_WHEEL" {q(spec.wheel_url)}',
+        f"{py} -c 'import boto3' 2>/dev/null || {py} -m pip install -q boto3",
+        f'{py} -c {q(_S3_DOWNLOAD)} {q(spec.region)} {q(spec.bucket)} {q(spec.wheel_key)} "$TRAINFLEET_WHEEL"',
         f'echo {q(spec.wheel_sha256)}"  $TRAINFLEET_WHEEL" | sha256sum -c --quiet -',
         f'{py} -m pip install -q --no-deps --no-index --target "$TRAINFLEET_ROOT/agent" "$TRAINFLEET_WHEEL"',
-        f"{py} -c 'import boto3' 2>/dev/null || {py} -m pip install -q boto3",
         f"{agent} run {config}",
     ]
     return "\n".join(lines) + "\n"

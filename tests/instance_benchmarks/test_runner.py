@@ -146,3 +146,70 @@ def test_missing_bucket_is_a_clear_error(env, ec2, infra, spec):
     with pytest.raises(TrainfleetInputError, match="bucket 'gone' is not reachable"):
         runner.launch(env, spec)
     assert campaign_instances(ec2, "sweep") == []
+
+
+def _client_error(code: str):
+    from botocore.exceptions import ClientError
+
+    return ClientError({"Error": {"Code": code, "Message": f"{code} (test)"}}, "RunInstances")
+
+
+def test_no_capacity_in_one_az_tries_the_next(env, ec2, infra, monkeypatch):
+    spec = parse_spec(spec_dict(matrix={"instance_type": ["c5.xlarge"], "batch_size": [3]}))
+    real, tried = ec2.run_instances, []
+
+    def first_az_full(**kwargs):
+        tried.append(kwargs["SubnetId"])
+        if len(tried) == 1:
+            raise _client_error("InsufficientInstanceCapacity")
+        return real(**kwargs)
+
+    monkeypatch.setattr(env.client("ec2"), "run_instances", first_az_full)
+    summary = runner.launch(env, spec)
+    assert len(summary.launched) == 1 and summary.refused == []
+    assert tried[0] != tried[1] and summary.launched[0]["subnet"] == tried[1]
+
+
+def test_a_refused_launch_is_recorded_and_the_other_runs_go_on(env, ec2, s3, infra, monkeypatch):
+    spec = parse_spec(spec_dict(matrix={"instance_type": ["c5.xlarge", "g4dn.xlarge"], "batch_size": [3]}))
+    real = ec2.run_instances
+
+    def no_gpu_quota(**kwargs):
+        if kwargs["InstanceType"].startswith("g4dn"):
+            raise _client_error("VcpuLimitExceeded")
+        return real(**kwargs)
+
+    monkeypatch.setattr(env.client("ec2"), "run_instances", no_gpu_quota)
+    summary = runner.launch(env, spec)
+    assert [x["instance_type"] for x in summary.launched] == ["c5.xlarge"]
+    [refused] = summary.refused
+    assert "VcpuLimitExceeded" in refused["error"]
+    record = read_json(run_location(s3, infra.bucket, "sweep", refused["run_id"]), "launch.json")
+    assert record["attempts"][-1]["outcome"] == "launch_refused" and record["attempts"][-1]["cost_usd"] == 0.0
+
+
+def test_a_launcher_killed_during_run_instances_is_resolved(env, ec2, s3, infra, monkeypatch):
+    """The attempt is written as `launching` before the call; the next launch adopts what started."""
+    spec = parse_spec(spec_dict(matrix={"instance_type": ["c5.xlarge"], "batch_size": [3, 5]}))
+    real = ec2.run_instances
+    calls = []
+
+    def die_after_the_first(**kwargs):
+        calls.append(kwargs)
+        if len(calls) == 1:
+            real(**kwargs)      # started in EC2 ...
+        raise KeyboardInterrupt  # ... and the launcher dies before recording it (the second never started)
+
+    monkeypatch.setattr(env.client("ec2"), "run_instances", die_after_the_first)
+    with pytest.raises(KeyboardInterrupt):
+        runner.launch(env, spec)
+    with pytest.raises(KeyboardInterrupt):
+        runner.launch(env, spec)
+    monkeypatch.setattr(env.client("ec2"), "run_instances", real)
+    again = runner.launch(env, spec)
+    started = {tag(i, RUN_TAG) for i in campaign_instances(ec2, "sweep", LIVE_STATES)}
+    assert len(started) == 2  # the adopted instance and one new launch, never a duplicate
+    outcomes = {r.run_id: [a["outcome"] for a in read_json(run_location(s3, infra.bucket, "sweep", r.run_id),
+                                                           "launch.json")["attempts"]] for r in spec.runs()}
+    assert sorted(outcomes.values()) == [["launched"], ["not_launched", "launched"]]
+    assert len(again.launched) == 1 and len(again.skipped_live) == 1

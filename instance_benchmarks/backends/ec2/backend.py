@@ -6,9 +6,9 @@ finds and ends instances, and settles attempts whose instance ended before its a
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
-from instance_benchmarks.backends.base import ANY_REPO, FALLBACK, Backend, RunState, TeardownSummary
+from instance_benchmarks.backends.base import ANY_REPO, FALLBACK, Backend, LaunchRefused, RunState, TeardownSummary
 from instance_benchmarks.backends.ec2.instances import (
     LIVE_STATES, campaign_instances, ended_at, run_instance, tag, terminate_campaign,
 )
@@ -17,6 +17,13 @@ from instance_benchmarks.catalog import Catalog, InstanceSpec
 from instance_benchmarks.catalog.pricing import PriceQuote, billed_seconds, cost_usd, quote
 from instance_benchmarks.core.bootstrap import AgentBootstrap, build_agent_user_data
 from instance_benchmarks.core.contract import ATTEMPT_TAG, RUN_TAG
+
+
+# run_instances errors that say "not here, not now": another subnet (AZ) may have the capacity...
+TRY_ANOTHER_AZ = {"InsufficientInstanceCapacity", "Unsupported", "InsufficientFreeAddressesInSubnet"}
+# ...and these that no subnet will change (quotas, spot limits, price).
+REFUSED = TRY_ANOTHER_AZ | {"MaxSpotInstanceCountExceeded", "VcpuLimitExceeded", "SpotMaxPriceTooLow",
+                            "InstanceLimitExceeded", "InsufficientCapacity"}
 
 
 def now_iso() -> str:
@@ -40,8 +47,7 @@ class Ec2Backend(Backend):
     def _wheel(self, campaign: str) -> tuple:
         if campaign not in self._wheels:
             wheel = build_wheel()
-            key, url = publish_wheel(self.env.client("s3"), self.env.infra.bucket, campaign, wheel)
-            self._wheels[campaign] = (wheel, key, url)
+            self._wheels[campaign] = (wheel, publish_wheel(self.env.client("s3"), self.env.infra.bucket, campaign, wheel))
         return self._wheels[campaign]
 
     def agent_config(self, spec, run, attempt: int, price: PriceQuote, catalog: Catalog, launched_at: str) -> dict:
@@ -56,17 +62,27 @@ class Ec2Backend(Backend):
 
     def launch(self, spec, run, attempt: int, price: PriceQuote, catalog: Catalog) -> dict:
         infra = self.env.infra
-        wheel, key, url = self._wheel(spec.campaign)
+        wheel, key = self._wheel(spec.campaign)
         launched_at = now_iso()
         config = self.agent_config(spec, run, attempt, price, catalog, launched_at)
         user_data = build_agent_user_data(AgentBootstrap(
-            max_runtime_minutes=spec.max_runtime_minutes, wheel_url=url, wheel_name=wheel.name,
+            max_runtime_minutes=spec.max_runtime_minutes, region=spec.region, bucket=infra.bucket, wheel_key=key,
             wheel_sha256=wheel.sha256, agent_config=config))
-        subnet = infra.subnet_ids[self._launches % len(infra.subnet_ids)]
+        ec2, first = self.env.client("ec2"), self._launches
         self._launches += 1
-        instance = run_instance(self.env.client("ec2"), campaign=spec.campaign, run_id=run.run_id, attempt=attempt,
-                                instance_type=price.instance_type, market=price.market,
-                                template_id=infra.template_for(price.market), subnet=subnet, user_data=user_data)
+        for index in range(len(infra.subnet_ids)):  # round robin over the AZs; on no capacity, the next one
+            subnet = infra.subnet_ids[(first + index) % len(infra.subnet_ids)]
+            try:
+                instance = run_instance(ec2, campaign=spec.campaign, run_id=run.run_id, attempt=attempt,
+                                        instance_type=price.instance_type, market=price.market,
+                                        template_id=infra.template_for(price.market), subnet=subnet, user_data=user_data)
+                break
+            except ec2.exceptions.ClientError as error:
+                code = error.response.get("Error", {}).get("Code", "")
+                if code not in REFUSED:
+                    raise
+                if code not in TRY_ANOTHER_AZ or index == len(infra.subnet_ids) - 1:
+                    raise LaunchRefused(code, error.response["Error"].get("Message", "")) from None
         return {"attempt": attempt, "backend": self.NAME, "instance_id": instance["InstanceId"],
                 "instance_type": price.instance_type, "market": price.market, "price": price.to_dict(),
                 "launched_at": launched_at, "subnet": subnet, "cost_usd": None, "outcome": "launched",
@@ -81,21 +97,42 @@ class Ec2Backend(Backend):
         return {run_id: state for run_id, (_, state) in found.items()}
 
     def collect(self, spec: dict, run_id: str, record: dict) -> bool:
-        """The agent settles its own attempt; settle one whose instance ended first (watchdog, teardown,
-        a failed bootstrap), billed from launch to the instance's end."""
+        """The agent settles its own attempt; settle one whose instance ended first (spot reclaim,
+        watchdog, teardown, a failed bootstrap), billed from launch to the instance's end."""
         last = (record.get("attempts") or [{}])[-1]
+        ec2 = self.env.client("ec2")
+        adopted = False
+        if last.get("outcome") == "launching":  # the launcher died around run_instances: did it start?
+            started = [i for i in campaign_instances(ec2, spec["campaign"])
+                       if tag(i, RUN_TAG) == run_id and tag(i, ATTEMPT_TAG) == str(last["attempt"])]
+            if not started:
+                last.update(outcome="not_launched", cost_usd=0.0)
+                return True
+            last.update(instance_id=started[0]["InstanceId"], outcome="launched", subnet=started[0].get("SubnetId"))
+            adopted = True
         if last.get("outcome") != "launched" or not last.get("instance_id"):
             return False
-        reservations = self.env.client("ec2").describe_instances(InstanceIds=[last["instance_id"]])["Reservations"]
+        try:
+            reservations = ec2.describe_instances(InstanceIds=[last["instance_id"]])["Reservations"]
+        except ec2.exceptions.ClientError as error:  # terminated instances vanish after about an hour
+            if error.response.get("Error", {}).get("Code") != "InvalidInstanceID.NotFound":
+                raise
+            reservations = []
         instance = reservations[0]["Instances"][0] if reservations else {}
         if instance.get("State", {}).get("Name") in LIVE_STATES:
-            return False
-        end = ended_at(instance) or datetime.now(timezone.utc)
-        seconds = max(0.0, (end - datetime.fromisoformat(last["launched_at"])).total_seconds())
-        last.update(outcome="lost", ended_at=end.isoformat(timespec="seconds"), instance_seconds=round(seconds, 3),
-                    billed_seconds=billed_seconds(seconds), cost_usd=cost_usd(seconds, last["price"]["usd_per_hour"]),
-                    note="the instance ended before its agent recorded an outcome (watchdog, teardown or a "
-                         "failed bootstrap: see logs/bootstrap.log)")
+            return adopted
+        started = datetime.fromisoformat(last["launched_at"])
+        now = datetime.now(timezone.utc)
+        watchdog = started + timedelta(minutes=spec["max_runtime_minutes"]) if spec.get("max_runtime_minutes") else now
+        end = ended_at(instance) or min(now, watchdog)  # EC2 forgets terminated instances after about an hour
+        seconds = max(0.0, (end - started).total_seconds())
+        reclaimed = instance.get("StateReason", {}).get("Code") == "Server.SpotInstanceTermination"
+        last.update(outcome="interrupted" if reclaimed else "lost", ended_at=end.isoformat(timespec="seconds"),
+                    instance_seconds=round(seconds, 3), billed_seconds=billed_seconds(seconds),
+                    cost_usd=cost_usd(seconds, last["price"]["usd_per_hour"]),
+                    note="spot capacity reclaimed before the agent reported" if reclaimed else
+                    "the instance ended before its agent recorded an outcome (watchdog, teardown or a failed "
+                    "bootstrap: see logs/attempt-N/bootstrap.log)")
         return True
 
     def teardown(self, campaign: str) -> TeardownSummary:

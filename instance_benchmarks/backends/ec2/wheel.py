@@ -2,7 +2,7 @@
 
 Built with pip from the installed package's source tree (a copy of it, so the checkout is not touched),
 cached by the SHA-256 of its sources, and uploaded once per campaign to `campaigns/<id>/agent/`. The
-user data downloads it through a presigned URL and checks the SHA-256 recorded here before installing.
+user data downloads it with the instance role and checks the SHA-256 recorded here before installing.
 """
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ from instance_benchmarks.core.contract import agent_prefix
 SOURCE_ROOT = Path(instance_benchmarks.__file__).resolve().parents[1]
 PACKAGES = ("instance_benchmarks", "stacks", "training_scripts")
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "trainfleet" / "wheels"
-URL_SECONDS = 6 * 3600  # the instance downloads it within minutes of launch
 
 
 @dataclass(frozen=True)
@@ -69,16 +68,15 @@ def build_wheel(root: Path = SOURCE_ROOT, cache: Path = CACHE) -> AgentWheel:
     return AgentWheel(path, hashlib.sha256(path.read_bytes()).hexdigest())
 
 
-def publish_wheel(s3, bucket: str, campaign: str, wheel: AgentWheel) -> tuple[str, str]:
-    """Upload the wheel (if not there yet) and return (s3 key, presigned GET URL)."""
+def publish_wheel(s3, bucket: str, campaign: str, wheel: AgentWheel) -> str:
+    """Upload the wheel (if not there yet); returns its S3 key."""
     import base64
 
     key = f"{agent_prefix(campaign)}/{wheel.sha256[:12]}/{wheel.name}"
     try:
         s3.head_object(Bucket=bucket, Key=key)
-    except s3.exceptions.ClientError:
+    except s3.exceptions.ClientError:  # not there yet
         data = wheel.path.read_bytes()
         s3.put_object(Bucket=bucket, Key=key, Body=data, Metadata={"sha256": wheel.sha256},
                       ChecksumSHA256=base64.b64encode(hashlib.sha256(data).digest()).decode())
-    url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=URL_SECONDS)
-    return key, url
+    return key

@@ -90,14 +90,24 @@ class SageMakerBackend(Backend):
                 for name, (run_id, status) in self.campaign_jobs(campaign, LIVE_STATUSES).items() if run_id}
 
     def collect(self, spec: dict, run_id: str, record: dict) -> bool:
-        last = (record.get("attempts") or [{}])[-1]
-        catalog_type = str(last.get("instance_type", ""))
         from instance_benchmarks.catalog import load_catalog
 
-        instance = load_catalog().get(catalog_type) if catalog_type else None
+        last = record["attempts"][-1]
+        if last.get("outcome") == "launching":  # the launcher died during CreateTrainingJob: did it start?
+            jobs_now = self.campaign_jobs(spec["campaign"], ("InProgress", "Stopping", "Completed", "Failed", "Stopped"))
+            mine = sorted(name for name, (run, _) in jobs_now.items() if run == run_id and f"-a{last['attempt']}-" in name)
+            if mine:
+                last.update(outcome="launched", job_name=mine[-1])
+            else:
+                last.update(outcome="not_launched", cost_usd=0.0)
+            return True
+
         host = self.env.host
-        peak = ({"fp32": host.peak_tflops, "fp16": host.peak_tflops} if host else
-                {"fp32": instance.peak_fp32_tflops, "fp16": instance.peak_fp16_tflops} if instance else {"fp32": None, "fp16": None})
+        if host:
+            peak = {"fp32": host.peak_tflops, "fp16": host.peak_tflops}
+        else:
+            instance = load_catalog().get(record["attempts"][-1]["instance_type"])
+            peak = {"fp32": instance.peak_fp32_tflops, "fp16": instance.peak_fp16_tflops}
         return jobs.collect_job(self.env.client("sagemaker"), self.env.client("s3"), self.env.infra.bucket,
                                 spec["campaign"], run_id, record, peak_tflops=peak,
                                 host=host.label if host else None, target=spec.get("target"))

@@ -14,7 +14,6 @@ import io
 import json
 import shutil
 import tarfile
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 

@@ -5,7 +5,6 @@ import io
 import json
 import tarfile
 from datetime import datetime, timezone
-from pathlib import Path
 
 import boto3
 import pytest

@@ -20,7 +20,7 @@ from instance_benchmarks.core.bootstrap import (
 )
 from tests.instance_benchmarks.conftest import spec_dict
 
-STUBBED = ["shutdown", "tee", "git", "aws", "python3", "bash", "curl", "sha256sum"]
+STUBBED = ["shutdown", "tee", "git", "aws", "python3", "bash", "sha256sum"]
 SEP, END = "\x1e", "\x1f"  # field and record separators (values may hold newlines)
 HOSTILE = string.ascii_letters + string.digits + " ;|&$`'\"\\(){}<>*?!#~=%@:/.,+-_\n\t"
 
@@ -73,9 +73,10 @@ def check_job(sandbox: Path, spec: Bootstrap) -> None:
 
 VALID = Bootstrap(repo="https://github.com/acme/train.git", ref="main", bucket="my-bucket", prefix="jobs/job-1",
                   max_runtime_minutes=45, script="train/run.py", script_args=("--epochs=3", "--lr=0.1"))
-AGENT = AgentBootstrap(max_runtime_minutes=10, wheel_url="http://127.0.0.1:5000/b/k.whl?X-Amz-Signature=a&b=c",
-                       wheel_name="trainfleet-0.1.0-py3-none-any.whl", wheel_sha256="ab" * 32,
-                       agent_config={"run_id": "r1", "task": {"args": ["--x=$(reboot)", "; rm -rf /"]}, "note": "'\"`"})
+AGENT = AgentBootstrap(max_runtime_minutes=10, region="eu-west-1", bucket="b-1",
+                       wheel_key="campaigns/c/agent/abc/trainfleet-0.1.0-py3-none-any.whl", wheel_sha256="ab" * 32,
+                       agent_config={"campaign": "c", "run_id": "r1", "attempt": 2,
+                                     "task": {"args": ["--x=$(reboot)", "; rm -rf /"]}, "note": "'\"`"})
 
 
 def test_generated_script_runs_exactly_the_expected_commands(sandbox):
@@ -89,21 +90,25 @@ def test_agent_user_data_fetches_verifies_installs_and_runs_the_agent(sandbox):
     base = sandbox / "agent"
     wheel = str(base / AGENT.wheel_name)
     assert calls[0] == ["shutdown", "-h", "+10", "trainfleet watchdog: max runtime reached"]
-    assert ["curl", "-fsS", "--retry", "5", "--retry-connrefused", "-o", wheel, AGENT.wheel_url] in calls
+    [download] = [c for c in calls if c[:2] == ["python3", "-c"] and "download_file" in c[2]]
+    assert download[3:] == ["eu-west-1", "b-1", AGENT.wheel_key, wheel]  # with the instance role, no URL
     assert ["sha256sum", "-c", "--quiet", "-"] in calls
     assert ["python3", "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target", str(base / "agent"), wheel] in calls
     [run] = [c for c in calls if c[:4] == ["python3", "-m", "instance_benchmarks.agent", "run"]]
     assert run[4:6] == ["--root", str(base)]
     assert decode_agent_config(f"TRAINFLEET_AGENT_CONFIG='{run[7]}'") == AGENT.agent_config
+    assert ["aws", "s3", "cp", str(base / "bootstrap.log"), "s3://b-1/campaigns/c/runs/r1/logs/attempt-2/bootstrap.log",
+            "--only-show-errors"] in calls  # the agent never ran (stubs): the AMI's CLI uploads the log
     assert calls[-1] == ["shutdown", "-h", "now", "trainfleet: done"]
 
 
 def test_a_wrong_wheel_checksum_stops_the_bootstrap_before_install(tmp_path):
-    """Real sha256sum, stubbed curl that 'downloads' other bytes: nothing is installed or run."""
+    """Real sha256sum, a stubbed download that 'fetches' other bytes: nothing is installed or run."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     log = tmp_path / "calls"
-    for name, body in {"shutdown": "", "curl": 'echo tampered > "$6"', "python3": 'echo "python3 $*" >> "$LOG"'}.items():
+    python3 = 'if [ "$1" = -c ] && [ -n "$6" ]; then echo tampered > "$6"; fi\necho "python3 $*" >> "$LOG"'
+    for name, body in {"shutdown": "", "python3": python3}.items():
         (bin_dir / name).write_text(f"#!/bin/bash\n{body}\n")
         (bin_dir / name).chmod(0o755)
     for tool in ("sha256sum", "tee", "mkdir", "cat"):

@@ -4,7 +4,6 @@ attempt as interrupted; the runner relaunches on the fallback and attempt 2 resu
 import io
 import json
 from dataclasses import replace
-from pathlib import Path
 
 import torch
 

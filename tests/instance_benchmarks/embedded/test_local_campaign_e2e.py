@@ -1,7 +1,6 @@
 """The embedded default end to end: moto's server, the deployed stacks, and each instance's real user
 data executed by the local worker (wheel download and check, install, clone, setup, run, upload)."""
 import json
-import shutil
 from pathlib import Path
 
 import pytest
