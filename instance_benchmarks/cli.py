@@ -147,6 +147,7 @@ def campaign_status(campaign: str, region: Optional[str] = REGION_OPTION, ssm_pr
     from instance_benchmarks import runner
 
     env = aws_environment(region, ssm_prefix)
+    runner.require_campaign(env, campaign)
 
     def render():
         rows = runner.status_rows(env, campaign)
@@ -169,10 +170,15 @@ def campaign_status(campaign: str, region: Optional[str] = REGION_OPTION, ssm_pr
 def campaign_teardown(campaign: str, region: Optional[str] = REGION_OPTION, ssm_prefix: str = PREFIX_OPTION) -> None:
     """End every instance, spot request and training job of the campaign (found by tag, on every backend)."""
     from instance_benchmarks import runner
+    from instance_benchmarks.core.validation import validate_identifier
 
-    for summary in runner.teardown(aws_environment(region, ssm_prefix), campaign):
+    env = aws_environment(region, ssm_prefix)
+    summaries = runner.teardown(env, validate_identifier(campaign, "campaign"))  # by exact tag, even if S3 forgot it
+    for summary in summaries:
         extra = f", cancelled {len(summary.cancelled)} spot requests" if summary.cancelled else ""
         console.print(f"{summary.backend}: ended {len(summary.stopped)}{extra}")
+    if not any(s.stopped or s.cancelled for s in summaries):
+        runner.require_campaign(env, campaign)  # nothing ended: a typo is an error, not "ended 0"
 
 
 @campaign_app.command("collect")
@@ -182,6 +188,7 @@ def campaign_collect(campaign: str, out: Path = typer.Option(Path("reports"), he
     from instance_benchmarks import runner
 
     env = aws_environment(region, ssm_prefix)
+    runner.require_campaign(env, campaign)
     runner.settle(env, campaign)
     _report(env.client("s3"), env.infra.bucket, campaign, out / campaign)
 
@@ -247,7 +254,11 @@ def models_list(campaign: Optional[str] = typer.Option(None, help="Only this cam
     """Models of complete runs, with their final metric and SHA-256."""
     from instance_benchmarks.campaigns.models import list_models
 
+    from instance_benchmarks import runner
+
     env = aws_environment(region, ssm_prefix)
+    if campaign is not None:
+        runner.require_campaign(env, campaign)
     rows = list_models(env.client("s3"), env.infra.bucket, campaign)
     for row in rows:
         row["ref"] = f"{row['campaign']}/{row['run_id']}"

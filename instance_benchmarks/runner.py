@@ -15,11 +15,13 @@ from instance_benchmarks.backends.infrastructure import require_bucket
 from instance_benchmarks.backends.registry import BACKENDS, DEFAULT
 from instance_benchmarks.campaigns.plan import check_budget, estimate, spent_usd
 from instance_benchmarks.campaigns.store import (
-    campaign_specs, load_run_records, read_json, record_campaign, run_location, write_json,
+    campaign_specs, list_campaigns, load_run_records, read_json, record_campaign, run_location, write_json,
 )
 from instance_benchmarks.catalog import Catalog, load_catalog
 from instance_benchmarks.catalog.pricing import PriceQuote, cost_usd
 from instance_benchmarks.core.contract import EXIT_INPUT_ERROR
+from instance_benchmarks.core.errors import TrainfleetInputError
+from instance_benchmarks.core.validation import validate_identifier
 
 # A relaunch may succeed after these (up to max_attempts); not after a timeout or bad input (exit 2).
 RETRIED = ("interrupted", "lost", "failed", "not_launched", "launch_refused")
@@ -47,6 +49,20 @@ def campaign_backends(env, campaign: str) -> list[Backend]:
     """The backends a campaign used (campaign.json in S3), or every backend if it records none."""
     names = {spec.get("backend", DEFAULT) for spec in campaign_specs(env.client("s3"), env.infra.bucket, campaign)}
     return [env.backend(name) for name in sorted(names or BACKENDS)]
+
+
+def require_campaign(env, campaign: str) -> str:
+    """A campaign id as typed on the command line: a valid id (never a tag-filter wildcard) that the
+    bucket knows; a typo gets the close matches, not an empty table or a phantom report."""
+    import difflib
+
+    validate_identifier(campaign, "campaign")
+    known = list_campaigns(env.client("s3"), env.infra.bucket)
+    if campaign not in known:
+        close = difflib.get_close_matches(campaign, known, n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else f" (known: {', '.join(known[:10]) or 'none'})"
+        raise TrainfleetInputError(f"no campaign {campaign!r} in s3://{env.infra.bucket}{hint}")
+    return campaign
 
 
 def live_runs(env, campaign: str) -> dict[str, RunState]:

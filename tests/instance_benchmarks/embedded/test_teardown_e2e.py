@@ -87,3 +87,17 @@ def test_status_and_models_commands_against_moto(cloud, tmp_path):
     download = _cli(cloud, "models", "download", "small/nope", "--out", str(tmp_path / "m"))
     out, err = download.communicate(timeout=120)
     assert download.returncode == 2 and err.startswith("error: no run small/nope")
+
+
+@pytest.mark.parametrize("command", ["status", "collect", "teardown"])
+def test_a_misspelt_or_wildcard_campaign_is_an_error_not_an_empty_success(cloud, tmp_path, command):
+    path = tmp_path / "named.yaml"
+    path.write_text(yaml.safe_dump(spec_dict(campaign="named-sweep", matrix={"instance_type": ["m5.large"], "batch_size": [3]})))
+    assert _cli(cloud, "campaign", "launch", str(path), "--yes").wait(timeout=120) == 0
+    typo = _cli(cloud, "campaign", command, "named-swep")
+    out, err = typo.communicate(timeout=120)
+    assert typo.returncode == 2 and "no campaign 'named-swep'" in err and "did you mean named-sweep" in err
+    wildcard = _cli(cloud, "campaign", command, "named*")
+    out, err = wildcard.communicate(timeout=120)
+    assert wildcard.returncode == 2 and err.startswith("error: campaign 'named*' must be")
+    assert len(campaign_instances(cloud.client("ec2"), "named-sweep", LIVE_STATES)) == 1  # untouched
