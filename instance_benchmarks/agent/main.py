@@ -175,6 +175,33 @@ class ScriptRun:
         return time.monotonic() - self.started
 
 
+def start_task(task: dict, python: Path, *, cwd: Path, env: dict, log_path: Path) -> ScriptRun:
+    """Start the task's script (or `run` commands), its output read for metrics; with `benchmark:
+    {max_steps}` the script is stopped once its `step` metric reaches that many."""
+    command = ["bash", "-c", task["run"]] if task.get("run") else [str(python), task["script"], *task["args"]]
+    log(f"running {task['run'].strip() if task.get('run') else ' '.join(command[1:])}")
+    max_steps = (task.get("benchmark") or {}).get("max_steps")
+
+    def slice_done(script: ScriptRun, record: dict) -> None:
+        if isinstance(record.get("step"), (int, float)) and record["step"] >= max_steps:
+            script.stop(f"benchmark slice complete ({max_steps} steps)")
+
+    return ScriptRun(command, cwd=cwd, env=env, parser=MetricParser(parse_definitions(task.get("metric_definitions") or [])),
+                     log_path=log_path, grace=float(os.environ.get("TRAINFLEET_STOP_GRACE_SECONDS", STOP_GRACE_SECONDS)),
+                     on_record=slice_done if max_steps else None)
+
+
+def wait_task(run: ScriptRun, task: dict, deadline_s: float) -> tuple[int, bool]:
+    """Wait for the script until the deadline or, with `benchmark: {max_minutes}`, the end of the slice.
+    Returns (exit status, whether it was stopped as a completed benchmark slice)."""
+    minutes = (task.get("benchmark") or {}).get("max_minutes")
+    if minutes and minutes * 60 < deadline_s:
+        code = run.wait(minutes * 60, f"benchmark slice complete ({minutes} min)")
+    else:
+        code = run.wait(deadline_s, "deadline reached (max_runtime_minutes)")
+    return code, bool(run.stop_reason and run.stop_reason.startswith("benchmark slice"))
+
+
 def update_attempt(location: S3Location, attempt: int, **fields) -> dict:
     record = json.loads(location.read_bytes("launch.json") or b'{"attempts": []}')
     for entry in record["attempts"]:
@@ -229,21 +256,9 @@ def run_agent(config: dict, root: Path, s3) -> int:
                       commit=commit, setup_seconds=time.monotonic() - setup_started)
     setup_seconds = time.monotonic() - setup_started
 
-    command = ["bash", "-c", task["run"]] if task.get("run") else [str(python), task["script"], *task["args"]]
-    log(f"running {task['run'].strip() if task.get('run') else ' '.join(command[1:])}")
-    parser = MetricParser(parse_definitions(task.get("metric_definitions") or []))
-    benchmark = task.get("benchmark") or {}
-    max_steps = benchmark.get("max_steps")
-
-    def slice_done(script: ScriptRun, record: dict) -> None:
-        if max_steps and isinstance(record.get("step"), (int, float)) and record["step"] >= max_steps:
-            script.stop(f"benchmark slice complete ({max_steps} steps)")
-
     sampler = UtilizationSampler()
     sampler.start()
-    run = ScriptRun(command, cwd=cwd, env=env, parser=parser, log_path=root / "script.log",
-                    grace=float(os.environ.get("TRAINFLEET_STOP_GRACE_SECONDS", STOP_GRACE_SECONDS)),
-                    on_record=slice_done if max_steps else None)
+    run = start_task(task, python, cwd=cwd, env=env, log_path=root / "script.log")
     pusher = PeriodicPush(mirror, float(os.environ.get("TRAINFLEET_CHECKPOINT_SYNC_SECONDS", CHECKPOINT_SYNC_SECONDS)))
     pusher.start()
     watcher = None
@@ -253,11 +268,7 @@ def run_agent(config: dict, root: Path, s3) -> int:
         watcher.start()
     max_seconds = config["max_runtime_minutes"] * 60
     reserve = min(UPLOAD_RESERVE_SECONDS, 0.2 * max_seconds)
-    deadline = (launched_at - now()).total_seconds() + max_seconds - reserve
-    if benchmark.get("max_minutes") and benchmark["max_minutes"] * 60 < deadline:
-        exit_code = run.wait(benchmark["max_minutes"] * 60, f"benchmark slice complete ({benchmark['max_minutes']} min)")
-    else:
-        exit_code = run.wait(deadline, "deadline reached (max_runtime_minutes)")
+    exit_code, sliced = wait_task(run, task, (launched_at - now()).total_seconds() + max_seconds - reserve)
     script_seconds = run.seconds
     if watcher:
         watcher.stop()
@@ -265,7 +276,6 @@ def run_agent(config: dict, root: Path, s3) -> int:
     utilization = sampler.stop()
     mirror.push()  # the checkpoint the script wrote on SIGTERM, or its last one
 
-    sliced = bool(run.stop_reason and run.stop_reason.startswith("benchmark slice"))
     outcome = ("timeout" if run.stop_reason and run.stop_reason.startswith("deadline")
                else "completed" if exit_code == 0 or sliced
                else "interrupted" if exit_code == contract.EXIT_PREEMPTED or (watcher and watcher.notice)

@@ -9,7 +9,7 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from instance_benchmarks.backends.base import Backend, RunState, TeardownSummary
+from instance_benchmarks.backends.base import ANY_REPO, Backend, RunState, TeardownSummary
 from instance_benchmarks.backends.sagemaker import jobs
 from instance_benchmarks.catalog import Catalog, InstanceSpec
 from instance_benchmarks.catalog.pricing import PriceQuote
@@ -24,7 +24,7 @@ LIVE_STATUSES = ("InProgress", "Stopping")
 class SageMakerBackend(Backend):
     NAME = "sagemaker"
     RUN_PREFIX = "sm-"
-    CAPABILITIES = frozenset()  # no fallback instance type, bundled workloads only
+    CAPABILITIES = frozenset({ANY_REPO})  # no fallback instance type or market yet
 
     @classmethod
     def list_price(cls, instance: InstanceSpec, region: str) -> float:
@@ -64,12 +64,13 @@ class SageMakerBackend(Backend):
         bucket = self.env.infra.bucket
         with self.env.sdk_context(), tempfile.TemporaryDirectory(prefix="trainfleet-sm-") as staging:
             session = Session(boto_session=self.env.session(), default_bucket=bucket)
+            staged = jobs.stage_source(Path(staging), spec, run)
             trainer = jobs.build_trainer(spec, run, bucket=bucket, role_arn=role_arn, attempt=attempt,
-                                         source_dir=jobs.stage_source(Path(staging)), session=session)
+                                         source_dir=Path(staging), session=session)
             trainer.train(wait=False, logs=False)
             job_name = trainer._latest_training_job.training_job_name  # the SDK's documented handle
         return {"attempt": attempt, "backend": self.NAME, "job_name": job_name, "instance_type": run.instance_type,
-                "market": price.market, "price": price.to_dict(),
+                "market": price.market, "price": price.to_dict(), **staged,
                 "launched_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cost_usd": None,
                 "outcome": "launched"}
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from instance_benchmarks.campaigns.harness import summarize
 from instance_benchmarks.campaigns.store import read_json, run_location, write_json
-from instance_benchmarks.core.contract import CAMPAIGN_TAG, RUN_TAG, hyperparameter_text, run_prefix
+from instance_benchmarks.core.contract import CAMPAIGN_TAG, CHECKPOINT_DIR_VAR, RUN_TAG, hyperparameter_text, run_prefix
 from instance_benchmarks.core.errors import TrainfleetInputError
 import training_scripts
 from training_scripts.storage import sha256_hex
@@ -39,10 +39,37 @@ def require_sdk():
             "backend: sagemaker needs the optional SageMaker SDK: pip install '.[sagemaker]'") from None
 
 
-def stage_source(into: Path) -> Path:
-    """The job's code channel: the training_scripts package (the entry point imports it)."""
-    shutil.copytree(SOURCE_PACKAGE, into / "training_scripts", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    return into
+ENTRY = """import pathlib, sys
+here = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(here / "_trainfleet"))
+from instance_benchmarks.agent.container import main
+sys.exit(main(here))
+"""
+
+
+def stage_source(into: Path, spec, run) -> dict:
+    """The job's code channel. A bundled workload: the training_scripts package (the entry point imports
+    it). Any other task: the repository cloned at the campaign's ref, trainfleet's wheel unpacked, the
+    task and `trainfleet_entry.py` (see agent/container.py). Returns what to record on the attempt."""
+    if spec.workload:
+        shutil.copytree(SOURCE_PACKAGE, into / "training_scripts", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        return {}
+    import zipfile
+
+    from instance_benchmarks.agent.container import TASK_FILE
+    from instance_benchmarks.agent.main import clone
+    from instance_benchmarks.backends.ec2.wheel import build_wheel
+
+    commit = clone(spec.repo, spec.ref, into / "repo")
+    shutil.rmtree(into / "repo" / ".git")
+    wheel = build_wheel()
+    with zipfile.ZipFile(wheel.path) as archive:
+        archive.extractall(into / "_trainfleet")
+    task = {**spec.task_dict(run), "run_id": run.run_id, "instance_type": run.instance_type,
+            "max_runtime_minutes": spec.max_runtime_minutes}
+    (into / TASK_FILE).write_text(json.dumps(task))
+    (into / "trainfleet_entry.py").write_text(ENTRY)
+    return {"commit": commit, "agent_wheel": {"sha256": wheel.sha256}}
 
 
 def build_trainer(spec, run, *, bucket: str, role_arn: str, attempt: int, source_dir: Path,
@@ -59,15 +86,17 @@ def build_trainer(spec, run, *, bucket: str, role_arn: str, attempt: int, source
         role=role_arn,
         base_job_name=f"tf-{run.run_id}-a{attempt}"[:48],
         training_image=settings["image_uri"],
-        source_code=SourceCode(source_dir=str(source_dir), entry_script=f"training_scripts/{spec.workload}.py"),
+        source_code=SourceCode(source_dir=str(source_dir),
+                               entry_script=f"training_scripts/{spec.workload}.py" if spec.workload else "trainfleet_entry.py"),
         compute=Compute(instance_type=f"ml.{run.instance_type}", instance_count=1, enable_managed_spot_training=spot),
         stopping_condition=StoppingCondition(
             max_runtime_in_seconds=spec.max_runtime_minutes * 60,
             max_wait_time_in_seconds=settings["max_wait_minutes"] * 60 if spot else None),
         checkpoint_config=CheckpointConfig(s3_uri=f"{prefix}/checkpoints", local_path=CHECKPOINT_DIR),
         output_data_config=OutputDataConfig(s3_output_path=f"{prefix}/sagemaker"),
-        hyperparameters={**hyperparameter_text(run.hyperparameters), "output": MODEL_DIR, "checkpoint": CHECKPOINT_DIR},
-        environment={"PYTHONPATH": CODE_DIR},
+        hyperparameters={**hyperparameter_text(run.hyperparameters), "output": MODEL_DIR, "checkpoint": CHECKPOINT_DIR}
+        if spec.workload else hyperparameter_text(run.hyperparameters),
+        environment={"PYTHONPATH": CODE_DIR} if spec.workload else {CHECKPOINT_DIR_VAR: CHECKPOINT_DIR},
         tags=[{"key": CAMPAIGN_TAG, "value": spec.campaign}, {"key": RUN_TAG, "value": run.run_id}],
     )
 
@@ -121,6 +150,9 @@ def collect_job(sagemaker_client, s3, bucket: str, campaign: str, run_id: str, r
         return False  # completed but its model is not uploaded yet
     with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as archive:
         files = {m.name.lstrip("./"): archive.extractfile(m).read() for m in archive.getmembers() if m.isfile()}
+    if "trainfleet/task-result.json" in files:
+        return _collect_task(job, files, location, record, campaign, run_id, peak_tflops=peak_tflops, host=host,
+                             target=target)
     train_result = json.loads(files["result.json"])
     for name, digest in train_result["artifacts"].items():
         if sha256_hex(files[name]) != digest:
@@ -152,6 +184,45 @@ def collect_job(sagemaker_client, s3, bucket: str, campaign: str, run_id: str, r
         "cost_usd": sum(a.get("cost_usd") or 0.0 for a in attempts),
         "train_artifacts": train_result["artifacts"], "final": train_result["final"],
         "completed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **figures,
+    }
+    write_json(location, "result.json", result)
+    return True
+
+
+def _collect_task(job: dict, files: dict, location, record: dict, campaign: str, run_id: str, *,
+                  peak_tflops: dict, host: str | None, target: dict | None) -> bool:
+    """A repository's own task (agent/container.py): its outputs are the artifacts, its metric lines the figures."""
+    last = record["attempts"][-1]
+    task_result = json.loads(files.pop("trainfleet/task-result.json"))
+    history = [json.loads(line) for line in files.pop("trainfleet/metrics.jsonl", b"").splitlines() if line.strip()]
+    logs = location.child(f"logs/attempt-{last['attempt']}")
+    for name in [n for n in files if n.startswith("trainfleet/")]:
+        logs.write_bytes(name.split("/", 1)[1], files.pop(name))
+    location.write_bytes("metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history).encode())
+    artifacts = {name: location.child("train").write_bytes(name, data) for name, data in sorted(files.items())}
+    timing = read_json(location, "sagemaker-timing.json")
+    training_s, billable_s, source = job_seconds(job, timing)
+    price = last["price"]["usd_per_hour"]
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    last.update(outcome="completed", training_seconds=training_s, billable_seconds=billable_s,
+                cost_usd=billable_s * price / 3600, ended_at=now, exit_code=task_result["exit_code"],
+                setup_seconds=task_result["setup_seconds"], script_seconds=task_result["script_seconds"],
+                benchmark_slice=task_result["benchmark_slice"])
+    figures = summarize(history, train_seconds=task_result["script_seconds"], usd_per_hour=price,
+                        peak_tflops=peak_tflops["fp32"], target=target)
+    attempts = record["attempts"]
+    result = {
+        "status": "complete", "backend": "sagemaker", "campaign": campaign, "run_id": run_id,
+        "job_name": last["job_name"], "code": last.get("commit"),
+        "instance_type": last["instance_type"], "market": last["market"], "price": last["price"],
+        "hyperparameters": record.get("hyperparameters"),
+        "measured_on": "local" if host else "sagemaker", "host": host or f"sagemaker ml.{last['instance_type']}",
+        "peak_tflops": peak_tflops["fp32"], "attempts": len(attempts), "interruptions": 0,
+        "training_seconds": training_s, "billable_seconds": billable_s, "timing_source": source,
+        "setup_seconds": task_result["setup_seconds"], "benchmark_slice": task_result["benchmark_slice"],
+        "spot_savings": (1 - billable_s / training_s) if training_s else None,
+        "cost_usd": sum(a.get("cost_usd") or 0.0 for a in attempts),
+        "train_artifacts": artifacts, "completed_at": now, **figures,
     }
     write_json(location, "result.json", result)
     return True

@@ -78,7 +78,6 @@ def test_override_args():
     ({"workload": None, "script": "train.py", "hyperparameters": {"lr": float("inf")}}, "finite number"),
     ({"workload": None, "script": "train.py", "hyperparameters": {"nested": {"a": 1}}}, "number, true/false, text"),
     ({"workload": None}, "give the script to run"),
-    ({"backend": "sagemaker", "workload": None, "script": "train.py"}, "bundled workloads only"),
     ({"backend": "sagemaker", "fallback": {"market": "on-demand"}}, "does not support fallback"),
     ({"sagemaker": {"max_wait_minutes": 60}}, "needs backend: sagemaker"),
     ({"metric_definitions": [{"name": "loss", "regex": "loss (\\d+) (\\d+)"}]}, "exactly one capturing group"),

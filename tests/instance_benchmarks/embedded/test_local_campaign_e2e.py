@@ -112,3 +112,26 @@ def test_sagemaker_runs_land_beside_ec2_runs_in_one_report(embedded, workloads_r
     assert all(r["usd_per_hour"] == 0.204 and r["spot_savings"] == 0 for r in sagemaker_rows)
     assert outcome["left_running"] == []
     assert "sagemaker" in (tmp_path / "report.md").read_text()
+
+
+def test_a_foreign_repository_runs_unchanged_on_sagemaker(embedded, tmp_path):
+    """The same bring-your-own campaign as SageMaker jobs: the entry point clones nothing (the launcher
+    staged the repository), sets up, runs the script with the same contract and reads its metrics."""
+    pytest.importorskip("sagemaker.train", reason="optional extra: pip install '.[sagemaker]'")
+    example = ROOT / "examples" / "bring-your-own"
+    commit = make_git_repo(tmp_path / "mine", {name: (example / name).read_text() for name in ("train.py", "requirements.txt")})
+    common = dict(campaign="byo-sm", workload=None, repo=str(tmp_path / "mine"), ref="main", script="train.py",
+                  hyperparameters={"epochs": 3}, target={"metric": "val_accuracy", "value": 0.95},
+                  matrix={"instance_type": ["c5.xlarge"], "batch_size": [64, 256]})
+    specs = [parse_spec(spec_dict(**common)), parse_spec(spec_dict(**common, backend="sagemaker"))]
+    outcome = runner.run_to_report(embedded, specs, out=tmp_path / "out", log=lambda *_: None)
+    rows = outcome["report"].rows
+    assert sorted(r["backend"] for r in rows) == ["ec2", "ec2", "sagemaker", "sagemaker"]
+    for row in rows:
+        assert row["code"] == commit and row["final_metric"] > 0.9 and row["samples_per_s"] > 0
+    s3, bucket = embedded.client("s3"), embedded.infra.bucket
+    [sagemaker_run] = [r for r in rows if r["backend"] == "sagemaker"][:1]
+    result = read_json(run_location(s3, bucket, "byo-sm", sagemaker_run["run_id"]), "result.json")
+    assert set(result["train_artifacts"]) == {"model.pt"} and result["setup_seconds"] >= 0
+    files = download_run(s3, bucket, "byo-sm", sagemaker_run["run_id"], tmp_path / "model")
+    assert files["model.pt"].stat().st_size > 0
