@@ -162,31 +162,42 @@ def collect_job(sagemaker_client, s3, bucket: str, campaign: str, run_id: str, r
         if name != "result.json":
             train.write_bytes(name, data)
     train.write_bytes("result.json", files["result.json"])
-    timing = read_json(location, "sagemaker-timing.json")
-    training_s, billable_s, source = job_seconds(job, timing)
-    price = last["price"]["usd_per_hour"]
-    last.update(outcome="completed", training_seconds=training_s, billable_seconds=billable_s,
-                cost_usd=billable_s * price / 3600, ended_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    price = _settle_completed(job, location, last)
     history = [json.loads(line) for line in files.get("metrics.jsonl", b"").splitlines() if line.strip()]
     precision = "fp16" if train_result.get("precision") in ("fp16", "bf16") else "fp32"
-    peak = peak_tflops[precision]
-    figures = summarize(history, script_result=train_result, usd_per_hour=price, peak_tflops=peak, target=target)
-    result = {
+    figures = summarize(history, script_result=train_result, usd_per_hour=price, peak_tflops=peak_tflops[precision],
+                        target=target)
+    _write_result(location, record, campaign, run_id, host=host, peak=peak_tflops[precision], figures=figures,
+                  workload=train_result.get("workload"), fingerprint=train_result.get("fingerprint"),
+                  precision=precision, train_artifacts=train_result["artifacts"], final=train_result["final"])
+    return True
+
+
+def _settle_completed(job: dict, location, last: dict) -> float:
+    """Record a completed job's training and billable seconds and its cost; returns its $/h."""
+    training_s, billable_s, source = job_seconds(job, read_json(location, "sagemaker-timing.json"))
+    price = last["price"]["usd_per_hour"]
+    last.update(outcome="completed", training_seconds=training_s, billable_seconds=billable_s, timing_source=source,
+                cost_usd=billable_s * price / 3600, ended_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    return price
+
+
+def _write_result(location, record: dict, campaign: str, run_id: str, *, host: str | None, peak: float | None,
+                  figures: dict, **fields) -> None:
+    attempts = record["attempts"]
+    last = attempts[-1]
+    training_s, billable_s = last["training_seconds"], last["billable_seconds"]
+    write_json(location, "result.json", {
         "status": "complete", "backend": "sagemaker", "campaign": campaign, "run_id": run_id,
-        "job_name": last["job_name"], "workload": train_result.get("workload"),
-        "instance_type": last["instance_type"], "market": last["market"], "price": last["price"],
-        "hyperparameters": record.get("hyperparameters"),
+        "job_name": last["job_name"], "instance_type": last["instance_type"], "market": last["market"],
+        "price": last["price"], "hyperparameters": record.get("hyperparameters"),
         "measured_on": "local" if host else "sagemaker", "host": host or f"sagemaker ml.{last['instance_type']}",
-        "fingerprint": train_result.get("fingerprint"), "peak_tflops": peak, "precision": precision,
-        "attempts": len(attempts), "interruptions": 0,
-        "training_seconds": training_s, "billable_seconds": billable_s, "timing_source": source,
+        "peak_tflops": peak, "attempts": len(attempts), "interruptions": 0,
+        "training_seconds": training_s, "billable_seconds": billable_s, "timing_source": last["timing_source"],
         "spot_savings": (1 - billable_s / training_s) if training_s else None,
         "cost_usd": sum(a.get("cost_usd") or 0.0 for a in attempts),
-        "train_artifacts": train_result["artifacts"], "final": train_result["final"],
-        "completed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **figures,
-    }
-    write_json(location, "result.json", result)
-    return True
+        "completed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **fields, **figures,
+    })
 
 
 def _collect_task(job: dict, files: dict, location, record: dict, campaign: str, run_id: str, *,
@@ -200,29 +211,12 @@ def _collect_task(job: dict, files: dict, location, record: dict, campaign: str,
         logs.write_bytes(name.split("/", 1)[1], files.pop(name))
     location.write_bytes("metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history).encode())
     artifacts = {name: location.child("train").write_bytes(name, data) for name, data in sorted(files.items())}
-    timing = read_json(location, "sagemaker-timing.json")
-    training_s, billable_s, source = job_seconds(job, timing)
-    price = last["price"]["usd_per_hour"]
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    last.update(outcome="completed", training_seconds=training_s, billable_seconds=billable_s,
-                cost_usd=billable_s * price / 3600, ended_at=now, exit_code=task_result["exit_code"],
-                setup_seconds=task_result["setup_seconds"], script_seconds=task_result["script_seconds"],
-                benchmark_slice=task_result["benchmark_slice"])
+    price = _settle_completed(job, location, last)
+    last.update(exit_code=task_result["exit_code"], setup_seconds=task_result["setup_seconds"],
+                script_seconds=task_result["script_seconds"], benchmark_slice=task_result["benchmark_slice"])
     figures = summarize(history, train_seconds=task_result["script_seconds"], usd_per_hour=price,
                         peak_tflops=peak_tflops["fp32"], target=target)
-    attempts = record["attempts"]
-    result = {
-        "status": "complete", "backend": "sagemaker", "campaign": campaign, "run_id": run_id,
-        "job_name": last["job_name"], "code": last.get("commit"),
-        "instance_type": last["instance_type"], "market": last["market"], "price": last["price"],
-        "hyperparameters": record.get("hyperparameters"),
-        "measured_on": "local" if host else "sagemaker", "host": host or f"sagemaker ml.{last['instance_type']}",
-        "peak_tflops": peak_tflops["fp32"], "attempts": len(attempts), "interruptions": 0,
-        "training_seconds": training_s, "billable_seconds": billable_s, "timing_source": source,
-        "setup_seconds": task_result["setup_seconds"], "benchmark_slice": task_result["benchmark_slice"],
-        "spot_savings": (1 - billable_s / training_s) if training_s else None,
-        "cost_usd": sum(a.get("cost_usd") or 0.0 for a in attempts),
-        "train_artifacts": artifacts, "completed_at": now, **figures,
-    }
-    write_json(location, "result.json", result)
+    _write_result(location, record, campaign, run_id, host=host, peak=peak_tflops["fp32"], figures=figures,
+                  code=last.get("commit"), setup_seconds=task_result["setup_seconds"],
+                  benchmark_slice=task_result["benchmark_slice"], train_artifacts=artifacts)
     return True

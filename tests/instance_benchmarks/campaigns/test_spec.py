@@ -19,7 +19,7 @@ def test_example_campaign_is_the_seed_sweep():
     assert spec.script == "training_scripts/cartpole_pg.py"
 
 
-@pytest.mark.parametrize("path", sorted(str(p) for p in Path("examples").rglob("*.yaml")))
+@pytest.mark.parametrize("path", sorted(str(p) for p in (Path(__file__).resolve().parents[3] / "examples").rglob("*.yaml")))
 def test_every_example_campaign_validates(path):
     assert load_spec(path).runs()
 
