@@ -8,12 +8,14 @@ from instance_benchmarks.catalog import load_catalog
 from instance_benchmarks.core.contract import SSM_PREFIX
 from instance_benchmarks.core.errors import TrainfleetInputError
 from instance_benchmarks.core.validation import (
+    validate_directory,
     validate_git_ref,
     validate_identifier,
     validate_positive,
     validate_repo_url,
     validate_script_args,
     validate_script_path,
+    validate_snippet,
 )
 
 DEFAULT_AMI_PARAMETER = (
@@ -29,10 +31,13 @@ class JobConfig:
     instance_type: str
     repo: str
     ref: str
-    script: str
+    script: str | None
     script_args: tuple[str, ...]
     max_runtime_minutes: int
     spot: bool
+    workdir: str | None = None   # a directory in the repo to run in
+    setup: str | None = None     # shell commands before training (else requirements.txt is installed)
+    run: str | None = None       # shell commands that train, instead of script
 
 
 @dataclass(frozen=True)
@@ -69,24 +74,33 @@ def _int(value, name: str) -> int:
 
 
 def _job_from_context(get) -> JobConfig | None:
-    keys = ("instance_type", "repo", "ref", "script")
+    keys = ("instance_type", "repo", "ref", "script", "run")
     given = {k: get(k) for k in keys}
     if all(v is None for v in given.values()):
         return None
-    missing = [k for k, v in given.items() if v is None]
+    missing = [k for k in ("instance_type", "repo", "ref") if given[k] is None]
+    if given["script"] is None and given["run"] is None:
+        missing.append("script")
     if missing:
         raise TrainfleetInputError(
             "the training job needs -c " + " -c ".join(f"{k}=..." for k in missing)
+            + (" (or -c run=COMMANDS instead of script)" if "script" in missing else "")
         )
+    if given["script"] is not None and given["run"] is not None:
+        raise TrainfleetInputError("the training job takes -c script=... or -c run=..., not both")
     load_catalog().get(given["instance_type"])
     validate_repo_url(given["repo"])
     validate_git_ref(given["ref"])
-    validate_script_path(given["script"])
+    if given["script"] is not None:
+        validate_script_path(given["script"])
+    workdir = validate_directory(get("workdir"), "context workdir") if get("workdir") else None
+    setup, run = (validate_snippet(str(get(k)), f"context {k}") if get(k) else None for k in ("setup", "run"))
     raw_args = get("script_args") or ""
     script_args = validate_script_args(tuple(str(raw_args).split()))
     job_id = get("job_id")
     if job_id is None:
-        digest = hashlib.sha256("\0".join([*given.values(), *script_args]).encode()).hexdigest()[:10]
+        parts = [v for v in (*given.values(), workdir, setup) if v is not None]
+        digest = hashlib.sha256("\0".join([*parts, *script_args]).encode()).hexdigest()[:10]
         job_id = f"job-{digest}"
     validate_identifier(job_id, "job_id")
     return JobConfig(
@@ -98,6 +112,9 @@ def _job_from_context(get) -> JobConfig | None:
         script_args=script_args,
         max_runtime_minutes=_int(get("max_runtime_minutes") or 120, "max_runtime_minutes"),
         spot=_bool(get("spot") if get("spot") is not None else True, "spot"),
+        workdir=workdir,
+        setup=setup,
+        run=run,
     )
 
 

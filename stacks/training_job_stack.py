@@ -34,6 +34,9 @@ class TrainingJobStack(Stack):
             max_runtime_minutes=job.max_runtime_minutes,
             script=job.script,
             script_args=job.script_args,
+            workdir=job.workdir,
+            setup=job.setup,
+            run=job.run,
         )
         training_job = SpotTrainingJob(
             self,

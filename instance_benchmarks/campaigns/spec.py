@@ -46,7 +46,7 @@ from instance_benchmarks.core.contract import hyperparameter_text, override_args
 from instance_benchmarks.core.errors import TrainfleetInputError
 from instance_benchmarks.core.validation import (
     validate_directory, validate_git_ref, validate_identifier, validate_local_repo, validate_positive,
-    validate_repo_url, validate_script_path,
+    validate_repo_url, validate_script_path, validate_snippet,
 )
 
 WORKLOADS = ("tabular_mlp", "cnn_digits", "lstm_regressor", "cartpole_pg")
@@ -58,7 +58,6 @@ KNOWN_KEYS = {"campaign", "workload", "repo", "ref", "script", "region", "market
               "fallback", "metric_definitions", "workdir", "setup", "run", "benchmark", *BACKENDS}
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # a shell identifier: hyperparameters become variables too
 _TEXT = re.compile(r"^[^\x00-\x1f\x7f]*$")        # printable: no newline, tab or other control character
-_SNIPPET = re.compile(r"^[^\x00-\x08\x0b-\x1f\x7f]*$")  # shell text: lines and tabs, no other control character
 # Environment variables a hyperparameter may not replace (it becomes a variable of the same name).
 _RESERVED_VARIABLES = re.compile(r"^(PATH|HOME|IFS|SHELL|USER|PWD|OLDPWD|TMPDIR|ENV|CDPATH|PS4|LANG|LC_\w*|"
                                  r"(TRAINFLEET|AWS|SM|LD|BASH|PYTHON|PIP|GIT|VIRTUAL_ENV)\w*)$")
@@ -211,7 +210,7 @@ def parse_spec(data, catalog: Catalog | None = None, source: str = "campaign", b
     ref = validate_git_ref(str(data["ref"]))
     script = validate_script_path(data.get("script", f"training_scripts/{workload}.py")) if "run" not in data else ""
     workdir = validate_directory(data["workdir"], f"{source}: workdir") if "workdir" in data else None
-    setup, run = (_snippet(data.get(key), key, source) for key in ("setup", "run"))
+    setup, run = (validate_snippet(data[key], f"{source}: {key}") if key in data else None for key in ("setup", "run"))
     region = catalog.require_region(data["region"])
     market = data.get("market", "spot")
     if market not in MARKETS:
@@ -291,14 +290,6 @@ def parse_spec(data, catalog: Catalog | None = None, source: str = "campaign", b
                         target=target, backend=backend, max_attempts=max_attempts, fallback=fallback,
                         backend_settings=settings, metric_definitions=definitions, workdir=workdir,
                         setup=setup, run=run, benchmark=benchmark)
-
-
-def _snippet(value, key: str, source: str) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip() or len(value) > 20_000 or not _SNIPPET.fullmatch(value):
-        raise TrainfleetInputError(f"{source}: {key} must be shell commands (text, at most 20000 characters)")
-    return value
 
 
 def _number(value, what: str, *, integer: bool = False, minimum: float = 0.0, inclusive: bool = False):

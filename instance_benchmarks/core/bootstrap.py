@@ -9,8 +9,8 @@ with `shlex.quote`, so no value can run a command of its own. Paths live under `
   (`python -m instance_benchmarks.agent`),
   which clones the user's repository, sets it up, runs and measures the script and uploads the results.
   The user's repository never needs to contain trainfleet.
-* A one-shot job (`Bootstrap`, the CDK TrainingJob stack): clone the repo, run the script, sync its
-  output folder to S3 with the AWS CLI of the Deep Learning AMI.
+* A one-shot job (`Bootstrap`, the CDK TrainingJob stack): clone the repo, set up and run the script or
+  the `run` commands, sync its output folder to S3 with the AWS CLI of the Deep Learning AMI.
 
 Both end by shutting the instance down; the launch template's shutdown behaviour is *terminate*.
 """
@@ -23,12 +23,15 @@ import shlex
 from dataclasses import dataclass
 
 from instance_benchmarks.core.contract import run_prefix
+from instance_benchmarks.core.errors import TrainfleetInputError
 from instance_benchmarks.core.validation import (
+    validate_directory,
     validate_git_ref,
     validate_positive,
     validate_repo_url,
     validate_script_args,
     validate_script_path,
+    validate_snippet,
 )
 
 ROOT = "/opt/trainfleet"
@@ -127,23 +130,35 @@ def build_agent_user_data(spec: AgentBootstrap) -> str:
 
 @dataclass(frozen=True)
 class Bootstrap:
-    """A one-shot job: clone `repo` at `ref`, run `script`, sync its output to s3://bucket/prefix/."""
+    """A one-shot job: clone `repo` at `ref`; in `workdir`, run `setup` (else install requirements.txt),
+    then `script` with `script_args` or the `run` commands; sync the output folder to s3://bucket/prefix/."""
 
     repo: str
     ref: str
     bucket: str
     prefix: str
     max_runtime_minutes: int
-    script: str
+    script: str | None = None
     script_args: tuple[str, ...] = ()
     python: str = "python3"
+    workdir: str | None = None
+    setup: str | None = None
+    run: str | None = None
 
     def __post_init__(self) -> None:
         validate_repo_url(self.repo)
         validate_git_ref(self.ref)
         validate_positive(self.max_runtime_minutes, "max runtime (minutes)")
-        validate_script_path(self.script)
+        if (self.script is None) == (self.run is None):
+            raise TrainfleetInputError("a job runs either a script or run commands (one of them)")
+        if self.script is not None:
+            validate_script_path(self.script)
         validate_script_args(self.script_args)
+        if self.workdir is not None:
+            validate_directory(self.workdir)
+        for name in ("setup", "run"):
+            if getattr(self, name) is not None:
+                validate_snippet(getattr(self, name), name)
 
 
 def build_user_data(spec: Bootstrap) -> str:
@@ -152,8 +167,6 @@ def build_user_data(spec: Bootstrap) -> str:
     lines = _prologue(spec.max_runtime_minutes, [
         f'aws s3 cp "{LOGFILE}" {q(s3_prefix + "/bootstrap.log")} --only-show-errors || true',
     ])
-    runner = q(spec.python) if spec.script.endswith(".py") else "bash"
-    args = " ".join(q(a) for a in spec.script_args)
     lines += [
         'mkdir -p "$TRAINFLEET_ROOT/src" "$TRAINFLEET_ROOT/out"',
         'cd "$TRAINFLEET_ROOT/src"',
@@ -162,10 +175,22 @@ def build_user_data(spec: Bootstrap) -> str:
         f"git fetch -q --depth 1 origin -- {q(spec.ref)}",
         "git checkout -q FETCH_HEAD",
         'export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"',
-        f"if [ -f requirements.txt ]; then {q(spec.python)} -m pip install -q -r requirements.txt; fi",
         'export TRAINFLEET_OUTPUT_DIR="$TRAINFLEET_ROOT/out" SM_MODEL_DIR="$TRAINFLEET_ROOT/out"',
+    ]
+    if spec.workdir:
+        lines.append(f"cd {q(spec.workdir)}")
+    if spec.setup:
+        lines.append(f"bash -c {q(spec.setup)}")
+    else:
+        lines.append(f"if [ -f requirements.txt ]; then {q(spec.python)} -m pip install -q -r requirements.txt; fi")
+    if spec.run:
+        command = f"bash -c {q(spec.run)}"
+    else:
+        runner = q(spec.python) if spec.script.endswith(".py") else "bash"
+        command = f"{runner} {q(spec.script)} {' '.join(q(a) for a in spec.script_args)}".rstrip()
+    lines += [
         "status=0",
-        f"{runner} {q(spec.script)} {args}".rstrip() + " || status=$?",
+        f"{command} || status=$?",
         'echo "{\\"exit_code\\": $status}" > "$TRAINFLEET_ROOT/out/job-status.json"',
         f'aws s3 sync "$TRAINFLEET_ROOT/out" {q(s3_prefix + "/")} --only-show-errors',
         'exit "$status"',

@@ -18,6 +18,7 @@ _LOCAL_PATH = re.compile(r"^/[A-Za-z0-9._~/+@-]*$")
 _REF = re.compile(r"^[A-Za-z0-9._/-]+$")
 _SCRIPT_PART = re.compile(r"^[A-Za-z0-9._-]+$")
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_SNIPPET = re.compile(r"^[^\x00-\x08\x0b-\x1f\x7f]*$")  # shell text: lines and tabs, no other control character
 _ARG = re.compile(r"^[A-Za-z0-9._=,:/+@%-]*$")
 
 
@@ -120,4 +121,12 @@ def validate_positive(value, what: str, *, integer: bool = True):
     kind = int if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
         raise TrainfleetInputError(f"{what} must be a positive {'integer' if integer else 'number'}, got {value!r}")
+    return value
+
+
+def validate_snippet(value, what: str) -> str:
+    """Shell commands (`setup`, `run`): text of lines, at most 20000 characters. They run as given, with
+    the user's own authority on their own instance; values they need arrive as environment variables."""
+    if not isinstance(value, str) or not value.strip() or len(value) > 20_000 or not _SNIPPET.fullmatch(value):
+        raise TrainfleetInputError(f"{what} must be shell commands (text, at most 20000 characters)")
     return value

@@ -15,6 +15,16 @@ def test_defaults_without_job():
     assert config.job is None and config.max_azs == 2
 
 
+def test_a_job_can_run_task_commands_in_a_workdir():
+    job = _config(**{**GOOD, "script": None}, workdir="word_language_model", setup="pip install -r requirements.txt",
+                  run='python main.py --save "$TRAINFLEET_OUTPUT_DIR/model.pt"').job
+    assert job.script is None and job.workdir == "word_language_model" and job.run.startswith("python main.py")
+    with pytest.raises(TrainfleetInputError, match="not both"):
+        _config(**GOOD, run="python main.py")
+    with pytest.raises(TrainfleetInputError, match="workdir"):
+        _config(**GOOD, workdir="../outside")
+
+
 def test_job_from_context_gets_stable_id():
     assert _config(**GOOD).job.job_id == _config(**GOOD).job.job_id
     assert _config(**GOOD, job_id="my-job").job.job_id == "my-job"

@@ -41,10 +41,12 @@ def sandbox(tmp_path_factory):
     return root
 
 
-def run_in_sandbox(sandbox: Path, script: str, tag: str) -> list[list[str]]:
+def run_in_sandbox(sandbox: Path, script: str, tag: str, workdir: str | None = None) -> list[list[str]]:
     base = sandbox / tag
     shutil.rmtree(base, ignore_errors=True)
     base.mkdir()
+    if workdir:  # what the (stubbed) clone would have checked out
+        (base / "src" / workdir).mkdir(parents=True)
     log = base / "calls"
     log.write_text("")
     subprocess.run(["/bin/bash", "-c", script], env={"PATH": str(sandbox / "bin"), "STUB_LOG": str(log),
@@ -81,6 +83,18 @@ AGENT = AgentBootstrap(max_runtime_minutes=10, region="eu-west-1", bucket="b-1",
 
 def test_generated_script_runs_exactly_the_expected_commands(sandbox):
     check_job(sandbox, VALID)
+
+
+def test_a_job_with_task_commands_runs_them_in_its_workdir_as_given(sandbox):
+    setup, run = "pip install -r requirements.txt\n", 'python main.py --save "$TRAINFLEET_OUTPUT_DIR/m.pt" $(echo x)\n'
+    spec = Bootstrap(repo=VALID.repo, ref="main", bucket="b", prefix="jobs/j", max_runtime_minutes=30,
+                     workdir="word_language_model", setup=setup, run=run)
+    calls = run_in_sandbox(sandbox, build_user_data(spec), "task", workdir="word_language_model")
+    assert ["bash", "-c", setup] in calls and ["bash", "-c", run] in calls  # literal text, for bash to run
+    assert calls.index(["bash", "-c", setup]) < calls.index(["bash", "-c", run])
+    with pytest.raises(TrainfleetInputError, match="either a script or run commands"):
+        Bootstrap(repo=VALID.repo, ref="main", bucket="b", prefix="jobs/j", max_runtime_minutes=30,
+                  script="train.py", run=run)
 
 
 def test_agent_user_data_fetches_verifies_installs_and_runs_the_agent(sandbox):
