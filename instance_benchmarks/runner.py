@@ -240,14 +240,17 @@ def run_to_report(env, specs: list, *, out, log=print, report=None, confirm=None
     for spec in specs:  # before any AWS call
         env.check_repo(spec.repo)
     s3, bucket = env.client("s3"), env.infra.bucket
-    run_campaign(env, specs, log=log, confirm=confirm)
-    built = report(s3, bucket, campaign, out) if report else write_report(s3, bucket, campaign, out)[0]
-    best = best_run(built)
-    model_files = {}
-    if best is not None:
-        model_files = download_run(s3, bucket, campaign, best["run_id"], out / "best-model")
-        log(f"best run {best['run_id']} ({best['label']}): model and artifacts in {out / 'best-model'} (SHA-256 verified)")
-    torn = teardown(env, campaign)
+    try:
+        run_campaign(env, specs, log=log, confirm=confirm)
+        built = report(s3, bucket, campaign, out) if report else write_report(s3, bucket, campaign, out)[0]
+        best = best_run(built)
+        model_files = {}
+        if best is not None:
+            model_files = download_run(s3, bucket, campaign, best["run_id"], out / "best-model")
+            log(f"best run {best['run_id']} ({best['label']}): model and artifacts in {out / 'best-model'} "
+                "(SHA-256 verified)")
+    finally:  # also after an error or Ctrl-C: nothing of the campaign keeps billing
+        torn = teardown(env, campaign)
     left = live_runs(env, campaign)
     log(f"teardown: {sum(len(t.stopped) for t in torn)} instances/jobs ended, "
         f"{sum(len(t.cancelled) for t in torn)} spot requests cancelled, {len(left)} left running")
