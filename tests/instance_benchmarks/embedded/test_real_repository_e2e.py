@@ -105,10 +105,11 @@ def test_an_unmodified_repository_with_plain_text_logs(embedded, repository, tmp
 def test_a_benchmark_slice_predicts_the_whole_job(embedded, repository, tmp_path):
     """Each run trains ~6 s of a 40-epoch job (slow steps: 10 ms each), is stopped cleanly, and predicts it."""
     spec = _spec(repository, campaign="wlm-slice", target=None, hyperparameters={"epochs": 40, "delay": 0.01},
-                 benchmark={"max_minutes": 0.1, "total_steps": 40 * 67, "warmup_steps": 10})
+                 benchmark={"max_minutes": 0.1, "total_steps": 40 * 67, "warmup_steps": 10},
+                 matrix={"instance_type": ["c5.xlarge", "m5.large"], "batch_size": [8]})
     outcome = runner.run_to_report(embedded, [spec], out=tmp_path, log=lambda *_: None)
     report = outcome["report"]
-    assert len(report.rows) == 4 and report.incomplete == [] and outcome["left_running"] == []
+    assert len(report.rows) == 2 and report.incomplete == [] and outcome["left_running"] == []
     s3, bucket = embedded.client("s3"), embedded.infra.bucket
     for row in report.rows:
         result = read_json(run_location(s3, bucket, "wlm-slice", row["run_id"]), "result.json")
