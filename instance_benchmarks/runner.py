@@ -19,7 +19,7 @@ from instance_benchmarks.campaigns.store import (
 )
 from instance_benchmarks.catalog import Catalog, load_catalog
 from instance_benchmarks.catalog.pricing import PriceQuote, cost_usd
-from instance_benchmarks.core.contract import EXIT_INPUT_ERROR
+from instance_benchmarks.core.contract import EXIT_INPUT_ERROR, now_iso
 from instance_benchmarks.core.errors import TrainfleetInputError
 from instance_benchmarks.core.validation import validate_identifier
 
@@ -39,10 +39,6 @@ class LaunchSummary:
     skipped_live: list[str] = field(default_factory=list)
     gave_up: list[str] = field(default_factory=list)
     refused: list[dict] = field(default_factory=list)  # run id + the cloud's reason (capacity, quota)
-
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def campaign_backends(env, campaign: str) -> list[Backend]:
@@ -98,16 +94,16 @@ def launch(env, spec, *, catalog: Catalog | None = None, confirm=None) -> Launch
                    for itype in spec.matrix["instance_type"]}
     quotes = {(itype, market): backend.quote(spec, catalog.get(itype), market, catalog) for itype, market in wanted}
     plan = estimate(spec, {itype: quotes[(itype, spec.market)] for itype in spec.matrix["instance_type"]})
-    settle(env, spec.campaign, specs=[spec.to_dict()])
-    live = backend.live(spec.campaign)
+    live = backend.live(spec.campaign)  # first: a run that is not live now has ended before settle reads it
+    known = settle(env, spec.campaign, specs=[spec.to_dict()])
     summary = LaunchSummary(spec.campaign, spec.backend, plan.worst_case_usd, plan.expected_usd, 0.0,
                             skipped_live=sorted(r for r in live if r in plan.per_run))
     pending, prices, records = [], {}, {}
     for run in spec.runs():
-        location = run_location(s3, bucket, spec.campaign, run.run_id)
-        record = read_json(location, "launch.json") or {"run_id": run.run_id, "label": run.label, "attempts": []}
+        stored = known.get(run.run_id, {"launch": {}, "result": None})
+        record = stored["launch"] or {"run_id": run.run_id, "label": run.label, "attempts": []}
         summary.spent_usd += spent_usd(record)
-        if location.read_bytes("result.json") is not None:
+        if stored["result"] is not None:
             summary.skipped_complete.append(run.run_id)
         elif run.run_id in live:
             continue
@@ -151,21 +147,23 @@ def launch(env, spec, *, catalog: Catalog | None = None, confirm=None) -> Launch
     return summary
 
 
-def settle(env, campaign: str, specs: list[dict] | None = None) -> int:
-    """Let each backend settle finished attempts (outcome, cost, result.json); returns how many changed."""
+def settle(env, campaign: str, specs: list[dict] | None = None) -> dict[str, dict]:
+    """Let each backend settle finished attempts (outcome, cost, result.json); returns the run records
+    as settled ({run_id: {"launch": ..., "result": ...}})."""
     s3, bucket = env.client("s3"), env.infra.bucket
     by_backend = {spec.get("backend", DEFAULT): spec for spec in (specs or campaign_specs(s3, bucket, campaign))}
-    changed = 0
-    for record in load_run_records(s3, bucket, campaign):
+    records = {record["run_id"]: record for record in load_run_records(s3, bucket, campaign)}
+    for record in records.values():
         attempts = record["launch"].get("attempts") or []
         if record["result"] is not None or not attempts or attempts[-1].get("outcome") not in ("launched", "launching"):
             continue
         name = attempts[-1].get("backend", DEFAULT)
         spec = by_backend.get(name, {"campaign": campaign, "backend": name})
+        location = run_location(s3, bucket, campaign, record["run_id"])
         if env.backend(name).collect(spec, record["run_id"], record["launch"]):
-            write_json(run_location(s3, bucket, campaign, record["run_id"]), "launch.json", record["launch"])
-            changed += 1
-    return changed
+            write_json(location, "launch.json", record["launch"])
+            record["result"] = read_json(location, "result.json")  # a backend may have just written it
+    return records
 
 
 def teardown(env, campaign: str) -> list[TeardownSummary]:

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 
 from instance_benchmarks.catalog import InstanceSpec
+from instance_benchmarks.core.contract import now_iso
 
 MINIMUM_BILLED_SECONDS = 60
 
@@ -70,7 +71,7 @@ def quote(ec2_client, spec: InstanceSpec, *, region: str, market: str, catalog_a
     """Price a launch now. Spot falls back to the on-demand price (the spot ceiling) if AWS reports none
     or `spot_history` is off (the embedded default: moto's spot history holds placeholder prices)."""
     on_demand = spec.on_demand_price(region)
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    now = now_iso()
     if market == "spot":
         found = latest_spot_price(ec2_client, spec.name) if spot_history else None
         if found is not None:

@@ -15,6 +15,8 @@ Pure data: no AWS SDK, importable on a bare instance and at synth time.
 """
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 CAMPAIGN_TAG = "trainfleet:campaign"
 RUN_TAG = "trainfleet:run"
 ATTEMPT_TAG = "trainfleet:attempt"
@@ -40,6 +42,11 @@ INSTANCE_TYPE_VAR = "TRAINFLEET_INSTANCE_TYPE"
 
 EXIT_INPUT_ERROR = 2
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: checkpointed on request (spot notice / SIGTERM); relaunch to resume
+
+
+def now_iso() -> str:
+    """The timestamp format of every record (launch.json, result.json, quotes): UTC, whole seconds."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def campaign_prefix(campaign: str) -> str:

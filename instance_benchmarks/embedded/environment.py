@@ -112,7 +112,7 @@ class EmbeddedEnvironment(Environment):
 
         self.worker.drain(campaign)
         # moto marks a training job Completed the moment it is created, without running it
-        jobs = [name for name in SageMakerBackend(self).campaign_jobs(campaign, ("InProgress", "Completed"))
+        jobs = [name for name in self.backend(SageMakerBackend.NAME).campaign_jobs(campaign, ("InProgress", "Completed"))
                 if name not in self._ran_jobs]
         if jobs:
             executor = LocalSageMakerExecutor(self.client("sagemaker"), self.client("s3"), self.cloud.server.env,

@@ -26,11 +26,10 @@ import signal
 import subprocess
 import sys
 import tempfile
-from datetime import datetime, timezone
 from pathlib import Path
 
 from instance_benchmarks.backends.ec2.instances import campaign_instances, tag
-from instance_benchmarks.core.contract import RUN_TAG
+from instance_benchmarks.core.contract import RUN_TAG, now_iso
 
 SHUTDOWN_STUB = """#!/bin/bash
 # trainfleet embedded default: stands in for shutdown(8); the worker terminates the instance in moto.
@@ -52,7 +51,7 @@ class LocalWorker:
             PATH=os.pathsep.join([str(sandbox / "bin"), str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"]),
             HOME=str(sandbox / "home"),
             TRAINFLEET_ROOT=str(sandbox / "disk"),
-            TRAINFLEET_LAUNCHED_AT=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            TRAINFLEET_LAUNCHED_AT=now_iso(),
             TRAINFLEET_HOST_LABEL=f"{self.host.label} for {instance['InstanceType']}",
             TRAINFLEET_HOST_PEAK_TFLOPS=str(self.host.peak_tflops),
             TRAINFLEET_HOST_PEAK_SOURCE=self.host.peak_source,

@@ -16,7 +16,7 @@ from instance_benchmarks.backends.ec2.wheel import build_wheel, publish_wheel
 from instance_benchmarks.catalog import Catalog, InstanceSpec
 from instance_benchmarks.catalog.pricing import PriceQuote, billed_seconds, cost_usd, quote
 from instance_benchmarks.core.bootstrap import AgentBootstrap, build_agent_user_data
-from instance_benchmarks.core.contract import ATTEMPT_TAG, RUN_TAG
+from instance_benchmarks.core.contract import ATTEMPT_TAG, RUN_TAG, now_iso
 
 
 # run_instances errors that say "not here, not now": another subnet (AZ) may have the capacity...
@@ -24,10 +24,6 @@ TRY_ANOTHER_AZ = {"InsufficientInstanceCapacity", "Unsupported", "InsufficientFr
 # ...and these that no subnet will change (quotas, spot limits, price).
 REFUSED = TRY_ANOTHER_AZ | {"MaxSpotInstanceCountExceeded", "VcpuLimitExceeded", "SpotMaxPriceTooLow",
                             "InstanceLimitExceeded", "InsufficientCapacity"}
-
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 class Ec2Backend(Backend):

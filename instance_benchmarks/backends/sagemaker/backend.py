@@ -6,14 +6,13 @@ stopping jobs use boto3 alone, so `status` and `teardown` work without the SDK.
 from __future__ import annotations
 
 import tempfile
-from datetime import datetime, timezone
 from pathlib import Path
 
 from instance_benchmarks.backends.base import ANY_REPO, Backend, RunState, TeardownSummary
 from instance_benchmarks.backends.sagemaker import jobs
 from instance_benchmarks.catalog import Catalog, InstanceSpec
 from instance_benchmarks.catalog.pricing import PriceQuote
-from instance_benchmarks.core.contract import CAMPAIGN_TAG, RUN_TAG
+from instance_benchmarks.core.contract import CAMPAIGN_TAG, RUN_TAG, now_iso
 from instance_benchmarks.core.errors import TrainfleetInputError
 from instance_benchmarks.core.validation import validate_positive
 
@@ -52,7 +51,7 @@ class SageMakerBackend(Backend):
         price = instance.sagemaker_price(spec.region)
         return PriceQuote(f"ml.{instance.name}", spec.region, market, price, price,
                           f"catalog {catalog.as_of} (SageMaker training price; spot savings show as billable < "
-                          "training seconds)", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                          "training seconds)", now_iso())
 
     def launch(self, spec, run, attempt: int, price: PriceQuote, catalog: Catalog) -> dict:
         jobs.require_sdk()
@@ -71,7 +70,7 @@ class SageMakerBackend(Backend):
             job_name = trainer._latest_training_job.training_job_name  # the SDK's documented handle
         return {"attempt": attempt, "backend": self.NAME, "job_name": job_name, "instance_type": run.instance_type,
                 "market": price.market, "price": price.to_dict(), **staged,
-                "launched_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cost_usd": None,
+                "launched_at": now_iso(), "cost_usd": None,
                 "outcome": "launched"}
 
     def campaign_jobs(self, campaign: str, statuses: tuple[str, ...]) -> dict[str, tuple[str, str]]:

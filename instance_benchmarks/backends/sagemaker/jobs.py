@@ -14,12 +14,13 @@ import io
 import json
 import shutil
 import tarfile
-from datetime import datetime, timezone
 from pathlib import Path
 
 from instance_benchmarks.campaigns.harness import summarize
 from instance_benchmarks.campaigns.store import read_json, run_location, write_json
-from instance_benchmarks.core.contract import CAMPAIGN_TAG, CHECKPOINT_DIR_VAR, RUN_TAG, hyperparameter_text, run_prefix
+from instance_benchmarks.core.contract import (
+    CAMPAIGN_TAG, CHECKPOINT_DIR_VAR, RUN_TAG, hyperparameter_text, now_iso, run_prefix,
+)
 from instance_benchmarks.core.errors import TrainfleetInputError
 import training_scripts
 from training_scripts.storage import sha256_hex
@@ -139,7 +140,7 @@ def collect_job(sagemaker_client, s3, bucket: str, campaign: str, run_id: str, r
         training_s, billable_s, _ = job_seconds(job, None)
         last.update(outcome=status.lower(), failure=job.get("FailureReason"), training_seconds=training_s,
                     billable_seconds=billable_s, cost_usd=billable_s * last["price"]["usd_per_hour"] / 3600,
-                    ended_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                    ended_at=now_iso())
         return True
     if status != "Completed":
         return False
@@ -178,7 +179,7 @@ def _settle_completed(job: dict, location, last: dict) -> float:
     training_s, billable_s, source = job_seconds(job, read_json(location, "sagemaker-timing.json"))
     price = last["price"]["usd_per_hour"]
     last.update(outcome="completed", training_seconds=training_s, billable_seconds=billable_s, timing_source=source,
-                cost_usd=billable_s * price / 3600, ended_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                cost_usd=billable_s * price / 3600, ended_at=now_iso())
     return price
 
 
@@ -196,7 +197,7 @@ def _write_result(location, record: dict, campaign: str, run_id: str, *, host: s
         "training_seconds": training_s, "billable_seconds": billable_s, "timing_source": last["timing_source"],
         "spot_savings": (1 - billable_s / training_s) if training_s else None,
         "cost_usd": sum(a.get("cost_usd") or 0.0 for a in attempts),
-        "completed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **fields, **figures,
+        "completed_at": now_iso(), **fields, **figures,
     })
 
 
