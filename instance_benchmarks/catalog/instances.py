@@ -31,6 +31,9 @@ class InstanceSpec:
     peak_fp16_tflops: float
     on_demand_usd_per_hour: Mapping[str, float] = field(default_factory=dict)
     sagemaker_usd_per_hour: Mapping[str, float] = field(default_factory=dict)
+    image: str | None = None      # the machine image kind it boots on EC2 (catalog `images`); None: refused
+    refused: str | None = None    # why trainfleet will not launch it on EC2 (no working image, too little memory)
+    burstable: bool = False       # T family: launched in standard credit mode (no surplus-credit charges)
 
     @property
     def family(self) -> str:
@@ -58,8 +61,30 @@ class InstanceSpec:
                 f"{self.name}: no SageMaker training price for ml.{self.name} in {region!r} in the catalog"
             ) from None
 
+    def require_launchable(self) -> "InstanceSpec":
+        """The spec, or a one-line error saying why trainfleet does not launch this type on EC2."""
+        if self.refused:
+            raise TrainfleetInputError(f"{self.name} cannot run trainfleet on EC2: {self.refused}")
+        return self
+
     def peak_tflops(self, precision: str = "fp32") -> float:
         return self.peak_fp16_tflops if precision in ("fp16", "bf16") else self.peak_fp32_tflops
+
+
+@dataclass(frozen=True)
+class MachineImage:
+    """An AMI line an instance boots (by SSM public parameter, resolved by CloudFormation at deploy)."""
+
+    kind: str                 # "gpu" or "cpu": the key in the catalog's `images`
+    name: str
+    ssm_parameter: str
+    root_device_name: str
+    root_volume_gib: int
+    python: str               # the interpreter the bootstrap uses (the DLAMI's PyTorch venv, or python3)
+    supports: str
+    source: str
+    as_of: str
+    pip_extra_index_url: str | None = None  # e.g. PyTorch's CPU wheel index on the CPU image
 
 
 @dataclass(frozen=True)
@@ -67,6 +92,17 @@ class Catalog:
     as_of: str
     source: str
     instances: Mapping[str, InstanceSpec]
+    images: Mapping[str, MachineImage] = field(default_factory=dict)
+    ebs_gp3_usd_per_gib_month: Mapping[str, float] = field(default_factory=dict)
+
+    def image_for(self, instance_type: str) -> MachineImage:
+        """The image a type boots on EC2, or a one-line error (refused types, unknown types)."""
+        spec = self.get(instance_type).require_launchable()
+        return self.images[spec.image]
+
+    def ebs_usd_per_hour(self, gib: int, region: str) -> float:
+        """gp3 root volume cost per hour (EBS bills GiB-months, per second, 730 hours a month)."""
+        return gib * self.ebs_gp3_usd_per_gib_month.get(region, 0.08) / 730.0
 
     @property
     def regions(self) -> set[str]:
@@ -91,12 +127,28 @@ class Catalog:
         return region
 
 
+def _family_fields(name: str, fields: Mapping, data: Mapping) -> dict:
+    """What the catalog's `families` and `min_memory_gib` say about one instance type."""
+    family = data.get("families", {}).get(name.split(".", 1)[0])
+    if family is None:
+        return {"image": None, "refused": "its family has no machine image in the catalog (add it under `families`)"}
+    refused = family.get("refused")
+    minimum = data.get("min_memory_gib", 0)
+    if not refused and fields["memory_gib"] < minimum:
+        refused = (f"{fields['memory_gib']:g} GiB of memory is too little for PyTorch and pip (at least {minimum:g} GiB); "
+                   "use a larger size of the family")
+    return {"image": None if refused else family["image"], "refused": refused,
+            "burstable": bool(family.get("burstable", False))}
+
+
 def parse_catalog(data: Mapping) -> Catalog:
     instances = {
-        name: InstanceSpec(name=name, **{k: v for k, v in fields.items()})
+        name: InstanceSpec(name=name, **{**fields, **_family_fields(name, fields, data)})
         for name, fields in data["instances"].items()
     }
-    return Catalog(as_of=data["as_of"], source=data.get("source", ""), instances=instances)
+    images = {kind: MachineImage(kind=kind, **fields) for kind, fields in data.get("images", {}).items()}
+    return Catalog(as_of=data["as_of"], source=data.get("source", ""), instances=instances, images=images,
+                   ebs_gp3_usd_per_gib_month=data.get("ebs_gp3_usd_per_gib_month", {}))
 
 
 @lru_cache(maxsize=4)
