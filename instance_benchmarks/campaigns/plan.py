@@ -19,11 +19,13 @@ class Estimate:
 
 
 def estimate(spec, quotes: dict[str, PriceQuote]) -> Estimate:
-    """Worst case = every run hits its watchdog at the quoted price; expected uses estimated_minutes."""
+    """Worst case = every run hits its watchdog at the highest price it can be billed (spot rises at most
+    to on-demand); expected = estimated_minutes at the quoted price."""
     per_run, worst, expected = {}, 0.0, 0.0
     for run in spec.runs():
-        price = quotes[run.instance_type].usd_per_hour
-        run_worst = cost_usd(spec.max_runtime_minutes * 60, price)
+        quote = quotes[run.instance_type]
+        price = quote.usd_per_hour
+        run_worst = quote.worst_cost(spec.max_runtime_minutes * 60)
         per_run[run.run_id] = (price, run_worst)
         worst += run_worst
         if spec.estimated_minutes is not None:

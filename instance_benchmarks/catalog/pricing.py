@@ -37,16 +37,29 @@ class PriceQuote:
     on_demand_usd_per_hour: float
     source: str  # "describe_spot_price_history", "catalog <date>" ...
     quoted_at: str
+    storage_usd_per_hour: float = 0.0  # the root volume's share, included in both prices above
+    availability_zone: str | None = None  # where the spot price was quoted (launches try it first)
 
     def cost(self, seconds: float) -> float:
         return cost_usd(seconds, self.usd_per_hour)
+
+    @property
+    def worst_usd_per_hour(self) -> float:
+        """What an hour can cost at most: a spot price may rise up to the on-demand price during a run
+        (EC2's default spot maximum price), so budgets use the on-demand price."""
+        return max(self.usd_per_hour, self.on_demand_usd_per_hour)
+
+    def worst_cost(self, seconds: float) -> float:
+        return cost_usd(seconds, self.worst_usd_per_hour)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def latest_spot_price(ec2_client, instance_type: str, *, product: str = "Linux/UNIX") -> tuple[float, str] | None:
-    """Lowest current spot price across AZs for `instance_type`, with the AZ; None when AWS has none."""
+def latest_spot_price(ec2_client, instance_type: str, *, product: str = "Linux/UNIX",
+                      zones: frozenset[str] | None = None) -> tuple[float, str] | None:
+    """Lowest current spot price for `instance_type` across `zones` (the stack's subnets' AZs; every AZ
+    if None), with the AZ; None when AWS reports none there."""
     now = datetime.now(timezone.utc)
     paginator = ec2_client.get_paginator("describe_spot_price_history")
     latest_by_az: dict[str, tuple[datetime, float]] = {}
@@ -58,6 +71,8 @@ def latest_spot_price(ec2_client, instance_type: str, *, product: str = "Linux/U
     ):
         for item in page.get("SpotPriceHistory", []):
             az, ts, price = item["AvailabilityZone"], item["Timestamp"], float(item["SpotPrice"])
+            if zones is not None and az not in zones:
+                continue
             if az not in latest_by_az or ts > latest_by_az[az][0]:
                 latest_by_az[az] = (ts, price)
     if not latest_by_az:
@@ -67,18 +82,23 @@ def latest_spot_price(ec2_client, instance_type: str, *, product: str = "Linux/U
 
 
 def quote(ec2_client, spec: InstanceSpec, *, region: str, market: str, catalog_as_of: str,
-          spot_history: bool = True) -> PriceQuote:
-    """Price a launch now. Spot falls back to the on-demand price (the spot ceiling) if AWS reports none
-    or `spot_history` is off (the embedded default: moto's spot history holds placeholder prices)."""
+          spot_history: bool = True, zones: frozenset[str] | None = None, storage_usd_per_hour: float = 0.0,
+          storage_note: str = "") -> PriceQuote:
+    """Price a launch now: the instance (spot from `describe_spot_price_history` in `zones`, else the
+    catalog's on-demand price) plus its root volume (`storage_usd_per_hour`, in every figure).
+    Spot falls back to the on-demand price (the spot ceiling) if AWS reports none there or
+    `spot_history` is off (the embedded default: moto's spot history holds placeholder prices)."""
     on_demand = spec.on_demand_price(region)
-    now = now_iso()
+    now, storage = now_iso(), storage_usd_per_hour
+    extra = f" + {storage_note}" if storage_note else ""
     if market == "spot":
-        found = latest_spot_price(ec2_client, spec.name) if spot_history else None
+        found = latest_spot_price(ec2_client, spec.name, zones=zones) if spot_history else None
         if found is not None:
             price, az = found
-            return PriceQuote(spec.name, region, "spot", min(price, on_demand), on_demand,
-                              f"describe_spot_price_history ({az})", now)
-        reason = "no spot price history" if spot_history else "spot history not used"
-        return PriceQuote(spec.name, region, "spot", on_demand, on_demand,
-                          f"{reason}; on-demand ceiling from catalog {catalog_as_of}", now)
-    return PriceQuote(spec.name, region, "on-demand", on_demand, on_demand, f"catalog {catalog_as_of}", now)
+            return PriceQuote(spec.name, region, "spot", min(price, on_demand) + storage, on_demand + storage,
+                              f"describe_spot_price_history ({az}){extra}", now, storage, az)
+        reason = "no spot price history in the stack's AZs" if spot_history else "spot history not used"
+        return PriceQuote(spec.name, region, "spot", on_demand + storage, on_demand + storage,
+                          f"{reason}; on-demand ceiling from catalog {catalog_as_of}{extra}", now, storage)
+    return PriceQuote(spec.name, region, "on-demand", on_demand + storage, on_demand + storage,
+                      f"catalog {catalog_as_of}{extra}", now, storage)

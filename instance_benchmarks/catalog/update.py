@@ -72,12 +72,21 @@ def build_catalog(ec2, pricing, instance_types: list[str], regions: list[str], t
             continue
         prices = {r: p for r in regions if (p := on_demand_price(pricing, name, r)) is not None}
         instances[name] = {**hw[name], "on_demand_usd_per_hour": prices}
+    current = json.loads(CATALOG_PATH.read_text())
+    kept = {key: value for key, value in current.items() if key not in ("as_of", "source", "instances")}
     return {
         "as_of": today,
         "source": "describe_instance_types and the AWS Pricing API (Linux, shared tenancy, on-demand)",
-        "notes": json.loads(CATALOG_PATH.read_text()).get("notes", ""),
+        **kept,  # notes, images, families, min_memory_gib, EBS price: curated, not in these APIs
         "instances": instances,
     }
+
+
+def dump_catalog(catalog: dict) -> str:
+    """The catalog as JSON, one line per instance type (reviewable diffs)."""
+    head = json.dumps({k: v for k, v in catalog.items() if k != "instances"}, indent=2)[:-2]
+    lines = [f"    {json.dumps(name)}: {json.dumps(fields)}" for name, fields in catalog["instances"].items()]
+    return head + ',\n  "instances": {\n' + ",\n".join(lines) + "\n  }\n}\n"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -92,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     ec2 = boto3.client("ec2", region_name=args.regions[0])
     pricing = boto3.client("pricing", region_name="us-east-1")  # the Pricing API's home region
     catalog = build_catalog(ec2, pricing, types, args.regions, date.today().isoformat())
-    args.out.write_text(json.dumps(catalog, indent=2) + "\n")
+    args.out.write_text(dump_catalog(catalog))
     print(f"wrote {len(catalog['instances'])} instance types to {args.out} (as of {catalog['as_of']})")
 
 

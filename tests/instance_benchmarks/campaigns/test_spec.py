@@ -109,14 +109,40 @@ def test_bad_files(tmp_path):
 
 
 def test_estimate_worst_case_is_every_run_hitting_its_watchdog():
-    spec = parse_spec(spec_dict(estimated_minutes=5, matrix={"instance_type": ["c5.xlarge", "p3.2xlarge"], "batch_size": [3, 5]}))
+    spec = parse_spec(spec_dict(estimated_minutes=5, matrix={"instance_type": ["c5.xlarge", "g5.xlarge"], "batch_size": [3, 5]}))
     catalog = load_catalog()
-    quotes = {t: quote(None, catalog.get(t), region="us-east-1", market="on-demand", catalog_as_of="x") for t in ("c5.xlarge", "p3.2xlarge")}
+    quotes = {t: quote(None, catalog.get(t), region="us-east-1", market="on-demand", catalog_as_of="x") for t in ("c5.xlarge", "g5.xlarge")}
     plan = estimate(spec, quotes)
     assert plan.runs == 4
-    assert plan.worst_case_usd == pytest.approx(2 * 0.5 * 0.17 + 2 * 0.5 * 3.06)
-    assert plan.expected_usd == pytest.approx((2 * 0.17 + 2 * 3.06) * 5 / 60)
-    assert not plan.within(3.0) and plan.within(4.0)
+    assert plan.worst_case_usd == pytest.approx(2 * 0.5 * 0.17 + 2 * 0.5 * 1.006)
+    assert plan.expected_usd == pytest.approx((2 * 0.17 + 2 * 1.006) * 5 / 60)
+    assert not plan.within(1.17) and plan.within(1.18)
+
+
+def test_spot_worst_case_is_the_on_demand_price_and_the_root_volume_is_billed():
+    """A spot price may rise up to on-demand during a run: the budget's worst case assumes it did; the
+    expected cost uses the quoted spot price. Both include the root volume's gp3 cost."""
+    from instance_benchmarks.catalog.pricing import PriceQuote
+
+    spec = parse_spec(spec_dict(estimated_minutes=6, max_runtime_minutes=60, matrix={"instance_type": ["g5.xlarge"], "batch_size": [3]}))
+    ebs = load_catalog().ebs_usd_per_hour(100, "us-east-1")
+    assert ebs == pytest.approx(100 * 0.08 / 730)
+    spot = PriceQuote("g5.xlarge", "us-east-1", "spot", 0.40 + ebs, 1.006 + ebs, "test", "now", ebs)
+    plan = estimate(spec, {"g5.xlarge": spot})
+    assert plan.worst_case_usd == pytest.approx(1.006 + ebs)
+    assert plan.expected_usd == pytest.approx((0.40 + ebs) / 10)
+
+
+@pytest.mark.parametrize("itype, reason", [
+    ("p3.2xlarge", r"NVIDIA V100 \(Volta\).*use g4dn \(T4\), g5 \(A10G\)"),
+    ("t3.micro", r"1 GiB of memory is too little for PyTorch"),
+    ("t2.micro", r"1 GiB of memory is too little"),
+])
+def test_types_without_a_working_image_are_refused_on_ec2_with_the_reason(itype, reason):
+    with pytest.raises(TrainfleetInputError, match=rf"{itype} cannot run trainfleet on EC2: {reason}"):
+        parse_spec(spec_dict(matrix={"instance_type": [itype], "batch_size": [3]}))
+    with pytest.raises(TrainfleetInputError, match="cannot run trainfleet on EC2"):
+        parse_spec(spec_dict(fallback={"instance_type": itype}))
 
 
 def test_a_foreign_script_takes_any_identifier_hyperparameters(tmp_path):

@@ -32,3 +32,22 @@ def test_unknown_region():
         load_catalog().require_region("mars-1")
     with pytest.raises(TrainfleetInputError, match="no on-demand price"):
         load_catalog().get("c5.xlarge").on_demand_price("eu-west-3")
+
+
+def test_every_family_boots_a_known_image_or_is_refused_with_a_reason():
+    catalog = load_catalog()
+    for spec in catalog.instances.values():
+        assert (spec.image in catalog.images) != bool(spec.refused), spec.name
+    assert catalog.image_for("g5.xlarge").kind == "gpu" and catalog.image_for("c5.xlarge").root_volume_gib == 30
+    assert "oss-nvidia-driver-gpu-pytorch" in catalog.images["gpu"].ssm_parameter
+    assert catalog.get("t3.medium").burstable and not catalog.get("c5.xlarge").burstable
+
+
+def test_the_catalog_file_is_written_as_the_updater_writes_it():
+    import json
+
+    from instance_benchmarks.catalog import CATALOG_PATH
+    from instance_benchmarks.catalog.update import dump_catalog
+
+    text = CATALOG_PATH.read_text()
+    assert dump_catalog(json.loads(text)) == text

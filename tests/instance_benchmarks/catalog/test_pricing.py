@@ -53,3 +53,21 @@ def test_spot_quote_without_history_uses_on_demand_ceiling():
 def test_spot_quote_against_moto(ec2):
     q = quote(ec2, load_catalog().get("m5.large"), region="us-east-1", market="spot", catalog_as_of="x")
     assert 0 < q.usd_per_hour <= 0.096
+
+
+def test_spot_quote_only_looks_at_the_stacks_zones_and_adds_the_root_volume():
+    """us-east-1c is cheapest, but the stack's subnets are in 1a and 1b: instances can only start there."""
+    ec2 = _stubbed_ec2([_item("us-east-1a", 0.07, 11), _item("us-east-1b", 0.065, 11), _item("us-east-1c", 0.03, 11)])
+    q = quote(ec2, load_catalog().get("c5.xlarge"), region="us-east-1", market="spot", catalog_as_of="x",
+              zones=frozenset({"us-east-1a", "us-east-1b"}), storage_usd_per_hour=0.003, storage_note="30 GiB gp3 root")
+    assert q.availability_zone == "us-east-1b"
+    assert q.usd_per_hour == pytest.approx(0.068) and q.on_demand_usd_per_hour == pytest.approx(0.173)
+    assert q.worst_usd_per_hour == pytest.approx(0.173) and q.storage_usd_per_hour == 0.003
+    assert "us-east-1b" in q.source and "30 GiB gp3 root" in q.source
+
+
+def test_no_spot_price_in_the_stacks_zones_falls_back_to_the_on_demand_ceiling():
+    ec2 = _stubbed_ec2([_item("us-east-1c", 0.03, 11)])
+    q = quote(ec2, load_catalog().get("c5.xlarge"), region="us-east-1", market="spot", catalog_as_of="x",
+              zones=frozenset({"us-east-1a"}))
+    assert q.usd_per_hour == 0.17 and "no spot price history in the stack's AZs" in q.source

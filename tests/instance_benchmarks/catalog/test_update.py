@@ -28,3 +28,5 @@ def test_build_catalog_from_stubbed_aws():
     assert (g5["gpu_model"], g5["gpu_count"], g5["gpu_memory_gib"], g5["memory_gib"]) == ("A10G", 1, 24, 16.0)
     assert g5["on_demand_usd_per_hour"] == {"us-east-1": 1.006}
     assert c5["peak_fp32_tflops"] == 0.192 and c5["on_demand_usd_per_hour"] == {"us-east-1": 0.17}
+    assert catalog["images"]["gpu"]["ssm_parameter"].startswith("/aws/service/deeplearning")  # curated sections kept
+    assert catalog["families"]["p3"]["refused"] and catalog["min_memory_gib"] == 2
