@@ -44,6 +44,7 @@ from training_scripts.storage import S3Location
 STOP_GRACE_SECONDS = 60.0      # SIGTERM -> SIGKILL (a spot notice comes 2 minutes ahead: time left to settle)
 CHECKPOINT_SYNC_SECONDS = 60.0
 UPLOAD_RESERVE_SECONDS = 120.0  # the agent stops the script this long before the watchdog fires
+WATCHDOG_FILE = "watchdog-armed-at"  # written by the user data (core/bootstrap.py) when it arms the watchdog
 
 
 class SetupError(RuntimeError):
@@ -97,7 +98,8 @@ def make_environment(root: Path) -> Path:
 
 
 def set_up(task: dict, python: Path, src: Path, cwd: Path, env: dict, log_path: Path) -> None:
-    """The campaign's `setup` commands (bash, in the workdir), or else the repo's requirements.txt."""
+    """The campaign's `setup` commands (bash, in the workdir), or else the requirements file the task
+    names (a bundled workload's), or else the repo's requirements.txt (workdir first, then the root)."""
     if task.get("setup"):
         log("running the campaign's setup commands")
         with log_path.open("w") as out:
@@ -106,11 +108,46 @@ def set_up(task: dict, python: Path, src: Path, cwd: Path, env: dict, log_path: 
         if done.returncode != 0:
             raise SetupError(f"setup commands failed (exit {done.returncode}); see setup.log")
         return
-    requirements = next((d / "requirements.txt" for d in (cwd, src) if (d / "requirements.txt").is_file()), None)
+    if task.get("requirements"):
+        requirements = src / task["requirements"]
+        if not requirements.is_file():
+            raise SetupError(f"{task['requirements']} is not in the repository at this ref")
+    else:
+        requirements = next((d / "requirements.txt" for d in (cwd, src) if (d / "requirements.txt").is_file()), None)
     if requirements is not None:
-        log("installing the repository's requirements.txt")
+        log(f"installing {requirements.relative_to(src)}")
         _run([str(python), "-m", "pip", "install", "-q", "-r", str(requirements)], cwd=requirements.parent,
-             env=env, what="pip install -r requirements.txt")
+             env=env, what=f"pip install -r {requirements.relative_to(src)}")
+
+
+_CUDA_CHECK = ("import sys, torch; n = torch.cuda.device_count() if torch.cuda.is_available() else 0; "
+               "print(n, torch.__version__, torch.version.cuda); sys.exit(0 if n else 3)")
+
+
+def check_cuda(config: dict, python: Path, cwd: Path, env: dict) -> str:
+    """On a GPU instance type, the run's python must see its GPUs: otherwise the run would train on the
+    CPU at GPU prices (e.g. a driver that does not support the GPU). Fails the attempt loudly."""
+    if not config.get("gpu_count"):
+        return "not a GPU type"
+    if os.environ.get("TRAINFLEET_HOST_LABEL"):  # the embedded default's stand-in host (embedded/worker.py)
+        log(f"CUDA check skipped: runs execute on the stand-in host {os.environ['TRAINFLEET_HOST_LABEL']}")
+        return "skipped on the embedded default's stand-in host"
+    done = subprocess.run([str(python), "-c", _CUDA_CHECK], cwd=cwd, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        detail = (done.stdout.strip() or done.stderr.strip().splitlines()[-1:] or ["no output"])
+        raise SetupError(f"{config['instance_type']} has {config['gpu_count']} GPU(s) but the run's python sees no "
+                         f"CUDA device ({' '.join(detail) if isinstance(detail, list) else detail}); not training on "
+                         "the CPU at GPU prices")
+    log(f"CUDA check: {done.stdout.strip()} (devices, torch, CUDA)")
+    return done.stdout.strip()
+
+
+def watchdog_armed_at(root: Path) -> datetime | None:
+    """When the user data armed the watchdog (`shutdown -h +N`), by this machine's own clock."""
+    try:
+        return datetime.fromtimestamp(int((root / WATCHDOG_FILE).read_text().strip()), timezone.utc)
+    except (OSError, ValueError):
+        return None
 
 
 class ScriptRun:
@@ -244,7 +281,10 @@ def run_agent(config: dict, root: Path, s3) -> int:
             raise SetupError(f"workdir {task.get('workdir')!r} is not a directory of the repository")
         python = make_environment(root)
         env.update(PATH=f"{python.parent}{os.pathsep}{os.environ.get('PATH', '')}", VIRTUAL_ENV=str(python.parent.parent))
+        if config.get("pip_extra_index_url"):  # e.g. PyTorch's CPU wheels on the CPU image
+            env["PIP_EXTRA_INDEX_URL"] = config["pip_extra_index_url"]
         set_up(task, python, src, cwd, env, root / "setup.log")
+        check_cuda(config, python, cwd, env)
         mirror = Mirror(checkpoints, location.child("checkpoints"))
         restored = restore(location.child("checkpoints"), checkpoints)
         mirror.mark_restored()
@@ -268,7 +308,10 @@ def run_agent(config: dict, root: Path, s3) -> int:
         watcher.start()
     max_seconds = config["max_runtime_minutes"] * 60
     reserve = min(UPLOAD_RESERVE_SECONDS, 0.2 * max_seconds)
-    exit_code, sliced = wait_task(run, task, (launched_at - now()).total_seconds() + max_seconds - reserve)
+    # the watchdog counts from when the user data armed it (this clock), the bound from the launch (the
+    # launcher's clock): stop `reserve` before the earlier, so the attempt is always settled and priced
+    started = min(launched_at, watchdog_armed_at(root) or launched_at)
+    exit_code, sliced = wait_task(run, task, (started - now()).total_seconds() + max_seconds - reserve)
     script_seconds = run.seconds
     if watcher:
         watcher.stop()

@@ -50,6 +50,7 @@ def _prologue(max_runtime_minutes: int, upload_log: list[str]) -> list[str]:
         f'TRAINFLEET_ROOT="${{TRAINFLEET_ROOT:-{ROOT}}}"',
         f"shutdown -h +{int(max_runtime_minutes)} 'trainfleet watchdog: max runtime reached'",
         'mkdir -p "$TRAINFLEET_ROOT"',
+        'date -u +%s > "$TRAINFLEET_ROOT/watchdog-armed-at"  # the agent ends its run before the watchdog fires',
         'export HOME="${HOME:-/root}"  # cloud-init may leave it unset; pip and git want one',
         f'exec > >(tee -a "{LOGFILE}") 2>&1',
         "# shellcheck disable=SC2317  # finish runs from the EXIT trap",
@@ -119,8 +120,14 @@ def build_agent_user_data(spec: AgentBootstrap) -> str:
     lines += [
         f"{AGENT_CONFIG_VAR}={q(encode_agent_config(spec.agent_config))}",
         f"TRAINFLEET_WHEEL=\"$TRAINFLEET_ROOT\"/{q(spec.wheel_name)}",
-        f"{py} -c 'import boto3' 2>/dev/null || {py} -m pip install -q boto3",
-        f'{py} -c {q(_S3_DOWNLOAD)} {q(spec.region)} {q(spec.bucket)} {q(spec.wheel_key)} "$TRAINFLEET_WHEEL"',
+        # The CPU image (plain Ubuntu) lacks venv and pip, and boto3: install what is missing
+        f"if ! {py} -c 'import venv, ensurepip' 2>/dev/null || ! {py} -m pip --version >/dev/null 2>&1; then",
+        "  export DEBIAN_FRONTEND=noninteractive",
+        "  apt-get -qq update && apt-get -qq install -y python3-venv python3-pip git >/dev/null",
+        "fi",
+        f"{py} -c 'import boto3' 2>/dev/null || {py} -m pip install -q --target \"$TRAINFLEET_ROOT/agent\" boto3",
+        f'PYTHONPATH="$TRAINFLEET_ROOT/agent" {py} -c {q(_S3_DOWNLOAD)} {q(spec.region)} {q(spec.bucket)} '
+        f'{q(spec.wheel_key)} "$TRAINFLEET_WHEEL"',
         f'echo {q(spec.wheel_sha256)}"  $TRAINFLEET_WHEEL" | sha256sum -c --quiet -',
         f'{py} -m pip install -q --no-deps --no-index --target "$TRAINFLEET_ROOT/agent" "$TRAINFLEET_WHEEL"',
         f"{agent} run {config}",

@@ -37,7 +37,8 @@ def sandbox(tmp_path_factory):
             f'{{ printf "%s" "${{0##*/}}"; for a in "$@"; do printf "{SEP}%s" "$a"; done; printf "{END}"; }} >> "$STUB_LOG"\n'
             "exit 0\n")
         (bin_dir / name).chmod(0o755)
-    os.symlink(shutil.which("mkdir"), bin_dir / "mkdir")
+    for tool in ("mkdir", "date"):
+        os.symlink(shutil.which(tool), bin_dir / tool)
     return root
 
 
@@ -125,7 +126,7 @@ def test_a_wrong_wheel_checksum_stops_the_bootstrap_before_install(tmp_path):
     for name, body in {"shutdown": "", "python3": python3}.items():
         (bin_dir / name).write_text(f"#!/bin/bash\n{body}\n")
         (bin_dir / name).chmod(0o755)
-    for tool in ("sha256sum", "tee", "mkdir", "cat"):
+    for tool in ("sha256sum", "tee", "mkdir", "cat", "date"):
         os.symlink(shutil.which(tool), bin_dir / tool)
     done = subprocess.run(["/bin/bash", "-c", build_agent_user_data(AGENT)], capture_output=True, text=True, timeout=30,
                           env={"PATH": str(bin_dir), "TRAINFLEET_ROOT": str(tmp_path / "root"), "LOG": str(log)})
