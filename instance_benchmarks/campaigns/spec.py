@@ -40,6 +40,8 @@ from pathlib import Path
 import yaml
 
 from instance_benchmarks.backends.base import FALLBACK
+
+WORKLOAD_REQUIREMENTS = "training_scripts/requirements.txt"  # in the repository, for `workload:` campaigns
 from instance_benchmarks.backends.registry import BACKENDS, DEFAULT, backend_class
 from instance_benchmarks.catalog import Catalog, load_catalog
 from instance_benchmarks.core.contract import hyperparameter_text, override_args  # noqa: F401 (re-exported)
@@ -118,7 +120,10 @@ class CampaignSpec:
     def task_dict(self, run: RunSpec) -> dict:
         """What the instance agent runs for `run` (see agent.main): the script with `--key=value`
         arguments, or the `run` commands; hyperparameters are environment variables as well."""
+        # a bundled workload installs its own requirements, not the trainfleet repository's (CDK, moto, ...)
+        requirements = WORKLOAD_REQUIREMENTS if self.workload and not self.setup else None
         return {"repo": self.repo, "ref": self.ref, "workdir": self.workdir, "setup": self.setup,
+                "requirements": requirements,
                 "script": None if self.run else self.script, "run": self.run,
                 "args": [] if self.run else override_args(run.hyperparameters),
                 "env": hyperparameter_text(run.hyperparameters),
