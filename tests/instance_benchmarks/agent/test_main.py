@@ -24,3 +24,62 @@ def test_the_agent_needs_only_the_standard_library_and_boto3():
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "upload-log" in done.stdout
+
+
+def _recording_python(tmp_path: Path) -> tuple[Path, Path]:
+    calls = tmp_path / "calls"
+    python = tmp_path / "python"
+    python.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    python.chmod(0o755)
+    return python, calls
+
+
+def test_a_bundled_workload_installs_its_own_requirements_not_the_repos(tmp_path):
+    from instance_benchmarks.agent.main import set_up
+
+    src = tmp_path / "src"
+    (src / "training_scripts").mkdir(parents=True)
+    (src / "requirements.txt").write_text("aws-cdk-lib\nmoto\n")
+    (src / "training_scripts" / "requirements.txt").write_text("torch>=2.4\ngymnasium\n")
+    python, calls = _recording_python(tmp_path)
+    set_up({"requirements": "training_scripts/requirements.txt"}, python, src, src, {}, tmp_path / "setup.log")
+    assert calls.read_text().split() == ["-m", "pip", "install", "-q", "-r", str(src / "training_scripts" / "requirements.txt")]
+    calls.unlink()
+    set_up({}, python, src, src, {}, tmp_path / "setup.log")  # a user's repo: its own requirements.txt
+    assert calls.read_text().split()[-1] == str(src / "requirements.txt")
+
+
+def test_a_missing_workload_requirements_file_fails_setup(tmp_path):
+    import pytest
+
+    from instance_benchmarks.agent.main import SetupError, set_up
+
+    python, _ = _recording_python(tmp_path)
+    with pytest.raises(SetupError, match="training_scripts/requirements.txt is not in the repository"):
+        set_up({"requirements": "training_scripts/requirements.txt"}, python, tmp_path, tmp_path, {}, tmp_path / "l")
+
+
+def test_a_gpu_type_whose_python_sees_no_cuda_fails_loudly(tmp_path, monkeypatch):
+    """This machine's torch has no CUDA device: on a g5.xlarge that means a driver that did not load, and
+    the attempt must fail rather than report CPU figures at GPU prices."""
+    import pytest
+
+    from instance_benchmarks.agent.main import SetupError, check_cuda
+
+    monkeypatch.delenv("TRAINFLEET_HOST_LABEL", raising=False)
+    config = {"instance_type": "g5.xlarge", "gpu_count": 1}
+    with pytest.raises(SetupError, match=r"g5.xlarge has 1 GPU\(s\) but the run's python sees no CUDA device"):
+        check_cuda(config, Path(sys.executable), tmp_path, None)
+    assert check_cuda({"instance_type": "c5.xlarge", "gpu_count": 0}, Path(sys.executable), tmp_path, None) == "not a GPU type"
+    monkeypatch.setenv("TRAINFLEET_HOST_LABEL", "local CPU")  # the embedded default's stand-in host says so
+    assert "skipped" in check_cuda(config, Path(sys.executable), tmp_path, None)
+
+
+def test_the_deadline_counts_from_when_the_user_data_armed_the_watchdog(tmp_path):
+    from datetime import datetime, timezone
+
+    from instance_benchmarks.agent.main import WATCHDOG_FILE, watchdog_armed_at
+
+    assert watchdog_armed_at(tmp_path) is None
+    (tmp_path / WATCHDOG_FILE).write_text("1795000000\n")
+    assert watchdog_armed_at(tmp_path) == datetime.fromtimestamp(1795000000, timezone.utc)
