@@ -66,11 +66,15 @@ def catalog_list(region: str = typer.Option("us-east-1", help="Region for on-dem
     catalog = load_catalog()
     catalog.require_region(region)
     rows = [{"name": s.name, "vcpus": s.vcpus, "memory": s.memory_gib, "gpu": f"{s.gpu_count}x {s.gpu_model}" if s.gpu_count else "-",
-             "fp32": s.peak_fp32_tflops, "fp16": s.peak_fp16_tflops, "price": s.on_demand_usd_per_hour.get(region)}
+             "fp32": s.peak_fp32_tflops, "fp16": s.peak_fp16_tflops, "price": s.on_demand_usd_per_hour.get(region),
+             "image": s.image or "refused"}
             for s in catalog.instances.values()]
     print_table(f"catalog as of {catalog.as_of} ({region})", rows, [
         ("name", "instance"), ("vcpus", "vCPU"), ("memory", "GiB"), ("gpu", "GPU"),
-        ("fp32", "peak FP32 TFLOPS"), ("fp16", "peak FP16 TFLOPS"), ("price", "on-demand $/h")])
+        ("fp32", "peak FP32 TFLOPS"), ("fp16", "peak FP16 TFLOPS"), ("price", "on-demand $/h"), ("image", "EC2 image")])
+    refused = [s for s in catalog.instances.values() if s.refused]
+    for spec in refused:
+        console.print(f"  {spec.name}: {spec.refused}", markup=False, highlight=False)
 
 
 # ----------------------------------------------------------------------------- campaigns
@@ -124,6 +128,12 @@ def campaign_launch(
     summary = runner.launch(env, spec, confirm=confirm)
     console.print(f"launched {len(summary.launched)}, complete {len(summary.skipped_complete)}, "
                   f"already running {len(summary.skipped_live)}, given up {len(summary.gave_up)}")
+    for refused in summary.refused:
+        plain_log(f"  {refused['run_id']}: launch refused ({refused['error']})")
+    if summary.stopped:
+        hint = (f"; the {len(summary.launched)} launched run(s) keep running (`trainfleet campaign teardown "
+                f"{spec.campaign}` ends them)" if summary.launched else "")
+        raise TrainfleetInputError(runner.stop_message(summary) + hint)
 
 
 STATUS_COLUMNS = [("run_id", "run"), ("label", "run label"), ("status", "status"), ("backend", "backend"),
@@ -214,10 +224,13 @@ def campaign_run(
     local: bool = typer.Option(False, "--local", help="Run on the embedded default (moto's server + local workers)."),
     yes: bool = typer.Option(False, "--yes", "-y", help="On AWS: launch without asking after the estimate."),
     out: Path = typer.Option(Path("reports"), help="Local folder for the report and the best model."),
+    detach: bool = typer.Option(False, "--detach", help="On Ctrl-C leave the runs going (default: tear them down)."),
+    poll_seconds: float = typer.Option(30.0, min=0.1, help="On AWS: seconds between status polls."),
     region: Optional[str] = REGION_OPTION,
     ssm_prefix: str = PREFIX_OPTION,
 ) -> None:
-    """Launch, run, collect, report and tear down a campaign end to end. With --local no AWS account is needed."""
+    """Launch, run, collect, report and tear down a campaign end to end, with a live status table; Ctrl-C
+    tears everything down unless --detach. With --local no AWS account is needed."""
     from instance_benchmarks import runner
     from instance_benchmarks.campaigns.spec import load_spec
 
@@ -232,19 +245,62 @@ def campaign_run(
         confirm = None
     else:
         env = aws_environment(region or specs[0].region, ssm_prefix)
+        env.poll_seconds = poll_seconds
 
         def confirm(plan, pending) -> bool:
             return yes or typer.confirm(f"launch {len(pending)} runs (worst case ${plan.worst_case_usd:.2f})?")
+    display = StatusDisplay(specs[0].campaign)
     try:
-        outcome = runner.run_to_report(env, specs, out=out / specs[0].campaign, log=plain_log, report=_report,
-                                       confirm=confirm)
+        outcome = runner.run_to_report(env, specs, out=out / specs[0].campaign, log=display.log, report=_report,
+                                       confirm=confirm, progress=display.update, detach=detach)
+    except runner.Detached as detached:
+        display.close()
+        plain_log(str(detached))
+        raise typer.Exit(130) from None
     finally:
+        display.close()
         if local:
             env.close()
     incomplete = outcome["report"].incomplete
     if incomplete:
         console.print(f"[red]{len(incomplete)} run(s) did not complete[/]")
         raise typer.Exit(1)
+
+
+class StatusDisplay:
+    """`campaign run`'s progress: a live table of the runs on a terminal (Rich), one line per change of a
+    run's status otherwise (logs, CI); other messages print above the table."""
+
+    def __init__(self, campaign: str) -> None:
+        self.campaign, self.live, self.seen = campaign, None, {}
+
+    def log(self, message: str) -> None:
+        (self.live.console if self.live else console).print(message, markup=False, highlight=False)
+
+    def update(self, rows: list[dict]) -> None:
+        title = (f"campaign {self.campaign}: {sum(r['live'] for r in rows)} running, "
+                 f"{sum(r['status'] == 'complete' for r in rows)}/{len(rows)} complete, cost so far "
+                 f"${sum(r['cost_usd'] for r in rows):.4f}")
+        if console.is_terminal:
+            from rich.live import Live
+
+            table = build_table(title, rows, STATUS_COLUMNS)
+            if self.live is None:
+                self.live = Live(table, console=console, refresh_per_second=2)
+                self.live.start()
+            self.live.update(table)
+            return
+        for row in rows:
+            state = (row["status"], row["state"], row["attempts"])
+            if self.seen.get(row["run_id"]) != state:
+                self.seen[row["run_id"]] = state
+                plain_log(f"  {row['run_id']}: {row['status']} ({row['resource'] or '-'} {row['state']}, attempt "
+                          f"{row['attempts']}, ${row['cost_usd']:.4f} so far)")
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
 
 
 # ----------------------------------------------------------------------------- models
@@ -332,8 +388,14 @@ def main() -> None:
         raise
     except typer.Exit as done:
         sys.exit(done.exit_code)
-    except typer.Abort:
+    except typer.Abort as abort:
+        if isinstance(abort.__cause__, KeyboardInterrupt) or isinstance(abort.__context__, KeyboardInterrupt):
+            print("error: interrupted", file=sys.stderr)
+            sys.exit(130)
         _die("aborted")
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)
     except typer.TyperException as error:  # usage errors (unknown command, bad option) with standalone_mode=False
         message = error.format_message() if hasattr(error, "format_message") else str(error)
         _die(message.replace("\n", " "))

@@ -39,6 +39,8 @@ class LaunchSummary:
     skipped_live: list[str] = field(default_factory=list)
     gave_up: list[str] = field(default_factory=list)
     refused: list[dict] = field(default_factory=list)  # run id + the cloud's reason (capacity, quota)
+    stopped: str | None = None       # why the launch stopped early (a quota to raise, a type not offered)
+    not_started: list[str] = field(default_factory=list)  # runs left unlaunched because it stopped
 
 
 def campaign_backends(env, campaign: str) -> list[Backend]:
@@ -81,6 +83,14 @@ def _attempt_price(spec, run, record: dict, quotes: dict[tuple, PriceQuote]) -> 
     return quotes[(run.instance_type, spec.market)]
 
 
+def _candidates(spec, run, price: PriceQuote, quotes: dict[tuple, PriceQuote]) -> list[PriceQuote]:
+    """The price an attempt launches at, then the spec's fallback for when no AZ has capacity for it."""
+    if not spec.fallback:
+        return [price]
+    fallback = quotes[(spec.fallback.get("instance_type", run.instance_type), spec.fallback.get("market", spec.market))]
+    return [price] + ([fallback] if fallback != price else [])
+
+
 def launch(env, spec, *, catalog: Catalog | None = None, confirm=None) -> LaunchSummary:
     """Price, check the budget, then launch every run that is neither complete, live nor given up."""
     catalog = catalog or load_catalog()
@@ -115,7 +125,8 @@ def launch(env, spec, *, catalog: Catalog | None = None, confirm=None) -> Launch
             prices[run.run_id] = _attempt_price(spec, run, record, quotes)
     # Live runs may still bill up to their worst case; count them, or a re-launch could overshoot.
     committed = sum(plan.per_run[r][1] for r in summary.skipped_live)
-    needed = sum(prices[r.run_id].cost(spec.max_runtime_minutes * 60) for r in pending)
+    needed = sum(max(q.worst_cost(spec.max_runtime_minutes * 60) for q in _candidates(spec, r, prices[r.run_id], quotes))
+                 for r in pending)
     check_budget(spec.budget_usd, needed=needed, already=summary.spent_usd + committed, count=len(pending))
     if confirm is not None and pending and not confirm(plan, pending):
         return summary
@@ -124,27 +135,44 @@ def launch(env, spec, *, catalog: Catalog | None = None, confirm=None) -> Launch
         "estimate": {"worst_case_usd": plan.worst_case_usd, "expected_usd": plan.expected_usd, "runs": plan.runs},
         "quotes": {f"{t} {m}": q.to_dict() for (t, m), q in quotes.items()},
     })
-    for run in pending:
-        record, price = records[run.run_id], prices[run.run_id]
-        location = run_location(s3, bucket, spec.campaign, run.run_id)
+    for index, run in enumerate(pending):
+        refused = _launch_run(env, backend, spec, run, records[run.run_id], prices[run.run_id], quotes, catalog, summary)
+        if refused is not None and refused.stops_launch:
+            summary.stopped = str(refused)
+            summary.not_started = [r.run_id for r in pending[index:]]
+            break
+    return summary
+
+
+def _launch_run(env, backend: Backend, spec, run, record: dict, price: PriceQuote, quotes: dict, catalog: Catalog,
+                summary: LaunchSummary) -> LaunchRefused | None:
+    """One attempt of one run, recorded before and after the call; with no capacity for its type in any of
+    the stack's AZs, the spec's fallback (type and/or market) is tried once. Returns the refusal, if any."""
+    s3, bucket = env.client("s3"), env.infra.bucket
+    location = run_location(s3, bucket, spec.campaign, run.run_id)
+    candidates = _candidates(spec, run, price, quotes)
+    record.update(hyperparameters=run.hyperparameters, instance_type=run.instance_type, backend=spec.backend)
+    for candidate in candidates:
         attempt = len(record["attempts"]) + 1
         # written before the call: a launcher killed during it leaves an attempt that settle() resolves
         record["attempts"].append({"attempt": attempt, "backend": spec.backend, "outcome": "launching",
-                                   "instance_type": price.instance_type, "market": price.market,
-                                   "price": price.to_dict(), "launched_at": now_iso(), "cost_usd": None})
-        record.update(hyperparameters=run.hyperparameters, instance_type=run.instance_type, backend=spec.backend)
+                                   "instance_type": candidate.instance_type, "market": candidate.market,
+                                   "price": candidate.to_dict(), "launched_at": now_iso(), "cost_usd": None})
         write_json(location, "launch.json", record)
         try:
-            entry = backend.launch(spec, run, attempt, price, catalog)
+            entry = backend.launch(spec, run, attempt, candidate, catalog)
         except LaunchRefused as refused:
             record["attempts"][-1].update(outcome="launch_refused", error=str(refused), cost_usd=0.0)
             write_json(location, "launch.json", record)
-            summary.refused.append({"run_id": run.run_id, "error": str(refused)})
+            summary.refused.append({"run_id": run.run_id, "error": str(refused), "kind": refused.kind})
+            if refused.stops_launch or candidate is candidates[-1]:
+                return refused
             continue
         record["attempts"][-1] = entry
         write_json(location, "launch.json", record)
         summary.launched.append({"run_id": run.run_id, **entry})
-    return summary
+        return None
+    return None
 
 
 def settle(env, campaign: str, specs: list[dict] | None = None) -> dict[str, dict]:
@@ -197,9 +225,20 @@ def status_rows(env, campaign: str, now: datetime | None = None) -> list[dict]:
     return rows
 
 
-def run_campaign(env, specs: list, *, log=print, confirm=None) -> dict:
+class Detached(Exception):
+    """Ctrl-C during `campaign run --detach`: the runs keep going; nothing was torn down."""
+
+
+def stop_message(summary: LaunchSummary) -> str:
+    return (f"{summary.campaign} ({summary.backend}): launch stopped, {summary.stopped}; not started: "
+            f"{', '.join(summary.not_started)}")
+
+
+def run_campaign(env, specs: list, *, log=print, confirm=None, progress=None) -> dict:
     """Launch every spec (one campaign, one or more backends), let them run, settle and relaunch
-    interrupted runs until none is live or launchable; returns per-spec summaries."""
+    interrupted runs until none is live or launchable; returns per-spec summaries. `progress` gets the
+    status rows after every poll. A launch stopped by a quota (or a type not offered) raises a one-line
+    error: the caller tears down what did start."""
     campaign = specs[0].campaign
     summaries = [launch(env, spec, confirm=confirm) for spec in specs]
     for summary in summaries:
@@ -208,12 +247,19 @@ def run_campaign(env, specs: list, *, log=print, confirm=None) -> dict:
             f"${summary.estimate_worst_usd:.4f}{expected}")
         for refused in summary.refused:
             log(f"  {refused['run_id']}: launch refused ({refused['error']})")
+        if summary.stopped:
+            raise TrainfleetInputError(stop_message(summary))
     while True:
         env.advance(campaign)
         settle(env, campaign)
+        if progress is not None:
+            progress(status_rows(env, campaign))
         if live_runs(env, campaign):
             continue
         relaunched = [launch(env, spec) for spec in specs]
+        for summary in relaunched:
+            if summary.stopped:
+                raise TrainfleetInputError(stop_message(summary))
         if not any(s.launched for s in relaunched):
             return {"launch": summaries}
         log(f"relaunched {sum(len(s.launched) for s in relaunched)} run(s) (interrupted or lost)")
@@ -226,9 +272,11 @@ def best_run(report) -> dict | None:
     return (max if report.higher_is_better else min)(rows, key=lambda r: r["final_metric"])
 
 
-def run_to_report(env, specs: list, *, out, log=print, report=None, confirm=None) -> dict:
+def run_to_report(env, specs: list, *, out, log=print, report=None, confirm=None, progress=None,
+                  detach: bool = False) -> dict:
     """`campaign run`: run the campaign, write the report, download the best run's model, tear down and
-    check that nothing is left running."""
+    check that nothing is left running. After an error or Ctrl-C everything is torn down too, unless
+    `detach` is set, in which case Ctrl-C leaves the runs going and raises Detached."""
     from instance_benchmarks.campaigns.models import download_run
     from instance_benchmarks.campaigns.report import write_report
 
@@ -238,8 +286,9 @@ def run_to_report(env, specs: list, *, out, log=print, report=None, confirm=None
     for spec in specs:  # before any AWS call
         env.check_repo(spec.repo)
     s3, bucket = env.client("s3"), env.infra.bucket
+    detached = False
     try:
-        run_campaign(env, specs, log=log, confirm=confirm)
+        run_campaign(env, specs, log=log, confirm=confirm, progress=progress)
         built = report(s3, bucket, campaign, out) if report else write_report(s3, bucket, campaign, out)[0]
         best = best_run(built)
         model_files = {}
@@ -247,9 +296,20 @@ def run_to_report(env, specs: list, *, out, log=print, report=None, confirm=None
             model_files = download_run(s3, bucket, campaign, best["run_id"], out / "best-model")
             log(f"best run {best['run_id']} ({best['label']}): model and artifacts in {out / 'best-model'} "
                 "(SHA-256 verified)")
+    except KeyboardInterrupt:
+        if not detach:
+            log("interrupted: tearing down everything the campaign started ...")
+            raise
+        detached = True
+        live = live_runs(env, campaign)
+        raise Detached(f"detached: {len(live)} run(s) of {campaign} keep running and billing. Reattach (and "
+                       f"collect, report, tear down) with the same `trainfleet campaign run` command; follow with "
+                       f"`trainfleet campaign status {campaign} --watch 30`; end them with "
+                       f"`trainfleet campaign teardown {campaign}`") from None
     finally:  # also after an error or Ctrl-C: nothing of the campaign keeps billing
-        torn = teardown(env, campaign)
-    left = live_runs(env, campaign)
-    log(f"teardown: {sum(len(t.stopped) for t in torn)} instances/jobs ended, "
-        f"{sum(len(t.cancelled) for t in torn)} spot requests cancelled, {len(left)} left running")
+        if not detached:
+            torn = teardown(env, campaign)
+            left = live_runs(env, campaign)
+            log(f"teardown: {sum(len(t.stopped) for t in torn)} instances/jobs ended, "
+                f"{sum(len(t.cancelled) for t in torn)} spot requests cancelled, {len(left)} left running")
     return {"report": built, "best": best, "model_files": model_files, "left_running": list(left), "bucket": bucket}

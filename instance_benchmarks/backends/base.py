@@ -20,11 +20,21 @@ ANY_REPO = "any_repo"          # clone the campaign's own repository and run any
 
 
 class LaunchRefused(Exception):
-    """The cloud would not start this attempt now (capacity, quota, price): recorded, nothing billed."""
+    """The cloud would not start this attempt (capacity, quota, price): recorded, nothing billed.
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
+    `kind` tells the runner what may help: "capacity" (no capacity or price now, in any of the stack's
+    AZs: the spec's fallback may) or "quota" / "unsupported" (nothing will until the user acts: the
+    launch stops there, and `action` says what to do, e.g. which Service Quotas quota to raise)."""
+
+    CAPACITY, QUOTA, UNSUPPORTED = "capacity", "quota", "unsupported"
+
+    def __init__(self, code: str, message: str, kind: str = "capacity", action: str = "") -> None:
+        super().__init__(f"{code}: {message}" + (f" ({action})" if action else ""))
+        self.code, self.kind, self.action = code, kind, action
+
+    @property
+    def stops_launch(self) -> bool:
+        return self.kind != self.CAPACITY
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,21 @@ def _trainfleet(*args, env=None):
 def test_validate_prints_runs_and_estimate():
     result = runner.invoke(app, ["campaign", "validate", "examples/campaign.yaml"])
     assert result.exit_code == 0, result.output
-    assert "6 runs" in result.output and "worst case $0.34" in result.output
+    assert "6 runs" in result.output and "worst case $0.3466" in result.output
 
 
 def test_catalog_list():
     result = runner.invoke(app, ["catalog", "list", "--region", "us-west-2"])
     assert result.exit_code == 0 and "p3.2xlarge" in result.output
+
+
+def test_validate_refuses_types_without_a_working_image_in_one_line(tmp_path):
+    for itype, reason in (("p3.2xlarge", "NVIDIA V100 (Volta)"), ("t3.micro", "too little for PyTorch")):
+        path = tmp_path / f"{itype}.yaml"
+        path.write_text(yaml.safe_dump(spec_dict(matrix={"instance_type": [itype], "batch_size": [3]})))
+        result = _trainfleet("campaign", "validate", str(path))
+        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+        assert f"{itype} cannot run trainfleet on EC2" in result.stderr and reason in result.stderr
 
 
 def test_bad_campaign_file_exits_2_with_one_line(tmp_path):
@@ -39,7 +48,7 @@ def test_bad_campaign_file_exits_2_with_one_line(tmp_path):
 
 def test_over_budget_validate_exits_2(tmp_path):
     spec = tmp_path / "big.yaml"
-    spec.write_text(yaml.safe_dump(spec_dict(budget_usd=0.5, matrix={"instance_type": ["p3.2xlarge"], "batch_size": [3, 5]})))
+    spec.write_text(yaml.safe_dump(spec_dict(budget_usd=0.5, matrix={"instance_type": ["g5.xlarge"], "batch_size": [3, 5]})))
     result = _trainfleet("campaign", "validate", str(spec))
     assert result.returncode == 2 and "exceeds the budget" in result.stderr
 

@@ -53,7 +53,7 @@ def test_finished_runs_are_not_launched_again(env, s3, infra, spec):
 
 
 def test_over_budget_launches_nothing(env, ec2):
-    spec = parse_spec(spec_dict(budget_usd=0.2, matrix={"instance_type": ["p3.2xlarge"], "batch_size": [3, 5]}))
+    spec = parse_spec(spec_dict(budget_usd=0.2, matrix={"instance_type": ["g5.xlarge"], "batch_size": [3, 5]}))
     with pytest.raises(TrainfleetInputError, match=r"budget \$0.20 refused.*nothing launched"):
         runner.launch(env, spec)
     assert campaign_instances(ec2, "sweep") == []
@@ -170,22 +170,104 @@ def test_no_capacity_in_one_az_tries_the_next(env, ec2, infra, monkeypatch):
     assert tried[0] != tried[1] and summary.launched[0]["subnet"] == tried[1]
 
 
-def test_a_refused_launch_is_recorded_and_the_other_runs_go_on(env, ec2, s3, infra, monkeypatch):
-    spec = parse_spec(spec_dict(matrix={"instance_type": ["c5.xlarge", "g4dn.xlarge"], "batch_size": [3]}))
-    real = ec2.run_instances
+def _failing_run_instances(env, monkeypatch, code: str, when=lambda kwargs: True) -> list[dict]:
+    """run_instances raises `code` (as EC2 would) for the calls `when` selects; records every call."""
+    real, calls = env.client("ec2").run_instances, []
 
-    def no_gpu_quota(**kwargs):
-        if kwargs["InstanceType"].startswith("g4dn"):
-            raise _client_error("VcpuLimitExceeded")
+    def run_instances(**kwargs):
+        calls.append(kwargs)
+        if when(kwargs):
+            raise _client_error(code)
         return real(**kwargs)
 
-    monkeypatch.setattr(env.client("ec2"), "run_instances", no_gpu_quota)
+    monkeypatch.setattr(env.client("ec2"), "run_instances", run_instances)
+    return calls
+
+
+def _is_spot(kwargs) -> bool:
+    return any(t["ResourceType"] == "spot-instances-request" for t in kwargs["TagSpecifications"])
+
+
+@pytest.mark.parametrize("code", ["VcpuLimitExceeded", "MaxSpotInstanceCountExceeded", "InstanceLimitExceeded"])
+def test_a_quota_error_stops_the_launch_and_names_the_quota_to_raise(env, ec2, s3, infra, monkeypatch, code):
+    spec = parse_spec(spec_dict(matrix={"instance_type": ["c5.xlarge", "g4dn.xlarge"], "batch_size": [3, 5]}))
+    calls = _failing_run_instances(env, monkeypatch, code, lambda kw: kw["InstanceType"].startswith("g4dn"))
     summary = runner.launch(env, spec)
-    assert [x["instance_type"] for x in summary.launched] == ["c5.xlarge"]
+    assert [x["instance_type"] for x in summary.launched] == ["c5.xlarge", "c5.xlarge"]
+    assert "raise 'All G and VT Spot Instance Requests' in Service Quotas for us-east-1" in summary.stopped
+    g4dn = [r.run_id for r in spec.runs() if r.instance_type == "g4dn.xlarge"]
+    assert summary.not_started == g4dn
+    assert len([c for c in calls if c["InstanceType"] == "g4dn.xlarge"]) == 1  # no other AZ, no second run tried
+    first = read_json(run_location(s3, infra.bucket, "sweep", g4dn[0]), "launch.json")
+    assert [(a["outcome"], a["cost_usd"]) for a in first["attempts"]] == [("launch_refused", 0.0)]
+    assert read_json(run_location(s3, infra.bucket, "sweep", g4dn[1]), "launch.json") is None  # never started
+    assert {i["InstanceType"] for i in campaign_instances(ec2, "sweep", LIVE_STATES)} == {"c5.xlarge"}
+    message = runner.stop_message(summary)
+    assert "\n" not in message and g4dn[1] in message
+
+
+def test_quota_names_follow_the_instance_class_and_market():
+    from instance_benchmarks.backends.ec2.instances import vcpu_quota_name
+
+    assert vcpu_quota_name("g6e.xlarge", "spot") == "All G and VT Spot Instance Requests"
+    assert vcpu_quota_name("p4d.24xlarge", "spot") == "All P4, P3 and P2 Spot Instance Requests"
+    assert vcpu_quota_name("p5.48xlarge", "spot") == "All P5 Spot Instance Requests"
+    assert vcpu_quota_name("c5.xlarge", "spot") == "All Standard (A, C, D, H, I, M, R, T, Z) Spot Instance Requests"
+    assert vcpu_quota_name("g5.xlarge", "on-demand") == "Running On-Demand G and VT instances"
+    assert vcpu_quota_name("t3.medium", "on-demand") == "Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances"
+
+
+@pytest.mark.parametrize("code, tries", [("InsufficientInstanceCapacity", 2), ("InsufficientCapacity", 2),
+                                          ("SpotMaxPriceTooLow", 1)])
+def test_no_capacity_in_any_az_launches_the_specs_fallback(env, ec2, s3, infra, monkeypatch, code, tries):
+    spec = parse_spec(spec_dict(fallback={"market": "on-demand"}, matrix={"instance_type": ["c5.xlarge"], "batch_size": [3]}))
+    calls = _failing_run_instances(env, monkeypatch, code, _is_spot)
+    summary = runner.launch(env, spec)
+    assert len([c for c in calls if _is_spot(c)]) == tries  # every AZ, unless the price is the problem
+    assert [(x["market"], x["outcome"]) for x in summary.launched] == [("on-demand", "launched")]
+    assert summary.stopped is None and [r["kind"] for r in summary.refused] == ["capacity"]
+    record = read_json(run_location(s3, infra.bucket, "sweep", spec.runs()[0].run_id), "launch.json")
+    assert [(a["market"], a["outcome"]) for a in record["attempts"]] == [("spot", "launch_refused"), ("on-demand", "launched")]
+    [instance] = campaign_instances(ec2, "sweep", LIVE_STATES)
+    assert instance.get("InstanceLifecycle") != "spot"
+
+
+def test_no_capacity_without_fallback_is_recorded_and_the_other_runs_go_on(env, ec2, s3, infra, monkeypatch):
+    spec = parse_spec(spec_dict(matrix={"instance_type": ["g4dn.xlarge", "c5.xlarge"], "batch_size": [3]}))
+    _failing_run_instances(env, monkeypatch, "InsufficientInstanceCapacity", lambda kw: kw["InstanceType"] == "g4dn.xlarge")
+    summary = runner.launch(env, spec)
+    assert [x["instance_type"] for x in summary.launched] == ["c5.xlarge"] and summary.stopped is None
     [refused] = summary.refused
-    assert "VcpuLimitExceeded" in refused["error"]
-    record = read_json(run_location(s3, infra.bucket, "sweep", refused["run_id"]), "launch.json")
-    assert record["attempts"][-1]["outcome"] == "launch_refused" and record["attempts"][-1]["cost_usd"] == 0.0
+    assert "InsufficientInstanceCapacity" in refused["error"] and "tried us-east-1a, us-east-1b" in refused["error"]
+
+
+def test_a_type_not_offered_in_the_stacks_azs_stops_the_launch(env, ec2, monkeypatch):
+    spec = parse_spec(spec_dict(matrix={"instance_type": ["g6e.xlarge"], "batch_size": [3, 5]}))
+    _failing_run_instances(env, monkeypatch, "Unsupported")
+    summary = runner.launch(env, spec)
+    assert summary.launched == [] and len(summary.not_started) == 2
+    assert "g6e.xlarge is not offered in the stack's AZs (us-east-1a, us-east-1b)" in summary.stopped
+
+
+def test_each_type_boots_its_images_template_and_t_types_use_standard_credits(env, ec2, infra, monkeypatch):
+    spec = parse_spec(spec_dict(matrix={"instance_type": ["c5.xlarge", "g5.xlarge", "t3.medium"], "batch_size": [3]}))
+    calls = _failing_run_instances(env, monkeypatch, "never", lambda kw: False)
+    runner.launch(env, spec)
+    by_type = {c["InstanceType"]: c for c in calls}
+    assert by_type["c5.xlarge"]["LaunchTemplate"]["LaunchTemplateId"] == infra.template_for("spot", "cpu")
+    assert by_type["g5.xlarge"]["LaunchTemplate"]["LaunchTemplateId"] == infra.template_for("spot", "gpu")
+    assert infra.template_for("spot", "cpu") != infra.template_for("spot", "gpu")
+    assert by_type["t3.medium"]["CreditSpecification"] == {"CpuCredits": "standard"}
+    assert "CreditSpecification" not in by_type["c5.xlarge"]
+
+
+def test_the_budget_counts_the_fallback_when_it_costs_more(env, ec2):
+    """c5.large spot may fall back to on-demand g5.xlarge: the worst case is the g5's price."""
+    spec = parse_spec(spec_dict(budget_usd=0.5, fallback={"instance_type": "g5.xlarge", "market": "on-demand"},
+                                matrix={"instance_type": ["c5.large"], "batch_size": [3]}))
+    with pytest.raises(TrainfleetInputError, match=r"worst case \$0\.5[0-9] for 1 runs"):
+        runner.launch(env, spec)
+    assert campaign_instances(ec2, "sweep") == []
 
 
 def test_a_launcher_killed_during_run_instances_is_resolved(env, ec2, s3, infra, monkeypatch):

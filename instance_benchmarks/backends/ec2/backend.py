@@ -10,20 +10,23 @@ from datetime import datetime, timedelta, timezone
 
 from instance_benchmarks.backends.base import ANY_REPO, FALLBACK, Backend, LaunchRefused, RunState, TeardownSummary
 from instance_benchmarks.backends.ec2.instances import (
-    LIVE_STATES, campaign_instances, ended_at, run_instance, tag, terminate_campaign,
+    LIVE_STATES, campaign_instances, ended_at, run_instance, tag, terminate_campaign, vcpu_quota_name,
 )
 from instance_benchmarks.backends.ec2.wheel import build_wheel, publish_wheel
-from instance_benchmarks.catalog import Catalog, InstanceSpec
+from instance_benchmarks.catalog import Catalog, InstanceSpec, load_catalog
 from instance_benchmarks.catalog.pricing import PriceQuote, billed_seconds, cost_usd, quote
 from instance_benchmarks.core.bootstrap import AgentBootstrap, build_agent_user_data
 from instance_benchmarks.core.contract import ATTEMPT_TAG, RUN_TAG, now_iso
 
 
-# run_instances errors that say "not here, not now": another subnet (AZ) may have the capacity...
-TRY_ANOTHER_AZ = {"InsufficientInstanceCapacity", "Unsupported", "InsufficientFreeAddressesInSubnet"}
-# ...and these that no subnet will change (quotas, spot limits, price).
-REFUSED = TRY_ANOTHER_AZ | {"MaxSpotInstanceCountExceeded", "VcpuLimitExceeded", "SpotMaxPriceTooLow",
-                            "InstanceLimitExceeded", "InsufficientCapacity"}
+# run_instances errors (EC2 API reference, "Error codes") that say "not here, not now": another subnet
+# (AZ) may have the capacity, or offer the type ("Unsupported": not offered in this AZ)...
+TRY_ANOTHER_AZ = {"InsufficientInstanceCapacity", "InsufficientCapacity", "Unsupported",
+                  "InsufficientFreeAddressesInSubnet"}
+# ...these that no subnet changes but the spec's fallback (another type or market) may...
+CAPACITY = TRY_ANOTHER_AZ | {"SpotMaxPriceTooLow"}
+# ...and account quotas, which only the user can raise (Service Quotas): the launch stops.
+QUOTA = {"VcpuLimitExceeded", "MaxSpotInstanceCountExceeded", "InstanceLimitExceeded"}
 
 
 class Ec2Backend(Backend):
@@ -36,9 +39,35 @@ class Ec2Backend(Backend):
         self._wheels: dict[str, tuple] = {}
         self._launches = 0
 
+    @classmethod
+    def list_price(cls, instance: InstanceSpec, region: str) -> float:
+        """On-demand price plus the root volume; refuses types with no working image (p3, micro sizes)."""
+        catalog = load_catalog()
+        image = catalog.image_for(instance.name)
+        return instance.on_demand_price(region) + catalog.ebs_usd_per_hour(image.root_volume_gib, region)
+
+    def _zones(self) -> dict[str, str]:
+        """subnet id -> AZ of the stack's subnets (spot prices and capacity are per AZ)."""
+        if not hasattr(self, "_subnet_zones"):
+            subnets = self.env.client("ec2").describe_subnets(SubnetIds=list(self.env.infra.subnet_ids))["Subnets"]
+            self._subnet_zones = {s["SubnetId"]: s["AvailabilityZone"] for s in subnets}
+        return self._subnet_zones
+
     def quote(self, spec, instance: InstanceSpec, market: str, catalog: Catalog) -> PriceQuote:
+        image = catalog.image_for(instance.name)
+        gib = self.env.infra.root_volume_gib(image.kind)
         return quote(self.env.client("ec2"), instance, region=spec.region, market=market,
-                     catalog_as_of=catalog.as_of, spot_history=self.env.spot_history)
+                     catalog_as_of=catalog.as_of, spot_history=self.env.spot_history,
+                     zones=frozenset(self._zones().values()),
+                     storage_usd_per_hour=catalog.ebs_usd_per_hour(gib, spec.region), storage_note=f"{gib} GiB gp3 root")
+
+    def _subnet_order(self, price: PriceQuote) -> list[str]:
+        """The subnet in the AZ the spot price was quoted for first, then round robin over the others."""
+        subnets, first = list(self.env.infra.subnet_ids), self._launches
+        self._launches += 1
+        ordered = [subnets[(first + i) % len(subnets)] for i in range(len(subnets))]
+        zones = self._zones()
+        return sorted(ordered, key=lambda subnet: zones.get(subnet) != price.availability_zone)
 
     def _wheel(self, campaign: str) -> tuple:
         if campaign not in self._wheels:
@@ -54,35 +83,53 @@ class Ec2Backend(Backend):
             "hyperparameters": run.hyperparameters, "instance_type": price.instance_type, "market": price.market,
             "price": price.to_dict(), "max_runtime_minutes": spec.max_runtime_minutes, "target": spec.target,
             "peak_tflops": {"fp32": instance.peak_fp32_tflops, "fp16": instance.peak_fp16_tflops},
+            "gpu_count": instance.gpu_count, "pip_extra_index_url": catalog.image_for(instance.name).pip_extra_index_url,
         }
 
     def launch(self, spec, run, attempt: int, price: PriceQuote, catalog: Catalog) -> dict:
         infra = self.env.infra
+        instance_spec, image = catalog.get(price.instance_type), catalog.image_for(price.instance_type)
         wheel, key = self._wheel(spec.campaign)
         launched_at = now_iso()
         config = self.agent_config(spec, run, attempt, price, catalog, launched_at)
         user_data = build_agent_user_data(AgentBootstrap(
             max_runtime_minutes=spec.max_runtime_minutes, region=spec.region, bucket=infra.bucket, wheel_key=key,
-            wheel_sha256=wheel.sha256, agent_config=config))
-        ec2, first = self.env.client("ec2"), self._launches
-        self._launches += 1
-        for index in range(len(infra.subnet_ids)):  # round robin over the AZs; on no capacity, the next one
-            subnet = infra.subnet_ids[(first + index) % len(infra.subnet_ids)]
-            try:
-                instance = run_instance(ec2, campaign=spec.campaign, run_id=run.run_id, attempt=attempt,
-                                        instance_type=price.instance_type, market=price.market,
-                                        template_id=infra.template_for(price.market), subnet=subnet, user_data=user_data)
-                break
-            except ec2.exceptions.ClientError as error:
-                code = error.response.get("Error", {}).get("Code", "")
-                if code not in REFUSED:
-                    raise
-                if code not in TRY_ANOTHER_AZ or index == len(infra.subnet_ids) - 1:
-                    raise LaunchRefused(code, error.response["Error"].get("Message", "")) from None
+            wheel_sha256=wheel.sha256, agent_config=config))  # python3: the DLAMI's PyTorch venv once activated
+        instance, subnet = self._run_in_some_az(spec, run, attempt, price, instance_spec, image.kind, user_data)
         return {"attempt": attempt, "backend": self.NAME, "instance_id": instance["InstanceId"],
                 "instance_type": price.instance_type, "market": price.market, "price": price.to_dict(),
-                "launched_at": launched_at, "subnet": subnet, "cost_usd": None, "outcome": "launched",
-                "agent_wheel": {"key": key, "sha256": wheel.sha256}}
+                "launched_at": launched_at, "subnet": subnet, "image": image.name, "cost_usd": None,
+                "outcome": "launched", "agent_wheel": {"key": key, "sha256": wheel.sha256}}
+
+    def _run_in_some_az(self, spec, run, attempt: int, price: PriceQuote, instance_spec: InstanceSpec,
+                        image: str, user_data: str) -> tuple[dict, str]:
+        """run_instances in the stack's subnets until one AZ has capacity; quota errors stop at once."""
+        ec2, errors = self.env.client("ec2"), []
+        for subnet in self._subnet_order(price):
+            try:
+                return run_instance(ec2, campaign=spec.campaign, run_id=run.run_id, attempt=attempt,
+                                    instance_type=price.instance_type, market=price.market,
+                                    template_id=self.env.infra.template_for(price.market, image), subnet=subnet,
+                                    user_data=user_data, burstable=instance_spec.burstable), subnet
+            except ec2.exceptions.ClientError as error:
+                code = error.response.get("Error", {}).get("Code", "")
+                message = error.response.get("Error", {}).get("Message", "")
+                if code in QUOTA:
+                    raise LaunchRefused(code, message, LaunchRefused.QUOTA,
+                                        f"raise '{vcpu_quota_name(price.instance_type, price.market)}' in Service "
+                                        f"Quotas for {spec.region}") from None
+                if code not in CAPACITY:
+                    raise
+                errors.append((code, message, self._zones().get(subnet, subnet)))
+                if code not in TRY_ANOTHER_AZ:  # a price too low is too low in every AZ
+                    break
+        zones = ", ".join(sorted({zone for _, _, zone in errors}))
+        code, message, _ = errors[-1]
+        if all(c == "Unsupported" for c, _, _ in errors):
+            raise LaunchRefused(code, message, LaunchRefused.UNSUPPORTED,
+                                f"{price.instance_type} is not offered in the stack's AZs ({zones}): choose another "
+                                "type, or deploy the Network stack in other AZs")
+        raise LaunchRefused(code, f"{message} (tried {zones})")
 
     def live(self, campaign: str) -> dict[str, RunState]:
         found: dict[str, tuple[int, RunState]] = {}
@@ -117,7 +164,8 @@ class Ec2Backend(Backend):
         instance = reservations[0]["Instances"][0] if reservations else {}
         if instance.get("State", {}).get("Name") in LIVE_STATES:
             return adopted
-        started = datetime.fromisoformat(last["launched_at"])
+        # billed from EC2's own launch time when it still knows the instance, else from the launcher's clock
+        started = instance.get("LaunchTime") or datetime.fromisoformat(last["launched_at"])
         now = datetime.now(timezone.utc)
         watchdog = started + timedelta(minutes=spec["max_runtime_minutes"]) if spec.get("max_runtime_minutes") else now
         end = ended_at(instance) or min(now, watchdog)  # EC2 forgets terminated instances after about an hour

@@ -39,8 +39,26 @@ def client_token(campaign: str, run_id: str, attempt: int) -> str:
     return f"{hashlib.sha256(token.encode()).hexdigest()[:40]}/{attempt}"
 
 
+# Service Quotas names of EC2's vCPU quotas by instance class (EC2 User Guide, "Spot Instance quotas" and
+# "On-Demand Instance quotas"); VcpuLimitExceeded / MaxSpotInstanceCountExceeded name none of them.
+_QUOTA_CLASSES = (("p5", "P5", "P"), ("p6", "P5", "P"), ("p", "P4, P3 and P2", "P"), ("g", "G and VT", "G and VT"),
+                  ("vt", "G and VT", "G and VT"), ("inf", "Inf", "Inf"), ("trn", "Trn", "Trn"), ("dl", "DL", "DL"),
+                  ("f", "F", "F"), ("x", "X", "X"))
+_STANDARD = "Standard (A, C, D, H, I, M, R, T, Z)"
+
+
+def vcpu_quota_name(instance_type: str, market: str) -> str:
+    """The Service Quotas quota (service "Amazon Elastic Compute Cloud (Amazon EC2)") a launch counts against."""
+    family = instance_type.split(".", 1)[0]
+    spot_class, on_demand_class = next(((s, o) for prefix, s, o in _QUOTA_CLASSES if family.startswith(prefix)),
+                                       (_STANDARD, _STANDARD))
+    if market == "spot":
+        return f"All {spot_class} Spot Instance Requests"
+    return f"Running On-Demand {on_demand_class} instances"
+
+
 def run_instance(ec2, *, campaign: str, run_id: str, attempt: int, instance_type: str, market: str,
-                 template_id: str, subnet: str, user_data: str) -> dict:
+                 template_id: str, subnet: str, user_data: str, burstable: bool = False) -> dict:
     tags = [{"Key": CAMPAIGN_TAG, "Value": campaign}, {"Key": RUN_TAG, "Value": run_id},
             {"Key": ATTEMPT_TAG, "Value": str(attempt)}, {"Key": "Name", "Value": f"trainfleet-{run_id}"}]
     resource_types = ["instance", "volume"] + (["spot-instances-request"] if market == "spot" else [])
@@ -49,6 +67,8 @@ def run_instance(ec2, *, campaign: str, run_id: str, attempt: int, instance_type
         InstanceType=instance_type, MinCount=1, MaxCount=1, SubnetId=subnet, UserData=user_data,
         ClientToken=client_token(campaign, run_id, attempt),
         TagSpecifications=[{"ResourceType": rt, "Tags": tags} for rt in resource_types],
+        # T family: standard credits, so a busy run is throttled to baseline instead of billed for surplus credits
+        **({"CreditSpecification": {"CpuCredits": "standard"}} if burstable else {}),
     )
     return response["Instances"][0]
 

@@ -60,7 +60,7 @@ def test_teardown_after_killed_launcher(cloud, tmp_path):
 def test_over_budget_launch_exits_2_and_launches_nothing(cloud, tmp_path):
     path = tmp_path / "expensive.yaml"
     path.write_text(yaml.safe_dump(spec_dict(campaign="pricey", budget_usd=1,
-                                             matrix={"instance_type": ["p3.2xlarge"], "batch_size": [3, 5]})))
+                                             matrix={"instance_type": ["g5.xlarge"], "batch_size": [3, 5]})))
     launcher = _cli(cloud, "campaign", "launch", str(path), "--yes")
     out, err = launcher.communicate(timeout=120)
     assert launcher.returncode == 2 and err.startswith("error: budget $1.00 refused")
