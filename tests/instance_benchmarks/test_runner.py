@@ -21,9 +21,11 @@ def test_launch_one_tagged_instance_per_run(env, ec2, s3, infra, spec):
     instances = campaign_instances(ec2, "sweep", LIVE_STATES)
     assert sorted(tag(i, RUN_TAG) for i in instances) == sorted(r.run_id for r in spec.runs())
     assert {i["InstanceType"] for i in instances} == {"c5.xlarge"}
-    assert {i["SubnetId"] for i in instances} == set(infra.subnet_ids)  # spread over both AZs
     user_data = ec2.describe_instance_attribute(InstanceId=instances[0]["InstanceId"], Attribute="userData")
     config = decode_agent_config(base64.b64decode(user_data["UserData"]["Value"]).decode())
+    subnets = {s["SubnetId"]: s["AvailabilityZone"] for s in ec2.describe_subnets(SubnetIds=list(infra.subnet_ids))["Subnets"]}
+    zone = config["price"]["availability_zone"]  # the stack's AZ with the cheapest spot price
+    assert zone in subnets.values() and {subnets[i["SubnetId"]] for i in instances} == {zone}
     assert config["bucket"] == infra.bucket and config["market"] == "spot"
     assert config["price"]["usd_per_hour"] <= 0.17  # the quoted price travels with the run
     assert config["task"]["repo"] == spec.repo and config["task"]["script"] == "training_scripts/cartpole_pg.py"
