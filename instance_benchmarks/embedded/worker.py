@@ -2,7 +2,7 @@
 
 For each running instance of a campaign it takes the instance's real user data from moto and executes
 it under bash, in a sandbox folder standing in for the instance's disk (`TRAINFLEET_ROOT`). The script
-does everything it does on EC2: downloads trainfleet's wheel from moto's S3 through the presigned URL,
+does everything it does on EC2: downloads trainfleet's wheel from moto's S3 (boto3, as the instance role would),
 verifies its SHA-256, installs it, and runs the agent, which clones the campaign's repository, sets it
 up and runs the training script. Only what moto cannot do is stood in for, here and nowhere else:
 
