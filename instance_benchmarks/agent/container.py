@@ -7,6 +7,12 @@ it) and `trainfleet_entry.py` (which calls `main` below). SageMaker itself resto
 entry point sets up, runs the task with the same contract as on EC2, reads its metric lines, and leaves
 `trainfleet/metrics.jsonl` and `trainfleet/task-result.json` beside the script's outputs for `collect`.
 SageMaker passes hyperparameters as `--key value`; they are ignored here (the task carries them).
+
+Setup is installed here, not by the SDK: `set_up` runs the campaign's `setup` commands or else pip-installs
+the repository's requirements.txt (the task's workdir first, then the repository root), exactly as the EC2
+agent does. The launcher therefore passes no SourceCode(requirements=...) for these jobs (see
+backends/sagemaker/jobs.build_trainer): that would install a fixed file before this entry starts, could
+not give way to `setup`, and would leave the install out of setup_seconds and this entry's logs.
 """
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Runs SageMaker training jobs that moto accepted but cannot execute, the way SageMaker would.
 
 From the job's own description in moto it downloads the input channels (the code the SDK uploaded),
-restores `CheckpointConfig.S3Uri` into the local checkpoint path, runs the entry script with the
+restores `CheckpointConfig.S3Uri` into the local checkpoint path, installs the SourceCode's
+requirements file with the SDK's own installer (as the SDK's sm_train.sh does), runs the entry script with the
 job's hyperparameters as `--key value` and SM_* variables (paths under /opt/ml mapped to a temporary
 folder), then syncs checkpoints back and uploads `model.tar.gz` to the output path. It writes the
 seconds it measured to `sagemaker-timing.json` beside the run (moto reports none); with no spot
@@ -82,6 +83,11 @@ class LocalSageMakerExecutor:
                        TRAINFLEET_HOST_LABEL=f"{self.host.label} for {job['ResourceConfig']['InstanceType']}")
             self.log(f"[{job_name}] running {source['entry_script']} as a SageMaker job (local executor)")
             started = time.monotonic()
+            if source.get("requirements"):
+                installed = self.install_requirements(root, code_dir, source["requirements"], env)
+                if installed.returncode != 0:
+                    self.log(installed.stdout[-2000:])
+                    return installed.returncode
             completed = subprocess.run([sys.executable, str(code_dir / source["entry_script"]), *args], cwd=code_dir,
                                        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                        timeout=job["StoppingCondition"]["MaxRuntimeInSeconds"])
@@ -104,3 +110,12 @@ class LocalSageMakerExecutor:
                         "training_seconds": seconds, "billable_seconds": seconds,
                         "source": "local executor (no spot capacity reclaimed: billable = training)"}).encode())
             return completed.returncode
+
+    @staticmethod
+    def install_requirements(root: Path, code_dir: Path, requirements: str, env: dict):
+        """What sm_train.sh does before the entry script: the installer the SDK ships in the sm_drivers channel,
+        run in the code directory (here into this Python's environment, where they are normally satisfied)."""
+        installer = root / "input/data/sm_drivers/scripts/install_requirements.py"
+        return subprocess.run([sys.executable, str(installer), requirements], cwd=code_dir,
+                              env={**env, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)

@@ -5,10 +5,11 @@ stopping jobs use boto3 alone, so `status` and `teardown` work without the SDK.
 """
 from __future__ import annotations
 
+import re
 import tempfile
 from pathlib import Path
 
-from instance_benchmarks.backends.base import ANY_REPO, Backend, RunState, TeardownSummary
+from instance_benchmarks.backends.base import ANY_REPO, Backend, LaunchRefused, RunState, TeardownSummary
 from instance_benchmarks.backends.sagemaker import jobs
 from instance_benchmarks.catalog import Catalog, InstanceSpec
 from instance_benchmarks.catalog.pricing import PriceQuote
@@ -16,8 +17,29 @@ from instance_benchmarks.core.contract import CAMPAIGN_TAG, RUN_TAG, now_iso
 from instance_benchmarks.core.errors import TrainfleetInputError
 from instance_benchmarks.core.validation import validate_positive
 
-DEFAULT_IMAGE = "763104351884.dkr.ecr.{region}.amazonaws.com/pytorch-training:2.5-cpu-py311"
 LIVE_STATUSES = ("InProgress", "Stopping")
+# CreateTrainingJob documents ResourceInUse, ResourceLimitExceeded and ResourceNotFound. ResourceLimitExceeded
+# is an account quota: "ml.<type> for training job usage" / "... for spot training job usage" (or the number
+# of jobs). SageMaker reports a capacity shortage as a job that fails with FailureReason "CapacityError: ..."
+# (or, for managed spot, one that waits for capacity until its max wait), not as a CreateTrainingJob error;
+# these codes are refused too should the API return them.
+QUOTA_CODES = ("ResourceLimitExceeded",)
+CAPACITY_CODES = ("CapacityError", "InsufficientCapacityError")
+
+
+def launch_refusal(error, instance_type: str, market: str, region: str) -> LaunchRefused | None:
+    """The LaunchRefused for a CreateTrainingJob ClientError that is a quota or capacity refusal, else None."""
+    code = error.response.get("Error", {}).get("Code", "")
+    message = error.response.get("Error", {}).get("Message", "")
+    if code in QUOTA_CODES:
+        named = re.search(r"'([^']+)'", message)  # "The account-level service limit 'ml.g5.xlarge for spot ..."
+        quota = named.group(1) if named else \
+            f"ml.{instance_type} for {'spot ' if market == 'spot' else ''}training job usage"
+        return LaunchRefused(code, message, LaunchRefused.QUOTA,
+                             f"raise '{quota}' for Amazon SageMaker in Service Quotas for {region}")
+    if code in CAPACITY_CODES:
+        return LaunchRefused(code, message)
+    return None
 
 
 class SageMakerBackend(Backend):
@@ -37,9 +59,14 @@ class SageMakerBackend(Backend):
         role = settings.get("role_arn")
         if role is not None and (not isinstance(role, str) or not role.startswith("arn:aws") or ":role/" not in role):
             raise TrainfleetInputError(f"{source}: sagemaker.role_arn {role!r} is not an IAM role ARN")
-        image = settings.get("image_uri", DEFAULT_IMAGE.format(region=spec_data["region"]))
-        if not isinstance(image, str) or not image or any(c.isspace() for c in image):
+        # no image_uri: each run gets the PyTorch training DLC for its instance type at launch (jobs.default_image)
+        image = settings.get("image_uri")
+        if image is not None and (not isinstance(image, str) or not image or any(c.isspace() for c in image)):
             raise TrainfleetInputError(f"{source}: sagemaker.image_uri must be an image URI")
+        if spec_data.get("workload") and spec_data.get("setup"):  # the job runs the workload's script itself
+            raise TrainfleetInputError(
+                f"{source}: backend sagemaker does not run setup commands for a bundled workload (the SDK installs "
+                "training_scripts/requirements.txt); drop setup, or run your own script from the repository")
         max_runtime = spec_data["max_runtime_minutes"]
         wait = validate_positive(settings.get("max_wait_minutes", 2 * max_runtime), f"{source}: sagemaker.max_wait_minutes")
         if wait < max_runtime:
@@ -55,21 +82,30 @@ class SageMakerBackend(Backend):
 
     def launch(self, spec, run, attempt: int, price: PriceQuote, catalog: Catalog) -> dict:
         jobs.require_sdk()
+        from botocore.exceptions import ClientError
         from sagemaker.core.helper.session_helper import Session
 
-        role_arn = (spec.backend_settings or {}).get("role_arn") or self.env.default_role("sagemaker.amazonaws.com")
+        settings = spec.backend_settings or {}
+        role_arn = settings.get("role_arn") or self.env.default_role("sagemaker.amazonaws.com")
         if not role_arn:
             raise TrainfleetInputError("backend: sagemaker needs sagemaker.role_arn (an execution role SageMaker can assume)")
+        image = settings.get("image_uri") or jobs.default_image(spec.region, catalog.get(run.instance_type))
         bucket = self.env.infra.bucket
         with self.env.sdk_context(), tempfile.TemporaryDirectory(prefix="trainfleet-sm-") as staging:
             session = Session(boto_session=self.env.session(), default_bucket=bucket)
             staged = jobs.stage_source(Path(staging), spec, run)
             trainer = jobs.build_trainer(spec, run, bucket=bucket, role_arn=role_arn, attempt=attempt,
-                                         source_dir=Path(staging), session=session)
-            trainer.train(wait=False, logs=False)
-            job_name = trainer._latest_training_job.training_job_name  # the SDK's documented handle
+                                         source_dir=Path(staging), image=image, session=session)
+            try:
+                trainer.train(wait=False, logs=False)  # the SDK re-raises CreateTrainingJob's ClientError as is
+            except ClientError as error:
+                refused = launch_refusal(error, run.instance_type, price.market, spec.region)
+                if refused is None:
+                    raise
+                raise refused from None
+            job_name = jobs.created_job_name(trainer)
         return {"attempt": attempt, "backend": self.NAME, "job_name": job_name, "instance_type": run.instance_type,
-                "market": price.market, "price": price.to_dict(), **staged,
+                "market": price.market, "price": price.to_dict(), "image": image, **staged,
                 "launched_at": now_iso(), "cost_usd": None,
                 "outcome": "launched"}
 

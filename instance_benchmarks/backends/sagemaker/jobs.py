@@ -6,6 +6,10 @@ SageMaker syncs with `checkpoint_s3_uri` - so an interrupted spot job resumes th
 checkpoint code as on EC2. `collect_job` turns a finished job into the campaign's S3 layout and
 result.json, with training vs billable seconds and the spot savings (1 - billable / training).
 
+The job's image is the AWS PyTorch training container (Deep Learning Container) for its instance type,
+the CUDA variant for GPU types and the CPU variant otherwise (`default_image`), unless the campaign's
+`sagemaker.image_uri` names one for every run.
+
 The sagemaker SDK (about 1 GB) is an optional extra: `pip install '.[sagemaker]'`.
 """
 from __future__ import annotations
@@ -31,6 +35,14 @@ CHECKPOINT_DIR = f"{OPT_ML}/checkpoints"
 CODE_DIR = f"{OPT_ML}/input/data/code"
 SOURCE_PACKAGE = Path(training_scripts.__file__).resolve().parent
 
+# The newest PyTorch training DLC the SDK's bundled image config lists (sagemaker 3.27,
+# sagemaker/core/image_uri_config/pytorch.json: training 2.10.0, py313), looked up per instance type.
+PYTORCH_VERSION, PYTHON_VERSION = "2.10.0", "py313"
+
+# A bundled workload's requirements (gymnasium, scikit-learn, ... beyond the DLC's PyTorch), the same file the
+# EC2 agent installs for `workload:` campaigns; staged with the package, installed by the SDK (build_trainer).
+WORKLOAD_REQUIREMENTS = "training_scripts/requirements.txt"
+
 
 def require_sdk():
     try:
@@ -38,6 +50,25 @@ def require_sdk():
     except ImportError:
         raise TrainfleetInputError(
             "backend: sagemaker needs the optional SageMaker SDK: pip install '.[sagemaker]'") from None
+
+
+def default_image(region: str, instance) -> str:
+    """The AWS PyTorch training DLC for a run on `instance` (a catalog InstanceSpec) in `region`: its GPU
+    (CUDA) variant for a GPU type, its CPU variant otherwise, from the SDK's own image config (no AWS call)."""
+    from sagemaker.core import image_uris
+
+    processor = "gpu" if instance.is_gpu else "cpu"
+    try:
+        uri = image_uris.retrieve(framework="pytorch", region=region, version=PYTORCH_VERSION,
+                                  py_version=PYTHON_VERSION, instance_type=f"ml.{instance.name}",
+                                  image_scope="training")
+    except ValueError as error:
+        raise TrainfleetInputError(f"no PyTorch {PYTORCH_VERSION} training image for ml.{instance.name} in "
+                                   f"{region}: {error}; set sagemaker.image_uri") from None
+    if f":{PYTORCH_VERSION}-{processor}-" not in uri:  # the SDK decides by family name, the catalog by GPUs
+        raise TrainfleetInputError(f"the SDK's PyTorch image for ml.{instance.name} is {uri}, not a {processor} "
+                                   "image as the catalog says it needs; set sagemaker.image_uri")
+    return uri
 
 
 ENTRY = """import pathlib, sys
@@ -50,10 +81,15 @@ sys.exit(main(here))
 
 def stage_source(into: Path, spec, run) -> dict:
     """The job's code channel. A bundled workload: the training_scripts package (the entry point imports
-    it). Any other task: the repository cloned at the campaign's ref, trainfleet's wheel unpacked, the
-    task and `trainfleet_entry.py` (see agent/container.py). Returns what to record on the attempt."""
+    it) with its requirements.txt. Any other task: the repository cloned at the campaign's ref,
+    trainfleet's wheel unpacked, the task and `trainfleet_entry.py`, which runs the campaign's `setup`
+    commands or installs the repository's requirements.txt before the task (see agent/container.py).
+    Returns what to record on the attempt."""
     if spec.workload:
         shutil.copytree(SOURCE_PACKAGE, into / "training_scripts", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        if not (into / WORKLOAD_REQUIREMENTS).is_file():
+            raise RuntimeError(f"{SOURCE_PACKAGE / 'requirements.txt'} is missing: the SageMaker job could not "
+                               "install the workload's requirements (reinstall trainfleet from its sources)")
         return {}
     import zipfile
 
@@ -73,9 +109,17 @@ def stage_source(into: Path, spec, run) -> dict:
     return {"commit": commit, "agent_wheel": {"sha256": wheel.sha256}}
 
 
-def build_trainer(spec, run, *, bucket: str, role_arn: str, attempt: int, source_dir: Path,
+def build_trainer(spec, run, *, bucket: str, role_arn: str, attempt: int, source_dir: Path, image: str,
                   session):
-    """A ModelTrainer for one run (the SDK's objects; nothing is sent until .train())."""
+    """A ModelTrainer for one run (the SDK's objects; nothing is sent until .train()).
+
+    Requirements are installed one way per job, never twice. A bundled workload's script is the entry
+    itself, so its requirements go to SourceCode(requirements=...), which the SDK's own sm_train.sh
+    installs before the script starts. A repository's task passes none: its requirements.txt (or the
+    campaign's `setup` commands, which replace it) are installed by trainfleet's entry point, as the EC2
+    agent does - `setup` must win over requirements.txt, the file may sit in the task's workdir, and the
+    entry point times the setup (setup_seconds) and keeps its log, which an install by the SDK before the
+    entry starts would hide."""
     from sagemaker.core.training.configs import CheckpointConfig, Compute, OutputDataConfig, SourceCode, StoppingCondition
     from sagemaker.train import ModelTrainer
 
@@ -86,8 +130,9 @@ def build_trainer(spec, run, *, bucket: str, role_arn: str, attempt: int, source
         sagemaker_session=session,
         role=role_arn,
         base_job_name=f"tf-{run.run_id}-a{attempt}"[:48],
-        training_image=settings["image_uri"],
+        training_image=image,
         source_code=SourceCode(source_dir=str(source_dir),
+                               requirements=WORKLOAD_REQUIREMENTS if spec.workload else None,
                                entry_script=f"training_scripts/{spec.workload}.py" if spec.workload else "trainfleet_entry.py"),
         compute=Compute(instance_type=f"ml.{run.instance_type}", instance_count=1, enable_managed_spot_training=spot),
         stopping_condition=StoppingCondition(
@@ -100,6 +145,18 @@ def build_trainer(spec, run, *, bucket: str, role_arn: str, attempt: int, source
         environment={"PYTHONPATH": CODE_DIR} if spec.workload else {CHECKPOINT_DIR_VAR: CHECKPOINT_DIR},
         tags=[{"key": CAMPAIGN_TAG, "value": spec.campaign}, {"key": RUN_TAG, "value": run.run_id}],
     )
+
+
+def created_job_name(trainer) -> str:
+    """The name of the job `trainer.train()` just created (the SDK appends a timestamp to base_job_name),
+    read from the public `ModelTrainer.output_data`, documented as
+    `{s3_output_path}/{training_job_name}/output/output.tar.gz`."""
+    output = trainer.output_data_config.s3_output_path.rstrip("/") + "/"
+    uri = trainer.output_data
+    name = uri[len(output):].split("/", 1)[0] if uri.startswith(output) else ""
+    if not name.startswith(trainer.base_job_name):
+        raise RuntimeError(f"cannot tell the training job's name from ModelTrainer.output_data {uri!r}")
+    return name
 
 
 def job_status(sagemaker_client, job_name: str) -> str:
