@@ -371,7 +371,11 @@ def main() -> None:
     from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, NoRegionError
 
     try:
-        app(standalone_mode=False)
+        # non-standalone Typer returns the status of a `typer.Exit` (and 130 for Ctrl-C) instead of exiting
+        status = app(standalone_mode=False)
+        if status == 130:
+            print("error: interrupted", file=sys.stderr)
+        sys.exit(status if isinstance(status, int) else 0)
     except TrainfleetInputError as error:
         _die(str(error))
     except NoCredentialsError:

@@ -51,7 +51,7 @@ def cloud(tmp_path_factory):
 
 
 def _spec(tmp_path: Path, campaign: str, **changes) -> Path:
-    data = spec_dict(campaign=campaign, workload=None, repo=URL, script="train.py", target=None,
+    data = spec_dict(campaign=campaign, workload=None, repo=URL, script="train.py", target={"metric": "loss", "value": 0.5},
                      hyperparameters={}, max_attempts=1, matrix={"instance_type": ["c5.large"], "lr": [0.1, 0.3]})
     data.update(changes)
     path = tmp_path / f"{campaign}.yaml"
@@ -97,7 +97,7 @@ def test_ctrl_c_during_campaign_run_tears_everything_down(cloud, tmp_path):
     _wait_for_instances(cloud, process, "tiny-int", 2)  # launched; nobody plays them: they stay running
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=120)
-    assert process.returncode == 130 and err.strip().splitlines()[-1] == "error: interrupted"
+    assert process.returncode == 130 and err.strip().splitlines()[-1] == "error: interrupted", (out, err)
     assert "teardown: 2 instances/jobs ended" in out and "0 left running" in out
     assert campaign_instances(cloud.client("ec2"), "tiny-int", LIVE_STATES) == []
 
@@ -122,3 +122,20 @@ def test_ctrl_c_with_detach_leaves_the_runs_going_and_says_how_to_come_back(clou
     out, err = again.communicate()
     assert again.returncode == 0, err
     assert "tiny-det (ec2): 0 launched" in out and (tmp_path / "reports" / "tiny-det" / "report.csv").is_file()
+
+
+def test_a_campaign_whose_runs_fail_exits_non_zero_without_retrying_bad_input(cloud, tmp_path):
+    """The script refuses its arguments (argparse exits 2): each run fails once, is not relaunched, and
+    the command's exit status says the campaign did not complete."""
+    spec = _spec(tmp_path, "tiny-bad", max_attempts=3, target=None, matrix={"instance_type": ["c5.large"], "lr": [0.1]},
+                 hyperparameters={"momentum": 0.9})
+    process = _run(cloud, "campaign", "run", str(spec), "--yes", "--poll-seconds", "0.2", "--out", str(tmp_path / "r"))
+    deadline = time.monotonic() + 300
+    while process.poll() is None:
+        cloud.worker.drain("tiny-bad")
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    out, err = process.communicate()
+    assert process.returncode == 1, (out, err)
+    assert "1 run(s) did not complete" in out and "relaunched" not in out
+    assert len(campaign_instances(cloud.client("ec2"), "tiny-bad")) == 1  # one attempt: bad input is not retried
