@@ -22,7 +22,10 @@ class TrainfleetStacks:
 
 
 def build_stacks(app: cdk.App, config: AppConfig, *, nag: bool = True) -> TrainfleetStacks:
-    # No bootstrap-version rule: the stacks deploy no assets, so they need no CDK bootstrap stack.
+    # `cdk deploy` publishes each template as a file asset to the CDK bootstrap bucket and deploys with the
+    # bootstrap roles, so an account needs `npx cdk bootstrap` once (README, tests/stacks/test_bootstrap.py).
+    # No bootstrap-version rule: it reads /cdk-bootstrap/*/version from SSM, which the embedded default's
+    # moto has not; instance_benchmarks/embedded/deploy.py deploys the same templates without the CLI.
     synthesizer = lambda: cdk.DefaultStackSynthesizer(generate_bootstrap_version_rule=False)  # noqa: E731
     storage = StorageStack(
         app,
@@ -41,11 +44,9 @@ def build_stacks(app: cdk.App, config: AppConfig, *, nag: bool = True) -> Trainf
         "Compute",
         vpc=network.vpc,
         bucket=storage.bucket,
-        ami_parameter=config.ami_parameter,
-        root_device_name=config.root_device_name,
-        root_volume_gib=config.root_volume_gib,
+        images=config.images,
         ssm_prefix=config.ssm_prefix,
-        description="trainfleet: instance role, security group, launch templates",
+        description="trainfleet: instance role, security group, launch templates, launcher policy",
         synthesizer=synthesizer(),
     )
     training_job = None

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Mapping
+
 from aws_cdk import CfnOutput, Fn, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_s3 as s3
@@ -7,21 +9,29 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from instance_benchmarks.core.contract import SSM_EXPORTS
+from stacks.config import MARKETS, ImageConfig
+from stacks.constructs.launcher_policy import LauncherPolicy
 from stacks.constructs.training_compute import TrainingCompute
 
-# CloudFormation output key -> the launcher's Infrastructure field (SSM names live in core.contract).
-EXPORTS = {
-    "BucketName": "bucket",
-    "SpotLaunchTemplateId": "spot_template_id",
-    "OnDemandLaunchTemplateId": "on_demand_template_id",
-    "SubnetIds": "subnet_ids",
-    "SecurityGroupId": "security_group_id",
-    "InstanceProfileArn": "instance_profile_arn",
+
+# Infrastructure field -> construct id of its SSM parameter. Kept as they were: a parameter whose logical id
+# changes is created anew before the old one is deleted, and its fixed name would then clash.
+EXPORT_IDS = {
+    "bucket": "BucketName",
+    "launch_templates": "LaunchTemplates",
+    "subnet_ids": "SubnetIds",
+    "security_group_id": "SecurityGroupId",
+    "instance_profile_arn": "InstanceProfileArn",
 }
 
 
+def launch_template_output(kind: str, market: str) -> str:
+    """CloudFormation output key of one launch template's id, e.g. GpuSpotLaunchTemplateId."""
+    return f"{kind.capitalize()}{market.title().replace('-', '')}LaunchTemplateId"
+
+
 class ComputeStack(Stack):
-    """Stateless: role, security group, launch templates; exports what a launcher needs."""
+    """Stateless: role, security group, launch templates, the launcher's policy; exports what a launcher needs."""
 
     def __init__(
         self,
@@ -30,31 +40,37 @@ class ComputeStack(Stack):
         *,
         vpc: ec2.IVpc,
         bucket: s3.IBucket,
-        ami_parameter: str,
-        root_device_name: str,
-        root_volume_gib: int,
+        images: Mapping[str, ImageConfig],
         ssm_prefix: str,
         **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        self.compute = TrainingCompute(
-            self,
-            "Compute",
-            vpc=vpc,
-            bucket=bucket,
-            ami_parameter=ami_parameter,
-            root_device_name=root_device_name,
-            root_volume_gib=root_volume_gib,
-        )
-        values = {
-            "BucketName": bucket.bucket_name,
-            "SpotLaunchTemplateId": self.compute.spot_template.launch_template_id,
-            "OnDemandLaunchTemplateId": self.compute.on_demand_template.launch_template_id,
-            "SubnetIds": Fn.join(",", [s.subnet_id for s in vpc.public_subnets]),
-            "SecurityGroupId": self.compute.security_group.security_group_id,
-            "InstanceProfileArn": self.compute.instance_profile.instance_profile_arn,
+        self.compute = TrainingCompute(self, "Compute", vpc=vpc, bucket=bucket, images=images, ssm_prefix=ssm_prefix)
+        self.launcher = LauncherPolicy(self, "Launcher", compute=self.compute, bucket=bucket,
+                                       subnets=vpc.public_subnets, ssm_prefix=ssm_prefix)
+        # {"gpu": {"spot": "lt-...", "on-demand": "lt-...", "root_volume_gib": 100}, "cpu": {...}}, built by
+        # CloudFormation from the template ids (see backends/infrastructure.py for the reader).
+        launch_templates = {
+            kind: {
+                **{market: self.compute.template_for(market, kind).launch_template_id for market in MARKETS},
+                "root_volume_gib": image.root_volume_gib,
+            }
+            for kind, image in self.compute.images.items()
         }
-        for key, value in values.items():
-            if key not in ("BucketName", "SubnetIds"):  # those are the storage / network stacks' outputs
-                CfnOutput(self, key, value=value)
-            ssm.StringParameter(self, f"{key}Parameter", parameter_name=f"{ssm_prefix}/{SSM_EXPORTS[EXPORTS[key]]}", string_value=value)
+        exports = {  # Infrastructure field -> value (SSM names live in core.contract)
+            "bucket": bucket.bucket_name,
+            "launch_templates": self.to_json_string(launch_templates),
+            "subnet_ids": Fn.join(",", [s.subnet_id for s in vpc.public_subnets]),
+            "security_group_id": self.compute.security_group.security_group_id,
+            "instance_profile_arn": self.compute.instance_profile.instance_profile_arn,
+        }
+        for field, value in exports.items():
+            ssm.StringParameter(self, f"{EXPORT_IDS[field]}Parameter",
+                                parameter_name=f"{ssm_prefix}/{SSM_EXPORTS[field]}", string_value=value)
+        # Outputs (the bucket name and subnet ids are the storage / network stacks' outputs).
+        for (kind, market), template in self.compute.templates.items():
+            CfnOutput(self, launch_template_output(kind, market), value=template.launch_template_id)
+        CfnOutput(self, "SecurityGroupId", value=exports["security_group_id"])
+        CfnOutput(self, "InstanceProfileArn", value=exports["instance_profile_arn"])
+        CfnOutput(self, "LauncherPolicyArn", value=self.launcher.policy.managed_policy_arn,
+                  description="attach to the IAM user or role that runs `trainfleet campaign ...`")

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Mapping
 
-from instance_benchmarks.catalog import load_catalog
+from instance_benchmarks.catalog import InstanceSpec, load_catalog
 from instance_benchmarks.core.contract import SSM_PREFIX
 from instance_benchmarks.core.errors import TrainfleetInputError
 from instance_benchmarks.core.validation import (
@@ -18,9 +19,30 @@ from instance_benchmarks.core.validation import (
     validate_snippet,
 )
 
-DEFAULT_AMI_PARAMETER = (
-    "/aws/service/deeplearning/ami/x86_64/oss-nvidia-driver-gpu-pytorch-2.7-ubuntu-22.04/latest/ami-id"
-)
+MARKETS = ("spot", "on-demand")  # the launch templates per image kind (PriceQuote.market's values)
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """One machine image kind's launch-template settings (defaults: the catalog's `images`)."""
+
+    ami_parameter: str     # SSM public parameter of the AMI id, resolved by CloudFormation at deploy
+    root_device_name: str
+    root_volume_gib: int
+    python: str            # the interpreter a job's bootstrap uses on this image
+
+
+def catalog_images() -> dict[str, ImageConfig]:
+    return {
+        kind: ImageConfig(image.ssm_parameter, image.root_device_name, image.root_volume_gib, image.python)
+        for kind, image in load_catalog().images.items()
+    }
+
+
+def context_key(kind: str, name: str) -> str:
+    """The context key overriding `name` of image `kind`: plain for gpu (`ami_parameter`, kept from the
+    single-image days), prefixed for the others (`cpu_ami_parameter`)."""
+    return name if kind == "gpu" else f"{kind}_{name}"
 
 
 @dataclass(frozen=True)
@@ -39,12 +61,19 @@ class JobConfig:
     setup: str | None = None     # shell commands before training (else requirements.txt is installed)
     run: str | None = None       # shell commands that train, instead of script
 
+    @property
+    def instance_spec(self) -> InstanceSpec:
+        """The catalog's spec of the job's type (its image kind, burstable); refused types raise."""
+        return load_catalog().get(self.instance_type).require_launchable()
+
+    @property
+    def market(self) -> str:
+        return "spot" if self.spot else "on-demand"
+
 
 @dataclass(frozen=True)
 class AppConfig:
-    ami_parameter: str = DEFAULT_AMI_PARAMETER
-    root_device_name: str = "/dev/sda1"
-    root_volume_gib: int = 100
+    images: Mapping[str, ImageConfig] = field(default_factory=catalog_images)
     max_azs: int = 2
     checkpoint_version_retention_days: int = 7
     termination_protection: bool = False
@@ -88,7 +117,7 @@ def _job_from_context(get) -> JobConfig | None:
         )
     if given["script"] is not None and given["run"] is not None:
         raise TrainfleetInputError("the training job takes -c script=... or -c run=..., not both")
-    load_catalog().get(given["instance_type"])
+    load_catalog().get(given["instance_type"]).require_launchable()
     validate_repo_url(given["repo"])
     validate_git_ref(given["ref"])
     if given["script"] is not None:
@@ -118,19 +147,31 @@ def _job_from_context(get) -> JobConfig | None:
     )
 
 
+def _images_from_context(get) -> dict[str, ImageConfig]:
+    if get("root_device_name") is not None:
+        raise TrainfleetInputError("context root_device_name is no longer read: each image's root device comes "
+                                   "from the catalog (instance_benchmarks/catalog/data/catalog.json `images`)")
+    images = {}
+    for kind, default in catalog_images().items():
+        parameter_key, size_key = context_key(kind, "ami_parameter"), context_key(kind, "root_volume_gib")
+        parameter = str(get(parameter_key) or default.ami_parameter)
+        if not parameter.startswith("/"):
+            raise TrainfleetInputError(
+                f"context {parameter_key}={parameter!r} must be an SSM parameter name starting with '/'")
+        size = _int(get(size_key) or default.root_volume_gib, size_key)
+        images[kind] = ImageConfig(parameter, default.root_device_name, size, default.python)
+    return images
+
+
 def config_from_context(get) -> AppConfig:
     """Build the config from a context getter (`app.node.try_get_context`). Raises TrainfleetInputError."""
     defaults = AppConfig()
-    ami_parameter = get("ami_parameter") or defaults.ami_parameter
-    if not str(ami_parameter).startswith("/"):
-        raise TrainfleetInputError(f"context ami_parameter={ami_parameter!r} must be an SSM parameter name starting with '/'")
+    images = _images_from_context(get)
     max_azs = _int(get("max_azs") or defaults.max_azs, "max_azs")
     if max_azs > 2:
         raise TrainfleetInputError(f"context max_azs={max_azs} must be 1 or 2")
     return AppConfig(
-        ami_parameter=str(ami_parameter),
-        root_device_name=str(get("root_device_name") or defaults.root_device_name),
-        root_volume_gib=_int(get("root_volume_gib") or defaults.root_volume_gib, "root_volume_gib"),
+        images=images,
         max_azs=max_azs,
         checkpoint_version_retention_days=_int(
             get("checkpoint_version_retention_days") or defaults.checkpoint_version_retention_days,

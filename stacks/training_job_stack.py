@@ -12,7 +12,9 @@ from stacks.constructs.training_compute import TrainingCompute
 
 
 class TrainingJobStack(Stack):
-    """One-shot job: one instance clones the repo, runs the script, uploads to s3://bucket/jobs/<id>/, terminates."""
+    """One-shot job: one instance clones the repo, runs the script, uploads to s3://bucket/jobs/<id>/, terminates.
+
+    It boots from the Compute stack's launch template for its type's image kind (catalog) and market."""
 
     def __init__(
         self,
@@ -26,6 +28,8 @@ class TrainingJobStack(Stack):
         **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
+        instance = job.instance_spec  # refused types raise TrainfleetInputError (config refused them first)
+        image = compute.images[instance.image]
         bootstrap = Bootstrap(
             repo=job.repo,
             ref=job.ref,
@@ -37,6 +41,7 @@ class TrainingJobStack(Stack):
             workdir=job.workdir,
             setup=job.setup,
             run=job.run,
+            python=image.python,
         )
         training_job = SpotTrainingJob(
             self,
@@ -44,8 +49,9 @@ class TrainingJobStack(Stack):
             job_id=job.job_id,
             instance_type=job.instance_type,
             bootstrap=bootstrap,
-            launch_template=compute.spot_template if job.spot else compute.on_demand_template,
-            machine_image=compute.machine_image,
+            launch_template=compute.template_for(job.market, instance.image),
+            machine_image=compute.machine_images[instance.image],
+            burstable=instance.burstable,
             subnet=vpc.public_subnets[0],
         )
         CfnOutput(self, "JobId", value=job.job_id)

@@ -26,8 +26,8 @@ SSM_PREFIX = "/trainfleet"
 # Infrastructure field -> SSM parameter name below the prefix (written by the Compute stack).
 SSM_EXPORTS = {
     "bucket": "bucket-name",
-    "spot_template_id": "launch-template/spot-id",
-    "on_demand_template_id": "launch-template/on-demand-id",
+    # JSON: {"gpu": {"spot": "lt-...", "on-demand": "lt-...", "root_volume_gib": 100}, "cpu": {...}}
+    "launch_templates": "launch-templates",
     "subnet_ids": "subnet-ids",
     "security_group_id": "security-group-id",
     "instance_profile_arn": "instance-profile-arn",

@@ -1,8 +1,8 @@
 """The embedded default's cloud: moto's server on 127.0.0.1 with the trainfleet stacks deployed into it.
 
 No AWS account is needed. The stacks are the same synthesized templates `cdk deploy` would deploy;
-the only difference is the AMI parameter (moto has no Deep Learning AMI), which is set to a
-parameter this module creates, pointing at one of moto's images.
+the only difference is the AMI parameters (moto has neither the Deep Learning AMI's nor Ubuntu's):
+every image kind's is set to one parameter this module creates, pointing at one of moto's images.
 """
 from __future__ import annotations
 
@@ -13,6 +13,13 @@ from instance_benchmarks.embedded.moto_server import MotoServer
 from stacks.config import AppConfig
 
 LOCAL_AMI_PARAMETER = "/trainfleet/local/ami-id"
+
+
+def local_config(config: AppConfig | None = None) -> AppConfig:
+    """`config` (default: the defaults) with every image kind's AMI parameter set to LOCAL_AMI_PARAMETER."""
+    config = config or AppConfig()
+    images = {kind: replace(image, ami_parameter=LOCAL_AMI_PARAMETER) for kind, image in config.images.items()}
+    return replace(config, images=images)
 
 
 def register_local_ami(ec2, ssm, parameter: str = LOCAL_AMI_PARAMETER) -> str:
@@ -33,8 +40,7 @@ class LocalCloud:
 
 
 def start_local_cloud(config: AppConfig | None = None, region: str = "us-east-1") -> LocalCloud:
-    config = replace(config or AppConfig(), ami_parameter=LOCAL_AMI_PARAMETER)
-    stacks = synthesize(config)
+    stacks = synthesize(local_config(config))
     server = MotoServer(region=region).start()
     try:
         register_local_ami(server.client("ec2"), server.client("ssm"))

@@ -20,6 +20,7 @@ class SpotTrainingJob(Construct):
         launch_template: ec2.LaunchTemplate,
         machine_image: ec2.IMachineImage,
         subnet: ec2.ISubnet,
+        burstable: bool = False,
     ) -> None:
         super().__init__(scope, construct_id)
         image = machine_image.get_image(self)
@@ -34,6 +35,10 @@ class SpotTrainingJob(Construct):
                 version=launch_template.latest_version_number,
             ),
             user_data=Fn.base64(build_user_data(bootstrap)),
+            # T family: standard credits, so a long CPU-bound job is throttled instead of billed for surplus credits
+            credit_specification=ec2.CfnInstance.CreditSpecificationProperty(cpu_credits="standard")
+            if burstable
+            else None,
             tags=[
                 {"key": "trainfleet:job", "value": job_id},
                 {"key": "Name", "value": f"trainfleet-{job_id}"},

@@ -9,10 +9,9 @@ import pytest
 
 from instance_benchmarks.backends.infrastructure import resolve_infrastructure
 from instance_benchmarks.campaigns.spec import parse_spec
-from instance_benchmarks.embedded.cloud import LOCAL_AMI_PARAMETER, register_local_ami
+from instance_benchmarks.embedded.cloud import local_config, register_local_ami
 from instance_benchmarks.embedded.deploy import deploy, synthesize
 from instance_benchmarks.environment import Environment
-from stacks.config import AppConfig
 
 REGION = "us-east-1"
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="session")
 def templates():
-    return synthesize(AppConfig(ami_parameter=LOCAL_AMI_PARAMETER))
+    return synthesize(local_config())
 
 
 @pytest.fixture

@@ -5,11 +5,11 @@ import pytest
 from aws_cdk.assertions import Template
 
 from stacks.app_stacks import build_stacks
-from stacks.config import AppConfig, JobConfig
+from stacks.config import AppConfig, ImageConfig, JobConfig
 
 JOB = JobConfig(
     job_id="job-test",
-    instance_type="p3.2xlarge",
+    instance_type="g5.xlarge",
     repo="https://github.com/acme/train.git",
     ref="v1.2",
     script="training_scripts/tabular_mlp.py",
@@ -19,12 +19,23 @@ JOB = JobConfig(
 )
 
 
+IMAGES = {
+    "gpu": ImageConfig("/custom/gpu/ami", "/dev/sda1", 100, "/opt/pytorch/bin/python"),
+    "cpu": ImageConfig("/custom/cpu/ami", "/dev/sda1", 30, "python3"),
+}
+
+
+def build(job: JobConfig | None = JOB, images=IMAGES):
+    """Synthesized stacks (runs cdk-nag: raises on any unacknowledged finding)."""
+    app = cdk.App()
+    stacks = build_stacks(app, AppConfig(images=images, job=job))
+    app.synth()
+    return stacks
+
+
 @pytest.fixture(scope="session")
 def app_stacks():
-    app = cdk.App()
-    stacks = build_stacks(app, AppConfig(ami_parameter="/custom/ami", job=JOB))
-    app.synth()  # runs cdk-nag: raises on any unacknowledged finding
-    return stacks
+    return build()
 
 
 @pytest.fixture(scope="session")

@@ -35,6 +35,8 @@ def test_synth_without_credentials_and_cfn_lint_is_clean(tmp_path):
 
 @pytest.mark.parametrize("bad, message", [
     ("instance_type=x9.huge", "unknown instance type"),
+    ("instance_type=p3.2xlarge", "p3.2xlarge cannot run trainfleet on EC2: NVIDIA V100"),
+    ("cpu_root_volume_gib=-1", "cpu_root_volume_gib"),
     ("repo=http://insecure.example/repo.git", "must be an https:// URL"),
     ("script=../escape.py", "escapes the repository"),
 ])

@@ -1,27 +1,108 @@
+import json
+
 from aws_cdk.assertions import Match
 
 from instance_benchmarks.core.contract import SSM_EXPORTS as EXPORTS
 
+INSTANCE_ROLE_ACTIONS = sorted([
+    "s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket",
+    "ssm:GetParameter", "ssm:GetParameters",
+    "ssm:UpdateInstanceInformation", "ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel",
+    "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel",
+])
+LAUNCHER_ACTIONS = sorted([
+    "ec2:RunInstances", "ec2:CreateTags", "ec2:TerminateInstances", "ec2:CancelSpotInstanceRequests",
+    "ec2:DescribeInstances", "ec2:DescribeSpotInstanceRequests", "ec2:DescribeSpotPriceHistory", "ec2:DescribeSubnets",
+    "iam:PassRole",
+    "s3:ListBucket", "s3:GetObject", "s3:PutObject",
+    "ssm:GetParameter", "ssm:GetParameters",
+])
+# The only actions allowed on Resource "*": EC2 Describe* (no resource-level permissions) and Session Manager.
+STAR_RESOURCE_ACTIONS = {
+    "ec2:DescribeInstances", "ec2:DescribeSpotInstanceRequests", "ec2:DescribeSpotPriceHistory", "ec2:DescribeSubnets",
+    "ssm:UpdateInstanceInformation", "ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel",
+    "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel",
+}
+BUCKET_ARN = {"Fn::ImportValue": "Storage:ExportsOutputFnGetAttArtifactsBucket88671897Arn65502B7F"}
 
-def _template_data(templates, market_options):
-    templates["compute"].has_resource_properties(
-        "AWS::EC2::LaunchTemplate", {"LaunchTemplateData": Match.object_like(market_options)}
-    )
+
+def _listed(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def _statements(resource: dict) -> list[dict]:
+    properties = resource["Properties"]
+    documents = [properties.get("PolicyDocument")] + [p["PolicyDocument"] for p in properties.get("Policies", [])]
+    return [s for document in documents if document for s in document["Statement"]]
+
+
+def _all_statements(templates) -> list[dict]:
+    found = []
+    for template in templates.values():
+        for resource in template.to_json()["Resources"].values():
+            if resource["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::IAM::Role",
+                                    "AWS::S3::BucketPolicy"):
+                found += _statements(resource)
+    return found
+
+
+def _instance_role_statements(templates) -> list[dict]:
+    policies = templates["compute"].find_resources("AWS::IAM::Policy")
+    role_policies = [p for p in policies.values() if p["Properties"]["Roles"] == [{"Ref": _role_id(templates)}]]
+    return [s for p in role_policies for s in _statements(p)]
+
+
+def _role_id(templates) -> str:
+    (role_id,) = templates["compute"].find_resources("AWS::IAM::Role")
+    return role_id
+
+
+def _launcher(templates) -> dict:
+    (policy,) = templates["compute"].find_resources("AWS::IAM::ManagedPolicy").values()
+    return policy
+
+
+def _launcher_statement(templates, sid: str) -> dict:
+    return next(s for s in _statements(_launcher(templates)) if s.get("Sid") == sid)
+
+
+def _actions(statements) -> list[str]:
+    return sorted({a for s in statements for a in _listed(s["Action"])})
+
+
+def _launch_templates(templates) -> dict:
+    return templates["compute"].find_resources("AWS::EC2::LaunchTemplate")
 
 
 def test_spot_template_one_time_terminate(templates):
-    _template_data(templates, {"InstanceMarketOptions": {"MarketType": "spot", "SpotOptions": {
-        "SpotInstanceType": "one-time", "InstanceInterruptionBehavior": "terminate"}}})
+    templates["compute"].has_resource_properties("AWS::EC2::LaunchTemplate", {"LaunchTemplateData": Match.object_like(
+        {"InstanceMarketOptions": {"MarketType": "spot", "SpotOptions": {
+            "SpotInstanceType": "one-time", "InstanceInterruptionBehavior": "terminate"}}})})
 
 
 def test_templates_require_imdsv2_encrypt_root_and_terminate_on_shutdown(templates):
-    templates["compute"].resource_count_is("AWS::EC2::LaunchTemplate", 2)
-    found = templates["compute"].find_resources("AWS::EC2::LaunchTemplate")
-    for resource in found.values():
+    templates["compute"].resource_count_is("AWS::EC2::LaunchTemplate", 4)
+    for resource in _launch_templates(templates).values():
         data = resource["Properties"]["LaunchTemplateData"]
         assert data["MetadataOptions"]["HttpTokens"] == "required"
         assert data["InstanceInitiatedShutdownBehavior"] == "terminate"
-        assert all(b["Ebs"]["Encrypted"] for b in data["BlockDeviceMappings"])
+        assert all(b["Ebs"]["Encrypted"] and b["Ebs"]["VolumeType"] == "gp3" for b in data["BlockDeviceMappings"])
+
+
+def test_one_spot_and_one_on_demand_template_per_image_with_its_ami_and_root_size(templates):
+    parameters = templates["compute"].to_json()["Parameters"]
+    found = set()
+    for resource in _launch_templates(templates).values():
+        data = resource["Properties"]["LaunchTemplateData"]
+        parameter = parameters[data["ImageId"]["Ref"]]
+        assert parameter["Type"] == "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>"  # resolved at deploy
+        (root,) = data["BlockDeviceMappings"]
+        market = data.get("InstanceMarketOptions", {}).get("MarketType", "on-demand")
+        found.add((parameter["Default"], root["DeviceName"], root["Ebs"]["VolumeSize"], market))
+    assert found == {
+        ("/custom/gpu/ami", "/dev/sda1", 100, "spot"), ("/custom/gpu/ami", "/dev/sda1", 100, "on-demand"),
+        ("/custom/cpu/ami", "/dev/sda1", 30, "spot"), ("/custom/cpu/ami", "/dev/sda1", 30, "on-demand"),
+    }
 
 
 def test_security_group_has_no_ingress(templates):
@@ -30,17 +111,127 @@ def test_security_group_has_no_ingress(templates):
     templates["compute"].resource_count_is("AWS::EC2::SecurityGroupIngress", 0)
 
 
-def test_ami_comes_from_configurable_ssm_parameter(templates):
-    params = templates["compute"].to_json()["Parameters"]
-    assert any(p.get("Default") == "/custom/ami" and "SSM::Parameter" in p["Type"] for p in params.values())
-
-
-def test_instance_role_gets_bucket_access_by_grant_only(templates):
-    templates["compute"].has_resource_properties("AWS::IAM::Policy", {"PolicyDocument": {"Statement": Match.array_with([
-        Match.object_like({"Action": Match.array_with(["s3:GetObject*", "s3:PutObject"]), "Effect": "Allow"})])}})
+def test_instance_role_has_exactly_its_actions_and_no_managed_policy(templates):
+    assert _actions(_instance_role_statements(templates)) == INSTANCE_ROLE_ACTIONS
+    (role,) = templates["compute"].find_resources("AWS::IAM::Role").values()
+    assert "ManagedPolicyArns" not in role["Properties"]  # no AmazonSSMManagedInstanceCore
     templates["compute"].resource_count_is("AWS::IAM::InstanceProfile", 1)
+
+
+def test_instance_role_s3_is_campaigns_and_jobs_only(templates):
+    prefixes = {"/campaigns/*", "/jobs/*"}
+    for statement in _instance_role_statements(templates):
+        actions = _listed(statement["Action"])
+        if not any(a.startswith("s3:") for a in actions):
+            continue
+        if actions == ["s3:ListBucket"]:
+            assert statement["Resource"] == BUCKET_ARN
+            assert statement["Condition"] == {"StringLike": {"s3:prefix": ["campaigns/*", "jobs/*"]}}
+        else:
+            objects = {r["Fn::Join"][1][1] for r in _listed(statement["Resource"]) if r["Fn::Join"][1][0] == BUCKET_ARN}
+            assert len(objects) == len(_listed(statement["Resource"])) and objects <= prefixes
+
+
+def test_instance_role_reads_only_the_stack_parameters(templates):
+    (statement,) = [s for s in _instance_role_statements(templates) if "ssm:GetParameter" in _listed(s["Action"])]
+    assert statement["Resource"]["Fn::Join"][1][-1] == ":parameter/trainfleet/*"
+
+
+def test_launcher_policy_has_exactly_its_actions(templates):
+    assert _actions(_statements(_launcher(templates))) == LAUNCHER_ACTIONS
+
+
+def test_launcher_policy_is_named_per_region_and_exported(templates):
+    assert _launcher(templates)["Properties"]["ManagedPolicyName"] == {
+        "Fn::Join": ["", ["trainfleet-launcher-", {"Ref": "AWS::Region"}]]}
+    (policy_id,) = templates["compute"].find_resources("AWS::IAM::ManagedPolicy")
+    assert templates["compute"].to_json()["Outputs"]["LauncherPolicyArn"]["Value"] == {"Ref": policy_id}
+
+
+def test_launcher_runs_tagged_instances_from_the_stack_templates_only(templates):
+    run = _launcher_statement(templates, "RunFromTrainfleetTemplates")
+    resources = json.dumps(run["Resource"])
+    assert all(f'"Ref": "{lt}"' in resources for lt in _launch_templates(templates))
+    assert resources.count(":launch-template/") == 4 and resources.count("::image/") == 2
+    assert resources.count(":subnet/") == 2 and resources.count(":security-group/") == 1
+    tagged = _launcher_statement(templates, "RunCampaignTaggedInstances")
+    assert tagged["Resource"]["Fn::Join"][1][-1] == ":instance/*"
+    assert tagged["Condition"] == {"Null": {"aws:RequestTag/trainfleet:campaign": "false"}}
+    tags = _launcher_statement(templates, "TagOnlyAtLaunch")
+    assert tags["Condition"] == {"StringEquals": {"ec2:CreateAction": "RunInstances"}}
+
+
+def test_launcher_ends_only_campaign_tagged_resources(templates):
+    end = _launcher_statement(templates, "EndCampaignTaggedOnly")
+    assert sorted(end["Action"]) == ["ec2:CancelSpotInstanceRequests", "ec2:TerminateInstances"]
+    assert end["Condition"] == {"Null": {"aws:ResourceTag/trainfleet:campaign": "false"}}
+
+
+def test_launcher_passes_only_the_instance_role_to_ec2(templates):
+    passing = _launcher_statement(templates, "PassInstanceRoleToEc2")
+    assert passing["Resource"] == {"Fn::GetAtt": [_role_id(templates), "Arn"]}
+    assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}
+
+
+def test_no_wildcard_action_and_no_star_resource_beyond_describe_and_session_manager(templates):
+    for statement in _all_statements(templates):
+        if statement["Effect"] == "Deny":  # the bucket policy's deny of s3:* without TLS
+            continue
+        for action in _listed(statement["Action"]):
+            assert action != "*" and not action.endswith(":*"), statement
+        if "*" in _listed(statement["Resource"]):
+            assert set(_listed(statement["Action"])) <= STAR_RESOURCE_ACTIONS, statement
+
+
+def test_delete_object_version_appears_nowhere(templates):
+    for template in templates.values():
+        assert "DeleteObjectVersion" not in json.dumps(template.to_json())
+        assert "s3:DeleteObject*" not in json.dumps(template.to_json())
 
 
 def test_exports_every_launcher_value_to_ssm(templates):
     names = {p["Properties"]["Name"] for p in templates["compute"].find_resources("AWS::SSM::Parameter").values()}
     assert names == {f"/trainfleet/{suffix}" for suffix in EXPORTS.values()}
+    assert "/trainfleet/launch-templates" in names
+
+
+def test_launch_templates_export_resolves_to_ids_per_image_and_market(templates):
+    (parameter,) = [p for p in templates["compute"].find_resources("AWS::SSM::Parameter").values()
+                    if p["Properties"]["Name"] == "/trainfleet/launch-templates"]
+    separator, parts = parameter["Properties"]["Value"]["Fn::Join"]
+    value = json.loads(separator.join(p if isinstance(p, str) else f"lt-{p['Ref']}" for p in parts))
+    assert value == {
+        "gpu": {"spot": "lt-ComputeGpuSpotTemplate66287059", "on-demand": "lt-ComputeGpuOnDemandTemplate5BA85953",
+                "root_volume_gib": 100},
+        "cpu": {"spot": "lt-ComputeCpuSpotTemplate1E747F1F", "on-demand": "lt-ComputeCpuOnDemandTemplate2C9BE573",
+                "root_volume_gib": 30},
+    }
+    data = {f"lt-{k}": v["Properties"]["LaunchTemplateData"] for k, v in _launch_templates(templates).items()}
+    for kind in value:
+        assert "InstanceMarketOptions" in data[value[kind]["spot"]]
+        assert "InstanceMarketOptions" not in data[value[kind]["on-demand"]]
+
+
+def test_outputs_name_each_template(templates):
+    outputs = templates["compute"].to_json()["Outputs"]
+    for key in ("GpuSpotLaunchTemplateId", "GpuOnDemandLaunchTemplateId", "CpuSpotLaunchTemplateId",
+                "CpuOnDemandLaunchTemplateId"):
+        assert outputs[key]["Value"]["Ref"] in _launch_templates(templates)
+
+
+def test_launcher_policy_covers_every_ec2_call_of_the_ec2_backend(templates):
+    """The policy is derived from the code: each EC2 API the backend calls has its action."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "instance_benchmarks"
+    sources = [*(root / "backends" / "ec2").glob("*.py"), root / "catalog" / "pricing.py"]
+    calls = set()
+    for source in sources:
+        text = source.read_text()
+        calls |= set(re.findall(r"\.(describe_\w+|run_instances|terminate_instances|cancel_spot_instance_requests|"
+                                r"create_tags|modify_\w+|start_instances|stop_instances)\(", text))
+        calls |= set(re.findall(r"get_paginator\(\"(describe_\w+)\"\)", text))
+    assert "run_instances" in calls and "describe_spot_price_history" in calls
+    needed = {"ec2:" + "".join(part.capitalize() for part in call.split("_")) for call in calls}
+    assert needed <= set(LAUNCHER_ACTIONS), needed - set(LAUNCHER_ACTIONS)

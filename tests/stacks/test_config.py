@@ -1,5 +1,6 @@
 import pytest
 
+from instance_benchmarks.catalog import load_catalog
 from instance_benchmarks.core.errors import TrainfleetInputError
 from stacks.config import config_from_context
 
@@ -63,3 +64,44 @@ def test_bad_app_settings_rejected():
         _config(max_azs="3")
     with pytest.raises(TrainfleetInputError, match="ami_parameter"):
         _config(ami_parameter="ami-123")
+    with pytest.raises(TrainfleetInputError, match="cpu_ami_parameter"):
+        _config(cpu_ami_parameter="ami-123")
+    with pytest.raises(TrainfleetInputError, match="cpu_root_volume_gib"):
+        _config(cpu_root_volume_gib="0")
+    with pytest.raises(TrainfleetInputError, match="root_volume_gib"):
+        _config(root_volume_gib="big")
+    with pytest.raises(TrainfleetInputError, match="root_device_name .* from the catalog"):
+        _config(root_device_name="/dev/xvda")
+
+
+def test_images_default_to_the_catalog():
+    images, catalog = _config().images, load_catalog().images
+    assert set(images) == set(catalog) == {"gpu", "cpu"}
+    for kind, image in images.items():
+        assert image.ami_parameter == catalog[kind].ssm_parameter
+        assert image.root_volume_gib == catalog[kind].root_volume_gib
+        assert image.root_device_name == catalog[kind].root_device_name
+        assert image.python == catalog[kind].python
+    assert images["cpu"].root_volume_gib == 30 and images["gpu"].root_volume_gib == 100
+
+
+def test_image_settings_overridable_by_context():
+    images = _config(ami_parameter="/my/gpu", root_volume_gib="200", cpu_ami_parameter="/my/cpu",
+                     cpu_root_volume_gib=40).images
+    assert (images["gpu"].ami_parameter, images["gpu"].root_volume_gib) == ("/my/gpu", 200)
+    assert (images["cpu"].ami_parameter, images["cpu"].root_volume_gib) == ("/my/cpu", 40)
+
+
+@pytest.mark.parametrize("instance_type", ["p3.2xlarge", "t3.micro"])
+def test_types_the_catalog_refuses_are_refused_with_its_reason(instance_type):
+    reason = load_catalog().get(instance_type).refused
+    assert reason
+    with pytest.raises(TrainfleetInputError) as info:
+        _config(**{**GOOD, "instance_type": instance_type})
+    assert reason in str(info.value) and instance_type in str(info.value) and "\n" not in str(info.value)
+
+
+def test_job_knows_its_image_and_credit_mode():
+    assert _config(**{**GOOD, "instance_type": "g5.xlarge"}).job.instance_spec.image == "gpu"
+    t3 = _config(**{**GOOD, "instance_type": "t3.medium", "spot": "false"}).job
+    assert t3.instance_spec.image == "cpu" and t3.instance_spec.burstable and t3.market == "on-demand"

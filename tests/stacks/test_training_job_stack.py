@@ -1,5 +1,9 @@
+from dataclasses import replace
 
-from aws_cdk.assertions import Match
+import pytest
+from aws_cdk.assertions import Match, Template
+
+from tests.stacks.conftest import JOB, build
 
 
 def _user_data(templates) -> str:
@@ -8,21 +12,53 @@ def _user_data(templates) -> str:
     return "".join(p if isinstance(p, str) else "<BUCKET>" for p in parts)
 
 
-def test_instance_uses_spot_template_and_catalog_type(templates):
+@pytest.fixture(scope="module")
+def job_templates():
+    """The TrainingJob template for a CPU type on demand and for a burstable type on spot."""
+    return {
+        instance_type: Template.from_stack(build(replace(JOB, instance_type=instance_type, spot=spot)).training_job)
+        for instance_type, spot in (("c5.xlarge", False), ("t3.medium", True))
+    }
+
+
+def _instance(template) -> dict:
+    (instance,) = template.find_resources("AWS::EC2::Instance").values()
+    return instance["Properties"]
+
+
+def test_instance_uses_gpu_spot_template_and_catalog_type(templates):
     templates["job"].has_resource_properties("AWS::EC2::Instance", {
-        "InstanceType": "p3.2xlarge",
-        "LaunchTemplate": {"LaunchTemplateId": {"Fn::ImportValue": Match.string_like_regexp("SpotTemplate")}},
+        "InstanceType": "g5.xlarge",
+        "LaunchTemplate": {"LaunchTemplateId": {"Fn::ImportValue": Match.string_like_regexp("ComputeGpuSpotTemplate")}},
         "Tags": Match.array_with([{"Key": "trainfleet:job", "Value": "job-test"}]),
     })
+    parameters = templates["job"].to_json()["Parameters"]
+    assert parameters[_instance(templates["job"])["ImageId"]["Ref"]]["Default"] == "/custom/gpu/ami"
+    assert "CreditSpecification" not in _instance(templates["job"])
 
 
-def test_user_data_clones_runs_uploads_and_has_watchdog(templates):
+def test_cpu_type_uses_cpu_template_of_its_market(job_templates):
+    template = job_templates["c5.xlarge"]
+    properties = _instance(template)
+    assert "ComputeCpuOnDemandTemplate" in properties["LaunchTemplate"]["LaunchTemplateId"]["Fn::ImportValue"]
+    assert template.to_json()["Parameters"][properties["ImageId"]["Ref"]]["Default"] == "/custom/cpu/ami"
+    assert "CreditSpecification" not in properties
+
+
+def test_burstable_type_runs_with_standard_credits(job_templates):
+    properties = _instance(job_templates["t3.medium"])
+    assert properties["CreditSpecification"] == {"CPUCredits": "standard"}
+    assert "ComputeCpuSpotTemplate" in properties["LaunchTemplate"]["LaunchTemplateId"]["Fn::ImportValue"]
+
+
+def test_user_data_clones_runs_with_the_image_python_uploads_and_has_watchdog(templates, job_templates):
     script = _user_data(templates)
     assert "shutdown -h +90 " in script
     assert "git remote add origin -- https://github.com/acme/train.git" in script
-    assert "python3 training_scripts/tabular_mlp.py --epochs=3 || status=$?" in script
+    assert "/opt/pytorch/bin/python training_scripts/tabular_mlp.py --epochs=3 || status=$?" in script
     assert "s3://<BUCKET>/jobs/job-test" in script
     assert "trap finish EXIT" in script
+    assert "\npython3 training_scripts/tabular_mlp.py --epochs=3 || status=$?" in _user_data({"job": job_templates["c5.xlarge"]})
 
 
 def test_outputs_name_the_job(templates):
