@@ -42,6 +42,7 @@ class TrainingJobStack(Stack):
             setup=job.setup,
             run=job.run,
             python=image.python,
+            region=self.region,  # the stack's region (a deploy-time token), where the bucket is
         )
         training_job = SpotTrainingJob(
             self,

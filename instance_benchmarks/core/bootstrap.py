@@ -10,7 +10,7 @@ with `shlex.quote`, so no value can run a command of its own. Paths live under `
   which clones the user's repository, sets it up, runs and measures the script and uploads the results.
   The user's repository never needs to contain trainfleet.
 * A one-shot job (`Bootstrap`, the CDK TrainingJob stack): clone the repo, set up and run the script or
-  the `run` commands, sync its output folder to S3 with the AWS CLI of the Deep Learning AMI.
+  the `run` commands (in a virtualenv on a system python), upload its output folder to S3 with boto3.
 
 Both end by shutting the instance down; the launch template's shutdown behaviour is *terminate*.
 """
@@ -103,6 +103,26 @@ def decode_agent_config(user_data: str) -> dict:
 
 
 _S3_DOWNLOAD = "import sys, boto3; boto3.client('s3', region_name=sys.argv[1]).download_file(*sys.argv[2:])"
+_S3_UPLOAD = "import sys, boto3; boto3.client('s3', region_name=sys.argv[1] or None).upload_file(*sys.argv[2:])"
+_S3_SYNC = (  # region bucket prefix folder: every file under folder to s3://bucket/prefix/<relative path>
+    "import os, sys, boto3\n"
+    "region, bucket, prefix, folder = sys.argv[1:5]\n"
+    "s3 = boto3.client('s3', region_name=region or None)\n"
+    "for base, _, names in os.walk(folder):\n"
+    "    for name in names:\n"
+    "        path = os.path.join(base, name)\n"
+    "        s3.upload_file(path, bucket, prefix + '/' + os.path.relpath(path, folder).replace(os.sep, '/'))\n"
+)
+
+
+def _python_prelude(py: str) -> list[str]:
+    """The CPU image (plain Ubuntu 24.04) has python3 but neither venv nor pip: install them where missing."""
+    return [
+        f"if ! {py} -c 'import venv, ensurepip' 2>/dev/null || ! {py} -m pip --version >/dev/null 2>&1; then",
+        "  export DEBIAN_FRONTEND=noninteractive",
+        "  apt-get -qq update && apt-get -qq install -y python3-venv python3-pip git >/dev/null",
+        "fi",
+    ]
 
 
 def build_agent_user_data(spec: AgentBootstrap) -> str:
@@ -120,11 +140,7 @@ def build_agent_user_data(spec: AgentBootstrap) -> str:
     lines += [
         f"{AGENT_CONFIG_VAR}={q(encode_agent_config(spec.agent_config))}",
         f"TRAINFLEET_WHEEL=\"$TRAINFLEET_ROOT\"/{q(spec.wheel_name)}",
-        # The CPU image (plain Ubuntu) lacks venv and pip, and boto3: install what is missing
-        f"if ! {py} -c 'import venv, ensurepip' 2>/dev/null || ! {py} -m pip --version >/dev/null 2>&1; then",
-        "  export DEBIAN_FRONTEND=noninteractive",
-        "  apt-get -qq update && apt-get -qq install -y python3-venv python3-pip git >/dev/null",
-        "fi",
+        *_python_prelude(py),
         f"{py} -c 'import boto3' 2>/dev/null || {py} -m pip install -q --target \"$TRAINFLEET_ROOT/agent\" boto3",
         f'PYTHONPATH="$TRAINFLEET_ROOT/agent" {py} -c {q(_S3_DOWNLOAD)} {q(spec.region)} {q(spec.bucket)} '
         f'{q(spec.wheel_key)} "$TRAINFLEET_WHEEL"',
@@ -151,6 +167,7 @@ class Bootstrap:
     workdir: str | None = None
     setup: str | None = None
     run: str | None = None
+    region: str | None = None  # the bucket's region (the stack passes its own); None: boto3's default chain
 
     def __post_init__(self) -> None:
         validate_repo_url(self.repo)
@@ -169,12 +186,22 @@ class Bootstrap:
 
 
 def build_user_data(spec: Bootstrap) -> str:
+    """The job's user data. It needs only python3 and git from the image: the script runs in the image's
+    Python environment (the DLAMI's PyTorch venv) or, on a system python (the CPU image, where pip may not
+    install into the system), in a virtualenv that sees the system's packages; uploads use boto3."""
     q = shlex.quote
-    s3_prefix = f"s3://{spec.bucket}/{spec.prefix.strip('/')}"
+    region, prefix = q(spec.region or ""), spec.prefix.strip("/")
     lines = _prologue(spec.max_runtime_minutes, [
-        f'aws s3 cp "{LOGFILE}" {q(s3_prefix + "/bootstrap.log")} --only-show-errors || true',
+        f'"${{PY:-python3}}" -c {q(_S3_UPLOAD)} {region} "{LOGFILE}" {q(spec.bucket)} {q(prefix + "/bootstrap.log")} || true',
     ])
     lines += [
+        *_python_prelude(q(spec.python)),
+        f"PY={q(spec.python)}",
+        "# not in a virtualenv (a system python): make one, so that pip may install",
+        """if "$PY" -c 'import sys; sys.exit(sys.prefix == sys.base_prefix)'; then :; else""",
+        '  "$PY" -m venv --system-site-packages "$TRAINFLEET_ROOT/venv" && PY="$TRAINFLEET_ROOT/venv/bin/python"',
+        "fi",
+        """"$PY" -c 'import boto3' 2>/dev/null || "$PY" -m pip install -q boto3""",
         'mkdir -p "$TRAINFLEET_ROOT/src" "$TRAINFLEET_ROOT/out"',
         'cd "$TRAINFLEET_ROOT/src"',
         "git init -q .",
@@ -183,23 +210,24 @@ def build_user_data(spec: Bootstrap) -> str:
         "git checkout -q FETCH_HEAD",
         'export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"',
         'export TRAINFLEET_OUTPUT_DIR="$TRAINFLEET_ROOT/out" SM_MODEL_DIR="$TRAINFLEET_ROOT/out"',
+        'case "$PY" in */*) PATH="${PY%/*}:$PATH" ;; esac  # `python`, `pip` in setup/run: the job environment\'s',
     ]
     if spec.workdir:
         lines.append(f"cd {q(spec.workdir)}")
     if spec.setup:
         lines.append(f"bash -c {q(spec.setup)}")
     else:
-        lines.append(f"if [ -f requirements.txt ]; then {q(spec.python)} -m pip install -q -r requirements.txt; fi")
+        lines.append('if [ -f requirements.txt ]; then "$PY" -m pip install -q -r requirements.txt; fi')
     if spec.run:
         command = f"bash -c {q(spec.run)}"
     else:
-        runner = q(spec.python) if spec.script.endswith(".py") else "bash"
+        runner = '"$PY"' if spec.script.endswith(".py") else "bash"
         command = f"{runner} {q(spec.script)} {' '.join(q(a) for a in spec.script_args)}".rstrip()
     lines += [
         "status=0",
         f"{command} || status=$?",
         'echo "{\\"exit_code\\": $status}" > "$TRAINFLEET_ROOT/out/job-status.json"',
-        f'aws s3 sync "$TRAINFLEET_ROOT/out" {q(s3_prefix + "/")} --only-show-errors',
+        f'"$PY" -c {q(_S3_SYNC)} {region} {q(spec.bucket)} {q(prefix)} "$TRAINFLEET_ROOT/out"',
         'exit "$status"',
     ]
     return "\n".join(lines) + "\n"

@@ -55,10 +55,12 @@ def test_user_data_clones_runs_with_the_image_python_uploads_and_has_watchdog(te
     script = _user_data(templates)
     assert "shutdown -h +90 " in script
     assert "git remote add origin -- https://github.com/acme/train.git" in script
-    assert "/opt/pytorch/bin/python training_scripts/tabular_mlp.py --epochs=3 || status=$?" in script
-    assert "s3://<BUCKET>/jobs/job-test" in script
+    assert "\nPY=/opt/pytorch/bin/python\n" in script  # the DLAMI's PyTorch environment
+    assert '"$PY" training_scripts/tabular_mlp.py --epochs=3 || status=$?' in script
+    assert "'<BUCKET>' jobs/job-test \"$TRAINFLEET_ROOT/out\"" in script  # uploaded with boto3 to the bucket
     assert "trap finish EXIT" in script
-    assert "\npython3 training_scripts/tabular_mlp.py --epochs=3 || status=$?" in _user_data({"job": job_templates["c5.xlarge"]})
+    cpu = _user_data({"job": job_templates["c5.xlarge"]})
+    assert "\nPY=python3\n" in cpu and '"$PY" -m venv --system-site-packages' in cpu  # Ubuntu's system python
 
 
 def test_outputs_name_the_job(templates):

@@ -3,6 +3,7 @@ under bash with every external command replaced by a stub that records its argv,
 value ever runs a command of its own or changes another command's arguments."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import string
@@ -59,19 +60,23 @@ def run_in_sandbox(sandbox: Path, script: str, tag: str, workdir: str | None = N
 def check_job(sandbox: Path, spec: Bootstrap) -> None:
     calls = run_in_sandbox(sandbox, build_user_data(spec), "job")
     base = sandbox / "job"
-    s3 = f"s3://{spec.bucket}/{spec.prefix.strip('/')}"
+    prefix = spec.prefix.strip("/")
     runner = "python3" if spec.script.endswith(".py") else "bash"
-    assert calls == [
+    region = spec.region or ""
+    # the stubbed python3 "is" a virtualenv with pip and boto3 (the DLAMI's case): nothing is installed
+    assert [c[:2] for c in calls[1:5]] == [["python3", "-c"], ["python3", "-m"], ["python3", "-c"], ["python3", "-c"]]
+    sync, log_upload = calls[-3], calls[-2]
+    assert calls[:1] + calls[5:-3] + calls[-1:] == [
         ["shutdown", "-h", f"+{spec.max_runtime_minutes}", "trainfleet watchdog: max runtime reached"],
         ["git", "init", "-q", "."],
         ["git", "remote", "add", "origin", "--", spec.repo],
         ["git", "fetch", "-q", "--depth", "1", "origin", "--", spec.ref],
         ["git", "checkout", "-q", "FETCH_HEAD"],
         [runner, spec.script, *spec.script_args],
-        ["aws", "s3", "sync", str(base / "out"), f"{s3}/", "--only-show-errors"],
-        ["aws", "s3", "cp", str(base / "bootstrap.log"), f"{s3}/bootstrap.log", "--only-show-errors"],
         ["shutdown", "-h", "now", "trainfleet: done"],
     ]
+    assert sync[:2] == ["python3", "-c"] and sync[3:] == [region, spec.bucket, prefix, str(base / "out")]
+    assert log_upload[3:] == [region, str(base / "bootstrap.log"), spec.bucket, f"{prefix}/bootstrap.log"]
 
 
 VALID = Bootstrap(repo="https://github.com/acme/train.git", ref="main", bucket="my-bucket", prefix="jobs/job-1",
@@ -115,6 +120,44 @@ def test_agent_user_data_fetches_verifies_installs_and_runs_the_agent(sandbox):
     assert ["aws", "s3", "cp", str(base / "bootstrap.log"), "s3://b-1/campaigns/c/runs/r1/logs/attempt-2/bootstrap.log",
             "--only-show-errors"] in calls  # the agent never ran (stubs): the AMI's CLI uploads the log
     assert calls[-1] == ["shutdown", "-h", "now", "trainfleet: done"]
+
+
+def test_a_job_on_a_system_python_runs_in_its_own_virtualenv_and_uploads_with_boto3(tmp_path):
+    """The CPU image's python3 is the system's (pip may not install into it): the job makes a virtualenv
+    that sees the system packages, installs requirements.txt there and runs the script with it. Real bash,
+    real python (this machine's, standing in for the image's), stubbed git/shutdown; boto3's uploads go to
+    a stub module that records them."""
+    import sys
+
+    bin_dir, stubs = tmp_path / "bin", tmp_path / "stubs"
+    bin_dir.mkdir()
+    stubs.mkdir()
+    system_python = Path(getattr(sys, "_base_executable", sys.executable))
+    (bin_dir / "python3").symlink_to(system_python)
+    for tool in ("mkdir", "date", "cat", "tee"):
+        os.symlink(shutil.which(tool), bin_dir / tool)
+    root = tmp_path / "root"
+    git = f'#!/bin/bash\nif [ "$1" = checkout ]; then printf "print(\\"trained\\")\\n" > train.py; fi\n'
+    for name, body in {"shutdown": "#!/bin/bash\n", "git": git}.items():
+        (bin_dir / name).write_text(body)
+        (bin_dir / name).chmod(0o755)
+    (stubs / "boto3.py").write_text(
+        "import json, os\n"
+        "class _S3:\n"
+        "    def upload_file(self, *args):\n"
+        "        with open(os.environ['UPLOADS'], 'a') as out: out.write(json.dumps(args) + '\\n')\n"
+        "def client(name, region_name=None):\n    return _S3()\n")
+    spec = Bootstrap(repo=VALID.repo, ref="main", bucket="b", prefix="jobs/j", max_runtime_minutes=30,
+                     script="train.py", region="eu-west-1")
+    uploads = tmp_path / "uploads"
+    done = subprocess.run(["/bin/bash", "-c", build_user_data(spec)], capture_output=True, text=True, timeout=120,
+                          env={"PATH": str(bin_dir), "TRAINFLEET_ROOT": str(root), "UPLOADS": str(uploads),
+                               "PYTHONPATH": str(stubs), "HOME": str(tmp_path)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (root / "venv" / "bin" / "python").exists()  # its own virtualenv, not the system python
+    assert "trained" in (root / "bootstrap.log").read_text()
+    keys = sorted(json.loads(line)[2] for line in uploads.read_text().splitlines())
+    assert keys == ["jobs/j/bootstrap.log", "jobs/j/job-status.json"]
 
 
 def test_a_wrong_wheel_checksum_stops_the_bootstrap_before_install(tmp_path):
