@@ -62,7 +62,16 @@ def build_wheel(root: Path = SOURCE_ROOT, cache: Path = CACHE) -> AgentWheel:
                             "--no-index", "-w", str(built), str(staging)], check=True, capture_output=True)
             [wheel] = built.glob("*.whl")
             target.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(wheel), target / wheel.name)
+            # concurrent builds (two commands, test workers): the first complete file wins, atomically, so a
+            # reader never sees half a wheel nor one whose bytes differ from the SHA-256 it computed
+            partial = target / f".{wheel.name}.{os.getpid()}.partial"
+            shutil.copyfile(wheel, partial)
+            try:
+                os.link(partial, target / wheel.name)
+            except FileExistsError:
+                pass
+            finally:
+                partial.unlink()
         wheels = sorted(target.glob("*.whl"))
     path = wheels[0]
     return AgentWheel(path, hashlib.sha256(path.read_bytes()).hexdigest())

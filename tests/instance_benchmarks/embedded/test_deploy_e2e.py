@@ -98,4 +98,5 @@ def test_training_job_instance_runs_with_generated_user_data(cloud):
     assert {"Key": "trainfleet:job", "Value": "e2e-job"} in instance["Tags"]
     user_data = ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")["UserData"]["Value"]
     script = base64.b64decode(user_data).decode()
-    assert f"s3://{cloud.outputs['Storage']['BucketName']}/jobs/e2e-job" in script
+    # the region and bucket tokens resolved at deploy: outputs go to s3://<bucket>/jobs/e2e-job/ (boto3)
+    assert f"'us-east-1' '{cloud.outputs['Storage']['BucketName']}' jobs/e2e-job \"$TRAINFLEET_ROOT/out\"" in script
