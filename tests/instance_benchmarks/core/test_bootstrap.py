@@ -32,7 +32,8 @@ def sandbox(tmp_path_factory):
     bin_dir = root / "bin"
     bin_dir.mkdir()
     for name in STUBBED:
-        body = ("while IFS= read -r _line; do :; done\n" if name == "tee" else "")
+        # stubs fed by a pipe read it all: one that exits first makes the writer fail with SIGPIPE (pipefail)
+        body = ("while IFS= read -r _line; do :; done\n" if name in ("tee", "sha256sum") else "")
         (bin_dir / name).write_text(
             "#!/bin/bash\n" + body +
             f'{{ printf "%s" "${{0##*/}}"; for a in "$@"; do printf "{SEP}%s" "$a"; done; printf "{END}"; }} >> "$STUB_LOG"\n'
