@@ -37,8 +37,6 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from instance_benchmarks.backends.base import FALLBACK
 
 WORKLOAD_REQUIREMENTS = "training_scripts/requirements.txt"  # in the repository, for `workload:` campaigns
@@ -338,17 +336,9 @@ def _metric_definitions(raw, source: str) -> tuple:
 
 
 def load_spec(path: str | Path, catalog: Catalog | None = None) -> CampaignSpec:
+    """Read a campaign file (as untrusted input: see campaigns/yamlfile.py) and validate it."""
+    from instance_benchmarks.campaigns.yamlfile import load_yaml_file
+
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as error:
-        raise TrainfleetInputError(f"{path}: cannot read campaign file ({error.strerror})") from None
-    except UnicodeDecodeError:
-        raise TrainfleetInputError(f"{path}: not a UTF-8 text file") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise TrainfleetInputError(f"{path}: not valid YAML{where}") from None
+    data = load_yaml_file(path)
     return parse_spec(data, catalog, source=str(path), base_dir=path.resolve().parent)
