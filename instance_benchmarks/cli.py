@@ -130,6 +130,8 @@ def campaign_launch(
                   f"already running {len(summary.skipped_live)}, given up {len(summary.gave_up)}")
     for refused in summary.refused:
         plain_log(f"  {refused['run_id']}: launch refused ({refused['error']})")
+    for unreadable in summary.unreadable:
+        plain_log(f"  {unreadable} (not relaunched; fix or delete it in S3)")
     if summary.stopped:
         hint = (f"; the {len(summary.launched)} launched run(s) keep running (`trainfleet campaign teardown "
                 f"{spec.campaign}` ends them)" if summary.launched else "")

@@ -41,6 +41,7 @@ class LaunchSummary:
     refused: list[dict] = field(default_factory=list)  # run id + the cloud's reason (capacity, quota)
     stopped: str | None = None       # why the launch stopped early (a quota to raise, a type not offered)
     not_started: list[str] = field(default_factory=list)  # runs left unlaunched because it stopped
+    unreadable: list[str] = field(default_factory=list)   # runs whose records in S3 cannot be read (and why)
 
 
 def campaign_backends(env, campaign: str) -> list[Backend]:
@@ -113,7 +114,9 @@ def launch(env, spec, *, catalog: Catalog | None = None, confirm=None) -> Launch
         stored = known.get(run.run_id, {"launch": {}, "result": None})
         record = stored["launch"] or {"run_id": run.run_id, "label": run.label, "attempts": []}
         summary.spent_usd += spent_usd(record)
-        if stored["result"] is not None:
+        if stored.get("unreadable"):  # never relaunched over records it cannot read (their cost, their result)
+            summary.unreadable.append(f"{run.run_id}: {stored['unreadable']}")
+        elif stored["result"] is not None:
             summary.skipped_complete.append(run.run_id)
         elif run.run_id in live:
             continue
@@ -182,6 +185,8 @@ def settle(env, campaign: str, specs: list[dict] | None = None) -> dict[str, dic
     by_backend = {spec.get("backend", DEFAULT): spec for spec in (specs or campaign_specs(s3, bucket, campaign))}
     records = {record["run_id"]: record for record in load_run_records(s3, bucket, campaign)}
     for record in records.values():
+        if record.get("unreadable"):
+            continue
         attempts = record["launch"].get("attempts") or []
         if record["result"] is not None or not attempts or attempts[-1].get("outcome") not in ("launched", "launching"):
             continue
@@ -214,9 +219,10 @@ def status_rows(env, campaign: str, now: datetime | None = None) -> list[dict]:
         if state and last.get("cost_usd") is None and last.get("launched_at"):
             cost += cost_usd((now - datetime.fromisoformat(last["launched_at"])).total_seconds(),
                              last["price"]["usd_per_hour"])
+        status = ("complete" if record["result"] else "running" if state else last.get("outcome") or "unknown")
         rows.append({
             "run_id": record["run_id"], "label": record["launch"].get("label", ""),
-            "status": "complete" if record["result"] else ("running" if state else last.get("outcome") or "unknown"),
+            "status": f"unreadable: {record['unreadable']}" if record.get("unreadable") else status,
             "backend": last.get("backend", DEFAULT), "resource": last.get("instance_id") or last.get("job_name"),
             "state": state.state if state else "-", "instance_type": last.get("instance_type"),
             "market": last.get("market"), "usd_per_hour": last.get("price", {}).get("usd_per_hour"),
@@ -247,6 +253,8 @@ def run_campaign(env, specs: list, *, log=print, confirm=None, progress=None) ->
             f"${summary.estimate_worst_usd:.4f}{expected}")
         for refused in summary.refused:
             log(f"  {refused['run_id']}: launch refused ({refused['error']})")
+        for unreadable in summary.unreadable:
+            log(f"  {unreadable} (not relaunched)")
         if summary.stopped:
             raise TrainfleetInputError(stop_message(summary))
     while True:

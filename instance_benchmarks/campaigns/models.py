@@ -45,6 +45,8 @@ def download_run(s3, bucket: str, campaign: str, run_id: str, out_dir: Path,
     records = {r["run_id"]: r for r in load_run_records(s3, bucket, campaign)}
     if run_id not in records:
         raise TrainfleetInputError(f"no run {campaign}/{run_id} in s3://{bucket}")
+    if records[run_id].get("unreadable"):
+        raise TrainfleetInputError(f"run {campaign}/{run_id} cannot be read: {records[run_id]['unreadable']}")
     result = records[run_id]["result"]
     if result is None:
         raise TrainfleetInputError(f"run {campaign}/{run_id} is incomplete (no result.json): nothing to download")

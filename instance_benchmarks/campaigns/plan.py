@@ -1,6 +1,7 @@
 """Before anything launches: the worst-case and expected cost of a campaign, and the budget check."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from instance_benchmarks.catalog.pricing import PriceQuote, cost_usd
@@ -35,7 +36,8 @@ def estimate(spec, quotes: dict[str, PriceQuote]) -> Estimate:
 
 def spent_usd(launch_record: dict) -> float:
     """What a run's settled attempts cost (live attempts are counted at their worst case by the caller)."""
-    return sum(a.get("cost_usd") or 0.0 for a in launch_record.get("attempts", []))
+    return sum(a["cost_usd"] for a in launch_record.get("attempts", [])
+               if isinstance(a.get("cost_usd"), (int, float)) and math.isfinite(a["cost_usd"]))
 
 
 def check_budget(budget_usd: float, *, needed: float, already: float, count: int) -> None:

@@ -85,8 +85,10 @@ def build_report(s3, bucket: str, campaign: str) -> Report:
         order[record["run_id"]] = tuple(str(v).zfill(12) for v in shown.values())
         if record["result"] is None:
             attempts = record["launch"].get("attempts", [])
+            outcome = (f"unreadable: {record['unreadable']}" if record.get("unreadable")
+                       else attempts[-1].get("outcome") if attempts else "never launched")
             incomplete.append({"run_id": record["run_id"], "label": label, "attempts": len(attempts),
-                               "last_outcome": attempts[-1].get("outcome") if attempts else "never launched"})
+                               "last_outcome": outcome})
             continue
         result = record["result"]
         primary = primary or result.get("primary_metric")

@@ -34,15 +34,38 @@ def list_runs(s3, bucket: str, campaign: str) -> list[str]:
     return sorted(runs)
 
 
+def _checked(location: S3Location, name: str) -> dict | None:
+    """A run record from the bucket, which anything with write access (a training script under the
+    instance role, a truncated upload) may have broken: a JSON object, or ValueError saying what is wrong."""
+    try:
+        value = read_json(location, name)
+    except (ValueError, UnicodeDecodeError) as error:  # JSONDecodeError is a ValueError
+        raise ValueError(f"{name} is not JSON ({str(error).splitlines()[0][:80]})") from None
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError(f"{name} holds a {type(value).__name__}, not an object")
+    attempts = value.get("attempts", []) if name == "launch.json" else []
+    if not isinstance(attempts, list) or not all(isinstance(a, dict) for a in attempts):
+        raise ValueError(f"{name}: attempts is not a list of objects")
+    return value
+
+
 def load_run_records(s3, bucket: str, campaign: str) -> list[dict]:
-    """One record per run: its launch attempts and, only if complete, its result."""
+    """One record per run: its launch attempts and, only if complete, its result. A run whose records
+    cannot be read is kept apart (`status: unreadable`, `unreadable`: why) so the others still report."""
     records = []
     for run_id in list_runs(s3, bucket, campaign):
         location = run_location(s3, bucket, campaign, run_id)
-        launch = read_json(location, "launch.json") or {}
-        result = read_json(location, "result.json")
-        records.append({"run_id": run_id, "launch": launch, "result": result,
-                        "status": "complete" if result else "incomplete"})
+        record = {"run_id": run_id, "launch": {}, "result": None}
+        try:
+            record["launch"] = _checked(location, "launch.json") or {}  # kept when only result.json is broken:
+            record["result"] = _checked(location, "result.json")        # its attempts' cost still counts
+        except ValueError as error:
+            record.update(status="unreadable", unreadable=str(error))
+        else:
+            record["status"] = "complete" if record["result"] else "incomplete"
+        records.append(record)
     return records
 
 

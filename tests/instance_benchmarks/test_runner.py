@@ -297,3 +297,27 @@ def test_a_launcher_killed_during_run_instances_is_resolved(env, ec2, s3, infra,
                                                            "launch.json")["attempts"]] for r in spec.runs()}
     assert sorted(outcomes.values()) == [["launched"], ["not_launched", "launched"]]
     assert len(again.launched) == 1 and len(again.skipped_live) == 1
+
+
+def test_a_broken_record_is_reported_for_its_run_and_the_others_go_on(env, ec2, s3, infra):
+    """A truncated result.json and a launch.json holding a list (anything with write access to the bucket
+    can do that): status marks those runs unreadable, never relaunches them, and reports the rest."""
+    from instance_benchmarks.campaigns.report import build_report
+
+    spec = parse_spec(spec_dict(matrix={"instance_type": ["c5.xlarge"], "batch_size": [3, 5, 7]}))
+    runner.launch(env, spec)
+    runner.teardown(env, "sweep")
+    fine, truncated, listed = (r.run_id for r in spec.runs())
+    run_location(s3, infra.bucket, "sweep", truncated).write_bytes("result.json", b'{"status": "compl')
+    run_location(s3, infra.bucket, "sweep", listed).write_bytes("launch.json", b"[1, 2]")
+    rows = {row["run_id"]: row for row in runner.status_rows(env, "sweep")}
+    assert rows[fine]["status"] == "lost" and rows[fine]["cost_usd"] > 0
+    assert rows[truncated]["status"].startswith("unreadable: result.json is not JSON")
+    assert rows[truncated]["cost_usd"] > 0  # its readable launch.json still counts (status, budget)
+    assert rows[listed]["status"] == "unreadable: launch.json holds a list, not an object"
+    again = runner.launch(env, spec)
+    assert [x["run_id"] for x in again.launched] == [fine]  # relaunched after teardown; the broken ones never
+    assert sorted(u.split(":")[0] for u in again.unreadable) == sorted([truncated, listed])
+    report = build_report(s3, infra.bucket, "sweep")
+    outcomes = {row["run_id"]: row["last_outcome"] for row in report.incomplete}
+    assert outcomes[listed].startswith("unreadable: ") and outcomes[truncated].startswith("unreadable: ")
