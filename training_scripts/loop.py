@@ -62,7 +62,10 @@ def synchronize(device: torch.device) -> None:
 
 
 def rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every generator's state as tensors and plain Python values (checkpoints load with weights_only)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    numpy_state = (name, keys.tolist(), int(pos), int(has_gauss), float(cached))
+    state = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -70,7 +73,8 @@ def rng_state() -> dict:
 
 def set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -96,7 +100,12 @@ class StopFlag:
 
 # ----------------------------------------------------------------------------- checkpoints
 class Checkpointer:
-    """`latest.pt` in a location; every save replaces it atomically."""
+    """`latest.pt` in a location; every save replaces it atomically.
+
+    Checkpoints hold tensors and plain Python values only and load with `weights_only=True`: whoever can
+    write the checkpoint folder (the bucket) cannot run code in the next attempt by planting a pickle.
+    A checkpoint that does not load (corrupt, truncated, or not tensors-only) is moved aside to
+    `corrupt-<n>/latest.pt` and training starts afresh, with a warning, instead of failing every attempt."""
 
     NAME = "latest.pt"
 
@@ -112,7 +121,19 @@ class Checkpointer:
         data = self.location.read_bytes(self.NAME)
         if data is None:
             return None
-        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+        try:
+            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        except Exception as error:  # noqa: BLE001 - any failure to load is the same: quarantine, start afresh
+            taken = {name.split("/", 1)[0] for name in self.location.list("corrupt-")}
+            aside = next(f"corrupt-{n}" for n in range(1, len(taken) + 2) if f"corrupt-{n}" not in taken)
+            self.location.child(aside).write_bytes(self.NAME, data)
+            self.location.delete(self.NAME)
+            reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
+            print(json.dumps({"event": "checkpoint_quarantined", "moved_to": f"{aside}/{self.NAME}",
+                              "reason": reason}), flush=True)
+            print(f"warning: checkpoint {self.location.uri}/{self.NAME} did not load ({reason}); moved to "
+                  f"{aside}/ and starting afresh", file=sys.stderr, flush=True)
+            return None
 
 
 # Settings that may change between a run and its resumption (where it writes, how long it runs).

@@ -23,7 +23,7 @@ class ChecksumMismatch(IOError):
 
 
 class Location:
-    """Base: `write_bytes`, `read_bytes` (None when absent), `list`, `uri`."""
+    """Base: `write_bytes`, `read_bytes` (None when absent), `list`, `delete`, `uri`."""
 
     uri: str
 
@@ -37,6 +37,10 @@ class Location:
         raise NotImplementedError
 
     def child(self, name: str) -> "Location":
+        raise NotImplementedError
+
+    def delete(self, name: str) -> None:
+        """Remove `name`; silent when it is already gone."""
         raise NotImplementedError
 
 
@@ -75,6 +79,9 @@ class LocalLocation(Location):
 
     def child(self, name: str) -> "LocalLocation":
         return LocalLocation(self.root / name)
+
+    def delete(self, name: str) -> None:
+        (self.root / name).unlink(missing_ok=True)
 
 
 @dataclass
@@ -122,6 +129,9 @@ class S3Location(Location):
 
     def child(self, name: str) -> "S3Location":
         return S3Location(self.bucket, self._key(name), self.client)
+
+    def delete(self, name: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(name))
 
 
 def open_location(uri: str, s3_client=None) -> Location:

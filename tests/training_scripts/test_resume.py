@@ -99,3 +99,43 @@ def test_changed_hyperparameters_refuse_to_resume(tmp_path, tabular_reference):
         fit(config, tabular_mlp.build_task(config), should_stop=_stopper(3, None), echo=False)
     with pytest.raises(Exception, match="different learning_rate"):
         tabular_mlp.run(replace(config, learning_rate=0.5))
+
+
+def test_a_corrupt_checkpoint_is_moved_aside_and_the_run_starts_afresh(tmp_path, capsys):
+    from training_scripts.loop import Checkpointer
+    from training_scripts.storage import LocalLocation
+
+    folder = LocalLocation(tmp_path / "ckpt")
+    folder.write_bytes("latest.pt", b"\x80\x04 truncated")
+    config = tabular_mlp.Config(rows=1500, epochs=1, output=str(tmp_path / "out"), checkpoint=str(tmp_path / "ckpt"))
+    result = tabular_mlp.run(config)
+    assert result["attempts"] == 1  # trained from scratch instead of failing on the checkpoint
+    assert (tmp_path / "ckpt" / "corrupt-1" / "latest.pt").read_bytes() == b"\x80\x04 truncated"
+    assert Checkpointer(folder).load() is not None  # the run's own, new checkpoint loads
+    assert "did not load" in capsys.readouterr().err
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_not_unpickled(tmp_path):
+    """A pickle planted in the checkpoint folder (anyone who can write the bucket) never executes."""
+    import io
+    import os
+    import pickle
+
+    import torch
+
+    from training_scripts.loop import Checkpointer
+    from training_scripts.storage import LocalLocation
+
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    buffer = io.BytesIO()
+    torch.save({"model": Payload()}, buffer, pickle_module=pickle)
+    folder = LocalLocation(tmp_path / "ckpt")
+    folder.write_bytes("latest.pt", buffer.getvalue())
+    assert Checkpointer(folder).load() is None
+    assert not marker.exists() and (tmp_path / "ckpt" / "corrupt-1" / "latest.pt").is_file()
+    assert folder.read_bytes("latest.pt") is None
