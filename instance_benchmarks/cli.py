@@ -128,10 +128,8 @@ def campaign_launch(
     summary = runner.launch(env, spec, confirm=confirm)
     console.print(f"launched {len(summary.launched)}, complete {len(summary.skipped_complete)}, "
                   f"already running {len(summary.skipped_live)}, given up {len(summary.gave_up)}")
-    for refused in summary.refused:
-        plain_log(f"  {refused['run_id']}: launch refused ({refused['error']})")
-    for unreadable in summary.unreadable:
-        plain_log(f"  {unreadable} (not relaunched; fix or delete it in S3)")
+    for line in runner.refusal_lines(summary):
+        plain_log(line)
     if summary.stopped:
         hint = (f"; the {len(summary.launched)} launched run(s) keep running (`trainfleet campaign teardown "
                 f"{spec.campaign}` ends them)" if summary.launched else "")
@@ -394,14 +392,8 @@ def main() -> None:
         raise
     except typer.Exit as done:
         sys.exit(done.exit_code)
-    except typer.Abort as abort:
-        if isinstance(abort.__cause__, KeyboardInterrupt) or isinstance(abort.__context__, KeyboardInterrupt):
-            print("error: interrupted", file=sys.stderr)
-            sys.exit(130)
+    except typer.Abort:  # end of input at a prompt (Typer turns Ctrl-C into status 130, handled above)
         _die("aborted")
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        sys.exit(130)
     except typer.TyperException as error:  # usage errors (unknown command, bad option) with standalone_mode=False
         message = error.format_message() if hasattr(error, "format_message") else str(error)
         _die(message.replace("\n", " "))

@@ -240,6 +240,18 @@ def stop_message(summary: LaunchSummary) -> str:
             f"{', '.join(summary.not_started)}")
 
 
+def refusal_lines(summary: LaunchSummary) -> list[str]:
+    """One line per run the launch refused or could not read."""
+    return ([f"  {refused['run_id']}: launch refused ({refused['error']})" for refused in summary.refused]
+            + [f"  {unreadable} (not relaunched; fix or delete it in S3)" for unreadable in summary.unreadable])
+
+
+def _raise_if_stopped(summaries: list[LaunchSummary]) -> None:
+    for summary in summaries:
+        if summary.stopped:
+            raise TrainfleetInputError(stop_message(summary))
+
+
 def run_campaign(env, specs: list, *, log=print, confirm=None, progress=None) -> dict:
     """Launch every spec (one campaign, one or more backends), let them run, settle and relaunch
     interrupted runs until none is live or launchable; returns per-spec summaries. `progress` gets the
@@ -251,12 +263,9 @@ def run_campaign(env, specs: list, *, log=print, confirm=None, progress=None) ->
         expected = f", expected ${summary.estimate_expected_usd:.4f}" if summary.estimate_expected_usd is not None else ""
         log(f"{campaign} ({summary.backend}): {len(summary.launched)} launched, worst case "
             f"${summary.estimate_worst_usd:.4f}{expected}")
-        for refused in summary.refused:
-            log(f"  {refused['run_id']}: launch refused ({refused['error']})")
-        for unreadable in summary.unreadable:
-            log(f"  {unreadable} (not relaunched)")
-        if summary.stopped:
-            raise TrainfleetInputError(stop_message(summary))
+        for line in refusal_lines(summary):
+            log(line)
+    _raise_if_stopped(summaries)
     while True:
         env.advance(campaign)
         settle(env, campaign)
@@ -265,9 +274,7 @@ def run_campaign(env, specs: list, *, log=print, confirm=None, progress=None) ->
         if live_runs(env, campaign):
             continue
         relaunched = [launch(env, spec) for spec in specs]
-        for summary in relaunched:
-            if summary.stopped:
-                raise TrainfleetInputError(stop_message(summary))
+        _raise_if_stopped(relaunched)
         if not any(s.launched for s in relaunched):
             return {"launch": summaries}
         log(f"relaunched {sum(len(s.launched) for s in relaunched)} run(s) (interrupted or lost)")

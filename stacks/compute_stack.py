@@ -8,10 +8,10 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-from instance_benchmarks.core.contract import SSM_EXPORTS
-from stacks.config import MARKETS, ImageConfig
+from instance_benchmarks.core.contract import MARKETS, SSM_EXPORTS
+from stacks.config import ImageConfig
 from stacks.constructs.launcher_policy import LauncherPolicy
-from stacks.constructs.training_compute import TrainingCompute
+from stacks.constructs.training_compute import TrainingCompute, template_name
 
 
 # Infrastructure field -> construct id of its SSM parameter. Kept as they were: a parameter whose logical id
@@ -27,7 +27,7 @@ EXPORT_IDS = {
 
 def launch_template_output(kind: str, market: str) -> str:
     """CloudFormation output key of one launch template's id, e.g. GpuSpotLaunchTemplateId."""
-    return f"{kind.capitalize()}{market.title().replace('-', '')}LaunchTemplateId"
+    return f"{template_name(kind, market)}LaunchTemplateId"
 
 
 class ComputeStack(Stack):

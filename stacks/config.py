@@ -19,7 +19,6 @@ from instance_benchmarks.core.validation import (
     validate_snippet,
 )
 
-MARKETS = ("spot", "on-demand")  # the launch templates per image kind (PriceQuote.market's values)
 
 
 @dataclass(frozen=True)

@@ -134,10 +134,9 @@ def check_cuda(config: dict, python: Path, cwd: Path, env: dict) -> str:
         return "skipped on the embedded default's stand-in host"
     done = subprocess.run([str(python), "-c", _CUDA_CHECK], cwd=cwd, env=env, capture_output=True, text=True)
     if done.returncode != 0:
-        detail = (done.stdout.strip() or done.stderr.strip().splitlines()[-1:] or ["no output"])
+        detail = done.stdout.strip() or (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise SetupError(f"{config['instance_type']} has {config['gpu_count']} GPU(s) but the run's python sees no "
-                         f"CUDA device ({' '.join(detail) if isinstance(detail, list) else detail}); not training on "
-                         "the CPU at GPU prices")
+                         f"CUDA device ({detail}); not training on the CPU at GPU prices")
     log(f"CUDA check: {done.stdout.strip()} (devices, torch, CUDA)")
     return done.stdout.strip()
 

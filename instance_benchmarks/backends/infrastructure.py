@@ -6,11 +6,10 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Mapping
 
-from instance_benchmarks.core.contract import SSM_EXPORTS, SSM_PREFIX
+from instance_benchmarks.core.contract import MARKETS, SSM_EXPORTS, SSM_PREFIX
 from instance_benchmarks.core.errors import TrainfleetInputError
 
 DEPLOY = "npx cdk deploy Storage Network Compute"
-MARKETS = ("spot", "on-demand")
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ from instance_benchmarks.backends.base import FALLBACK
 WORKLOAD_REQUIREMENTS = "training_scripts/requirements.txt"  # in the repository, for `workload:` campaigns
 from instance_benchmarks.backends.registry import BACKENDS, DEFAULT, backend_class
 from instance_benchmarks.catalog import Catalog, load_catalog
-from instance_benchmarks.core.contract import hyperparameter_text, override_args  # noqa: F401 (re-exported)
+from instance_benchmarks.core.contract import MARKETS, hyperparameter_text, override_args  # noqa: F401 (re-exported)
 from instance_benchmarks.core.errors import TrainfleetInputError
 from instance_benchmarks.core.validation import (
     validate_directory, validate_git_ref, validate_identifier, validate_local_repo, validate_positive,
@@ -50,7 +50,6 @@ from instance_benchmarks.core.validation import (
 )
 
 WORKLOADS = ("tabular_mlp", "cnn_digits", "lstm_regressor", "cartpole_pg")
-MARKETS = ("spot", "on-demand")
 # Options the agent sets itself; a bundled workload may not override them.
 RESERVED = {"output", "checkpoint", "dry_run"}
 KNOWN_KEYS = {"campaign", "workload", "repo", "ref", "script", "region", "market", "max_runtime_minutes",

@@ -22,6 +22,9 @@ RUN_TAG = "trainfleet:run"
 ATTEMPT_TAG = "trainfleet:attempt"
 JOB_TAG = "trainfleet:job"
 
+# How a run is bought: the spec's `market`, a price quote's, and the Compute stack's launch templates per image.
+MARKETS = ("spot", "on-demand")
+
 SSM_PREFIX = "/trainfleet"
 # Infrastructure field -> SSM parameter name below the prefix (written by the Compute stack).
 SSM_EXPORTS = {

@@ -24,7 +24,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from instance_benchmarks.core.contract import CAMPAIGN_TAG
-from stacks.constructs.nag import imported_bucket_arn
+from stacks.constructs.nag import exports_arn, exports_finding, imported_bucket_arn
 from stacks.constructs.training_compute import TrainingCompute
 
 # EC2's Describe* actions support no resource-level permissions: they are granted on "*".
@@ -65,7 +65,7 @@ class LauncherPolicy(Construct):
             ec2_arn("spot-instances-request", "*"),
         ]
         campaign_tagged = [ec2_arn(resource, "*") for resource in ("instance", "spot-instances-request")]
-        parameters = stack.format_arn(service="ssm", resource="parameter", resource_name=f"{ssm_prefix.strip('/')}/*")
+        parameters = exports_arn(self, ssm_prefix)
         # Hand-written statements: a managed policy is no grantee (bucket.grant_* and role.grant_pass_role
         # need an IGrantable; the launching user lives outside this app), and the S3 grants would add
         # s3:DeleteObject*, which includes DeleteObjectVersion.
@@ -113,7 +113,7 @@ class LauncherPolicy(Construct):
             "stack's subnets with its security group (both named explicitly); its id is unknown before launch.",
             "Resource::*": "Only ec2:DescribeInstances, DescribeSpotInstanceRequests, DescribeSpotPriceHistory and "
             "DescribeSubnets: EC2 Describe actions support no resource-level permissions.",
-            f"Resource::arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:parameter/{ssm_prefix.strip('/')}/*":
+            exports_finding(ssm_prefix):
             "Read-only (GetParameter/GetParameters) on the stack's own /trainfleet/ exports, nothing else.",
             f"Resource::{imported_bucket_arn(bucket)}/campaigns/*": "Get/PutObject under campaigns/ of the one "
             "artifact bucket (campaign specs, agent wheel, run records, reports); no delete at all.",

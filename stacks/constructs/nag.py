@@ -9,6 +9,16 @@ from aws_cdk import CfnResource, Stack
 from aws_cdk import aws_s3 as s3
 
 
+def exports_arn(scope, ssm_prefix: str) -> str:
+    """The ARN of every SSM parameter under the stack's export prefix (`/trainfleet/*`)."""
+    return Stack.of(scope).format_arn(service="ssm", resource="parameter", resource_name=f"{ssm_prefix.strip('/')}/*")
+
+
+def exports_finding(ssm_prefix: str) -> str:
+    """`exports_arn` as cdk-nag prints it in an IAM5 finding."""
+    return f"Resource::arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:parameter/{ssm_prefix.strip('/')}/*"
+
+
 def imported_bucket_arn(bucket: s3.IBucket) -> str:
     """`bucket.bucket_arn` as cdk-nag prints it in another stack's policy: the name of the export CDK creates
     for it (aws-cdk-lib core refs.ts: stack name, then makeUniqueId(["Exports", "Output" + the reference]))."""

@@ -3,14 +3,15 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from aws_cdk import Acknowledgment, Stack, Validations
+from aws_cdk import Acknowledgment, Validations
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from stacks.config import MARKETS, ImageConfig
-from stacks.constructs.nag import imported_bucket_arn
+from instance_benchmarks.core.contract import MARKETS
+from stacks.config import ImageConfig
+from stacks.constructs.nag import exports_arn, exports_finding, imported_bucket_arn
 
 # What training instances read and write: campaign runs (agent wheel, checkpoints, results, logs) and
 # one-shot jobs' outputs. Nothing else in the bucket is theirs.
@@ -27,6 +28,11 @@ SESSION_MANAGER_ACTIONS = [
 
 def _pascal(name: str) -> str:
     return "".join(part.capitalize() for part in name.replace("_", "-").split("-"))
+
+
+def template_name(kind: str, market: str) -> str:
+    """One launch template's name in construct ids and outputs, e.g. GpuSpot, CpuOnDemand."""
+    return f"{_pascal(kind)}{_pascal(market)}"
 
 
 class TrainingCompute(Construct):
@@ -62,7 +68,7 @@ class TrainingCompute(Construct):
         }
         # (image kind, market) -> launch template
         self.templates = {
-            (kind, market): self._template(kind, image, spot=market == "spot")
+            (kind, market): self._template(kind, image, market)
             for kind, image in self.images.items()
             for market in MARKETS
         }
@@ -81,10 +87,8 @@ class TrainingCompute(Construct):
         iam.Grant.add_to_principal(
             grantee=self.role, actions=["s3:ListBucket"], resource_arns=[bucket.bucket_arn],
             conditions={"StringLike": {"s3:prefix": [f"{prefix}/*" for prefix in INSTANCE_PREFIXES]}})
-        parameters = Stack.of(self).format_arn(service="ssm", resource="parameter",
-                                               resource_name=f"{ssm_prefix.strip('/')}/*")
-        iam.Grant.add_to_principal(
-            grantee=self.role, actions=["ssm:GetParameter", "ssm:GetParameters"], resource_arns=[parameters])
+        iam.Grant.add_to_principal(grantee=self.role, actions=["ssm:GetParameter", "ssm:GetParameters"],
+                                   resource_arns=[exports_arn(self, ssm_prefix)])
         # Instead of the AWS managed AmazonSSMManagedInstanceCore (which reads every parameter in the account).
         iam.Grant.add_to_principal(grantee=self.role, actions=SESSION_MANAGER_ACTIONS, resource_arns=["*"])
 
@@ -92,7 +96,7 @@ class TrainingCompute(Construct):
             "Resource::*": "Session Manager's channel actions (ssmmessages:*Channel) define no resource types and "
             "ssm:UpdateInstanceInformation is the agent's own registration; AWS's minimal Session Manager "
             "instance policy grants these five actions on '*'. No other action has Resource '*'.",
-            f"Resource::arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:parameter/{ssm_prefix.strip('/')}/*":
+            exports_finding(ssm_prefix):
             "Read-only (GetParameter/GetParameters) on the stack's own /trainfleet/ parameters: the "
             "deployment's exports, nothing else in the account.",
         }
@@ -103,10 +107,10 @@ class TrainingCompute(Construct):
         for finding, reason in reasons.items():
             Validations.of(self.role).acknowledge(Acknowledgment(id=f"AwsSolutions-IAM5[{finding}]", reason=reason))
 
-    def _template(self, kind: str, image: ImageConfig, *, spot: bool) -> ec2.LaunchTemplate:
+    def _template(self, kind: str, image: ImageConfig, market: str) -> ec2.LaunchTemplate:
         return ec2.LaunchTemplate(
             self,
-            f"{_pascal(kind)}{'Spot' if spot else 'OnDemand'}Template",
+            f"{template_name(kind, market)}Template",
             machine_image=self.machine_images[kind],
             instance_profile=self.instance_profile,
             security_group=self.security_group,
@@ -126,6 +130,6 @@ class TrainingCompute(Construct):
                 request_type=ec2.SpotRequestType.ONE_TIME,
                 interruption_behavior=ec2.SpotInstanceInterruption.TERMINATE,
             )
-            if spot
+            if market == "spot"
             else None,
         )

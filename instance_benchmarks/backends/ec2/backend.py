@@ -13,7 +13,7 @@ from instance_benchmarks.backends.ec2.instances import (
     LIVE_STATES, campaign_instances, ended_at, run_instance, tag, terminate_campaign, vcpu_quota_name,
 )
 from instance_benchmarks.backends.ec2.wheel import build_wheel, publish_wheel
-from instance_benchmarks.catalog import Catalog, InstanceSpec, load_catalog
+from instance_benchmarks.catalog import Catalog, InstanceSpec, MachineImage, load_catalog
 from instance_benchmarks.catalog.pricing import PriceQuote, billed_seconds, cost_usd, quote
 from instance_benchmarks.core.bootstrap import AgentBootstrap, build_agent_user_data
 from instance_benchmarks.core.contract import ATTEMPT_TAG, RUN_TAG, now_iso
@@ -38,6 +38,7 @@ class Ec2Backend(Backend):
         super().__init__(env)
         self._wheels: dict[str, tuple] = {}
         self._launches = 0
+        self._subnet_zones: dict[str, str] | None = None
 
     @classmethod
     def list_price(cls, instance: InstanceSpec, region: str) -> float:
@@ -48,7 +49,7 @@ class Ec2Backend(Backend):
 
     def _zones(self) -> dict[str, str]:
         """subnet id -> AZ of the stack's subnets (spot prices and capacity are per AZ)."""
-        if not hasattr(self, "_subnet_zones"):
+        if self._subnet_zones is None:
             subnets = self.env.client("ec2").describe_subnets(SubnetIds=list(self.env.infra.subnet_ids))["Subnets"]
             self._subnet_zones = {s["SubnetId"]: s["AvailabilityZone"] for s in subnets}
         return self._subnet_zones
@@ -75,7 +76,8 @@ class Ec2Backend(Backend):
             self._wheels[campaign] = (wheel, publish_wheel(self.env.client("s3"), self.env.infra.bucket, campaign, wheel))
         return self._wheels[campaign]
 
-    def agent_config(self, spec, run, attempt: int, price: PriceQuote, catalog: Catalog, launched_at: str) -> dict:
+    def agent_config(self, spec, run, attempt: int, price: PriceQuote, catalog: Catalog, launched_at: str,
+                     image: MachineImage) -> dict:
         instance = catalog.get(price.instance_type)
         return {
             "campaign": spec.campaign, "run_id": run.run_id, "attempt": attempt, "launched_at": launched_at,
@@ -83,7 +85,7 @@ class Ec2Backend(Backend):
             "hyperparameters": run.hyperparameters, "instance_type": price.instance_type, "market": price.market,
             "price": price.to_dict(), "max_runtime_minutes": spec.max_runtime_minutes, "target": spec.target,
             "peak_tflops": {"fp32": instance.peak_fp32_tflops, "fp16": instance.peak_fp16_tflops},
-            "gpu_count": instance.gpu_count, "pip_extra_index_url": catalog.image_for(instance.name).pip_extra_index_url,
+            "gpu_count": instance.gpu_count, "pip_extra_index_url": image.pip_extra_index_url,
         }
 
     def launch(self, spec, run, attempt: int, price: PriceQuote, catalog: Catalog) -> dict:
@@ -91,7 +93,7 @@ class Ec2Backend(Backend):
         instance_spec, image = catalog.get(price.instance_type), catalog.image_for(price.instance_type)
         wheel, key = self._wheel(spec.campaign)
         launched_at = now_iso()
-        config = self.agent_config(spec, run, attempt, price, catalog, launched_at)
+        config = self.agent_config(spec, run, attempt, price, catalog, launched_at, image)
         user_data = build_agent_user_data(AgentBootstrap(
             max_runtime_minutes=spec.max_runtime_minutes, region=spec.region, bucket=infra.bucket, wheel_key=key,
             wheel_sha256=wheel.sha256, agent_config=config))  # python3: the DLAMI's PyTorch venv once activated

@@ -73,15 +73,20 @@ def _wait_for_instances(cloud, process, campaign: str, count: int) -> None:
         time.sleep(0.1)
 
 
+def _play_until_done(cloud, process, campaign: str) -> tuple[str, str]:
+    """Boot the campaign's instances (the local worker) as EC2 would, until the command exits."""
+    deadline = time.monotonic() + 300
+    while process.poll() is None:
+        cloud.worker.drain(campaign)
+        assert time.monotonic() < deadline, "campaign run did not finish"
+        time.sleep(0.1)
+    return process.communicate()
+
+
 def test_campaign_run_on_aws_launches_follows_reports_and_tears_down(cloud, tmp_path):
     process = _run(cloud, "campaign", "run", str(_spec(tmp_path, "tiny-aws")), "--yes", "--poll-seconds", "0.2",
                    "--out", str(tmp_path / "reports"))
-    deadline = time.monotonic() + 300
-    while process.poll() is None:  # play the instances as EC2 would boot them
-        cloud.worker.drain("tiny-aws")
-        assert time.monotonic() < deadline, "campaign run did not finish"
-        time.sleep(0.1)
-    out, err = process.communicate()
+    out, err = _play_until_done(cloud, process, "tiny-aws")
     assert process.returncode == 0, err
     assert "tiny-aws (ec2): 2 launched" in out
     assert "complete (" in out and "running (" in out  # the status of each run as it changed
@@ -114,12 +119,7 @@ def test_ctrl_c_with_detach_leaves_the_runs_going_and_says_how_to_come_back(clou
     assert len(campaign_instances(cloud.client("ec2"), "tiny-det", LIVE_STATES)) == 2
     # reattach: the same command picks the live runs up, waits for them and finishes the campaign
     again = _run(cloud, "campaign", "run", str(spec), "--yes", "--poll-seconds", "0.2", "--out", str(tmp_path / "reports"))
-    deadline = time.monotonic() + 300
-    while again.poll() is None:
-        cloud.worker.drain("tiny-det")
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    out, err = again.communicate()
+    out, err = _play_until_done(cloud, again, "tiny-det")
     assert again.returncode == 0, err
     assert "tiny-det (ec2): 0 launched" in out and (tmp_path / "reports" / "tiny-det" / "report.csv").is_file()
 
@@ -130,12 +130,7 @@ def test_a_campaign_whose_runs_fail_exits_non_zero_without_retrying_bad_input(cl
     spec = _spec(tmp_path, "tiny-bad", max_attempts=3, target=None, matrix={"instance_type": ["c5.large"], "lr": [0.1]},
                  hyperparameters={"momentum": 0.9})
     process = _run(cloud, "campaign", "run", str(spec), "--yes", "--poll-seconds", "0.2", "--out", str(tmp_path / "r"))
-    deadline = time.monotonic() + 300
-    while process.poll() is None:
-        cloud.worker.drain("tiny-bad")
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    out, err = process.communicate()
+    out, err = _play_until_done(cloud, process, "tiny-bad")
     assert process.returncode == 1, (out, err)
     assert "1 run(s) did not complete" in out and "relaunched" not in out
     assert len(campaign_instances(cloud.client("ec2"), "tiny-bad")) == 1  # one attempt: bad input is not retried
