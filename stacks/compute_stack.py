@@ -12,6 +12,7 @@ from instance_benchmarks.core.contract import MARKETS, SSM_EXPORTS
 from stacks.config import ImageConfig
 from stacks.constructs.launcher_policy import LauncherPolicy
 from stacks.constructs.training_compute import TrainingCompute, template_name
+from stacks.constructs.training_network import instance_subnets
 
 
 # Infrastructure field -> construct id of its SSM parameter. Kept as they were: a parameter whose logical id
@@ -47,7 +48,7 @@ class ComputeStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         self.compute = TrainingCompute(self, "Compute", vpc=vpc, bucket=bucket, images=images, ssm_prefix=ssm_prefix)
         self.launcher = LauncherPolicy(self, "Launcher", compute=self.compute, bucket=bucket,
-                                       subnets=vpc.public_subnets, ssm_prefix=ssm_prefix)
+                                       subnets=instance_subnets(vpc), ssm_prefix=ssm_prefix)
         # {"gpu": {"spot": "lt-...", "on-demand": "lt-...", "root_volume_gib": 100}, "cpu": {...}}, built by
         # CloudFormation from the template ids (see backends/infrastructure.py for the reader).
         launch_templates = {
@@ -60,7 +61,7 @@ class ComputeStack(Stack):
         exports = {  # Infrastructure field -> value (SSM names live in core.contract)
             "bucket": bucket.bucket_name,
             "launch_templates": self.to_json_string(launch_templates),
-            "subnet_ids": Fn.join(",", [s.subnet_id for s in vpc.public_subnets]),
+            "subnet_ids": Fn.join(",", [s.subnet_id for s in instance_subnets(vpc)]),
             "security_group_id": self.compute.security_group.security_group_id,
             "instance_profile_arn": self.compute.instance_profile.instance_profile_arn,
         }

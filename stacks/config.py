@@ -46,7 +46,8 @@ def context_key(kind: str, name: str) -> str:
 
 @dataclass(frozen=True)
 class JobConfig:
-    """The one-shot training job of `cdk deploy TrainingJob -c ...`."""
+    """The one-shot training job of `cdk deploy TrainingJob-<job_id> -c job_id=<job_id> -c ...` (one stack per
+    job id, so several jobs run at once; without -c job_id the id is a hash of the job's context)."""
 
     job_id: str
     instance_type: str
@@ -74,6 +75,11 @@ class JobConfig:
 class AppConfig:
     images: Mapping[str, ImageConfig] = field(default_factory=catalog_images)
     max_azs: int = 2
+    # instances in private subnets without public IPv4, egress through one NAT gateway (README "Network")
+    private_subnets: bool = False
+    # CDK's custom resource (a Lambda function) strips the VPC's default security group; off only where
+    # Lambda cannot run (the embedded default's moto)
+    restrict_default_security_group: bool = True
     checkpoint_version_retention_days: int = 7
     termination_protection: bool = False
     ssm_prefix: str = SSM_PREFIX
@@ -172,6 +178,8 @@ def config_from_context(get) -> AppConfig:
     return AppConfig(
         images=images,
         max_azs=max_azs,
+        private_subnets=_bool(get("private_subnets") if get("private_subnets") is not None else False,
+                              "private_subnets"),
         checkpoint_version_retention_days=_int(
             get("checkpoint_version_retention_days") or defaults.checkpoint_version_retention_days,
             "checkpoint_version_retention_days",

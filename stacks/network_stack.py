@@ -7,8 +7,11 @@ from stacks.constructs.training_network import TrainingNetwork
 
 
 class NetworkStack(Stack):
-    def __init__(self, scope: Construct, construct_id: str, *, max_azs: int, **kwargs) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, max_azs: int, private_subnets: bool = False,
+                 restrict_default_security_group: bool = True, **kwargs) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        self.vpc = TrainingNetwork(self, "Network", max_azs=max_azs).vpc
+        network = TrainingNetwork(self, "Network", max_azs=max_azs, private_subnets=private_subnets,
+                                  restrict_default_security_group=restrict_default_security_group)
+        self.vpc = network.vpc
         CfnOutput(self, "VpcId", value=self.vpc.vpc_id)
-        CfnOutput(self, "SubnetIds", value=Fn.join(",", [s.subnet_id for s in self.vpc.public_subnets]))
+        CfnOutput(self, "SubnetIds", value=Fn.join(",", [s.subnet_id for s in network.instance_subnets]))

@@ -22,12 +22,12 @@ def spot_interruption_notice(endpoint: str, timeout: float = 2.0) -> dict | None
     """IMDSv2: a session token, then spot/instance-action (404 = no notice)."""
     token_request = urllib.request.Request(f"{endpoint}/latest/api/token", method="PUT",
                                            headers={"X-aws-ec2-metadata-token-ttl-seconds": "300"})
-    with urllib.request.urlopen(token_request, timeout=timeout) as response:
+    with urllib.request.urlopen(token_request, timeout=timeout) as response:  # nosec B310  # http://169.254.169.254 (IMDS) or a test's endpoint, never a user's URL
         token = response.read().decode()
     action_request = urllib.request.Request(f"{endpoint}/latest/meta-data/spot/instance-action",
                                             headers={"X-aws-ec2-metadata-token": token})
     try:
-        with urllib.request.urlopen(action_request, timeout=timeout) as response:
+        with urllib.request.urlopen(action_request, timeout=timeout) as response:  # nosec B310  # the IMDS endpoint, as above
             return json.loads(response.read() or b"{}")
     except urllib.error.HTTPError as error:
         if error.code == 404:

@@ -11,7 +11,7 @@ from constructs import Construct
 
 from instance_benchmarks.core.contract import MARKETS
 from stacks.config import ImageConfig
-from stacks.constructs.nag import exports_arn, exports_finding, imported_bucket_arn
+from stacks.constructs.nag import checkov_skip, exports_arn, exports_finding, imported_bucket_arn
 
 # What training instances read and write: campaign runs (agent wheel, checkpoints, results, logs) and
 # one-shot jobs' outputs. Nothing else in the bucket is theirs.
@@ -106,6 +106,10 @@ class TrainingCompute(Construct):
                 "the run and job folders instances write; keys are per run, unknown at deploy.")
         for finding, reason in reasons.items():
             Validations.of(self.role).acknowledge(Acknowledgment(id=f"AwsSolutions-IAM5[{finding}]", reason=reason))
+        checkov_skip(self.role.node.find_child("DefaultPolicy").node.default_child, {
+            "CKV_AWS_111": "the write actions on '*' are Session Manager's (ssm:UpdateInstanceInformation, "
+                           "ssmmessages:*Channel), which define no resource types; S3 writes are limited to "
+                           "campaigns/ and jobs/ of the one bucket"})
 
     def _template(self, kind: str, image: ImageConfig, market: str) -> ec2.LaunchTemplate:
         return ec2.LaunchTemplate(

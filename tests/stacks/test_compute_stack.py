@@ -178,7 +178,8 @@ def test_no_wildcard_action_and_no_star_resource_beyond_describe_and_session_man
         if statement["Effect"] == "Deny":  # the bucket policy's deny of s3:* without TLS
             continue
         for action in _listed(statement["Action"]):
-            assert action != "*" and not action.endswith(":*"), statement
+            assert "*" not in action and "?" not in action, statement  # also no partial wildcard (s3:Get*)
+        assert "NotAction" not in statement and "NotResource" not in statement, statement
         if "*" in _listed(statement["Resource"]):
             assert set(_listed(statement["Action"])) <= STAR_RESOURCE_ACTIONS, statement
 

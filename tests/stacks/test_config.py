@@ -105,3 +105,14 @@ def test_job_knows_its_image_and_credit_mode():
     assert _config(**{**GOOD, "instance_type": "g5.xlarge"}).job.instance_spec.image == "gpu"
     t3 = _config(**{**GOOD, "instance_type": "t3.medium", "spot": "false"}).job
     assert t3.instance_spec.image == "cpu" and t3.instance_spec.burstable and t3.market == "on-demand"
+
+
+def test_private_subnets_is_a_context_option_off_by_default():
+    import json
+    from pathlib import Path
+
+    assert _config().private_subnets is False
+    assert json.loads((Path(__file__).resolve().parents[2] / "cdk.json").read_text())["context"]["private_subnets"] is False
+    assert _config(private_subnets="true").private_subnets is True and _config(private_subnets=True).private_subnets
+    with pytest.raises(TrainfleetInputError, match="context private_subnets='nat' must be true or false"):
+        _config(private_subnets="nat")

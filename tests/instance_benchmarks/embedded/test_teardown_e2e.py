@@ -2,8 +2,8 @@
 import os
 import signal
 import subprocess
+import select
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -24,10 +24,33 @@ def cloud():
     cloud.server.stop()
 
 
-def _cli(cloud, *args):
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, **cloud.server.env}
-    return subprocess.Popen([sys.executable, "-c", "from instance_benchmarks.cli import main; main()", *args],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+# `trainfleet` whose RunInstances call number LIMIT + 1 announces itself on a pipe and then waits to be
+# killed: the launcher dies at a known point (LIMIT instances started, the next attempt recorded as
+# `launching`, its RunInstances never sent), whatever the machine's speed.
+BLOCKING_LAUNCHER = """
+import os, signal, sys
+import botocore.client
+from instance_benchmarks.cli import main
+limit, fd = int(os.environ["TEST_RUN_INSTANCES_LIMIT"]), int(os.environ["TEST_BLOCKED_FD"])
+real, calls = botocore.client.BaseClient._make_api_call, [0]
+def call(self, operation, params):
+    if operation == "RunInstances":
+        calls[0] += 1
+        if calls[0] > limit:
+            os.write(fd, b"blocked")
+            while True:
+                signal.pause()
+    return real(self, operation, params)
+botocore.client.BaseClient._make_api_call = call
+main()
+"""
+
+
+def _cli(cloud, *args, code="from instance_benchmarks.cli import main; main()", extra_env=None, pass_fds=(),
+         output=subprocess.PIPE):
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, **cloud.server.env, **(extra_env or {})}
+    return subprocess.Popen([sys.executable, "-c", code, *args], cwd=ROOT, env=env, pass_fds=pass_fds,
+                            stdout=output, stderr=output, text=True)
 
 
 def test_teardown_after_killed_launcher(cloud, tmp_path):
@@ -36,16 +59,25 @@ def test_teardown_after_killed_launcher(cloud, tmp_path):
     path = tmp_path / "big.yaml"
     path.write_text(yaml.safe_dump(spec))
     ec2 = cloud.client("ec2")
-    launcher = _cli(cloud, "campaign", "launch", str(path), "--yes")
-    deadline = time.monotonic() + 120
-    while len(campaign_instances(ec2, "killed")) < 5:
-        assert launcher.poll() is None, launcher.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    blocked, signal_end = os.pipe()
+    log = (tmp_path / "launcher.log").open("w")  # a file, not a pipe nobody reads while it launches
+    try:
+        launcher = _cli(cloud, "campaign", "launch", str(path), "--yes", code=BLOCKING_LAUNCHER, pass_fds=(signal_end,),
+                        extra_env={"TEST_RUN_INSTANCES_LIMIT": "5", "TEST_BLOCKED_FD": str(signal_end)}, output=log)
+        os.close(signal_end)
+        ready, _, _ = select.select([blocked], [], [], 120)  # the event, not a timing window; 120 s only bounds a hang
+        message = os.read(blocked, 16) if ready else b""
+    finally:
+        os.close(blocked)
+        log.close()
+    if message != b"blocked":  # EOF: it exited (or hung) before its 6th launch
+        launcher.kill()
+        launcher.wait()
+        pytest.fail(f"the launcher never reached its 6th launch: {(tmp_path / 'launcher.log').read_text()[-2000:]}")
     launcher.send_signal(signal.SIGKILL)
     launcher.wait()
     launched = len(campaign_instances(ec2, "killed", LIVE_STATES))
-    assert 5 <= launched < 180  # killed midway
+    assert launched == 5  # killed midway, at a known point: 5 of 180 started
 
     teardown = _cli(cloud, "campaign", "teardown", "killed")
     out, err = teardown.communicate(timeout=120)
@@ -80,7 +112,7 @@ def test_status_and_models_commands_against_moto(cloud, tmp_path):
     assert teardown.wait(timeout=120) == 0
     watched = _cli(cloud, "campaign", "status", "small", "--watch", "0.2")  # returns once nothing is live
     out, err = watched.communicate(timeout=120)
-    assert watched.returncode == 0 and out.count("lost") == 2  # ended before an agent reported: billed, not lost
+    assert watched.returncode == 0 and out.count("torn down") == 2  # recorded by the teardown: billed, not lost
     models = _cli(cloud, "models", "list", "--campaign", "small")
     out, err = models.communicate(timeout=120)
     assert models.returncode == 0 and "models" in out  # no complete run yet: an empty table
