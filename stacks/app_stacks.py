@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
+from instance_benchmarks.core.bootstrap import job_stack_name
 from stacks.compute_stack import ComputeStack
 from stacks.config import AppConfig
 from stacks.network_stack import NetworkStack
@@ -36,8 +37,10 @@ def build_stacks(app: cdk.App, config: AppConfig, *, nag: bool = True) -> Trainf
         synthesizer=synthesizer(),
     )
     network = NetworkStack(
-        app, "Network", max_azs=config.max_azs,
-        description="trainfleet: public-subnet VPC, no NAT", synthesizer=synthesizer(),
+        app, "Network", max_azs=config.max_azs, private_subnets=config.private_subnets,
+        restrict_default_security_group=config.restrict_default_security_group,
+        description="trainfleet: VPC with private subnets and a NAT gateway" if config.private_subnets
+        else "trainfleet: public-subnet VPC, no NAT", synthesizer=synthesizer(),
     )
     compute = ComputeStack(
         app,
@@ -53,7 +56,7 @@ def build_stacks(app: cdk.App, config: AppConfig, *, nag: bool = True) -> Trainf
     if config.job is not None:
         training_job = TrainingJobStack(
             app,
-            "TrainingJob",
+            job_stack_name(config.job.job_id),  # TrainingJob-<job-id>: one stack per job, several at once
             job=config.job,
             compute=compute.compute,
             vpc=network.vpc,

@@ -5,14 +5,16 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from instance_benchmarks.core.bootstrap import Bootstrap
+from instance_benchmarks.core.bootstrap import Bootstrap, job_prefix
 from stacks.config import JobConfig
 from stacks.constructs.spot_training_job import SpotTrainingJob
 from stacks.constructs.training_compute import TrainingCompute
+from stacks.constructs.training_network import instance_subnets
 
 
 class TrainingJobStack(Stack):
     """One-shot job: one instance clones the repo, runs the script, uploads to s3://bucket/jobs/<id>/, terminates.
+    Its stack is `TrainingJob-<id>` (app_stacks), so jobs with different ids run side by side.
 
     It boots from the Compute stack's launch template for its type's image kind (catalog) and market."""
 
@@ -34,7 +36,7 @@ class TrainingJobStack(Stack):
             repo=job.repo,
             ref=job.ref,
             bucket=bucket.bucket_name,
-            prefix=f"jobs/{job.job_id}",
+            prefix=job_prefix(job.job_id),
             max_runtime_minutes=job.max_runtime_minutes,
             script=job.script,
             script_args=job.script_args,
@@ -53,7 +55,7 @@ class TrainingJobStack(Stack):
             launch_template=compute.template_for(job.market, instance.image),
             machine_image=compute.machine_images[instance.image],
             burstable=instance.burstable,
-            subnet=vpc.public_subnets[0],
+            subnet=instance_subnets(vpc)[0],
         )
         CfnOutput(self, "JobId", value=job.job_id)
         CfnOutput(self, "InstanceId", value=training_job.instance.ref)

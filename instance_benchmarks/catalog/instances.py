@@ -1,6 +1,6 @@
 """The dated instance/price catalog (what EC2 offers and what it costs on demand).
 
-The catalog is data (`data/catalog.json`), written by `update_catalog.py`; this module only reads it.
+The catalog is data (`data/catalog.json`), written by `update.py` (`python -m instance_benchmarks.catalog.update`); this module only reads it.
 Spot prices are not in the catalog: they are read at launch time (see `pricing.py`).
 """
 from __future__ import annotations

@@ -2,7 +2,10 @@
 the Pricing API. Writes data/catalog.json (or --out); run by a person with credentials, never at
 launch time and never in tests against real AWS.
 
-    python -m instance_benchmarks.catalog.update --regions us-east-1 us-west-2 [--types c5.xlarge ...]
+    python -m instance_benchmarks.catalog.update [--regions us-east-1 eu-west-2 ...] [--types c5.xlarge ...]
+
+Every region in REGIONS by default; a type gets a price only in the regions where the Pricing API sells
+it. SageMaker training prices (`sagemaker_usd_per_hour`) are not in these APIs: the current catalog's are kept.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from instance_benchmarks.catalog import CATALOG_PATH, load_catalog
 GPU_PEAKS = {"V100": (15.7, 125.0), "T4": (8.1, 65.0), "A10G": (31.2, 70.0), "L4": (30.3, 121.0),
              "L40S": (91.6, 362.0), "A100": (19.5, 312.0), "H100": (67.0, 989.0), "H200": (67.0, 989.0)}
 LOCATION_FILTER = "regionCode"
+REGIONS = ("us-east-1", "us-east-2", "us-west-2", "eu-west-1", "eu-west-2", "eu-central-1", "ap-northeast-1")
 
 
 def hardware(ec2, instance_types: list[str]) -> dict[str, dict]:
@@ -73,6 +77,10 @@ def build_catalog(ec2, pricing, instance_types: list[str], regions: list[str], t
         prices = {r: p for r in regions if (p := on_demand_price(pricing, name, r)) is not None}
         instances[name] = {**hw[name], "on_demand_usd_per_hour": prices}
     current = json.loads(CATALOG_PATH.read_text())
+    for name, fields in instances.items():  # curated: SageMaker prices are not in the EC2 Pricing API
+        sagemaker = current["instances"].get(name, {}).get("sagemaker_usd_per_hour")
+        if sagemaker:
+            fields["sagemaker_usd_per_hour"] = sagemaker
     kept = {key: value for key, value in current.items() if key not in ("as_of", "source", "instances")}
     return {
         "as_of": today,
@@ -93,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     import boto3
 
     parser = argparse.ArgumentParser(description="Refresh the trainfleet instance/price catalog from AWS.")
-    parser.add_argument("--regions", nargs="+", default=["us-east-1", "us-west-2"])
+    parser.add_argument("--regions", nargs="+", default=list(REGIONS))
     parser.add_argument("--types", nargs="*", default=None, help="instance types (default: those in the catalog)")
     parser.add_argument("--out", type=Path, default=CATALOG_PATH)
     args = parser.parse_args(argv)

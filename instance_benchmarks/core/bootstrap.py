@@ -9,8 +9,9 @@ with `shlex.quote`, so no value can run a command of its own. Paths live under `
   (`python -m instance_benchmarks.agent`),
   which clones the user's repository, sets it up, runs and measures the script and uploads the results.
   The user's repository never needs to contain trainfleet.
-* A one-shot job (`Bootstrap`, the CDK TrainingJob stack): clone the repo, set up and run the script or
-  the `run` commands (in a virtualenv on a system python), upload its output folder to S3 with boto3.
+* A one-shot job (`Bootstrap`, the CDK stack `TrainingJob-<job-id>`): clone the repo, set up and run the
+  script or the `run` commands (in a virtualenv on a system python), upload its output folder to
+  s3://<bucket>/jobs/<job-id>/ with boto3 (its bootstrap.log every minute while it runs).
 
 Both end by shutting the instance down; the launch template's shutdown behaviour is *terminate*.
 """
@@ -27,6 +28,7 @@ from instance_benchmarks.core.errors import TrainfleetInputError
 from instance_benchmarks.core.validation import (
     validate_directory,
     validate_git_ref,
+    validate_identifier,
     validate_positive,
     validate_repo_url,
     validate_script_args,
@@ -35,11 +37,26 @@ from instance_benchmarks.core.validation import (
 )
 
 ROOT = "/opt/trainfleet"
+# One-shot jobs: one CloudFormation stack each, outputs under one S3 prefix each (read by instance_benchmarks.jobs).
+JOB_STACK_PREFIX = "TrainingJob-"
+JOBS_PREFIX = "jobs"
+JOB_LOG_PUSH_SECONDS = 60  # a running job's bootstrap.log reaches S3 this often (`trainfleet jobs logs --follow`)
+REQUIREMENT_FILES = ("requirements.txt", "requirements-instance.txt")
 LOGFILE = "$TRAINFLEET_ROOT/bootstrap.log"
 AGENT_CONFIG_VAR = "TRAINFLEET_AGENT_CONFIG"
 _AGENT_CONFIG_LINE = re.compile(rf"^{AGENT_CONFIG_VAR}='?([A-Za-z0-9+/=]+)'?$", re.MULTILINE)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _WHEEL = re.compile(r"^[A-Za-z0-9_.]+-[A-Za-z0-9_.+]+-py3-none-any\.whl$")
+
+
+def job_stack_name(job_id: str) -> str:
+    """The CloudFormation stack of one one-shot job: `TrainingJob-<job-id>`, so several run at once."""
+    return JOB_STACK_PREFIX + validate_identifier(job_id, "job_id")
+
+
+def job_prefix(job_id: str) -> str:
+    """Where a job's outputs, bootstrap.log and job-status.json go in the bucket (no trailing '/')."""
+    return f"{JOBS_PREFIX}/{validate_identifier(job_id, 'job_id')}"
 
 
 def _prologue(max_runtime_minutes: int, upload_log: list[str]) -> list[str]:
@@ -191,8 +208,10 @@ def build_user_data(spec: Bootstrap) -> str:
     install into the system), in a virtualenv that sees the system's packages; uploads use boto3."""
     q = shlex.quote
     region, prefix = q(spec.region or ""), spec.prefix.strip("/")
+    upload_log = f'-c {q(_S3_UPLOAD)} {region} "{LOGFILE}" {q(spec.bucket)} {q(prefix + "/bootstrap.log")}'
     lines = _prologue(spec.max_runtime_minutes, [
-        f'"${{PY:-python3}}" -c {q(_S3_UPLOAD)} {region} "{LOGFILE}" {q(spec.bucket)} {q(prefix + "/bootstrap.log")} || true',
+        'if [ -n "${LOG_PUSHER:-}" ]; then kill "$LOG_PUSHER" 2>/dev/null || true; fi',
+        f'"${{PY:-python3}}" {upload_log} || true',
     ])
     lines += [
         *_python_prelude(q(spec.python)),
@@ -202,6 +221,9 @@ def build_user_data(spec: Bootstrap) -> str:
         '  "$PY" -m venv --system-site-packages "$TRAINFLEET_ROOT/venv" && PY="$TRAINFLEET_ROOT/venv/bin/python"',
         "fi",
         """"$PY" -c 'import boto3' 2>/dev/null || "$PY" -m pip install -q boto3""",
+        "# the log so far reaches S3 every minute while the job runs (`trainfleet jobs logs JOB --follow`)",
+        f'( while sleep {JOB_LOG_PUSH_SECONDS}; do "$PY" {upload_log} >/dev/null 2>&1 || true; done ) &',
+        "LOG_PUSHER=$!",
         'mkdir -p "$TRAINFLEET_ROOT/src" "$TRAINFLEET_ROOT/out"',
         'cd "$TRAINFLEET_ROOT/src"',
         "git init -q .",
@@ -217,7 +239,16 @@ def build_user_data(spec: Bootstrap) -> str:
     if spec.setup:
         lines.append(f"bash -c {q(spec.setup)}")
     else:
-        lines.append('if [ -f requirements.txt ]; then "$PY" -m pip install -q -r requirements.txt; fi')
+        # requirements.txt, then requirements-instance.txt (extra packages for the instance only), each
+        # from the workdir if it has one, else from the repository's root
+        lines += [
+            f"for file in {' '.join(REQUIREMENT_FILES)}; do",
+            '  for dir in . "$TRAINFLEET_ROOT/src"; do',
+            '    if [ -f "$dir/$file" ]; then echo "trainfleet: installing $dir/$file"; '
+            '"$PY" -m pip install -q -r "$dir/$file"; break; fi',
+            "  done",
+            "done",
+        ]
     if spec.run:
         command = f"bash -c {q(spec.run)}"
     else:

@@ -9,7 +9,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 JOB = ["-c", "instance_type=g5.xlarge", "-c", "repo=https://github.com/acme/train.git", "-c", "ref=main",
-       "-c", "script=train.py"]
+       "-c", "script=train.py", "-c", "job_id=train-1"]
 
 
 def _synth(tmp_path, *context):
@@ -28,7 +28,7 @@ def test_synth_without_credentials_and_cfn_lint_is_clean(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     templates = sorted(str(p) for p in tmp_path.glob("*.template.json"))
     assert [Path(t).name for t in templates] == [
-        "Compute.template.json", "Network.template.json", "Storage.template.json", "TrainingJob.template.json"]
+        "Compute.template.json", "Network.template.json", "Storage.template.json", "TrainingJob-train-1.template.json"]
     lint = subprocess.run([str(Path(sys.executable).parent / "cfn-lint"), *templates], capture_output=True, text=True)
     assert lint.returncode == 0, lint.stdout
 

@@ -67,3 +67,39 @@ def test_outputs_name_the_job(templates):
     outputs = templates["job"].to_json()["Outputs"]
     assert outputs["JobId"]["Value"] == "job-test"
     assert outputs["OutputPrefix"]["Value"] == "jobs/job-test/"
+
+
+@pytest.fixture(scope="module")
+def two_jobs():
+    """Two jobs synthesized as they are deployed side by side: one app per `-c job_id=...`."""
+    return {job_id: build(replace(JOB, job_id=job_id, instance_type="c5.xlarge")).training_job
+            for job_id in ("alpha", "beta-2")}
+
+
+def test_each_job_is_its_own_stack_with_its_own_output_prefix(two_jobs):
+    assert {job_id: stack.stack_name for job_id, stack in two_jobs.items()} == {
+        "alpha": "TrainingJob-alpha", "beta-2": "TrainingJob-beta-2"}
+    for job_id, stack in two_jobs.items():
+        template = Template.from_stack(stack)
+        outputs = template.to_json()["Outputs"]
+        assert outputs["JobId"]["Value"] == job_id and outputs["OutputPrefix"]["Value"] == f"jobs/{job_id}/"
+        template.has_resource_properties("AWS::EC2::Instance", {
+            "Tags": Match.array_with([{"Key": "trainfleet:job", "Value": job_id}])})
+        assert f"' jobs/{job_id} \"$TRAINFLEET_ROOT/out\"" in _user_data({"job": template})
+
+
+def test_user_data_installs_requirements_then_instance_requirements_and_pushes_its_log(two_jobs):
+    script = _user_data({"job": Template.from_stack(two_jobs["alpha"])})
+    assert "for file in requirements.txt requirements-instance.txt; do" in script
+    assert '"$PY" -m pip install -q -r "$dir/$file"; break' in script
+    assert script.index("requirements-instance.txt") < script.index('"$PY" training_scripts/tabular_mlp.py')
+    assert "( while sleep 60; do \"$PY\" -c " in script and "jobs/alpha/bootstrap.log" in script
+    assert 'kill "$LOG_PUSHER"' in script  # the final upload is not raced by the pusher
+
+
+def test_a_job_id_that_cannot_name_a_stack_is_refused():
+    from instance_benchmarks.core.bootstrap import job_stack_name
+    from instance_benchmarks.core.errors import TrainfleetInputError
+
+    with pytest.raises(TrainfleetInputError, match="job_id 'Bad_Id'"):
+        job_stack_name("Bad_Id")

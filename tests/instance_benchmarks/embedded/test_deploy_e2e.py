@@ -25,7 +25,7 @@ def cloud():
 def test_synthesize_orders_dependencies_first_and_fits_the_template_body_limit():
     stacks = synthesize(local_config(AppConfig(job=JOB)))
     names = [s.name for s in stacks]
-    assert names.index("Storage") < names.index("Compute") < names.index("TrainingJob")
+    assert names.index("Storage") < names.index("Compute") < names.index("TrainingJob-e2e-job")
     assert names.index("Network") < names.index("Compute")
     assert all(len(json.dumps(s.template)) < TEMPLATE_BODY_LIMIT for s in stacks)
 
@@ -92,7 +92,7 @@ def test_launcher_policy_is_created(cloud):
 
 def test_training_job_instance_runs_with_generated_user_data(cloud):
     ec2 = cloud.client("ec2")
-    instance_id = cloud.outputs["TrainingJob"]["InstanceId"]
+    instance_id = cloud.outputs["TrainingJob-e2e-job"]["InstanceId"]
     instance = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
     assert instance["InstanceType"] == "c5.xlarge"
     assert {"Key": "trainfleet:job", "Value": "e2e-job"} in instance["Tags"]
