@@ -16,10 +16,12 @@ LOCAL_AMI_PARAMETER = "/trainfleet/local/ami-id"
 
 
 def local_config(config: AppConfig | None = None) -> AppConfig:
-    """`config` (default: the defaults) with every image kind's AMI parameter set to LOCAL_AMI_PARAMETER."""
+    """`config` (default: the defaults) with every image kind's AMI parameter set to LOCAL_AMI_PARAMETER and
+    the default security group left as it is (restricting it takes a Lambda-backed custom resource, which
+    moto cannot run)."""
     config = config or AppConfig()
     images = {kind: replace(image, ami_parameter=LOCAL_AMI_PARAMETER) for kind, image in config.images.items()}
-    return replace(config, images=images)
+    return replace(config, images=images, restrict_default_security_group=False)
 
 
 def register_local_ami(ec2, ssm, parameter: str = LOCAL_AMI_PARAMETER) -> str:
@@ -40,12 +42,18 @@ class LocalCloud:
 
 
 def start_local_cloud(config: AppConfig | None = None, region: str = "us-east-1") -> LocalCloud:
-    stacks = synthesize(local_config(config))
-    server = MotoServer(region=region).start()
-    try:
-        register_local_ami(server.client("ec2"), server.client("ssm"))
-        outputs = deploy(server.client("cloudformation"), stacks)
-    except BaseException:
-        server.stop()
-        raise
+    """Synthesize (CDK, in a thread: mostly waiting on jsii's Node process) while moto's server starts and
+    the AMI parameter is registered, then deploy the stacks into it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cdk-synth") as pool:
+        synthesized = pool.submit(synthesize, local_config(config))
+        server = MotoServer(region=region)
+        try:
+            server.start()
+            register_local_ami(server.client("ec2"), server.client("ssm"))
+            outputs = deploy(server.client("cloudformation"), synthesized.result())
+        except BaseException:
+            server.stop()
+            raise
     return LocalCloud(server=server, outputs=outputs)

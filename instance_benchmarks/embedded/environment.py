@@ -3,7 +3,8 @@
 Clients point at moto's server on 127.0.0.1; `advance` does what moto cannot: it runs the campaign's
 instances (`worker.LocalWorker`, executing their real user data) and its SageMaker jobs
 (`sagemaker_executor`). Spot prices are not read (moto's spot history holds placeholders), so spot
-runs are priced at the catalog's on-demand ceiling.
+runs are priced at the catalog's on-demand ceiling. With a `LocalState` (`state.py`; the CLI's `--local`
+commands pass one) the bucket is restored from it at start and saved into it as results land and at close.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from contextlib import contextmanager
 
 from instance_benchmarks.embedded.cloud import LocalCloud, start_local_cloud
 from instance_benchmarks.embedded.moto_server import LOCAL_CREDENTIALS
+from instance_benchmarks.embedded.state import LocalState
 from instance_benchmarks.embedded.worker import LocalWorker, local_host_label
 from instance_benchmarks.environment import Environment, HostInfo
 
@@ -46,21 +48,53 @@ class EmbeddedEnvironment(Environment):
     spot_history = False
     poll_seconds = 0.0
 
-    def __init__(self, cloud: LocalCloud, *, worker_env: dict | None = None, log=print) -> None:
+    def __init__(self, cloud: LocalCloud, *, worker_env: dict | None = None, log=print,
+                 state: LocalState | None = None) -> None:
         super().__init__(cloud.server.region)
-        self.cloud, self.log = cloud, log
+        self.cloud, self.log, self.state = cloud, log, state
         self.host = HostInfo(local_host_label(), *local_peak_tflops())
-        self.worker = LocalWorker(cloud, host=self.host, extra_env=worker_env, log=log)
+        self.worker = LocalWorker(cloud, host=self.host, extra_env=worker_env, log=log,
+                                  on_progress=self.save if state is not None and state.writable else None)
         self._roles: dict[str, str] = {}
         self._ran_jobs: set[str] = set()
 
     @classmethod
-    def start(cls, region: str = "us-east-1", **kwargs) -> "EmbeddedEnvironment":
-        return cls(start_local_cloud(region=region), **kwargs)
+    def start(cls, region: str = "us-east-1", *, state: LocalState | None = None, **kwargs) -> "EmbeddedEnvironment":
+        """moto's server with the stacks deployed; with `state`, locked first (a busy state starts nothing),
+        then its saved objects restored into the bucket."""
+        if state is not None:
+            state.open()
+        try:
+            env = cls(start_local_cloud(region=region), state=state, **kwargs)
+        except BaseException:
+            if state is not None:
+                state.close()
+            raise
+        if state is not None:
+            try:
+                restored = state.restore(env.client("s3"), env.infra.bucket)
+            except BaseException:
+                env.close(save=False)
+                raise
+            if restored:
+                env.log(f"restored {restored} object(s) of earlier --local commands from {state.root}")
+        return env
 
-    def close(self) -> None:
-        self.cloud.server.stop()
-        self.worker.cleanup()
+    def save(self) -> None:
+        """Save the bucket into the local state (if any, and writable)."""
+        if self.state is not None and self.state.writable:
+            self.state.save(self.client("s3"), self.infra.bucket)
+
+    def close(self, *, save: bool = True) -> None:
+        """Save the state, then stop the server and the workers; the server stops even if saving fails."""
+        try:
+            if save:
+                self.save()
+        finally:
+            self.cloud.server.stop()
+            self.worker.cleanup()
+            if self.state is not None:
+                self.state.close()
 
     def __enter__(self) -> "EmbeddedEnvironment":
         return self
@@ -79,6 +113,10 @@ class EmbeddedEnvironment(Environment):
         if service not in self._clients:
             self._clients[service] = self.cloud.client(service)
         return self._clients[service]
+
+    def for_region(self, region: str) -> "EmbeddedEnvironment":
+        """One moto server, one region: a campaign recorded under another region is still here."""
+        return self
 
     def check_repo(self, repo: str) -> None:
         """Local repositories (file://) are cloned here as an instance would clone an https URL."""
@@ -110,6 +148,7 @@ class EmbeddedEnvironment(Environment):
         from instance_benchmarks.backends.sagemaker.backend import SageMakerBackend
         from instance_benchmarks.embedded.sagemaker_executor import LocalSageMakerExecutor
 
+        self.save()  # what the runner wrote since (campaign.json, launch.json): a kill now loses nothing
         self.worker.drain(campaign)
         # moto marks a training job Completed the moment it is created, without running it
         jobs = [name for name in self.backend(SageMakerBackend.NAME).campaign_jobs(campaign, ("InProgress", "Completed"))
@@ -120,3 +159,4 @@ class EmbeddedEnvironment(Environment):
             for name in sorted(jobs):
                 self._ran_jobs.add(name)
                 executor.run_job(name)
+                self.save()

@@ -1,6 +1,13 @@
-"""moto's server on 127.0.0.1 as a child process: the embedded default AWS for local runs and e2e tests."""
+"""moto's server on 127.0.0.1 as a child process: the embedded default AWS for local runs and e2e tests.
+
+The server runs in its own session (a Ctrl-C at the terminal reaches `trainfleet`, which still needs the
+server to tear down, not the server) and dies with the process that started it: this module's `__main__`
+arms the parent-death signal and a watchdog on the parent's pid (`guard.arm`) before it serves, so a
+SIGKILLed `trainfleet` leaves no server listening.
+"""
 from __future__ import annotations
 
+import argparse
 import os
 import socket
 import subprocess
@@ -31,6 +38,11 @@ class MotoServer:
         self._process: subprocess.Popen | None = None
 
     @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs."""
+        return self._process.pid if self._process is not None else None
+
+    @property
     def env(self) -> dict[str, str]:
         return {
             **LOCAL_CREDENTIALS,
@@ -41,17 +53,18 @@ class MotoServer:
 
     def start(self, timeout: float = 30.0) -> "MotoServer":
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            [sys.executable, "-m", "instance_benchmarks.embedded.moto_server", "--parent", str(os.getpid()), "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env={**os.environ, **LOCAL_CREDENTIALS},
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 raise RuntimeError(f"moto server exited with status {self._process.returncode}")
             try:
-                with urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=1):
+                with urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=1):  # nosec B310  # http://127.0.0.1:<port> we started
                     return self
             except OSError:
                 time.sleep(0.1)
@@ -85,3 +98,20 @@ class MotoServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m instance_benchmarks.embedded.moto_server --parent PID [moto.server options]`."""
+    from moto.server import main as serve
+
+    from instance_benchmarks.embedded.guard import arm
+
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--parent", type=int, required=True)
+    args, rest = parser.parse_known_args(argv)
+    arm(args.parent, lambda: os._exit(0))  # no state worth saving: the bucket is mirrored by the environment
+    serve(rest)
+
+
+if __name__ == "__main__":
+    main()

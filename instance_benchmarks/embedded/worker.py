@@ -13,7 +13,10 @@ up and runs the training script. Only what moto cannot do is stood in for, here 
   as the launch template's shutdown behaviour (terminate) would;
 * the metadata service: disabled (no spot notices) unless a test passes a fake IMDS endpoint;
 * the hardware: results are labelled as measured on this machine (`TRAINFLEET_HOST_LABEL`), not on
-  the instance type they are priced as.
+  the instance type they are priced as;
+* the machine's power: each instance's user data runs under `guard` (a subreaper), so ending the
+  instance (watchdog, Ctrl-C, teardown) ends every process it started, and a killed `trainfleet` takes
+  its instances with it.
 """
 from __future__ import annotations
 
@@ -26,10 +29,12 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from instance_benchmarks.backends.ec2.instances import campaign_instances, tag
 from instance_benchmarks.core.contract import RUN_TAG, now_iso
+from instance_benchmarks.embedded.guard import GRACE_SECONDS
 
 SHUTDOWN_STUB = """#!/bin/bash
 # trainfleet embedded default: stands in for shutdown(8); the worker terminates the instance in moto.
@@ -39,10 +44,14 @@ _WATCHDOG = re.compile(r"^shutdown -h \+(\d+) ", re.MULTILINE)
 
 
 class LocalWorker:
-    def __init__(self, cloud, *, host, extra_env: dict | None = None, log=print, root: Path | None = None) -> None:
+    def __init__(self, cloud, *, host, extra_env: dict | None = None, log=print, root: Path | None = None,
+                 on_progress=None, progress_seconds: float = 30.0) -> None:
         self.cloud, self.host, self.extra_env, self.log = cloud, host, extra_env or {}, log
         self.root = Path(root or tempfile.mkdtemp(prefix="trainfleet-instances-"))
         self.handled: set[str] = set()
+        # called while an instance runs (every `progress_seconds`) and after each one ends: the
+        # environment saves the bucket's state then, so a killed command loses at most what was running
+        self.on_progress, self.progress_seconds = on_progress, progress_seconds
 
     def env(self, instance: dict, sandbox: Path) -> dict:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TRAINFLEET_", "PYTHON", "VIRTUAL_ENV"))}
@@ -78,19 +87,46 @@ class LocalWorker:
         self.log(f"[{instance_id}] {tag(instance, RUN_TAG)} on {instance['InstanceType']}: "
                  f"executing its user data in {sandbox} (local worker)")
         console = sandbox / "console.log"
+        # the guard plays the machine: whatever the user data starts ends with it (or with this process)
+        command = [sys.executable, "-m", "instance_benchmarks.embedded.guard", "--parent", str(os.getpid()),
+                   "--grace", str(GRACE_SECONDS), "--", "/bin/bash", str(sandbox / "user-data.sh")]
         with console.open("wb") as out:
-            process = subprocess.Popen(["/bin/bash", str(sandbox / "user-data.sh")], cwd=sandbox, env=self.env(instance, sandbox),
-                                       stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            process = subprocess.Popen(command, cwd=sandbox, env=self.env(instance, sandbox), stdout=out,
+                                       stderr=subprocess.STDOUT, start_new_session=True)
             try:
-                code = process.wait(timeout=deadline)
-            except subprocess.TimeoutExpired:  # the watchdog's `shutdown -h +N` firing
-                os.killpg(process.pid, signal.SIGKILL)
-                code = process.wait()
+                code = self._wait(process, deadline)
+            except BaseException:  # Ctrl-C, SIGTERM or an error here: the instance does not outlive it
+                self._power_off(process)
+                raise
             finally:
                 ec2.terminate_instances(InstanceIds=[instance_id])  # shutdown -h now, behaviour = terminate
         if code != 0:
             self.log(console.read_text(errors="replace")[-3000:])
         return code
+
+    def _wait(self, process: subprocess.Popen, deadline: float | None) -> int:
+        """The user data's exit status; past the watchdog's deadline the machine is shut down."""
+        started = time.monotonic()
+        while True:
+            left = None if deadline is None else deadline - (time.monotonic() - started)
+            if left is not None and left <= 0:  # the watchdog's `shutdown -h +N` firing
+                return self._power_off(process)
+            try:
+                return process.wait(timeout=self.progress_seconds if left is None else min(left, self.progress_seconds))
+            except subprocess.TimeoutExpired:
+                if self.on_progress is not None:
+                    self.on_progress()
+
+    @staticmethod
+    def _power_off(process: subprocess.Popen) -> int:
+        """SIGTERM to the guard, which ends every process of the instance (SIGKILL after its grace)."""
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                return process.wait(timeout=GRACE_SECONDS + 10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        return process.wait()
 
     def drain(self, campaign: str) -> dict[str, int]:
         """Run every running instance of the campaign until none is left; returns instance -> exit status."""
@@ -102,7 +138,10 @@ class LocalWorker:
                 return codes
             for instance in sorted(live, key=lambda i: tag(i, RUN_TAG) or ""):
                 self.handled.add(instance["InstanceId"])
-                codes[instance["InstanceId"]] = self.run_instance(instance)
+                codes[instance["InstanceId"]] = code = self.run_instance(instance)
+                if self.on_progress is not None:
+                    self.on_progress()
+                self.log(f"[{instance['InstanceId']}] {tag(instance, RUN_TAG)}: instance ended (user data exit {code})")
 
     def cleanup(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
