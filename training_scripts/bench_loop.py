@@ -1,7 +1,8 @@
 """Benchmark: the shared loop against a pure-compute ceiling and a conventional DataLoader loop.
 
-    python -m training_scripts.bench_loop                  # tabular_mlp and cnn_digits, CPU
-    python -m training_scripts.bench_loop --steps=400 --device=cuda
+    python -m training_scripts.bench_loop                  # every supervised workload, CPU (GPU workloads scaled down)
+    python -m training_scripts.bench_loop --steps=400 --device=cuda   # full-size GPU workloads, peak from the catalog
+    python -m training_scripts.bench_loop --workloads=gpt_tokens --device=cuda --amp --peak-tflops=989
 
 For each workload, on the same machine, same model, batch size and optimizer:
   * loop        - `training_scripts.loop.fit` as users run it (device-resident data, permutation
@@ -10,6 +11,11 @@ For each workload, on the same machine, same model, batch size and optimizer:
   * ceiling     - forward/backward/step on one pre-staged batch: no data handling at all;
   * conventional- a map-style `Dataset` returning one converted sample at a time, batched by
                   `DataLoader(shuffle=True)` (the pattern of most PyTorch tutorials).
+cifar10_resnet and gpt_tokens run at full size on a GPU and scaled down on a CPU (CPU_SIZES); their loop
+includes the per-batch augmentation (cifar) the ceiling leaves out, and they have no conventional
+variant (the ceiling is their reference). With --amp and channels-last (cifar's default) the ceiling
+uses the same autocast and memory format as the loop. On a GPU, MFU is printed against the peak of the
+GPU's precision: --peak-tflops, else the catalog's figure for the GPU's name (per GPU).
 Each variant warms up first; timings synchronise the device; the three are measured in interleaved
 rounds and the best of each is printed (as timeit does: on a shared machine, noise only slows a run). Targets: loop >= 0.9 x ceiling and
 >= 3 x conventional on CPU. Note that loop <= ceiling, so loop/conventional can never exceed
@@ -18,40 +24,64 @@ ceiling/conventional: where compute dominates (the CNN on a CPU) no data path ca
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import tempfile
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from training_scripts.throughput import loop_throughput
-from training_scripts import cnn_digits, tabular_mlp
-from training_scripts.loop import fingerprint, fit, resolve_device, synchronize
+from training_scripts import cifar10_resnet, cnn_digits, gpt_tokens, tabular_mlp
+from training_scripts.config import ConfigError
+from training_scripts.loop import (
+    autocast_dtype, count_flops_per_sample, fingerprint, fit, has_bf16_tensor_cores, precision_name, resolve_device,
+    synchronize,
+)
+
+CATALOG = Path(__file__).resolve().parents[1] / "instance_benchmarks" / "catalog" / "data" / "catalog.json"  # data only
 
 
-def _step(model, optimizer, loss_fn, x, y) -> torch.Tensor:
-    loss = loss_fn(model(x), y)
+def _step(model, optimizer, loss_fn, x, y, autocast=contextlib.nullcontext, scaler=None) -> torch.Tensor:
+    with autocast():
+        loss = loss_fn(model(x), y)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
     return loss
 
 
 def ceiling(task, config, device, steps: int, warmup: int) -> float:
+    """Forward/backward/step on one pre-staged batch, with the loop's optimizer, autocast and memory format."""
     model = copy.deepcopy(task.model).to(device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    channels_last = config.channels_last and task.data.train_x.dim() == 4
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = (task.optimizer(model) if task.optimizer else
+                 torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay))
+    dtype = autocast_dtype(config, device)
+    autocast = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype else contextlib.nullcontext
+    scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
     x = task.data.train_x[: config.batch_size].to(device)
     y = task.data.train_y[: config.batch_size].to(device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
     for _ in range(warmup):
-        _step(model, optimizer, task.loss_fn, x, y)
+        _step(model, optimizer, task.loss_fn, x, y, autocast, scaler)
     synchronize(device)
     start = time.perf_counter()
     for _ in range(steps):
-        _step(model, optimizer, task.loss_fn, x, y)
+        _step(model, optimizer, task.loss_fn, x, y, autocast, scaler)
     synchronize(device)
     return steps * x.shape[0] / (time.perf_counter() - start)
 
@@ -95,12 +125,43 @@ def conventional(task, config, device, steps: int, warmup: int) -> float:
     return samples / (time.perf_counter() - start)
 
 
-def shared_loop(module, config, steps: int) -> float:
+def shared_loop(module, config, steps: int, peak: float | None = None) -> float:
     with tempfile.TemporaryDirectory() as out:
         run_config = replace(config, output=out, epochs=10_000, max_steps=steps, patience=0, log_every=20)
-        fit(run_config, module.build_task(run_config), echo=False)
+        fit(run_config, module.build_task(run_config), echo=False, peak=peak)
         lines = [json.loads(line) for line in open(f"{out}/metrics.jsonl")]
     return loop_throughput(lines)[0]
+
+
+WORKLOADS = {"tabular_mlp": tabular_mlp, "cnn_digits": cnn_digits, "cifar10_resnet": cifar10_resnet,
+             "gpt_tokens": gpt_tokens}
+CONVENTIONAL = {"tabular_mlp", "cnn_digits"}  # float features whose normalisation a per-sample Dataset can redo
+# Sizes for a CPU, where the full-size GPU workloads would take minutes per step. Synthetic data: offline.
+CPU_SIZES = {
+    "cifar10_resnet": dict(width=16, batch_size=64, synthetic_size=2000, data="synthetic"),
+    "gpt_tokens": dict(n_layer=2, n_head=4, n_embd=128, block_size=64, batch_size=16, data="synthetic",
+                       synthetic_tokens=100_000),
+}
+GPU_SIZES = {"cifar10_resnet": dict(data="synthetic"), "gpt_tokens": dict(data="synthetic")}
+
+
+def catalog_peak(device, precision: str, path: Path = CATALOG) -> tuple[float | None, str]:
+    """Per-GPU peak TFLOP/s of this GPU at `precision` from the catalog, by the GPU model in its name."""
+    if device.type != "cuda":
+        return None, "no peak on a CPU"
+    name = torch.cuda.get_device_name(device)
+    try:
+        instances = json.loads(path.read_text())["instances"]
+    except (OSError, ValueError, KeyError):
+        return None, f"no catalog at {path}"
+    for spec in sorted(instances.values(), key=lambda s: -len(s.get("gpu_model") or "")):
+        model = spec.get("gpu_model")
+        if model and spec.get("gpu_count") and model.lower() in name.lower():
+            key = "peak_fp32_tflops" if precision == "fp32" else "peak_fp16_tflops"
+            if precision == "bf16" and not has_bf16_tensor_cores(device):
+                return None, f"{name} has no bf16 tensor cores"
+            return spec[key] / spec["gpu_count"], f"catalog {model} {precision}"
+    return None, f"{name} is not in the catalog"
 
 
 def main() -> None:
@@ -109,22 +170,47 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved repetitions; the best of each is reported")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated; default: all of them")
+    parser.add_argument("--amp", action="store_true", help="mixed precision (bf16 on Ampere and newer, else fp16)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile in the loop (GPU)")
+    parser.add_argument("--peak-tflops", type=float, default=None, help="per-device peak for MFU (default: catalog)")
     args = parser.parse_args()
-    device = resolve_device(args.device)
+    names = [n for n in args.workloads.split(",") if n]
+    unknown = [n for n in names if n not in WORKLOADS]
+    if unknown or args.steps <= 0 or args.warmup < 0 or args.rounds <= 0:
+        parser.exit(2, f"error: unknown workloads {unknown} (known: {', '.join(WORKLOADS)}) or a non-positive count\n"
+                    if unknown else "error: --steps and --rounds must be positive, --warmup not negative\n")
+    try:
+        device = resolve_device(args.device)
+    except ConfigError as error:
+        parser.exit(2, f"error: {error}\n")
     print(json.dumps({"fingerprint": fingerprint(device)}))
-    print(f"{'workload':<14}{'loop':>12}{'ceiling':>12}{'conventional':>14}{'loop/ceil':>11}{'loop/conv':>11}  (samples/s)")
-    for module in (tabular_mlp, cnn_digits):
-        config = replace(module.Config(), device=args.device)
+    print(f"{'workload':<16}{'loop':>12}{'ceiling':>12}{'conventional':>14}{'loop/ceil':>11}{'loop/conv':>11}"
+          f"{'mfu':>8}  (samples/s)")
+    for name in names:
+        module = WORKLOADS[name]
+        sizes = (CPU_SIZES if device.type == "cpu" else GPU_SIZES).get(name, {})
+        config = replace(module.Config(), device=args.device, amp=args.amp or module.Config().amp,
+                         compile=args.compile, **sizes)
         task = module.build_task(config)
+        precision = precision_name(autocast_dtype(config, device))
+        peak, _ = (args.peak_tflops, "given") if args.peak_tflops else catalog_peak(device, precision)
         rates = {"loop": [], "ceiling": [], "conventional": []}
         for _ in range(args.rounds):  # interleaved so machine noise hits all three alike
-            rates["loop"].append(shared_loop(module, config, args.steps + 20))
+            rates["loop"].append(shared_loop(module, config, args.steps + 20, peak))
             rates["ceiling"].append(ceiling(task, config, device, args.steps, args.warmup))
-            rates["conventional"].append(conventional(task, config, device, args.steps, args.warmup))
-        loop_rate, ceiling_rate, conventional_rate = (max(rates[k]) for k in rates)
-        name = module.__name__.rsplit(".", 1)[1]
-        print(f"{name:<14}{loop_rate:>12.0f}{ceiling_rate:>12.0f}{conventional_rate:>14.0f}"
-              f"{loop_rate / ceiling_rate:>11.2f}{loop_rate / conventional_rate:>11.2f}")
+            if name in CONVENTIONAL:
+                rates["conventional"].append(conventional(task, config, device, args.steps, args.warmup))
+        loop_rate, ceiling_rate = max(rates["loop"]), max(rates["ceiling"])
+        conventional_rate = max(rates["conventional"]) if rates["conventional"] else None
+        flops = task.flops_per_sample or count_flops_per_sample(
+            copy.deepcopy(task.model).to(device), task.loss_fn, task.data.train_x[:8].to(device),
+            task.data.train_y[:8].to(device))
+        mfu = f"{flops * loop_rate / (peak * 1e12):>8.1%}" if peak else f"{'-':>8}"
+        conv_rate, conv_ratio = ((f"{conventional_rate:>14.0f}", f"{loop_rate / conventional_rate:>11.2f}")
+                                 if conventional_rate else (f"{'-':>14}", f"{'-':>11}"))
+        print(f"{name:<16}{loop_rate:>12.0f}{ceiling_rate:>12.0f}{conv_rate}{loop_rate / ceiling_rate:>11.2f}"
+              f"{conv_ratio}{mfu}  {precision}", flush=True)
 
 
 if __name__ == "__main__":

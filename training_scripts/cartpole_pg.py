@@ -3,6 +3,7 @@
     python -m training_scripts.cartpole_pg                       # 1 update = batch_size episodes
     python -m training_scripts.cartpole_pg --batch_size=10 --epochs=80
     python -m training_scripts.cartpole_pg --dry-run
+    python -c "from training_scripts.cartpole_pg import load_model; print(load_model('runs/cartpole_pg').predict([[0, 0, 0.05, 0]]))"
 
 `batch_size` is the number of episodes per policy update and `epochs` the number of updates (the seed's
 batch-size table sweeps 3, 5, 7, 10, 12, 15). The score is the average reward over the final 10 episodes.
@@ -12,6 +13,7 @@ Environment seeds derive from (seed, update, episode), so a resumed run replays 
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -22,6 +24,7 @@ import torch
 from torch import nn
 
 from training_scripts.config import ConfigError, TrainConfig
+from training_scripts.inference import Predictor, load_network, predictor, read_model, read_preprocessing
 from training_scripts.loop import (
     Checkpointer, Preempted, RunRecorder, check_resumable, count_flops_per_sample, fingerprint, main_entry, mlp,
     output_locations, resolve_device, rng_state, seed_everything, set_rng_state, write_artifacts,
@@ -41,6 +44,23 @@ class Config(TrainConfig):
     gamma: float = 0.99                     # discount
     max_episode_steps: int = 500            # CartPole-v1 time limit
     device: str = "cpu"                     # tiny policy: CPU is faster than a GPU round trip
+
+
+ACTIONS = ("left", "right")  # CartPole-v1: push the cart left (0) or right (1)
+PREPROCESSING = json.dumps({"workload": "cartpole_pg", "input": "N,4 raw CartPole-v1 observations",
+                            "classes": list(ACTIONS)}).encode()
+
+
+def build_model(config: Config) -> nn.Module:
+    return mlp(4, config.hidden_layers, 2, config.dropout)
+
+
+def load_model(path) -> Predictor:
+    """The trained policy (model.pt, or its folder): raw observations (N,4) -> action logits;
+    `model.predict(observations)` gives the greedy action, 'left' or 'right'; see inference.py."""
+    config, state, folder = read_model(path, Config)
+    prep = read_preprocessing(folder, "cartpole_pg", ("classes",))
+    return predictor(load_network(build_model, config, state), config, classes=prep["classes"])
 
 
 def run_episodes(policy: nn.Module, config: Config, update: int) -> tuple[list[torch.Tensor], list[list[float]]]:
@@ -83,7 +103,7 @@ def train(config: Config, should_stop=lambda: False, echo: bool = True) -> dict:
     output, checkpoint_location = output_locations(config, "cartpole_pg")
     checkpointer = Checkpointer(checkpoint_location)
     seed_everything(config.seed)
-    policy = mlp(4, config.hidden_layers, 2, config.dropout)
+    policy = build_model(config)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     flops = count_flops_per_sample(policy, nn.functional.cross_entropy, torch.zeros(64, 4), torch.zeros(64, dtype=torch.long))
     recorder = RunRecorder(echo=echo)
@@ -139,7 +159,8 @@ def train(config: Config, should_stop=lambda: False, echo: bool = True) -> dict:
     info = {"workload": "cartpole_pg", "primary_metric": "final10_reward", "higher_is_better": True,
             "train_seconds": train_seconds, "attempts": attempts, "train_flops_per_sample": flops,
             "precision": "fp32", "samples_seen": steps, "fingerprint": fingerprint(device)}
-    return write_artifacts(output, config, model_state=policy.state_dict(), recorder=recorder, final=final, info=info)
+    return write_artifacts(output, config, model_state=policy.state_dict(), recorder=recorder, final=final, info=info,
+                           extra={"preprocessing.json": PREPROCESSING})
 
 
 def run(config: Config, should_stop=lambda: False) -> dict:

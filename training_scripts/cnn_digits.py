@@ -3,6 +3,7 @@
     python -m training_scripts.cnn_digits                     # offline default: scikit-learn's bundled 8x8 digits
     python -m training_scripts.cnn_digits --data=/data/mnist  # MNIST IDX files (train-images-idx3-ubyte[.gz], ...)
     python -m training_scripts.cnn_digits --dry-run
+    python -c "from training_scripts.cnn_digits import load_model; print(load_model('runs/cnn_digits').predict([[[0.0] * 8] * 8]))"
 
 With --data, the directory must hold `train-images-idx3-ubyte` and `train-labels-idx1-ubyte`
 (optionally gzipped); `t10k-*` files, when present, are the validation set.
@@ -10,6 +11,7 @@ With --data, the directory must hold `train-images-idx3-ubyte` and `train-labels
 from __future__ import annotations
 
 import gzip
+import json
 import struct
 import sys
 from dataclasses import dataclass
@@ -20,6 +22,9 @@ import torch
 from torch import nn
 
 from training_scripts.config import ConfigError, TrainConfig
+from training_scripts.inference import (
+    AddDim, Predictor, Standardize, load_network, predictor, read_model, read_preprocessing,
+)
 from training_scripts.loop import (
     SupervisedTask, TensorData, classification_eval, classification_extras, main_entry, mlp, run_supervised,
     seed_everything,
@@ -54,6 +59,20 @@ class DigitCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
+
+
+def build_model(config: Config) -> nn.Module:
+    return DigitCNN(config.channels, config.hidden_layers, config.dropout)
+
+
+def load_model(path) -> Predictor:
+    """A trained model (model.pt, or its folder, with preprocessing.json beside it) that takes raw images,
+    N,H,W (or N,1,H,W) pixel values as in its training data (0-16 for the bundled digits, 0-255 for MNIST),
+    and predicts digits '0'-'9': `model.predict(images)`; see inference.py."""
+    config, state, folder = read_model(path, Config)
+    prep = read_preprocessing(folder, "cnn_digits", ("scale", "mean", "std", "classes"))
+    preprocess = nn.Sequential(Standardize(prep["mean"], prep["std"], scale=prep["scale"]), AddDim(1, when_ndim=3))
+    return predictor(load_network(build_model, config, state), config, preprocess=preprocess, classes=prep["classes"])
 
 
 def _read_idx(path: Path, magic: int) -> np.ndarray:
@@ -122,14 +141,17 @@ def build_task(config: Config) -> SupervisedTask:
     if config.dry_run:
         images, labels, val_images, val_labels = images[:256], labels[:256], val_images[:64], val_labels[:64]
     mean, std = float(images.mean()), float(images.std() + 1e-6)
+    preprocessing = json.dumps({"workload": "cnn_digits", "input": "N,H,W raw pixel values",
+                                "scale": 1 / 255.0 if config.data else 1 / 16.0,  # load_data's pixel scaling
+                                "mean": mean, "std": std, "classes": [str(d) for d in range(10)]}).encode()
     as_tensor = lambda a: torch.from_numpy((a - mean) / std).unsqueeze(1)  # noqa: E731  N,1,H,W
     data = TensorData(as_tensor(images), torch.from_numpy(labels), as_tensor(val_images), torch.from_numpy(val_labels))
     seed_everything(config.seed)
-    model = DigitCNN(config.channels, config.hidden_layers, config.dropout)
+    model = build_model(config)
     return SupervisedTask(
         name="cnn_digits", model=model, data=data, loss_fn=nn.functional.cross_entropy,
         evaluate=classification_eval, primary_metric="val_accuracy", higher_is_better=True,
-        extra_artifacts=lambda m, d: classification_extras(m, d, 10),
+        extra_artifacts=lambda m, d: {**classification_extras(m, d, 10), "preprocessing.json": preprocessing},
     )
 
 

@@ -14,7 +14,7 @@ class TrainConfig:
     """Hyperparameters every workload shares. Workloads subclass it and restate their own defaults."""
 
     epochs: int = 10                 # passes over the training set (policy updates for RL)
-    batch_size: int = 64             # samples per step (episodes per update for RL)
+    batch_size: int = 64             # samples per step, over all DDP ranks (episodes per update for RL)
     learning_rate: float = 1e-3      # AdamW step size
     weight_decay: float = 0.0        # AdamW decoupled weight decay
     dropout: float = 0.0             # dropout probability in hidden layers
@@ -24,8 +24,11 @@ class TrainConfig:
     log_every: int = 10              # steps between metric lines
     seed: int = 0                    # seeds torch, numpy, python and the data order
     device: str = "auto"             # auto | cpu | cuda | cuda:N
-    amp: bool = False                # mixed precision on GPU (bf16 where supported, else fp16 + scaler)
+    amp: bool = False                # mixed precision: autocast (bf16 on Ampere and newer, else fp16 + GradScaler)
+    amp_dtype: str = "auto"          # auto | bf16 | fp16 (auto: amp on GPU only; name one to autocast on CPU too)
     compile: bool = False            # torch.compile the model (GPU)
+    channels_last: bool = False      # NHWC memory format for convolutions (tensor cores on GPU)
+    data_placement: str = "auto"     # auto | device | host (host: pinned memory, non-blocking copies per batch)
     max_steps: int = 0               # stop after this many steps (0 = no limit)
     output: str = ""                 # local dir or s3://bucket/prefix ("" = $TRAINFLEET_OUTPUT_DIR, $SM_MODEL_DIR or runs/<workload>)
     checkpoint: str = ""             # local dir or s3:// URI for checkpoints ("" = <output>/checkpoints)
@@ -95,5 +98,9 @@ def validate(config) -> None:
         raise ConfigError(f"--learning_rate must be positive, got {config.learning_rate}")
     if not 0.0 <= config.dropout < 1.0:
         raise ConfigError(f"--dropout must be in [0, 1), got {config.dropout}")
+    choices = {"amp_dtype": ("auto", "bf16", "fp16"), "data_placement": ("auto", "device", "host")}
+    for name, allowed in choices.items():
+        if getattr(config, name) not in allowed:
+            raise ConfigError(f"--{name} must be one of {', '.join(allowed)}, got {getattr(config, name)!r}")
     if any(width <= 0 for width in config.hidden_layers):
         raise ConfigError(f"--hidden_layers must be positive widths, got {config.hidden_layers}")

@@ -28,9 +28,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from training_scripts import ddp
 from training_scripts.config import ConfigError, TrainConfig, parse_overrides
 from training_scripts.machine import cpu_model
 from training_scripts.storage import Location, open_location
+from training_scripts.throughput import loop_throughput
 
 EXIT_INPUT_ERROR = 2
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: checkpointed on request (spot notice / SIGTERM); relaunch to resume
@@ -138,12 +140,14 @@ class Checkpointer:
 
 # Settings that may change between a run and its resumption (where it writes, how long it runs).
 RESUMABLE_CHANGES = {"output", "checkpoint", "device", "epochs", "max_steps", "log_every", "checkpoint_every",
-                     "compile", "dry_run"}
+                     "compile", "dry_run", "channels_last", "data_placement"}
 
 
 def check_resumable(saved_config: dict, config, where: str) -> None:
     current = dataclasses.asdict(config)
-    changed = sorted(k for k in current if k not in RESUMABLE_CHANGES and saved_config.get(k) != current[k])
+    defaults = {f.name: f.default for f in dataclasses.fields(config)}  # settings added since the checkpoint
+    changed = sorted(k for k in current
+                     if k not in RESUMABLE_CHANGES and saved_config.get(k, defaults[k]) != current[k])
     if changed:
         raise ConfigError(f"checkpoint in {where} was written with different {', '.join(changed)}; "
                           "use another --checkpoint location or the same settings")
@@ -202,15 +206,76 @@ def write_artifacts(output: Location, config, *, model_state: dict | None, recor
 
 
 def count_flops_per_sample(model: nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor) -> float:
-    """Forward + backward FLOPs of one batch, per sample (torch's FlopCounterMode). RNG untouched."""
+    """Forward + backward FLOPs of one batch, per sample (torch's FlopCounterMode). RNG and buffers
+    (BatchNorm running statistics) untouched."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    with torch.random.fork_rng(devices=[]):
+    buffers = {name: b.clone() for name, b in model.named_buffers()}
+    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
         counter = FlopCounterMode(display=False)
         with counter:
             loss_fn(model(x), y).backward()
     model.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        for name, b in model.named_buffers():
+            b.copy_(buffers[name])
     return counter.get_total_flops() / max(1, x.shape[0])
+
+
+# ----------------------------------------------------------------------------- precision and peak
+PEAK_TFLOPS_VAR = "TRAINFLEET_PEAK_TFLOPS"  # JSON set by the agent from the catalog (see core/contract.py)
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def has_bf16_tensor_cores(device: torch.device) -> bool:
+    """Ampere (sm80) and newer. `torch.cuda.is_bf16_supported()` also says yes on a T4 or V100, where bf16
+    is emulated and slower than fp32."""
+    return device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0)
+
+
+def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype `--amp` gives on this device, or None (fp32)."""
+    if not config.amp:
+        return None
+    if device.type == "cuda":
+        if config.amp_dtype == "bf16" and not has_bf16_tensor_cores(device):
+            name = torch.cuda.get_device_name(device)
+            raise ConfigError(f"--amp_dtype=bf16: {name} has no bf16 tensor cores (Ampere or newer); use fp16 or auto")
+        if config.amp_dtype == "auto":
+            return torch.bfloat16 if has_bf16_tensor_cores(device) else torch.float16
+        return _DTYPES[config.amp_dtype]
+    return None if config.amp_dtype == "auto" else _DTYPES[config.amp_dtype]  # CPU: only when named
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
+
+
+def peak_tflops(device: torch.device, precision: str, world: int = 1, env=os.environ) -> float | None:
+    """The peak FLOP/s (in TFLOP/s) of the devices this run uses at its precision, from
+    TRAINFLEET_PEAK_TFLOPS = {"device": "cuda", "gpu_count": n, "fp32": .., "fp16": .., "bf16": ..} (catalog
+    totals over the instance's GPUs). None when unknown: MFU is then omitted, never guessed. bf16 dense
+    equals fp16 dense on Ampere and newer, so a missing bf16 figure is the fp16 one there."""
+    text = env.get(PEAK_TFLOPS_VAR)
+    if not text:
+        return None
+    try:
+        peaks = json.loads(text)
+        if not isinstance(peaks, dict):
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"{PEAK_TFLOPS_VAR}={text[:80]!r}: expected a JSON object of TFLOP/s by precision") from None
+    if peaks.get("device", "cuda") != device.type:
+        return None  # a GPU type's peak says nothing about a run on its CPU
+    value = peaks.get(precision)
+    if value is None and precision == "bf16" and has_bf16_tensor_cores(device):
+        value = peaks.get("fp16")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        return None
+    count = peaks.get("gpu_count")
+    if device.type == "cuda" and isinstance(count, int) and count > 0:
+        value = value * min(world, count) / count  # the GPUs this run uses, not the whole instance's
+    return float(value)
 
 
 # ----------------------------------------------------------------------------- supervised loop
@@ -223,6 +288,10 @@ class TensorData:
 
     def to(self, device: torch.device) -> "TensorData":
         return TensorData(*(t.to(device) for t in (self.train_x, self.train_y, self.val_x, self.val_y)))
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.train_x, self.train_y, self.val_x, self.val_y))
 
 
 @dataclass
@@ -237,6 +306,59 @@ class SupervisedTask:
     primary_metric: str
     higher_is_better: bool
     extra_artifacts: Callable[[nn.Module, TensorData], dict[str, bytes]] | None = None
+    optimizer: Callable[[nn.Module], torch.optim.Optimizer] | None = None  # default: AdamW(learning_rate, weight_decay)
+    lr_schedule: Callable[[float], float] | None = None  # lr multiplier at a (fractional) epoch: a pure function
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None  # train batches, on the device, global RNG
+    flops_per_sample: float | None = None   # analytic count (e.g. nanoGPT's); else torch's FlopCounterMode
+    tokens_per_sample: int | None = None    # sequence models: tokens/s is logged too
+    target: float | None = None             # report the training seconds until the primary metric first reaches it
+    info: dict = field(default_factory=dict)  # extra result.json fields, e.g. {"data": "synthetic"}
+
+
+class Batches:
+    """Training batches by index. Device-resident data is indexed where it lies; host-resident data (too
+    big for the device, or --data_placement=host) is gathered on the host into one of two pinned staging
+    buffers and copied with non_blocking=True, so the copy of one batch overlaps the previous step."""
+
+    def __init__(self, data: TensorData, device: torch.device, resident: bool, batch: int) -> None:
+        self.device, self.resident = device, resident
+        self.pinned = not resident and device.type == "cuda"
+        self.x, self.y = (data.train_x.to(device), data.train_y.to(device)) if resident else (data.train_x, data.train_y)
+        if self.pinned:
+            self.slots = [(torch.empty((batch, *self.x.shape[1:]), dtype=self.x.dtype, pin_memory=True),
+                           torch.empty((batch, *self.y.shape[1:]), dtype=self.y.dtype, pin_memory=True))
+                          for _ in range(2)]
+            self.events: list = [None, None]
+            self.turn = 0
+
+    @property
+    def index_device(self) -> torch.device:
+        return self.device if self.resident else torch.device("cpu")
+
+    def get(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.resident:
+            return self.x.index_select(0, index), self.y.index_select(0, index)
+        if not self.pinned:
+            return self.x.index_select(0, index).to(self.device), self.y.index_select(0, index).to(self.device)
+        slot, self.turn = self.turn, 1 - self.turn
+        if self.events[slot] is not None:
+            self.events[slot].synchronize()  # the copy that last read this buffer has finished
+        n = index.shape[0]
+        bx, by = (buffer.narrow(0, 0, n) for buffer in self.slots[slot])
+        torch.index_select(self.x, 0, index, out=bx)
+        torch.index_select(self.y, 0, index, out=by)
+        x, y = bx.to(self.device, non_blocking=True), by.to(self.device, non_blocking=True)
+        self.events[slot] = torch.cuda.Event()
+        self.events[slot].record()
+        return x, y
+
+
+def choose_placement(config: TrainConfig, data: TensorData, device: torch.device) -> bool:
+    """True: keep the training set on the device. `auto` does so unless it needs over half the free memory."""
+    if config.data_placement != "auto" or device.type != "cuda":
+        return config.data_placement != "host"
+    free, _ = torch.cuda.mem_get_info(device)
+    return data.nbytes <= free // 2
 
 
 def output_locations(config: TrainConfig, workload: str) -> tuple[Location, Location]:
@@ -250,60 +372,135 @@ def output_locations(config: TrainConfig, workload: str) -> tuple[Location, Loca
 
 
 def fit(config: TrainConfig, task: SupervisedTask, *, should_stop: Callable[[], bool] = lambda: False,
-        echo: bool = True) -> dict:
-    """Train `task.model` on `task.data`; resume from the latest checkpoint if there is one."""
-    device = resolve_device(config.device)
+        echo: bool = True, peak: float | None = None) -> dict:
+    """Train `task.model` on `task.data`; resume from the latest checkpoint if there is one.
+
+    Under torchrun each rank trains on its shard of every global batch (`batch_size` samples over all
+    ranks) with DistributedDataParallel; rank 0 checkpoints, logs and writes the artifacts. `peak`
+    (TFLOP/s) overrides TRAINFLEET_PEAK_TFLOPS for MFU."""
+    requested = resolve_device(config.device)
+    d = ddp.start(requested.type)
+    try:
+        return _fit(config, task, d, requested, should_stop, echo, peak)
+    finally:
+        d.close()
+
+
+def _fit(config: TrainConfig, task: SupervisedTask, d: ddp.Dist, device: torch.device, should_stop, echo: bool,
+         peak: float | None) -> dict:
+    if d.active and device.type == "cuda":
+        device = torch.device("cuda", d.local_rank)
     output, checkpoint_location = output_locations(config, task.name)
     checkpointer = Checkpointer(checkpoint_location)
+    amp_dtype = autocast_dtype(config, device)
+    precision = precision_name(amp_dtype)
+    peak = peak if peak is not None else peak_tflops(device, precision, d.world)
+    channels_last = config.channels_last and task.data.train_x.dim() == 4
     model = task.model.to(device)
-    data = task.data.to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    use_amp = config.amp and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-    step_model = torch.compile(model) if config.compile and device.type == "cuda" else model
-
-    n_train = data.train_x.shape[0]
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    resident = choose_placement(config, task.data, device)
+    n_train = task.data.train_x.shape[0]
     batch = min(config.batch_size, n_train)
-    steps_per_epoch = math.ceil(n_train / batch)
-    flops_per_sample = count_flops_per_sample(model, task.loss_fn, data.train_x[:batch], data.train_y[:batch])
+    if d.active and batch < d.world:
+        raise ConfigError(f"--batch_size={batch} is smaller than the {d.world} DDP ranks (it is the global batch)")
+    # DDP drops the last partial global batch so that no rank is ever left without samples
+    steps_per_epoch = n_train // batch if d.active else math.ceil(n_train / batch)
+    batches = Batches(task.data, device, resident, batch)
+    val_x, val_y = task.data.val_x.to(device), task.data.val_y.to(device)
+    if channels_last:
+        val_x = val_x.contiguous(memory_format=torch.channels_last)
+    eval_data = TensorData(batches.x, batches.y, val_x, val_y)
+    autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else contextlib.nullcontext
 
-    recorder = RunRecorder(echo=echo)
+    optimizer = (task.optimizer(model) if task.optimizer else
+                 torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay))
+    base_lrs = [group["lr"] for group in optimizer.param_groups]  # before a checkpoint overwrites them
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    flops_per_sample = task.flops_per_sample or count_flops_per_sample(
+        model, task.loss_fn, *batches.get(torch.arange(min(batch, 8), device=batches.index_device)))
+    if d.rank > 0:
+        seed_everything(config.seed + 7919 * d.rank)  # each rank its own dropout / augmentation stream
+
+    recorder = RunRecorder(echo=echo and d.main)
     epoch, step_in_epoch, global_step = 0, 0, 0
     best, evals_since_best, train_seconds, attempts = None, 0, 0.0, 1
-    saved = checkpointer.load()
+    saved = checkpointer.load() if d.main else None
+    d.barrier()  # rank 0 has moved a corrupt checkpoint aside before the others look
+    if not d.main:
+        saved = checkpointer.load()
     if saved is not None:
         check_resumable(saved["config"], config, checkpoint_location.uri)
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scaler.load_state_dict(saved["scaler"])
-        set_rng_state(saved["rng"])
+        ranks = saved.get("rng_ranks") or [saved["rng"]]
+        if len(ranks) == d.world:
+            set_rng_state(ranks[d.rank])
+        elif d.main:  # another number of ranks: the data position holds, per-rank RNG streams restart
+            set_rng_state(saved["rng"])
         epoch, step_in_epoch, global_step = saved["epoch"], saved["step_in_epoch"], saved["global_step"]
         best, evals_since_best = saved["best"], saved["evals_since_best"]
         train_seconds, attempts = saved["train_seconds"], saved["attempts"] + 1
         recorder.history = saved["history"]
-        recorder.log(event="resumed", step=global_step, epoch=epoch, attempt=attempts)
+        note = {} if saved.get("world_size", 1) == d.world else {"world_size_was": saved.get("world_size", 1)}
+        recorder.log(event="resumed", step=global_step, epoch=epoch, attempt=attempts, **note)
+
+    train_model = nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None) if d.active else model
+    step_model = torch.compile(train_model) if config.compile and device.type == "cuda" else train_model
 
     def save_checkpoint() -> None:
-        checkpointer.save({
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-            "rng": rng_state(), "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step,
-            "best": best, "evals_since_best": evals_since_best, "train_seconds": train_seconds,
-            "attempts": attempts, "history": recorder.history, "config": dataclasses.asdict(config),
-        })
+        rngs = d.gather(rng_state())
+        if d.main:
+            checkpointer.save({
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                "rng": rngs[0], "rng_ranks": rngs if d.active else None, "world_size": d.world,
+                "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step,
+                "best": best, "evals_since_best": evals_since_best, "train_seconds": train_seconds,
+                "attempts": attempts, "history": recorder.history, "config": dataclasses.asdict(config),
+            })
+
+    def evaluate() -> dict | None:
+        """Rank 0 evaluates; every rank gets its figures (so early stopping agrees everywhere)."""
+        metrics = None
+        if d.main:
+            with autocast():
+                metrics = task.evaluate(model, eval_data)
+        return d.broadcast(metrics)
+
+    def interval_record(now: float, start: float, samples: int, steps: int, loss: torch.Tensor) -> dict:
+        seconds = now - start
+        record = dict(step=global_step, epoch=epoch, loss=round(loss.item(), 6),
+                      samples_per_s=round(samples / seconds, 2), sec_per_step=round(seconds / steps, 6),
+                      interval_s=round(seconds, 6), train_seconds=round(train_seconds, 4))
+        if task.tokens_per_sample:
+            record["tokens_per_s"] = round(samples * task.tokens_per_sample / seconds, 1)
+        if peak:
+            record["mfu"] = round(flops_per_sample * samples / seconds / (peak * 1e12), 5)
+        return record
 
     stopped_early = False
     done = config.max_steps and global_step >= config.max_steps
     while epoch < config.epochs and not done and not stopped_early:
         order = torch.randperm(n_train, generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch))
-        order = order.to(device)
+        order = order.to(batches.index_device)
         model.train()
         synchronize(device)
         interval_start, interval_samples, interval_steps = time.perf_counter(), 0, 0
         while step_in_epoch < steps_per_epoch:
-            index = order[step_in_epoch * batch:(step_in_epoch + 1) * batch]
-            x, y = data.train_x.index_select(0, index), data.train_y.index_select(0, index)
-            with torch.autocast(device.type, dtype=amp_dtype) if use_amp else contextlib.nullcontext():
+            global_index = order[step_in_epoch * batch:(step_in_epoch + 1) * batch]
+            x, y = batches.get(ddp.shard(global_index, d))
+            if task.augment:
+                with torch.no_grad():
+                    x = task.augment(x)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            if task.lr_schedule:
+                scale = task.lr_schedule(global_step / steps_per_epoch)
+                for group, base in zip(optimizer.param_groups, base_lrs):
+                    group["lr"] = base * scale
+            with autocast():
                 loss = task.loss_fn(step_model(x), y)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -311,21 +508,17 @@ def fit(config: TrainConfig, task: SupervisedTask, *, should_stop: Callable[[], 
             scaler.update()
             step_in_epoch += 1
             global_step += 1
-            interval_samples += index.shape[0]
+            interval_samples += global_index.shape[0]
             interval_steps += 1
             if global_step % config.log_every == 0:
                 synchronize(device)
                 now = time.perf_counter()
                 train_seconds += now - interval_start
-                recorder.log(step=global_step, epoch=epoch, loss=round(loss.item(), 6),
-                             samples_per_s=round(interval_samples / (now - interval_start), 2),
-                             sec_per_step=round((now - interval_start) / interval_steps, 6),
-                             interval_s=round(now - interval_start, 6),
-                             train_seconds=round(train_seconds, 4))
+                recorder.log(**interval_record(now, interval_start, interval_samples, interval_steps, loss))
                 interval_start, interval_samples, interval_steps = time.perf_counter(), 0, 0
             if global_step % config.checkpoint_every == 0:
                 save_checkpoint()
-            if should_stop():
+            if d.any(should_stop()):
                 recorder.log(event="preempted", step=global_step, epoch=epoch)
                 save_checkpoint()
                 raise Preempted(f"stopped at step {global_step}; checkpoint saved")
@@ -334,7 +527,7 @@ def fit(config: TrainConfig, task: SupervisedTask, *, should_stop: Callable[[], 
                 break
         synchronize(device)
         train_seconds += time.perf_counter() - interval_start
-        metrics = task.evaluate(model, data)
+        metrics = evaluate()
         value = metrics[task.primary_metric]
         improved = best is None or (value > best if task.higher_is_better else value < best)
         best, evals_since_best = (value, 0) if improved else (best, evals_since_best + 1)
@@ -345,16 +538,33 @@ def fit(config: TrainConfig, task: SupervisedTask, *, should_stop: Callable[[], 
             epoch, step_in_epoch = epoch + 1, 0
         save_checkpoint()
 
-    final = {**task.evaluate(model, data), "steps": global_step, "epochs_completed": epoch,
+    final = evaluate()
+    if not d.main:
+        return {"status": "complete", "rank": d.rank}
+    final = {**final, "steps": global_step, "epochs_completed": epoch,
              "best_" + task.primary_metric: best, "stopped_early": stopped_early}
+    samples_per_s, _ = loop_throughput(recorder.history)
     info = {
         "workload": task.name, "primary_metric": task.primary_metric, "higher_is_better": task.higher_is_better,
         "train_seconds": train_seconds, "attempts": attempts, "train_flops_per_sample": flops_per_sample,
-        "precision": ("bf16" if amp_dtype == torch.bfloat16 else "fp16") if use_amp else "fp32",
+        "precision": precision, "compiled": bool(config.compile and device.type == "cuda"),
+        "channels_last": channels_last, "data_placement": "device" if resident else "host",
+        "world_size": d.world, "samples_per_s": samples_per_s,
+        "samples_per_s_per_device": samples_per_s / d.world if samples_per_s else None,
+        "peak_tflops": peak, "mfu": flops_per_sample * samples_per_s / (peak * 1e12) if peak and samples_per_s else None,
         "samples_seen": global_step * batch, "fingerprint": fingerprint(device),
+        **({"tokens_per_s": samples_per_s * task.tokens_per_sample}
+           if task.tokens_per_sample and samples_per_s else {}),
+        **task.info,
     }
-    extra = task.extra_artifacts(model, data) if task.extra_artifacts else None
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    if task.target is not None:
+        reached = [r["train_seconds"] for r in recorder.history if task.primary_metric in r and "train_seconds" in r
+                   and (r[task.primary_metric] >= task.target if task.higher_is_better
+                        else r[task.primary_metric] <= task.target)]
+        info.update(target={"metric": task.primary_metric, "value": task.target},
+                    time_to_target_s=reached[0] if reached else None)
+    extra = task.extra_artifacts(model, eval_data) if task.extra_artifacts else None
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     return write_artifacts(output, config, model_state=state, recorder=recorder, final=final, extra=extra, info=info)
 
 
@@ -384,7 +594,8 @@ def classification_extras(model: nn.Module, data: TensorData, n_classes: int) ->
     """Confusion matrix on the validation set (rows = true class, columns = predicted)."""
     model.eval()
     with torch.no_grad():
-        predicted = model(data.val_x).argmax(dim=1).cpu()
+        predicted = torch.cat([model(data.val_x[i:i + 1024]).argmax(dim=1).cpu()  # chunks: bounded memory
+                               for i in range(0, data.val_x.shape[0], 1024)])
     matrix = torch.zeros(n_classes, n_classes, dtype=torch.long)
     for true, pred in zip(data.val_y.cpu().tolist(), predicted.tolist()):
         matrix[true, pred] += 1

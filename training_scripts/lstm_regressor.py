@@ -3,6 +3,7 @@
     python -m training_scripts.lstm_regressor                   # offline default: synthetic seasonal series
     python -m training_scripts.lstm_regressor --data=series.csv --column=load_mw --window=48
     python -m training_scripts.lstm_regressor --dry-run
+    python -c "from training_scripts.lstm_regressor import load_model; print(load_model('runs/lstm_regressor').predict([[0.5] * 32]))"
 
 Reports validation (the last `val_fraction` of the series, never shuffled into training) MSE on the
 original scale, and the MSE of the naive last-value forecast for comparison.
@@ -10,6 +11,7 @@ original scale, and the MSE of the naive last-value forecast for comparison.
 from __future__ import annotations
 
 import csv
+import json
 import math
 import sys
 from dataclasses import dataclass
@@ -19,6 +21,9 @@ import torch
 from torch import nn
 
 from training_scripts.config import ConfigError, TrainConfig
+from training_scripts.inference import (
+    AddDim, Predictor, Standardize, Unstandardize, load_network, predictor, read_model, read_preprocessing,
+)
 from training_scripts.loop import SupervisedTask, TensorData, main_entry, run_supervised, seed_everything
 
 
@@ -84,6 +89,21 @@ class SequenceRegressor(nn.Module):
         return self.head(out[:, -1]).squeeze(-1)
 
 
+def build_model(config: Config) -> nn.Module:
+    return SequenceRegressor(config.hidden_layers, config.dropout)
+
+
+def load_model(path) -> Predictor:
+    """A trained model (model.pt, or its folder, with preprocessing.json beside it) that takes windows of
+    raw past values, N,window (or N,window,1), and predicts the next value in the series' own units:
+    `model.predict(windows)`; see inference.py."""
+    config, state, folder = read_model(path, Config)
+    prep = read_preprocessing(folder, "lstm_regressor", ("mean", "std"))
+    preprocess = nn.Sequential(Standardize(prep["mean"], prep["std"]), AddDim(-1, when_ndim=2))
+    return predictor(load_network(build_model, config, state), config, preprocess=preprocess,
+                     postprocess=Unstandardize(prep["mean"], prep["std"]))
+
+
 def windows(series: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
     idx = np.arange(len(series) - window)[:, None] + np.arange(window)[None, :]
     return series[idx][..., None], series[window:]
@@ -105,7 +125,10 @@ def build_task(config: Config) -> SupervisedTask:
     data = TensorData(*(torch.from_numpy(a.astype(np.float32)) for a in (train_x, train_y, val_x, val_y)))
     naive_mse = float(((val_x[:, -1, 0] - val_y) ** 2).mean() * std**2)
     seed_everything(config.seed)
-    model = SequenceRegressor(config.hidden_layers, config.dropout)
+    model = build_model(config)
+    preprocessing = json.dumps({"workload": "lstm_regressor", "input": "N,window raw past values",
+                                "window": config.window, "mean": mean, "std": std,
+                                "output": "the next value, in the series' units"}).encode()
 
     def evaluate(model: nn.Module, data: TensorData) -> dict:
         model.eval()
@@ -114,7 +137,8 @@ def build_task(config: Config) -> SupervisedTask:
         return {"val_loss": mse, "val_mse": mse * std**2, "naive_mse": naive_mse}
 
     return SupervisedTask(name="lstm_regressor", model=model, data=data, loss_fn=nn.functional.mse_loss,
-                          evaluate=evaluate, primary_metric="val_mse", higher_is_better=False)
+                          evaluate=evaluate, primary_metric="val_mse", higher_is_better=False,
+                          extra_artifacts=lambda m, d: {"preprocessing.json": preprocessing})
 
 
 def run(config: Config, should_stop=lambda: False) -> dict:

@@ -4,6 +4,7 @@
     python -m training_scripts.tabular_mlp --data=loans.csv --epochs=30 --hidden_layers=128,64
     python -m training_scripts.tabular_mlp --dry-run            # CI smoke test
     python -m training_scripts.tabular_mlp --output=s3://bucket/runs/mlp   # artifacts + checkpoints in S3
+    python -c "from training_scripts.tabular_mlp import load_model; print(load_model('runs/tabular_mlp').predict([[60_000, 15_000, 700, 18, 5, 9, 0, 36]]))"
 
 A CSV must have the columns in SCHEMA plus `grade` (A-E); missing values, out-of-range values and
 missing columns are refused with a one-line error naming the column and rows.
@@ -20,6 +21,7 @@ import torch
 from torch import nn
 
 from training_scripts.config import ConfigError, TrainConfig
+from training_scripts.inference import Predictor, Standardize, load_network, predictor, read_model, read_preprocessing
 from training_scripts.loop import (
     SupervisedTask, TensorData, classification_eval, classification_extras, main_entry, mlp, run_supervised,
     seed_everything,
@@ -113,6 +115,19 @@ def load_csv(path: str) -> tuple[np.ndarray, np.ndarray]:
     return features, np.array(labels, dtype=np.int64)
 
 
+def build_model(config: Config) -> nn.Module:
+    return mlp(len(SCHEMA), config.hidden_layers, len(GRADES), config.dropout)
+
+
+def load_model(path) -> Predictor:
+    """A trained model (model.pt, or its folder, with preprocessing.json beside it) that takes raw rows of
+    SCHEMA's columns (in that order) and predicts grades A-E: `model.predict(rows)`; see inference.py."""
+    config, state, folder = read_model(path, Config)
+    prep = read_preprocessing(folder, "tabular_mlp", ("transform", "mean", "std", "classes"))
+    standardize = Standardize(prep["mean"], prep["std"], log1p=prep["transform"].startswith("log1p"))
+    return predictor(load_network(build_model, config, state), config, preprocess=standardize, classes=prep["classes"])
+
+
 def build_task(config: Config) -> SupervisedTask:
     if not 0.0 < config.val_fraction < 1.0:
         raise ConfigError(f"--val_fraction must be in (0, 1), got {config.val_fraction}")
@@ -127,8 +142,8 @@ def build_task(config: Config) -> SupervisedTask:
     data = TensorData(torch.from_numpy(features[train]), torch.from_numpy(labels[train]),
                       torch.from_numpy(features[val]), torch.from_numpy(labels[val]))
     seed_everything(config.seed)
-    model = mlp(len(SCHEMA), config.hidden_layers, len(GRADES), config.dropout)
-    preprocessing = json.dumps({"columns": list(SCHEMA), "transform": "log1p then standardize",
+    model = build_model(config)
+    preprocessing = json.dumps({"workload": "tabular_mlp", "columns": list(SCHEMA), "transform": "log1p then standardize",
                                 "mean": mean.tolist(), "std": std.tolist(), "classes": list(GRADES)}).encode()
     return SupervisedTask(
         name="tabular_mlp", model=model, data=data, loss_fn=nn.functional.cross_entropy,

@@ -15,6 +15,7 @@ Pure data: no AWS SDK, importable on a bare instance and at synth time.
 """
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 
 CAMPAIGN_TAG = "trainfleet:campaign"
@@ -42,6 +43,9 @@ SAGEMAKER_MODEL_DIR_VAR = "SM_MODEL_DIR"          # alias of the output dir, as 
 CHECKPOINT_DIR_VAR = "TRAINFLEET_CHECKPOINT_DIR"  # restored before an attempt, synced to S3 during and after it
 RUN_ID_VAR = "TRAINFLEET_RUN_ID"
 INSTANCE_TYPE_VAR = "TRAINFLEET_INSTANCE_TYPE"
+# JSON {"device": "cuda"|"cpu", "gpu_count": n, "fp32": TFLOP/s, "fp16": ...}: the catalog's peaks (totals over
+# the instance's GPUs) for MFU; training_scripts/loop.py reads it (bf16 = fp16 dense on Ampere and newer).
+PEAK_TFLOPS_VAR = "TRAINFLEET_PEAK_TFLOPS"
 
 EXIT_INPUT_ERROR = 2
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: checkpointed on request (spot notice / SIGTERM); relaunch to resume
@@ -80,3 +84,16 @@ def hyperparameter_text(hyperparameters: dict) -> dict[str, str]:
 def override_args(hyperparameters: dict) -> list[str]:
     """`--name=value` arguments for a training script."""
     return [f"--{name}={value}" for name, value in hyperparameter_text(hyperparameters).items()]
+
+
+def peak_tflops_env(peaks: dict, gpu_count: int) -> str:
+    """The value of PEAK_TFLOPS_VAR for an instance type's catalog peaks."""
+    device = {"device": "cuda", "gpu_count": gpu_count} if gpu_count else {"device": "cpu"}
+    return json.dumps({**device, **{k: v for k, v in peaks.items() if v}}, sort_keys=True)
+
+
+def script_command(python: str, script: str, args: list[str], processes: int = 1) -> list[str]:
+    """How a script is started: plainly, or with one process per GPU under torchrun (standalone: one node)."""
+    if processes > 1:
+        return [python, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", script, *args]
+    return [python, script, *args]
