@@ -1,7 +1,15 @@
-"""Aggregate a campaign's run results into a table (CSV, Parquet, Markdown) and charts (PNG).
+"""Aggregate a campaign's run results into a report that answers "which instance type should I use":
+the recommendation first (cheapest and fastest configuration to reach the campaign's target, best
+$/1M samples, the spot saving), then the table (CSV, Parquet, Markdown, a self-contained HTML page)
+and charts (PNG).
 
-Only runs with a `result.json` are results; runs without one are listed as incomplete, never priced
-or ranked. Prices are the ones stored with each run, never re-read.
+Only runs with a `result.json` are results; runs without one are listed as incomplete (failed), never
+priced or ranked, and runs that missed the target are listed apart, never recommended. Prices are the
+ones stored with each run, never re-read. Repeats of one configuration (`repeats: N`, run ids ending
+`-r<n>`) are summarised by their median and coefficient of variation (see `report_stats`).
+
+Loading (S3 reads) and assembling (pure, `assemble_report`) are separate so that `bench_report.py` can
+time the reporting of many synthetic results without S3.
 """
 from __future__ import annotations
 
@@ -9,25 +17,38 @@ import csv
 import io
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from instance_benchmarks.campaigns.store import campaign_prefix, campaign_specs, load_run_records, run_location
+from instance_benchmarks.campaigns.store import campaign_prefix, load_run_records, read_json, run_location
 from training_scripts.storage import S3Location
 
 COLUMNS = [
-    ("run_id", "run"), ("label", "hyperparameters"), ("instance_type", "instance"), ("market", "market"),
-    ("usd_per_hour", "$/h"), ("samples_per_s", "samples/s"), ("sec_per_step", "sec/step"),
-    ("usd_per_epoch", "$/epoch"), ("usd_per_1m_samples", "$/1M samples"), ("time_to_accuracy_s", "time-to-acc (s)"),
-    ("cost_to_accuracy_usd", "cost-to-acc ($)"), ("final_metric", "final metric"), ("mfu", "MFU"),
-    ("train_seconds", "train s"), ("billable_seconds", "billable s"), ("spot_savings", "spot savings"),
-    ("setup_seconds", "setup s"), ("cost_usd", "run cost ($)"), ("attempts", "attempts"), ("backend", "backend"),
-    ("measured_on", "measured on"), ("code", "code"),
+    ("run_id", "run"), ("config_id", "configuration"), ("repeat", "repeat"), ("label", "hyperparameters"),
+    ("instance_type", "instance"), ("market", "market"), ("status", "status"),
+    ("usd_per_hour", "$/h"), ("on_demand_usd_per_hour", "on-demand $/h"), ("samples_per_s", "samples/s"),
+    ("sec_per_step", "sec/step"), ("usd_per_epoch", "$/epoch"), ("usd_per_1m_samples", "$/1M samples"),
+    ("time_to_accuracy_s", "time to target (s)"), ("cost_to_accuracy_usd", "cost to target ($)"),
+    ("final_metric", "final metric"), ("mfu", "MFU"),
+    ("boot_seconds", "boot (s)"), ("setup_seconds", "setup (s)"), ("train_seconds", "train (s)"),
+    ("idle_seconds", "idle (s)"), ("billable_seconds", "billed (s)"), ("ebs_usd", "EBS ($)"),
+    ("interrupted_usd", "interrupted attempts ($)"), ("cost_usd", "run cost ($)"), ("attempts", "attempts"),
+    ("spot_savings", "spot savings"), ("backend", "backend"), ("measured_on", "measured on"), ("code", "code"),
+    ("price_source", "price source"), ("quoted_at", "priced at"),
     # benchmark slices: the whole job predicted from the slice (SkyPilot Benchmark's columns)
     ("slice_units", "slice steps"), ("pred_sec_per_unit", "sec/step (slice)"), ("usd_per_unit", "$/step"),
     ("est_hours", "est time (h)"), ("est_usd", "est cost ($)"), ("est_usd_low", "est cost low ($)"),
     ("est_usd_high", "est cost high ($)"), ("est_on_demand_usd", "est cost on-demand ($)"),
 ]
+TEXT_COLUMNS = {"run_id", "config_id", "label", "instance_type", "market", "status", "measured_on", "backend", "code",
+                "price_source", "quoted_at"}
+INTEGER_COLUMNS = {"attempts", "repeat"}
+# What a run's money went to (the "cost honesty" table): seconds billed by phase, the root volume's share,
+# and what attempts that did not complete (interrupted, lost, failed) cost on the way.
+COST_COLUMNS = [("run_id", "run"), ("instance_type", "instance"), ("boot_seconds", "boot (s)"),
+                ("setup_seconds", "setup (s)"), ("train_seconds", "train (s)"), ("idle_seconds", "idle (s)"),
+                ("billable_seconds", "billed (s)"), ("ebs_usd", "EBS ($)"), ("attempts", "attempts"),
+                ("interrupted_usd", "interrupted attempts ($)"), ("cost_usd", "run cost ($)")]
 PREDICTION_COLUMNS = [("run_id", "run"), ("label", "hyperparameters"), ("instance_type", "instance"),
                       ("slice_units", "STEPS"), ("pred_sec_per_unit", "SEC/STEP"), ("usd_per_unit", "$/STEP"),
                       ("est_hours", "EST TIME (h)"), ("est_usd", "EST COST ($)"), ("est_range", "EST COST range ($)"),
@@ -42,15 +63,68 @@ class Report:
     primary_metric: str | None
     histories: dict[str, list[dict]]
     higher_is_better: bool = True
+    target: dict | None = None                          # {metric, value} of the campaign
+    specs: list[dict] = field(default_factory=list)     # the campaign spec(s), as launched
+    quotes: dict = field(default_factory=dict)          # prices quoted at launch ("type market" -> quote)
+    catalog_as_of: str | None = None
+    configs: list[dict] = field(default_factory=list)   # one per configuration: medians and spread of repeats
+    recommendation: dict = field(default_factory=dict)  # see report_stats.recommend
 
 
-def row_from_result(result: dict, label: str) -> dict:
+def config_id(run_id: str) -> str:
+    """The configuration a run belongs to: its id without the repeat suffix (`-r2`; hashes are hex)."""
+    head, _, tail = run_id.rpartition("-r")
+    return head if head and tail.isdigit() else run_id
+
+
+def repeat_of(run_id: str) -> int:
+    head, _, tail = run_id.rpartition("-r")
+    return int(tail) if head and tail.isdigit() else 1
+
+
+def _number(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def cost_breakdown(result: dict, launch: dict) -> dict:
+    """Where a run's billed seconds and dollars went, from its result and its attempts in launch.json:
+    boot, setup and training seconds, idle = billed minus those (the 60 s minimum, checkpoint pushes,
+    uploads before the attempt settled), the root volume's (EBS) share and what attempts that did not
+    complete cost."""
+    attempts = [a for a in launch.get("attempts") or [] if isinstance(a, dict)]
+    billed = _number(result.get("billable_seconds"))
+    boot, setup = _number(result.get("boot_seconds")), _number(result.get("setup_seconds"))
+    script = sum(_number(a.get("script_seconds")) or 0.0 for a in attempts) or _number(result.get("train_seconds"))
+    idle = max(billed - (boot or 0.0) - (setup or 0.0) - (script or 0.0), 0.0) if billed is not None else None
+    storage = _number((result.get("price") or {}).get("storage_usd_per_hour")) or 0.0
+    if attempts and any("billed_seconds" in a for a in attempts):
+        ebs = sum((_number(a.get("billed_seconds")) or 0.0) * (_number((a.get("price") or {}).get("storage_usd_per_hour"))
+                                                                 or storage) / 3600 for a in attempts)
+    else:
+        ebs = (billed or 0.0) * storage / 3600
+    ended = [a for a in attempts if a.get("outcome") not in ("completed", "launching", "launched")]
+    return {"boot_seconds": boot, "setup_seconds": setup, "idle_seconds": idle, "ebs_usd": ebs,
+            "interrupted_usd": sum(_number(a.get("cost_usd")) or 0.0 for a in ended),
+            "interrupted_attempts": len(ended)}
+
+
+def row_from_result(result: dict, label: str, launch: dict | None = None, target: dict | None = None) -> dict:
+    price = result.get("price") or {}
+    tta = result.get("time_to_accuracy_s")
+    target = target or result.get("target")
+    # a benchmark slice trains part of the job: it is ranked by its prediction, not by the target
+    status = ("slice" if result.get("prediction") else "complete" if not target
+              else "reached" if tta is not None else "missed")
     return {
-        "run_id": result["run_id"], "label": label, "instance_type": result["instance_type"],
-        "market": result["market"], "usd_per_hour": result["price"]["usd_per_hour"],
+        "run_id": result["run_id"], "config_id": config_id(result["run_id"]), "repeat": repeat_of(result["run_id"]),
+        "label": label, "instance_type": result["instance_type"], "status": status,
+        "market": result["market"], "usd_per_hour": price["usd_per_hour"],
+        "on_demand_usd_per_hour": price.get("on_demand_usd_per_hour"),
+        "storage_usd_per_hour": price.get("storage_usd_per_hour"),
+        "price_source": price.get("source"), "quoted_at": price.get("quoted_at"),
         "samples_per_s": result.get("samples_per_s"), "sec_per_step": result.get("sec_per_step"),
         "usd_per_epoch": result.get("usd_per_epoch"), "usd_per_1m_samples": result.get("usd_per_1m_samples"),
-        "time_to_accuracy_s": result.get("time_to_accuracy_s"), "cost_to_accuracy_usd": result.get("cost_to_accuracy_usd"),
+        "time_to_accuracy_s": tta, "cost_to_accuracy_usd": result.get("cost_to_accuracy_usd"),
         "final_metric": result.get("final_metric"), "mfu": result.get("mfu"), "train_seconds": result.get("train_seconds"),
         "cost_usd": result.get("cost_usd"), "attempts": result.get("attempts"),
         "backend": result.get("backend", "ec2"),
@@ -58,8 +132,9 @@ def row_from_result(result: dict, label: str) -> dict:
         # SageMaker: billable vs training seconds; EC2: billed instance seconds and the spot discount
         "billable_seconds": result.get("billable_seconds"),
         "spot_savings": result.get("spot_savings"),
-        "setup_seconds": result.get("setup_seconds"),
         "code": result.get("code"),  # the commit the instance checked out
+        "world_size": result.get("world_size"),
+        **cost_breakdown(result, launch or {}),
         **_prediction(result.get("prediction")),
     }
 
@@ -74,30 +149,69 @@ def _prediction(prediction: dict | None) -> dict:
             "est_range": f"{format_value(p['est_usd_low'])}-{format_value(p['est_usd_high'])}" if p else None}
 
 
+def _history(s3, bucket: str, campaign: str, run_id: str) -> list[dict]:
+    """The run's metric lines: the agent's (every attempt, with `train_t`), else the script's own file."""
+    location = run_location(s3, bucket, campaign, run_id)
+    data = location.read_bytes("metrics.jsonl") or location.child("train").read_bytes("metrics.jsonl") or b""
+    history = []
+    for line in data.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            history.append(record)
+    return history
+
+
 def build_report(s3, bucket: str, campaign: str) -> Report:
-    rows, incomplete, histories, primary, higher = [], [], {}, None, True
-    varied = sorted({k for spec in campaign_specs(s3, bucket, campaign) for k in spec.get("matrix", {})} - {"instance_type"})
+    """Read the campaign's records, results and metric lines from S3 and assemble the report."""
+    document = read_json(S3Location(bucket, campaign_prefix(campaign), s3), "campaign.json") or {}
+    records = load_run_records(s3, bucket, campaign)
+    histories = {r["run_id"]: _history(s3, bucket, campaign, r["run_id"]) for r in records if r["result"] is not None}
+    return assemble_report(campaign, records, document, histories)
+
+
+def assemble_report(campaign: str, records: list[dict], document: dict, histories: dict[str, list[dict]]) -> Report:
+    """The report from loaded records (`store.load_run_records`), campaign.json and metric histories."""
+    from instance_benchmarks.campaigns.report_stats import aggregate, recommend
+
+    entries = list((document.get("backends") or {}).values())
+    specs = [entry.get("spec") or {} for entry in entries]
+    quotes = {key: quote for entry in entries for key, quote in (entry.get("quotes") or {}).items()}
+    catalog_as_of = next((entry.get("catalog_as_of") for entry in entries if entry.get("catalog_as_of")), None)
+    target = next((spec["target"] for spec in specs if spec.get("target")), None)
+    rows, incomplete, primary, higher = [], [], None, True
+    varied = sorted({k for spec in specs for k in spec.get("matrix", {})} - {"instance_type"})
     order: dict[str, tuple] = {}
-    for record in load_run_records(s3, bucket, campaign):
-        hyper = record["launch"].get("hyperparameters") or {}
+    for record in records:
+        launch = record["launch"] if isinstance(record.get("launch"), dict) else {}
+        hyper = launch.get("hyperparameters") or {}
         shown = {k: v for k, v in hyper.items() if k in varied} if varied else hyper
         label = " ".join(f"{k}={v}" for k, v in shown.items())
         order[record["run_id"]] = tuple(str(v).zfill(12) for v in shown.values())
         if record["result"] is None:
-            attempts = record["launch"].get("attempts", [])
+            attempts = launch.get("attempts", [])
             outcome = (f"unreadable: {record['unreadable']}" if record.get("unreadable")
                        else attempts[-1].get("outcome") if attempts else "never launched")
             incomplete.append({"run_id": record["run_id"], "label": label, "attempts": len(attempts),
-                               "last_outcome": outcome})
+                               "last_outcome": outcome, "config_id": config_id(record["run_id"]),
+                               "instance_type": launch.get("instance_type"),
+                               "cost_usd": sum(_number(a.get("cost_usd")) or 0.0 for a in attempts
+                                               if isinstance(a, dict))})
             continue
         result = record["result"]
+        target = target or result.get("target")
         primary = primary or result.get("primary_metric")
         higher = result.get("higher_is_better", higher)
-        rows.append(row_from_result(result, label))
-        metrics = run_location(s3, bucket, campaign, record["run_id"]).child("train").read_bytes("metrics.jsonl") or b""
-        histories[record["run_id"]] = [json.loads(line) for line in metrics.splitlines() if line.strip()]
-    rows.sort(key=lambda r: (r["instance_type"], order[r["run_id"]]))
-    return Report(campaign, rows, incomplete, primary, histories, higher)
+        rows.append(row_from_result(result, label, launch, target))
+    rows.sort(key=lambda r: (r["instance_type"], order[r["run_id"]], r["repeat"]))
+    report = Report(campaign, rows, incomplete, primary or (target or {}).get("metric"),
+                    {r["run_id"]: histories.get(r["run_id"], []) for r in rows}, higher, target=target, specs=specs,
+                    quotes=quotes, catalog_as_of=catalog_as_of)
+    report.configs = aggregate(report)
+    report.recommendation = recommend(report)
+    return report
 
 
 def format_value(value) -> str:
@@ -123,115 +237,138 @@ def to_parquet(report: Report) -> bytes:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.Table.from_pylist([{key: row.get(key) for key, _ in COLUMNS} for row in report.rows], schema=pa.schema([
-        (key, pa.string() if key in ("run_id", "label", "instance_type", "market", "measured_on", "backend", "code")
-         else pa.int64() if key == "attempts" else pa.float64()) for key, _ in COLUMNS]))
+    def kind(key):
+        return pa.string() if key in TEXT_COLUMNS else pa.int64() if key in INTEGER_COLUMNS else pa.float64()
+
+    table = pa.Table.from_pylist([{key: row.get(key) for key, _ in COLUMNS} for row in report.rows],
+                                 schema=pa.schema([(key, kind(key)) for key, _ in COLUMNS]))
     buffer = io.BytesIO()
     pq.write_table(table, buffer)
     return buffer.getvalue()
 
 
+def _markdown_table(rows: list[dict], columns: list[tuple[str, str]]) -> list[str]:
+    lines = ["| " + " | ".join(title for _, title in columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        lines.append("| " + " | ".join(format_value(row.get(key)).replace("|", "\\|") for key, _ in columns) + " |")
+    return lines
+
+
 def to_markdown(report: Report) -> str:
-    lines = [f"# Campaign {report.campaign}", ""]
+    from instance_benchmarks.campaigns.report_stats import CONFIG_COLUMNS, config_cells, recommendation_lines
+
+    rec = report.recommendation
+    lines = [f"# {report.campaign}: {rec.get('headline', 'report')}", ""]
+    lines += [f"  - {line.strip()}" if line.startswith(" ") else f"- {line}" for line in recommendation_lines(report)[1:]]
+    lines.append("")
     if report.primary_metric:
-        lines += [f"Final metric: `{report.primary_metric}`. Prices are those recorded at launch.", ""]
-    lines.append("| " + " | ".join(title for _, title in COLUMNS) + " |")
-    lines.append("|" + "---|" * len(COLUMNS))
-    for row in report.rows:
-        lines.append("| " + " | ".join(format_value(row[key]) for key, _ in COLUMNS) + " |")
+        lines += [f"Final metric: `{report.primary_metric}`. Prices are those recorded at launch "
+                  "(sources at the end).", ""]
+    if any(c["runs"] > 1 for c in report.configs):
+        lines += ["## Configurations (median of the repeats, CV = coefficient of variation)", "",
+                  "Figures marked `!` spread more than 5 % between repeats.", ""]
+        lines += _markdown_table([config_cells(c) for c in report.configs], CONFIG_COLUMNS)
+        lines.append("")
+    lines += ["## Runs", ""]
+    lines += _markdown_table(report.rows, COLUMNS)
+    lines += ["", "## What each run was billed for", "",
+              "Idle = billed seconds minus boot, setup and training (the 60 s minimum, checkpoint pushes, "
+              "uploads); EBS = the root volume's share of the price; interrupted attempts = what attempts "
+              "that did not complete cost before the one that did.", ""]
+    lines += _markdown_table(report.rows, COST_COLUMNS)
     predicted = [r for r in report.rows if r.get("est_usd") is not None]
     if predicted:
         lines += ["", "## Predicted full job (from benchmark slices)", "",
                   "Each run trained a slice of the job; its step time after warm-up predicts the whole job's "
                   "training time and cost at the run's price, plus its setup and boot time. The range comes "
                   "from the spread of the slice's step times.", ""]
-        lines.append("| " + " | ".join(title for _, title in PREDICTION_COLUMNS) + " |")
-        lines.append("|" + "---|" * len(PREDICTION_COLUMNS))
-        for row in sorted(predicted, key=lambda r: r["est_usd"]):
-            lines.append("| " + " | ".join(format_value(row[key]) for key, _ in PREDICTION_COLUMNS) + " |")
+        lines += _markdown_table(sorted(predicted, key=lambda r: r["est_usd"]), PREDICTION_COLUMNS)
         cheapest = min(predicted, key=lambda r: r["est_usd"])
         fastest = min(predicted, key=lambda r: r["est_hours"])
         lines += ["", f"Cheapest predicted: {cheapest['instance_type']} {cheapest['label']} "
                       f"(${format_value(cheapest['est_usd'])}, {cheapest['est_hours']:.2f} h). "
                       f"Fastest predicted: {fastest['instance_type']} {fastest['label']} "
                       f"({fastest['est_hours']:.2f} h, ${format_value(fastest['est_usd'])})."]
+    missed = [r for r in report.rows if r["status"] == "missed"]
+    if missed:
+        lines += ["", f"## Missed the target ({len(missed)}): complete, never recommended", ""]
+        lines += [f"- `{r['run_id']}` {r['instance_type']} {r['label']}: final {format_value(r['final_metric'])}"
+                  for r in missed]
     if report.incomplete:
         lines += ["", f"## Incomplete runs ({len(report.incomplete)}): no result.json, not reported as results", ""]
         lines += [f"- `{r['run_id']}` {r['label']}: {r['attempts']} attempt(s), last: {r['last_outcome']}"
                   for r in report.incomplete]
+    lines += ["", "## Charts", "", "![Pareto front: time against cost to target](pareto.png)", "",
+              "![Throughput per dollar](throughput.png)", "", "![Training curves](curves.png)", ""]
+    lines += ["## Prices", ""] + _markdown_table(price_rows(report), PRICE_COLUMNS)
     if any(str(r["measured_on"]).startswith("local") for r in report.rows):
         lines += ["", "Runs marked `local` ran on this machine (the embedded default), not on the EC2 type "
                   "named; their cost applies that type's recorded price to the local run time."]
     return "\n".join(lines) + "\n"
 
 
+PRICE_COLUMNS = [("instance_type", "instance"), ("market", "market"), ("usd_per_hour", "$/h"),
+                 ("on_demand_usd_per_hour", "on-demand $/h"), ("storage_usd_per_hour", "of which EBS $/h"),
+                 ("source", "source"), ("quoted_at", "quoted at"), ("used_by", "runs")]
+
+
+def price_rows(report: Report) -> list[dict]:
+    """Every distinct price the report uses (stored with the runs) or was quoted at launch, with its source
+    and date."""
+    found: dict[tuple, dict] = {}
+    for row in report.rows:
+        key = (row["instance_type"], row["market"], row["usd_per_hour"], row.get("price_source"), row.get("quoted_at"))
+        entry = found.setdefault(key, {"instance_type": row["instance_type"], "market": row["market"],
+                                       "usd_per_hour": row["usd_per_hour"],
+                                       "on_demand_usd_per_hour": row.get("on_demand_usd_per_hour"),
+                                       "storage_usd_per_hour": row.get("storage_usd_per_hour"),
+                                       "source": row.get("price_source"), "quoted_at": row.get("quoted_at"),
+                                       "used_by": 0})
+        entry["used_by"] += 1
+    for quote in report.quotes.values():
+        key = (quote.get("instance_type"), quote.get("market"), quote.get("usd_per_hour"), quote.get("source"),
+               quote.get("quoted_at"))
+        found.setdefault(key, {"instance_type": quote.get("instance_type"), "market": quote.get("market"),
+                               "usd_per_hour": quote.get("usd_per_hour"),
+                               "on_demand_usd_per_hour": quote.get("on_demand_usd_per_hour"),
+                               "storage_usd_per_hour": quote.get("storage_usd_per_hour"),
+                               "source": quote.get("source"), "quoted_at": quote.get("quoted_at"), "used_by": 0})
+    return sorted(found.values(), key=lambda p: (str(p["instance_type"]), str(p["market"]), str(p["quoted_at"])))
+
+
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
-    """Indices of points not dominated in (time, cost), both minimised."""
-    front = []
-    for i, (t, c) in enumerate(points):
-        if not any((t2 <= t and c2 <= c) and (t2 < t or c2 < c) for j, (t2, c2) in enumerate(points) if j != i):
+    """Indices of points not dominated in (time, cost), both minimised (sorted by time; O(n log n))."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], points[i][1]))
+    front, best_cost = [], math.inf
+    for i in order:
+        t, c = points[i]
+        if c < best_cost:
             front.append(i)
-    return sorted(front, key=lambda i: points[i][0])
+            best_cost = c
+        elif c == best_cost and front and points[front[-1]] == (t, c):
+            front.append(i)  # an exact duplicate of a point on the front is on it too
+    return front
 
 
 def charts(report: Report) -> dict[str, bytes]:
-    import matplotlib
+    from instance_benchmarks.campaigns.report_charts import render_charts
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out: dict[str, bytes] = {}
-    rows = [r for r in report.rows if r["train_seconds"] is not None and r["cost_usd"] is not None]
-    if rows:
-        use_tta = all(r["time_to_accuracy_s"] is not None for r in rows)
-        xs = [r["time_to_accuracy_s"] if use_tta else r["train_seconds"] for r in rows]
-        # training cost at the run's price (billing minimums would flatten short runs onto one line)
-        ys = [r["cost_to_accuracy_usd"] if use_tta else r["train_seconds"] * r["usd_per_hour"] / 3600 for r in rows]
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        ax.scatter(xs, ys, color="tab:blue")
-        for x, y, r in zip(xs, ys, rows):
-            ax.annotate(f"{r['instance_type']} {r['label']}", (x, y), fontsize=7, xytext=(4, 4), textcoords="offset points")
-        front = pareto_front(list(zip(xs, ys)))
-        ax.plot([xs[i] for i in front], [ys[i] for i in front], color="tab:red", marker="o", label="Pareto front")
-        ax.set_xlabel("time to target (s)" if use_tta else "training time (s)")
-        ax.set_ylabel("cost to target ($)" if use_tta else "training cost at run price ($)")
-        ax.set_title(f"{report.campaign}: cost vs time")
-        ax.legend()
-        fig.tight_layout()
-        out["pareto.png"] = _png(fig)
-    if report.histories:
-        fig, (loss_ax, metric_ax) = plt.subplots(1, 2, figsize=(11, 4.5))
-        labels = {r["run_id"]: f"{r['instance_type']} {r['label']}" for r in report.rows}
-        for run_id, history in report.histories.items():
-            steps = [h for h in history if "loss" in h]
-            loss_ax.plot([h["step"] for h in steps], [h["loss"] for h in steps], label=labels.get(run_id, run_id), linewidth=1)
-            metric = [h for h in history if report.primary_metric in h]
-            metric_ax.plot([h["step"] for h in metric], [h[report.primary_metric] for h in metric], linewidth=1)
-        loss_ax.set_xlabel("step")
-        loss_ax.set_ylabel("training loss")
-        loss_ax.legend(fontsize=7)
-        metric_ax.set_xlabel("step")
-        metric_ax.set_ylabel(report.primary_metric or "metric")
-        fig.suptitle(f"{report.campaign}: training curves per run")
-        fig.tight_layout()
-        out["curves.png"] = _png(fig)
-    return out
+    return render_charts(report)
 
 
-def _png(fig) -> bytes:
-    import matplotlib.pyplot as plt
+def render_files(report: Report) -> dict[str, bytes]:
+    """Every report file, by name: tables, the Markdown and HTML reports, and the charts."""
+    from instance_benchmarks.campaigns.report_html import to_html
 
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    return buffer.getvalue()
+    images = charts(report)
+    return {"report.csv": to_csv(report), "report.parquet": to_parquet(report),
+            "report.md": to_markdown(report).encode(), "report.html": to_html(report, images).encode(), **images}
 
 
 def write_report(s3, bucket: str, campaign: str, local_dir: Path | None) -> tuple[Report, dict[str, str]]:
     """Write report files to s3://bucket/campaigns/<id>/report/ and to `local_dir`; returns their checksums."""
     report = build_report(s3, bucket, campaign)
-    files = {"report.csv": to_csv(report), "report.parquet": to_parquet(report),
-             "report.md": to_markdown(report).encode(), **charts(report)}
+    files = render_files(report)
     remote = S3Location(bucket, f"{campaign_prefix(campaign)}/report", s3)
     checksums = {name: remote.write_bytes(name, data) for name, data in files.items()}
     if local_dir is not None:

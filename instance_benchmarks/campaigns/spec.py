@@ -18,6 +18,8 @@
     metric_definitions:                  # optional: metrics from plain-text output (JSON lines always count)
       - {name: loss, regex: 'loss ([0-9.]+)'}
     max_attempts: 3                      # launches per run (spot interruptions are relaunched)
+    repeats: 1                           # runs per configuration (ids end -r2, -r3, ...); the report shows the spread
+    vary_seed: false                     # repeats pass seed = seed + repeat - 1 (default: the same seed each time)
     fallback: {market: on-demand}        # optional: how to relaunch after an interruption
     hyperparameters: {epochs: 60}        # fixed for every run
     matrix:                              # cartesian product -> one run each
@@ -49,12 +51,15 @@ from instance_benchmarks.core.validation import (
     validate_repo_url, validate_script_path, validate_snippet,
 )
 
-WORKLOADS = ("tabular_mlp", "cnn_digits", "lstm_regressor", "cartpole_pg")
+WORKLOADS = ("tabular_mlp", "cnn_digits", "lstm_regressor", "cartpole_pg", "cifar10_resnet", "gpt_tokens")
+# Workloads on the shared loop's DistributedDataParallel path: torchrun, one process per GPU, on multi-GPU types.
+DISTRIBUTED_WORKLOADS = ("tabular_mlp", "cnn_digits", "lstm_regressor", "cifar10_resnet", "gpt_tokens")
 # Options the agent sets itself; a bundled workload may not override them.
 RESERVED = {"output", "checkpoint", "dry_run"}
 KNOWN_KEYS = {"campaign", "workload", "repo", "ref", "script", "region", "market", "max_runtime_minutes",
               "estimated_minutes", "budget_usd", "target", "hyperparameters", "matrix", "backend", "max_attempts",
-              "fallback", "metric_definitions", "workdir", "setup", "run", "benchmark", *BACKENDS}
+              "fallback", "metric_definitions", "workdir", "setup", "run", "benchmark", "repeats", "vary_seed",
+              *BACKENDS}
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # a shell identifier: hyperparameters become variables too
 _TEXT = re.compile(r"^[^\x00-\x1f\x7f]*$")        # printable: no newline, tab or other control character
 # Environment variables a hyperparameter may not replace (it becomes a variable of the same name).
@@ -68,11 +73,13 @@ class RunSpec:
     run_id: str
     instance_type: str
     hyperparameters: dict
+    repeat: int = 1  # 1..repeats: the same configuration run again (ids of repeats 2.. end in -r<n>)
 
     @property
     def label(self) -> str:
         varied = " ".join(f"{k}={v}" for k, v in self.hyperparameters.items())
-        return f"{self.instance_type} {varied}".strip()
+        again = f" (repeat {self.repeat})" if self.repeat > 1 else ""
+        return f"{self.instance_type} {varied}".strip() + again
 
 
 @dataclass(frozen=True)
@@ -99,6 +106,8 @@ class CampaignSpec:
     setup: str | None = None      # shell commands before training (billed as setup)
     run: str | None = None        # shell commands that train (instead of script)
     benchmark: dict | None = None  # train a slice only and predict the whole job
+    repeats: int = 1               # runs per configuration
+    vary_seed: bool = False        # repeat n runs with seed = seed + n - 1
 
     def runs(self) -> list[RunSpec]:
         prefix = backend_class(self.backend).RUN_PREFIX
@@ -108,10 +117,13 @@ class CampaignSpec:
             values = dict(zip(keys, combo))
             instance_type = values.pop("instance_type")
             hyper = {**self.hyperparameters, **values}
-            # the first backend (no prefix) keeps the run ids campaigns had before backends were named
+            # the first backend (no prefix) keeps the hashes campaigns had before backends were named
             key = [self.backend, instance_type, hyper] if prefix else [instance_type, hyper]
             digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
-            runs.append(RunSpec(f"{prefix}{instance_type.replace('.', '-')}-{digest}", instance_type, hyper))
+            for repeat in range(1, self.repeats + 1):
+                run_id = readable_run_id(prefix, instance_type, values, digest, repeat)
+                seeded = {**hyper, "seed": hyper.get("seed", 0) + repeat - 1} if self.vary_seed else hyper
+                runs.append(RunSpec(run_id, instance_type, seeded, repeat))
         return runs
 
     def task_dict(self, run: RunSpec) -> dict:
@@ -124,10 +136,41 @@ class CampaignSpec:
                 "script": None if self.run else self.script, "run": self.run,
                 "args": [] if self.run else override_args(run.hyperparameters),
                 "env": hyperparameter_text(run.hyperparameters),
-                "metric_definitions": [dict(d) for d in self.metric_definitions], "benchmark": self.benchmark}
+                "metric_definitions": [dict(d) for d in self.metric_definitions], "benchmark": self.benchmark,
+                "distributed": bool(self.workload in DISTRIBUTED_WORKLOADS and not self.run)}
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def _abbreviation(name: str) -> str:
+    """batch_size -> bs, learning_rate -> lr, lr -> lr, epochs -> epoc: short, lowercase, [a-z0-9]."""
+    parts = [p for p in name.lower().split("_") if p]
+    text = "".join(p[0] for p in parts) if len(parts) > 1 else (parts[0][:4] if parts else "")
+    return re.sub(r"[^a-z0-9]", "", text)
+
+
+def _short_value(value) -> str:
+    """128 -> 128, 0.001 -> 0p001, -1 -> m1, True -> t, [32, 16] -> 32x16, text -> its first 8 letters/digits."""
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, list):
+        return "x".join(_short_value(v) for v in value)[:12]
+    text = str(value).lower().replace("-", "m").replace(".", "p").replace("+", "")
+    return re.sub(r"[^a-z0-9]", "", text)[:8]
+
+
+def readable_run_id(prefix: str, instance_type: str, varied: dict, digest: str, repeat: int = 1) -> str:
+    """`c5-xlarge-bs128-8e42cf7e`: the instance type, each matrix hyperparameter abbreviated (name and
+    value), the configuration's hash (which alone keeps ids unique), and `-r<n>` for repeats 2 and up.
+    Only [a-z0-9-] and at most 63 characters (a valid S3 key part, tag value and SageMaker job name);
+    the readable middle is shortened first. With only instance types in the matrix: `c5-xlarge-8e42cf7e`."""
+    head = f"{prefix}{instance_type.replace('.', '-')}"
+    tail = f"{digest}" + (f"-r{repeat}" if repeat > 1 else "")
+    middle = "-".join(f"{_abbreviation(k)}{_short_value(v)}" for k, v in varied.items())
+    room = 63 - len(head) - len(tail) - 2
+    middle = middle[:max(room, 0)].strip("-")
+    return "-".join(part for part in (head, middle, tail) if part)
 
 
 def _workload_config(workload: str):
@@ -275,8 +318,10 @@ def parse_spec(data, catalog: Catalog | None = None, source: str = "campaign", b
                 _check_hyperparameter(workload, name, value, f"{source}: matrix.{name}")
         clean_matrix[str(name)] = list(values)
     runs = math.prod(len(values) for values in clean_matrix.values())
-    if runs > 500:
-        raise TrainfleetInputError(f"{source}: the matrix expands to {runs} runs (at most 500)")
+    repeats, vary_seed = _repeats(data, workload, hyper, clean_matrix, source)
+    if runs * repeats > 500:
+        times = f" x {repeats} repeats" if repeats > 1 else ""
+        raise TrainfleetInputError(f"{source}: the matrix expands to {runs} runs{times} (at most 500)")
 
     target = data.get("target")
     if target is not None:
@@ -291,7 +336,24 @@ def parse_spec(data, catalog: Catalog | None = None, source: str = "campaign", b
                         matrix=clean_matrix, hyperparameters=dict(hyper), estimated_minutes=estimated,
                         target=target, backend=backend, max_attempts=max_attempts, fallback=fallback,
                         backend_settings=settings, metric_definitions=definitions, workdir=workdir,
-                        setup=setup, run=run, benchmark=benchmark)
+                        setup=setup, run=run, benchmark=benchmark, repeats=repeats, vary_seed=vary_seed)
+
+
+def _repeats(data: dict, workload: str | None, hyper: dict, matrix: dict, source: str) -> tuple[int, bool]:
+    """`repeats: N` (1-20) runs each configuration N times; `vary_seed: true` gives repeat n seed + n - 1."""
+    repeats = data.get("repeats", 1)
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or not 1 <= repeats <= 20:
+        raise TrainfleetInputError(f"{source}: repeats must be a whole number from 1 to 20, got {repeats!r}")
+    vary_seed = data.get("vary_seed", False)
+    if not isinstance(vary_seed, bool):
+        raise TrainfleetInputError(f"{source}: vary_seed must be true or false, got {vary_seed!r}")
+    if vary_seed:
+        if "seed" in matrix:
+            raise TrainfleetInputError(f"{source}: vary_seed sets seed per repeat; seed cannot be in the matrix too")
+        if isinstance(hyper.get("seed", 0), bool) or not isinstance(hyper.get("seed", 0), int):
+            raise TrainfleetInputError(f"{source}: vary_seed needs a whole-number seed, got {hyper['seed']!r}")
+        _check_hyperparameter(workload, "seed", hyper.get("seed", 0) + repeats - 1, f"{source}: vary_seed")
+    return repeats, vary_seed
 
 
 def _number(value, what: str, *, integer: bool = False, minimum: float = 0.0, inclusive: bool = False):

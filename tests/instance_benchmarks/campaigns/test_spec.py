@@ -14,8 +14,8 @@ from tests.instance_benchmarks.conftest import spec_dict
 def test_example_campaign_is_the_seed_sweep():
     spec = load_spec("examples/campaign.yaml")
     runs = spec.runs()
-    assert len(runs) == 6
-    assert sorted(r.hyperparameters["batch_size"] for r in runs) == [3, 5, 7, 10, 12, 15]
+    assert len(runs) == 12 and spec.repeats == 2  # each of the 6 batch sizes twice
+    assert sorted(r.hyperparameters["batch_size"] for r in runs) == sorted([3, 5, 7, 10, 12, 15] * 2)
     assert spec.script == "training_scripts/cartpole_pg.py"
 
 
@@ -166,3 +166,56 @@ def test_a_trailing_newline_is_never_accepted(field, value):
     """`$` in a regex matches before a final newline: every check must match the whole value."""
     with pytest.raises(TrainfleetInputError):
         parse_spec(spec_dict(**{field: value}))
+
+
+def test_run_ids_show_the_configuration_and_keep_their_hash():
+    spec = parse_spec(spec_dict(matrix={"instance_type": ["c5.xlarge"], "batch_size": [128], "learning_rate": [0.001]}))
+    [run] = spec.runs()
+    assert run.run_id.startswith("c5-xlarge-bs128-lr0p001-") and len(run.run_id.rsplit("-", 1)[1]) == 8
+    only_types = parse_spec(spec_dict(matrix={"instance_type": ["c5.xlarge", "m5.large"]})).runs()
+    assert [r.run_id.count("-") for r in only_types] == [2, 2]  # c5-xlarge-<hash>: the ids campaigns had before
+
+
+def test_readable_run_ids_are_valid_ids_for_any_value():
+    from instance_benchmarks.campaigns.spec import readable_run_id
+    from instance_benchmarks.core.validation import validate_identifier
+
+    hostile = {"note": "$(touch /tmp/x); rm -rf / #", "hidden_layers": [1024, 1024, 512], "amp": True, "lr": -1e-05,
+               "a_very_long_hyperparameter_name_indeed": "x" * 80}
+    run_id = readable_run_id("sm-", "g6e.12xlarge", hostile, "0123abcd", 20)
+    assert validate_identifier(run_id, "run id") == run_id and len(run_id) <= 63
+    assert run_id.startswith("sm-g6e-12xlarge-note") and run_id.endswith("-0123abcd-r20")
+
+
+def test_repeats_run_each_configuration_again_with_the_same_seed():
+    spec = parse_spec(spec_dict(repeats=3, matrix={"instance_type": ["c5.xlarge"], "batch_size": [3, 5]}))
+    runs = spec.runs()
+    assert len(runs) == 6 and len({r.run_id for r in runs}) == 6
+    first = [r for r in runs if r.hyperparameters["batch_size"] == 3]
+    assert [r.run_id for r in first[1:]] == [first[0].run_id + "-r2", first[0].run_id + "-r3"]
+    assert [r.repeat for r in first] == [1, 2, 3] and all("seed" not in r.hyperparameters for r in first)
+    assert parse_spec(spec_dict(matrix={"instance_type": ["c5.xlarge"], "batch_size": [3, 5]})).runs()[0].run_id \
+        == first[0].run_id  # adding repeats keeps the first run's id: its result is reused
+
+
+def test_vary_seed_gives_each_repeat_its_own_seed():
+    spec = parse_spec(spec_dict(repeats=3, vary_seed=True, hyperparameters={"epochs": 3, "seed": 7},
+                                matrix={"instance_type": ["c5.xlarge"], "batch_size": [3]}))
+    assert [r.hyperparameters["seed"] for r in spec.runs()] == [7, 8, 9]
+    assert "--seed=8" in spec.task_dict(spec.runs()[1])["args"]
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"repeats": 0}, "repeats must be a whole number from 1 to 20"),
+    ({"repeats": 21}, "repeats must be a whole number from 1 to 20"),
+    ({"repeats": True}, "repeats must be a whole number"),
+    ({"vary_seed": "yes"}, "vary_seed must be true or false"),
+    ({"vary_seed": True, "matrix": {"instance_type": ["c5.xlarge"], "seed": [1, 2]}}, "seed cannot be in the matrix"),
+    ({"vary_seed": True, "workload": None, "script": "train.py", "hyperparameters": {"seed": 1.5}},
+     "vary_seed needs a whole-number seed"),
+    ({"repeats": 20, "matrix": {"instance_type": ["c5.xlarge"], "batch_size": list(range(1, 27))}},
+     "the matrix expands to 26 runs x 20 repeats (at most 500)"),
+])
+def test_bad_repeats_are_one_line_errors(changes, message):
+    with pytest.raises(TrainfleetInputError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_spec(spec_dict(**changes))

@@ -1,0 +1,275 @@
+"""Configurations, their spread over repeats, and the recommendation a report opens with.
+
+A configuration is an instance type with one set of hyperparameters; `repeats: N` runs it N times
+(run ids `<config>`, `<config>-r2`, ...). Its figures are the median over its complete runs, with the
+coefficient of variation (sample standard deviation / mean) as the spread; a figure whose CV exceeds
+`NOISY_CV` (5 %) is marked.
+
+The recommendation considers only configurations whose every complete run reached the campaign's
+target: the cheapest (median cost to target), the fastest (median time to target), the best $/1M
+samples, and what spot saved against the on-demand price. Two choices are "within noise" when their
+medians differ by less than twice the larger CV of the two (about two standard deviations); with single
+runs (no CV) a gap under 5 % is reported as possibly noise. Runs that missed the target or failed are
+listed apart.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+
+NOISY_CV = 0.05
+# Figures summarised per configuration (median and CV over its complete runs).
+FIGURES = ("samples_per_s", "time_to_accuracy_s", "cost_to_accuracy_usd", "usd_per_1m_samples", "final_metric",
+           "train_seconds", "cost_usd", "sec_per_step", "est_usd", "est_hours")
+CONFIG_COLUMNS = [("key", "#"), ("config_id", "configuration"), ("instance_type", "instance"),
+                  ("label", "hyperparameters"), ("runs_text", "runs"), ("usd_per_hour", "$/h"),
+                  ("samples_per_s", "samples/s"), ("time_to_accuracy_s", "time to target (s)"),
+                  ("cost_to_accuracy_usd", "cost to target ($)"), ("usd_per_1m_samples", "$/1M samples"),
+                  ("final_metric", "final metric"), ("status", "status"), ("front", "Pareto front")]
+
+
+def spread(values) -> tuple[float | None, float | None]:
+    """(median, coefficient of variation) of the numbers among `values`; CV is None under 2 values."""
+    numbers = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if not numbers:
+        return None, None
+    median = statistics.median(numbers)
+    if len(numbers) < 2:
+        return median, None
+    mean = math.fsum(numbers) / len(numbers)  # floats throughout: statistics.stdev is exact but slow
+    deviation = math.sqrt(math.fsum((v - mean) ** 2 for v in numbers) / (len(numbers) - 1))
+    return median, (deviation / abs(mean) if mean else None)
+
+
+def aggregate(report) -> list[dict]:
+    """One entry per configuration, in the report's row order, numbered 1.. (`key`, used by the charts)."""
+    groups: dict[str, list[dict]] = {}
+    for row in report.rows:
+        groups.setdefault(row["config_id"], []).append(row)
+    failed: dict[str, list[dict]] = {}
+    for run in report.incomplete:
+        failed.setdefault(run["config_id"], []).append(run)
+    configs = []
+    for cid in list(groups) + [c for c in failed if c not in groups]:
+        runs, lost = groups.get(cid, []), failed.get(cid, [])
+        first = runs[0] if runs else lost[0]
+        reached = sum(r["status"] == "reached" for r in runs)
+        status = ("failed" if not runs else "missed" if any(r["status"] == "missed" for r in runs)
+                  else "slice" if all(r["status"] == "slice" for r in runs) else "reached" if reached else "complete")
+        config = {"config_id": cid, "instance_type": first.get("instance_type"), "label": first.get("label", ""),
+                  "runs": len(runs), "failed": len(lost), "reached": reached, "status": status,
+                  "run_ids": [r["run_id"] for r in runs], "market": runs[0]["market"] if runs else None,
+                  "usd_per_hour": runs[0]["usd_per_hour"] if runs else None,
+                  "on_demand_usd_per_hour": runs[0].get("on_demand_usd_per_hour") if runs else None,
+                  "price_source": runs[0].get("price_source") if runs else None}
+        for name in FIGURES:
+            config[name], config[f"{name}_cv"] = spread(r.get(name) for r in runs)
+            values = [r[name] for r in runs if isinstance(r.get(name), (int, float))]
+            config[f"{name}_range"] = (min(values), max(values)) if values else None
+        configs.append(config)
+    for key, config in enumerate(configs, start=1):
+        config["key"] = key
+    _mark_front(configs, uses_target(report))
+    return configs
+
+
+def uses_target(report) -> bool:
+    """Ranked by time and cost to the target: a target is set and the runs trained to the end (not slices)."""
+    return report.target is not None and not any(r["status"] == "slice" for r in report.rows)
+
+
+def chart_point(config: dict, with_target: bool) -> tuple[float, float] | None:
+    """Where a configuration sits on the time/cost chart: its median time and cost to target; one that
+    missed it (or a campaign without target): its median training time and that time's cost at its price
+    (a lower bound of what reaching the target would take)."""
+    if with_target and config["status"] == "reached":
+        t, c = config["time_to_accuracy_s"], config["cost_to_accuracy_usd"]
+    else:
+        t = config["train_seconds"]
+        c = t * config["usd_per_hour"] / 3600 if t is not None and config["usd_per_hour"] is not None else None
+    return (t, c) if t is not None and c is not None else None
+
+
+def _mark_front(configs: list[dict], with_target: bool) -> None:
+    """`on_front`: on the Pareto front of time against cost to target, among the configurations that
+    reached the target (all complete ones when the campaign has no target); missed ones never are."""
+    from instance_benchmarks.campaigns.report import pareto_front
+
+    eligible = [c for c in configs if (c["status"] == "reached" if with_target else c["runs"] > 0)]
+    points = [(c, chart_point(c, with_target)) for c in eligible]
+    points = [(c, p) for c, p in points if p is not None]
+    front = set(pareto_front([p for _, p in points]))
+    for c in configs:
+        c["on_front"] = False
+    for index, (c, _) in enumerate(points):
+        c["on_front"] = index in front
+
+
+def _gap(winner: dict, other: dict, name: str) -> float | None:
+    a, b = winner.get(name), other.get(name)
+    return abs(b - a) / abs(a) if a and b is not None else None
+
+
+def within_noise(winner: dict, other: dict, name: str) -> tuple[bool, float | None, float | None]:
+    """(within noise?, relative gap, the noise it was compared with: None for single runs)."""
+    gap = _gap(winner, other, name)
+    cvs = [c for c in (winner.get(f"{name}_cv"), other.get(f"{name}_cv")) if c is not None]
+    if gap is None:
+        return False, None, None
+    if len(cvs) == 2:
+        return gap <= 2 * max(cvs), gap, max(cvs)
+    return gap < NOISY_CV, gap, None
+
+
+def _best(configs: list[dict], name: str, *, lowest: bool = True) -> dict | None:
+    """The winner by median `name`, with its runner-up and whether they are within noise."""
+    ranked = sorted((c for c in configs if c.get(name) is not None), key=lambda c: c[name], reverse=not lowest)
+    if not ranked:
+        return None
+    choice = {"config": ranked[0], "figure": name, "runner_up": None, "within_noise": False}
+    if len(ranked) > 1:
+        noisy, gap, noise = within_noise(ranked[0], ranked[1], name)
+        choice.update(runner_up=ranked[1], within_noise=noisy, gap=gap, noise=noise)
+    return choice
+
+
+def recommend(report) -> dict:
+    configs, target = report.configs, report.target
+    slices = [c for c in configs if c["status"] == "slice"]
+    if slices:  # benchmark slices: the whole job's predicted cost and time
+        eligible, cost_name, time_name, target = slices, "est_usd", "est_hours", None
+    elif target:
+        eligible = [c for c in configs if c["status"] == "reached"]
+        cost_name, time_name = "cost_to_accuracy_usd", "time_to_accuracy_s"
+    else:
+        eligible = [c for c in configs if c["runs"] > 0]
+        cost_name, time_name = "cost_usd", "train_seconds"
+    rec = {"target": target, "eligible": len(eligible), "predicted": bool(slices),
+           "cheapest": _best(eligible, cost_name), "fastest": _best(eligible, time_name),
+           "best_throughput_cost": _best(eligible, "usd_per_1m_samples"),
+           "missed": [c for c in configs if c["status"] == "missed"],
+           "failed": [c for c in configs if c["failed"]]}
+    cheapest = rec["cheapest"]["config"] if rec["cheapest"] else None
+    rec["spot"] = _spot(cheapest, cost_name) if cheapest else None
+    if cheapest is None:
+        rec["headline"] = (f"no configuration reached {_target_text(report)}" if target
+                           else "no complete run to recommend")
+    else:
+        rec["headline"] = (f"{_name(cheapest)} is the cheapest to reach {_target_text(report)}" if target
+                           else f"{_name(cheapest)} is the cheapest predicted for the whole job" if slices
+                           else f"{_name(cheapest)} is the cheapest run")
+    return rec
+
+
+def _spot(config: dict, cost_name: str) -> dict:
+    price, on_demand = config.get("usd_per_hour"), config.get("on_demand_usd_per_hour")
+    saving = 1 - price / on_demand if price and on_demand else None
+    cost = config.get(cost_name)
+    return {"market": config.get("market"), "usd_per_hour": price, "on_demand_usd_per_hour": on_demand,
+            "saving": saving, "saved_usd": cost * (on_demand / price - 1) if cost and price and on_demand else None,
+            "source": config.get("price_source")}
+
+
+def _name(config: dict) -> str:
+    return f"{config['instance_type'] or '?'} {config['label']}".strip()
+
+
+def _target_text(report) -> str:
+    target = report.target or {}
+    sign = ">=" if report.higher_is_better else "<="
+    return f"{target.get('metric')} {sign} {target.get('value')}"
+
+
+def _fmt(value) -> str:
+    from instance_benchmarks.campaigns.report import format_value
+
+    return format_value(value)
+
+
+def _spread_text(config: dict, name: str) -> str:
+    cv = config.get(f"{name}_cv")
+    if config["runs"] < 2:
+        return "1 run"
+    if cv is None:
+        return f"median of {config['runs']}"
+    return f"median of {config['runs']}, CV {cv:.1%}" + (" (noisy)" if cv > NOISY_CV else "")
+
+
+def _choice_line(title: str, choice: dict, unit: str, extra: str = "") -> list[str]:
+    config, name = choice["config"], choice["figure"]
+    value = f"${_fmt(config[name])}" if unit == "$" else f"{_fmt(config[name])} {unit}".strip()
+    lines = [f"{title}: {_name(config)}: {value}{extra} ({_spread_text(config, name)})"]
+    if choice["within_noise"] and choice["runner_up"] is not None:
+        other = choice["runner_up"]
+        noise = (f"within twice their spread (CV up to {choice['noise']:.1%})" if choice["noise"] is not None
+                 else "under 5 % with single runs; repeats would tell them apart")
+        lines.append(f"  within noise: {_name(other)} differs by {choice['gap']:.1%}, {noise}: either will do")
+    return lines
+
+
+def recommendation_lines(report) -> list[str]:
+    """Plain text, the first line naming the answer; used by the terminal, Markdown and HTML reports."""
+    rec = report.recommendation
+    lines = [f"{report.campaign}: {rec['headline']}"]
+    target = rec["target"]
+    if rec["cheapest"] and rec["predicted"]:
+        cfg, fast = rec["cheapest"]["config"], rec["fastest"]["config"]
+        lines += _choice_line("cheapest", rec["cheapest"], "$", f" predicted for the whole job, {_fmt(cfg.get('est_hours'))} h")
+        lines += _choice_line("fastest", rec["fastest"], "h", f" predicted, for ${_fmt(fast.get('est_usd'))}")
+    elif rec["cheapest"]:
+        cfg = rec["cheapest"]["config"]
+        extra = f" to target, in {_fmt(cfg.get('time_to_accuracy_s'))} s" if target else \
+            f" a run, {_fmt(cfg.get('train_seconds'))} s of training"
+        lines += _choice_line("cheapest", rec["cheapest"], "$", extra)
+        fast = rec["fastest"]["config"]
+        extra = f" to target, for ${_fmt(fast.get('cost_to_accuracy_usd'))}" if target else " of training"
+        lines += _choice_line("fastest", rec["fastest"], "s", extra)
+    if rec["best_throughput_cost"]:
+        lines += _choice_line("best $/1M samples", rec["best_throughput_cost"], "$")
+    spot = rec["spot"]
+    if spot and spot["market"] == "spot":
+        if spot["saving"] and spot["saving"] > 0:
+            saved = f", ${_fmt(spot['saved_usd'])} less {'to target' if target else 'per run'}" if spot["saved_usd"] else ""
+            lines.append(f"spot vs on-demand: ${_fmt(spot['usd_per_hour'])}/h spot against "
+                         f"${_fmt(spot['on_demand_usd_per_hour'])}/h on demand: {spot['saving']:.0%} saved{saved}")
+        else:
+            lines.append(f"spot vs on-demand: no saving measured: spot was priced at the on-demand "
+                         f"${_fmt(spot['on_demand_usd_per_hour'])}/h ({spot['source']})")
+    elif spot:
+        lines.append(f"spot vs on-demand: these runs ran on demand at ${_fmt(spot['usd_per_hour'])}/h; "
+                     "run with market: spot to measure the saving")
+    if rec["missed"]:
+        lines.append("missed the target (not recommended): " + "; ".join(
+            f"{_name(c)} (final {_fmt(c['final_metric'])}"
+            + (f", {c['runs'] - c['reached']} of {c['runs']} runs missed)" if c["reached"] else ")")
+            for c in rec["missed"]))
+    if rec["failed"]:
+        lines.append("failed or incomplete (not recommended): " + "; ".join(
+            f"{_name(c)} ({c['failed']} run(s))" for c in rec["failed"]))
+    return lines
+
+
+def config_cells(config: dict) -> dict:
+    """A configuration's figures as table cells: median, with its CV when repeated (`!` above 5 %)."""
+    from instance_benchmarks.campaigns.report import format_value
+
+    cells = dict(config)
+    cells["runs_text"] = f"{config['runs']}" + (f" (+{config['failed']} failed)" if config["failed"] else "")
+    cells["front"] = "yes" if config.get("on_front") else ""
+    for name in FIGURES:
+        cv = config.get(f"{name}_cv")
+        if config.get(name) is not None and cv is not None:
+            cells[name] = f"{format_value(config[name])} (CV {cv:.1%}{' !' if cv > NOISY_CV else ''})"
+    return cells
+
+
+def terminal_cells(config: dict) -> dict:
+    """Compact cells for the terminal: `26.9 (7%!)` = median 26.9, CV 7 % (over 5 %: marked)."""
+    from instance_benchmarks.campaigns.report import format_value
+
+    cells = dict(config)
+    cells["runs_text"] = f"{config['runs']}" + (f" +{config['failed']} failed" if config["failed"] else "")
+    for name in ("samples_per_s", "time_to_accuracy_s", "cost_to_accuracy_usd"):
+        value, cv = config.get(name), config.get(f"{name}_cv")
+        cells[f"{name}_text"] = format_value(value) + (f" ({cv:.0%}{'!' if cv > NOISY_CV else ''})" if cv is not None else "")
+    return cells

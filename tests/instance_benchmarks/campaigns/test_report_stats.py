@@ -1,0 +1,129 @@
+"""Configurations, their spread over repeats, cost honesty and the recommendation (no S3, no charts)."""
+import pytest
+
+from instance_benchmarks.campaigns.bench_report import synthetic_campaign
+from instance_benchmarks.campaigns.report import assemble_report, config_id, cost_breakdown, repeat_of
+from instance_benchmarks.campaigns.report_stats import recommendation_lines, spread, within_noise
+
+TARGET = {"metric": "val_accuracy", "value": 0.9}
+
+
+def _record(run_id, itype, batch, *, rate, tta, price=0.1, on_demand=0.2, final=0.95, attempts=None):
+    """A complete run's records as store.load_run_records returns them."""
+    quote = {"usd_per_hour": price, "on_demand_usd_per_hour": on_demand, "storage_usd_per_hour": 0.0036,
+             "source": "describe_spot_price_history (us-east-1a)", "quoted_at": "2025-06-01T00:00:00+00:00"}
+    result = {"run_id": run_id, "instance_type": itype, "market": "spot", "price": quote, "samples_per_s": rate,
+              "usd_per_1m_samples": price / 3600 * 1e6 / rate, "time_to_accuracy_s": tta,
+              "cost_to_accuracy_usd": tta * price / 3600 if tta else None, "final_metric": final if tta else 0.5,
+              "primary_metric": "val_accuracy", "train_seconds": 100.0, "cost_usd": 0.01, "billable_seconds": 160,
+              "boot_seconds": 20.0, "setup_seconds": 30.0, "attempts": len(attempts or [1])}
+    launch = {"hyperparameters": {"epochs": 5, "batch_size": batch}, "instance_type": itype,
+              "attempts": attempts or [{"attempt": 1, "outcome": "completed", "billed_seconds": 160, "script_seconds": 100.0,
+                                        "cost_usd": 0.01, "price": quote}]}
+    return {"run_id": run_id, "launch": launch, "result": result}
+
+
+def _report(records, target=TARGET):
+    spec = {"matrix": {"instance_type": ["c5.xlarge", "m5.large"], "batch_size": [32, 64]}, "target": target}
+    return assemble_report("sweep", records, {"backends": {"ec2": {"spec": spec}}}, {})
+
+
+def test_spread_is_the_median_and_the_sample_coefficient_of_variation():
+    assert spread([10.0, 12.0, 14.0]) == (12.0, pytest.approx(2.0 / 12.0))
+    assert spread([5.0]) == (5.0, None) and spread([None, "x"]) == (None, None)
+
+
+def test_run_ids_map_to_their_configuration_and_repeat():
+    assert (config_id("c5-xlarge-bs32-1a2b3c4d-r2"), repeat_of("c5-xlarge-bs32-1a2b3c4d-r2")) == ("c5-xlarge-bs32-1a2b3c4d", 2)
+    assert (config_id("sm-g5-xlarge-0f0f0f0f"), repeat_of("sm-g5-xlarge-0f0f0f0f")) == ("sm-g5-xlarge-0f0f0f0f", 1)
+
+
+def test_repeats_are_summarised_per_configuration_and_noisy_figures_marked():
+    records = [_record("c5-a", "c5.xlarge", 32, rate=1000.0, tta=100.0), _record("c5-a-r2", "c5.xlarge", 32, rate=1200.0, tta=90.0),
+               _record("m5-b", "m5.large", 32, rate=800.0, tta=120.0), _record("m5-b-r2", "m5.large", 32, rate=804.0, tta=121.0)]
+    report = _report(records)
+    noisy, steady = report.configs
+    assert (noisy["runs"], noisy["samples_per_s"]) == (2, 1100.0) and noisy["samples_per_s_cv"] > 0.05
+    assert steady["samples_per_s_cv"] < 0.01 and steady["samples_per_s_range"] == (800.0, 804.0)
+    from instance_benchmarks.campaigns.report_stats import config_cells
+
+    assert config_cells(noisy)["samples_per_s"].endswith("!)") and "!" not in config_cells(steady)["samples_per_s"]
+
+
+def test_the_recommendation_names_the_cheapest_and_fastest_that_reached_the_target():
+    records = [_record("c5-a", "c5.xlarge", 32, rate=1000.0, tta=200.0, price=0.1),   # $0.0056 to target
+               _record("m5-b", "m5.large", 32, rate=900.0, tta=100.0, price=0.4),     # $0.0111, fastest
+               _record("m5-c", "m5.large", 64, rate=5000.0, tta=None, price=0.01)]    # cheapest per sample, missed
+    report = _report(records)
+    rec = report.recommendation
+    assert rec["cheapest"]["config"]["config_id"] == "c5-a" and rec["fastest"]["config"]["config_id"] == "m5-b"
+    assert rec["best_throughput_cost"]["config"]["config_id"] == "c5-a"  # among those that reached the target
+    lines = recommendation_lines(report)
+    assert lines[0] == "sweep: c5.xlarge batch_size=32 is the cheapest to reach val_accuracy >= 0.9"
+    assert lines[1].startswith("cheapest: c5.xlarge batch_size=32: $0.0056 to target, in 200.0 s (1 run)")
+    assert any(line.startswith("fastest: m5.large batch_size=32: 100.0 s to target") for line in lines)
+    assert "spot vs on-demand: $0.1000/h spot against $0.2000/h on demand: 50% saved, $0.0056 less to target" in lines
+    assert lines[-1] == "missed the target (not recommended): m5.large batch_size=64 (final 0.5000)"
+    assert not any("m5.large batch_size=64" in line for line in lines[:-1])
+
+
+def test_two_choices_within_noise_are_said_to_be():
+    records = [_record("c5-a", "c5.xlarge", 32, rate=1000.0, tta=100.0), _record("c5-a-r2", "c5.xlarge", 32, rate=1000.0, tta=110.0),
+               _record("m5-b", "m5.large", 32, rate=1000.0, tta=103.0), _record("m5-b-r2", "m5.large", 32, rate=1000.0, tta=112.0)]
+    report = _report(records)
+    assert report.recommendation["fastest"]["within_noise"]
+    assert any(line.startswith("  within noise: m5.large batch_size=32 differs by 2.4%") for line in recommendation_lines(report))
+    apart = _report([_record("c5-a", "c5.xlarge", 32, rate=1e3, tta=100.0), _record("c5-a-r2", "c5.xlarge", 32, rate=1e3, tta=101.0),
+                     _record("m5-b", "m5.large", 32, rate=1e3, tta=150.0), _record("m5-b-r2", "m5.large", 32, rate=1e3, tta=151.0)])
+    assert not apart.recommendation["fastest"]["within_noise"]
+    single = {"t": 100.0, "t_cv": None}
+    assert within_noise(single, {"t": 103.0, "t_cv": None}, "t")[0] and not within_noise(single, {"t": 110.0}, "t")[0]
+
+
+def test_failed_runs_are_listed_apart_and_nothing_is_recommended_when_none_reached():
+    failed = {"run_id": "m5-z", "launch": {"hyperparameters": {"batch_size": 64}, "instance_type": "m5.large",
+                                           "attempts": [{"outcome": "failed", "cost_usd": 0.002}]}, "result": None}
+    report = _report([_record("c5-a", "c5.xlarge", 32, rate=1000.0, tta=None), failed])
+    assert report.recommendation["cheapest"] is None
+    lines = recommendation_lines(report)
+    assert lines[0] == "sweep: no configuration reached val_accuracy >= 0.9"
+    assert lines[-1] == "failed or incomplete (not recommended): m5.large batch_size=64 (1 run(s))"
+    assert report.incomplete[0]["cost_usd"] == 0.002
+
+
+def test_without_a_target_the_cheapest_complete_run_is_named():
+    report = _report([_record("c5-a", "c5.xlarge", 32, rate=1000.0, tta=None, price=0.1),
+                      _record("m5-b", "m5.large", 32, rate=1000.0, tta=None, price=0.4)], target=None)
+    assert [r["status"] for r in report.rows] == ["complete", "complete"]
+    assert report.recommendation["headline"] == "c5.xlarge batch_size=32 is the cheapest run"
+
+
+def test_cost_breakdown_bills_boot_setup_training_idle_ebs_and_interrupted_attempts():
+    quote = {"usd_per_hour": 0.1, "storage_usd_per_hour": 0.0036}
+    attempts = [{"outcome": "interrupted", "billed_seconds": 100, "script_seconds": 40.0, "cost_usd": 0.0028, "price": quote},
+                {"outcome": "completed", "billed_seconds": 300, "script_seconds": 200.0, "cost_usd": 0.0083, "price": quote}]
+    result = {"billable_seconds": 400, "boot_seconds": 30.0, "setup_seconds": 60.0, "train_seconds": 240.0, "price": quote}
+    costs = cost_breakdown(result, {"attempts": attempts})
+    assert costs["idle_seconds"] == pytest.approx(400 - 30 - 60 - 240)
+    assert costs["ebs_usd"] == pytest.approx(400 * 0.0036 / 3600)
+    assert costs["interrupted_usd"] == pytest.approx(0.0028) and costs["interrupted_attempts"] == 1
+
+
+def test_the_synthetic_campaign_of_the_benchmark_reports():
+    records, document, histories = synthetic_campaign(60, repeats=3)
+    report = assemble_report("synthetic", records, document, histories)
+    assert len(report.rows) == 60 and len(report.configs) == 20 and all(c["runs"] == 3 for c in report.configs)
+    assert report.recommendation["cheapest"]["config"]["status"] == "reached"
+    assert not any(c["on_front"] for c in report.configs if c["status"] == "missed")
+
+
+def test_benchmark_slices_are_ranked_by_their_prediction_not_the_target():
+    records = [_record("c5-a", "c5.xlarge", 32, rate=1000.0, tta=None), _record("m5-b", "m5.large", 32, rate=1000.0, tta=None)]
+    for record, usd in zip(records, (2.0, 1.5)):
+        record["result"]["prediction"] = {"measured_units": 100, "sec_per_unit": 0.1, "usd_per_unit": 1e-5,
+                                          "est_seconds": 3600 * usd, "est_usd": usd, "est_usd_low": usd * 0.9,
+                                          "est_usd_high": usd * 1.1, "est_on_demand_usd": usd * 2}
+    report = _report(records)
+    assert [r["status"] for r in report.rows] == ["slice", "slice"] and not report.recommendation["missed"]
+    assert report.recommendation["headline"] == "m5.large batch_size=32 is the cheapest predicted for the whole job"
+    assert recommendation_lines(report)[1] == "cheapest: m5.large batch_size=32: $1.5000 predicted for the whole job, 1.5000 h (1 run)"
