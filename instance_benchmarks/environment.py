@@ -59,6 +59,10 @@ class Environment:
             self._backends[name] = backend_class(name)(self)
         return self._backends[name]
 
+    def for_region(self, region: str) -> "Environment":
+        """The same configuration with its calls going to `region` (where a campaign was launched)."""
+        return Environment(region, self.ssm_prefix)
+
     @cached_property
     def infra(self) -> Infrastructure:
         return resolve_infrastructure(self.client("ssm"), self.ssm_prefix)

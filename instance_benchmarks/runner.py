@@ -15,16 +15,23 @@ from instance_benchmarks.backends.infrastructure import require_bucket
 from instance_benchmarks.backends.registry import BACKENDS, DEFAULT
 from instance_benchmarks.campaigns.plan import check_budget, estimate, spent_usd
 from instance_benchmarks.campaigns.store import (
-    campaign_specs, list_campaigns, load_run_records, read_json, record_campaign, run_location, write_json,
+    campaign_document, campaign_region, campaign_specs, list_campaigns, load_run_records, log_tail, read_json,
+    read_progress, record_campaign, run_location, write_json,
 )
 from instance_benchmarks.catalog import Catalog, load_catalog
-from instance_benchmarks.catalog.pricing import PriceQuote, cost_usd
+from instance_benchmarks.catalog.pricing import PriceQuote, billed_seconds, cost_usd
 from instance_benchmarks.core.contract import EXIT_INPUT_ERROR, now_iso
 from instance_benchmarks.core.errors import TrainfleetInputError
 from instance_benchmarks.core.validation import validate_identifier
 
-# A relaunch may succeed after these (up to max_attempts); not after a timeout or bad input (exit 2).
-RETRIED = ("interrupted", "lost", "failed", "not_launched", "launch_refused")
+# Retries are for interruptions and capacity (up to max_attempts): an attempt that ended before it could
+# finish (spot reclaim, an instance that vanished, a teardown) or never started (no capacity, a launcher that
+# died). A failed script is relaunched once, unless it failed on its input (exit 2); failing the same way
+# twice (same outcome, exit status and last log line) ends it, and so does a timeout.
+RETRIED = ("interrupted", "lost", "torn down", "not_launched", "launch_refused")
+RETRIED_ONCE = ("failed",)
+CAPACITY_FAILURES = ("CapacityError", "InsufficientCapacityError")  # a job that failed for want of capacity
+TORN_DOWN = "torn down"
 
 
 @dataclass
@@ -42,6 +49,7 @@ class LaunchSummary:
     stopped: str | None = None       # why the launch stopped early (a quota to raise, a type not offered)
     not_started: list[str] = field(default_factory=list)  # runs left unlaunched because it stopped
     unreadable: list[str] = field(default_factory=list)   # runs whose records in S3 cannot be read (and why)
+    why_given_up: dict[str, str] = field(default_factory=dict)  # run id -> why it is not relaunched
 
 
 def campaign_backends(env, campaign: str) -> list[Backend]:
@@ -50,18 +58,39 @@ def campaign_backends(env, campaign: str) -> list[Backend]:
     return [env.backend(name) for name in sorted(names or BACKENDS)]
 
 
-def require_campaign(env, campaign: str) -> str:
-    """A campaign id as typed on the command line: a valid id (never a tag-filter wildcard) that the
-    bucket knows; a typo gets the close matches, not an empty table or a phantom report."""
+def env_region(env) -> str | None:
+    """The region an environment's calls go to (its own, else the AWS configuration's)."""
+    return env.region or env.session().region_name
+
+
+def require_campaign(env, campaign: str) -> dict:
+    """A campaign id as typed on the command line: a valid id (never a tag-filter wildcard) that was
+    launched in this bucket (its campaign.json); returns campaign.json. A typo, or the wrong region, is a
+    one-line input error naming the campaigns that exist, not an empty table or a phantom report."""
     import difflib
 
     validate_identifier(campaign, "campaign")
-    known = list_campaigns(env.client("s3"), env.infra.bucket)
-    if campaign not in known:
+    s3, bucket = env.client("s3"), env.infra.bucket
+    document = campaign_document(s3, bucket, campaign)
+    if document is None:
+        known = [name for name in list_campaigns(s3, bucket) if name != campaign]
         close = difflib.get_close_matches(campaign, known, n=3)
-        hint = f" (did you mean {', '.join(close)}?)" if close else f" (known: {', '.join(known[:10]) or 'none'})"
-        raise TrainfleetInputError(f"no campaign {campaign!r} in s3://{env.infra.bucket}{hint}")
-    return campaign
+        listed = ", ".join(known[:20]) + (f", ... ({len(known)} in all)" if len(known) > 20 else "") or "none"
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise TrainfleetInputError(f"no campaign {campaign!r} in s3://{bucket} (region {env_region(env)}); "
+                                   f"known: {listed}{hint}")
+    return document
+
+
+def campaign_environment(env, campaign: str, region: str | None = None):
+    """The environment a command about an existing campaign runs in: the campaign must exist (else a
+    one-line input error), and its calls go to the region it was launched in (campaign.json), unless
+    `region` was given. S3 finds the bucket from any region; instances and jobs live in one."""
+    document = require_campaign(env, campaign)
+    stored = campaign_region(document)
+    if region is None and stored and stored != env_region(env):
+        return env.for_region(stored)
+    return env
 
 
 def live_runs(env, campaign: str) -> dict[str, RunState]:
@@ -69,11 +98,35 @@ def live_runs(env, campaign: str) -> dict[str, RunState]:
             for run_id, state in backend.live(campaign).items()}
 
 
-def _retry_allowed(record: dict) -> bool:
-    last = (record.get("attempts") or [None])[-1]
-    if last is None:
-        return True
-    return last.get("outcome") in RETRIED and last.get("exit_code") != EXIT_INPUT_ERROR
+def _failure_signature(s3, bucket: str, campaign: str, run_id: str, attempt: dict) -> tuple:
+    """How an attempt ended: outcome, exit status and its last log line (or the agent's note)."""
+    line = attempt.get("note") or attempt.get("failure")
+    if not line and isinstance(attempt.get("attempt"), int):
+        tail = log_tail(s3, bucket, campaign, run_id, attempt["attempt"], lines=1)
+        line = tail[-1].strip() if tail else None
+    return attempt.get("outcome"), attempt.get("exit_code"), line
+
+
+def retry_refusal(s3, bucket: str, campaign: str, run_id: str, record: dict) -> str | None:
+    """Why a run with no result must not be relaunched, or None when it may be (max_attempts aside)."""
+    attempts = record.get("attempts") or []
+    if not attempts:
+        return None
+    last = attempts[-1]
+    outcome = last.get("outcome")
+    if last.get("exit_code") == EXIT_INPUT_ERROR:
+        return f"failed on its input (exit {EXIT_INPUT_ERROR}): fix the campaign or the script"
+    if outcome in RETRIED or str(last.get("failure") or "").startswith(CAPACITY_FAILURES):
+        return None
+    if outcome not in RETRIED_ONCE:
+        return f"{outcome}: not retried"
+    earlier = [a for a in attempts[:-1] if a.get("outcome") in RETRIED_ONCE]
+    if earlier:
+        now = _failure_signature(s3, bucket, campaign, run_id, last)
+        before = _failure_signature(s3, bucket, campaign, run_id, earlier[-1])
+        if now == before:
+            return f"failed the same way twice (exit {last.get('exit_code')}: {now[2] or 'no log'})"
+    return None
 
 
 def _attempt_price(spec, run, record: dict, quotes: dict[tuple, PriceQuote]) -> PriceQuote:
@@ -120,8 +173,12 @@ def launch(env, spec, *, catalog: Catalog | None = None, confirm=None) -> Launch
             summary.skipped_complete.append(run.run_id)
         elif run.run_id in live:
             continue
-        elif len(record["attempts"]) >= spec.max_attempts or not _retry_allowed(record):
+        elif refusal := retry_refusal(s3, bucket, spec.campaign, run.run_id, record):
             summary.gave_up.append(run.run_id)
+            summary.why_given_up[run.run_id] = refusal
+        elif len(record["attempts"]) >= spec.max_attempts:
+            summary.gave_up.append(run.run_id)
+            summary.why_given_up[run.run_id] = f"{len(record['attempts'])} of max_attempts {spec.max_attempts} used"
         else:
             pending.append(run)
             records[run.run_id] = record
@@ -200,26 +257,98 @@ def settle(env, campaign: str, specs: list[dict] | None = None) -> dict[str, dic
 
 
 def teardown(env, campaign: str) -> list[TeardownSummary]:
-    """End everything of the campaign on every backend it used (by tag), then settle what ended."""
+    """End everything of the campaign on every backend it used (by tag), record each attempt it ended
+    (outcome `torn down`, priced from the cloud's start time to the end), then settle the rest."""
     summaries = [backend.teardown(campaign) for backend in campaign_backends(env, campaign)]
+    for summary in summaries:
+        for ended in summary.ended:
+            record_torn_down(env, campaign, ended)
     settle(env, campaign)
     return summaries
 
 
+def record_torn_down(env, campaign: str, ended: dict) -> bool:
+    """Settle the attempt a teardown ended in its run's launch.json, unless it settled itself already.
+    `ended`: run_id, attempt (if known), key (`instance_id` or `job_name`), resource (its value), started_at
+    (the cloud's launch or start time; else the attempt's launched_at) and ended_at, ISO 8601."""
+    location = run_location(env.client("s3"), env.infra.bucket, campaign, ended["run_id"])
+    try:
+        record = read_json(location, "launch.json")
+    except ValueError:  # unreadable: reported as such by status; never overwritten
+        return False
+    if not isinstance(record, dict) or not isinstance(record.get("attempts"), list):
+        return False
+    for attempt in reversed(record["attempts"]):
+        if not isinstance(attempt, dict) or attempt.get("outcome") not in ("launched", "launching"):
+            continue
+        resource = attempt.get(ended["key"])
+        if resource != ended["resource"] and not (resource is None and attempt.get("attempt") == ended.get("attempt")):
+            continue
+        started = datetime.fromisoformat(ended.get("started_at") or attempt["launched_at"])
+        seconds = max(0.0, (datetime.fromisoformat(ended["ended_at"]) - started).total_seconds())
+        price = (attempt.get("price") or {}).get("usd_per_hour") or 0.0
+        attempt.update(outcome=TORN_DOWN, ended_at=ended["ended_at"], instance_seconds=round(seconds, 3),
+                       billed_seconds=billed_seconds(seconds), cost_usd=cost_usd(seconds, price),
+                       note="ended by teardown")
+        attempt[ended["key"]] = ended["resource"]
+        write_json(location, "launch.json", record)
+        return True
+    return False
+
+
+# Metric names that say how far a run is, not how well it does.
+PROGRESS_KEYS = ("epoch", "step")
+_NOT_METRICS = frozenset(PROGRESS_KEYS) | {"t", "train_t", "attempt"}
+
+
+def progress_fields(latest: dict | None, target_metric: str | None = None) -> dict:
+    """`progress` ("epoch 2 step 40") and `metric` ("loss 0.59") from a run's latest metric values: the
+    campaign's target metric if the script prints it, else its first other numeric value."""
+    latest = latest or {}
+    progress = " ".join(f"{key} {latest[key]:g}" for key in PROGRESS_KEYS
+                        if isinstance(latest.get(key), (int, float)) and not isinstance(latest.get(key), bool))
+    numeric = [key for key, value in latest.items()
+               if key not in _NOT_METRICS and isinstance(value, (int, float)) and not isinstance(value, bool)]
+    name = target_metric if target_metric in numeric else (numeric[0] if numeric else None)
+    return {"progress": progress or None, "metric": f"{name} {latest[name]:.4g}" if name else None}
+
+
+def _seconds(attempt: dict) -> float:
+    """Seconds a settled attempt ran (EC2: on the instance; SageMaker: training)."""
+    value = attempt.get("instance_seconds", attempt.get("training_seconds"))
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
+
+
+def _target_metric(specs: list[dict]) -> str | None:
+    return next((spec["target"]["metric"] for spec in specs if isinstance(spec.get("target"), dict)
+                 and spec["target"].get("metric")), None)
+
+
 def status_rows(env, campaign: str, now: datetime | None = None) -> list[dict]:
-    """One row per run: state, resource, price, attempts and cost so far (live attempts billed to now)."""
+    """One row per run: state, resource, price, attempt, latest progress and metric (what the agent pushed,
+    else the result's final values), time on the instance or job, and cost so far (live attempts billed to
+    now)."""
     now = now or datetime.now(timezone.utc)
     live = live_runs(env, campaign)
+    s3, bucket = env.client("s3"), env.infra.bucket
+    target = _target_metric(campaign_specs(s3, bucket, campaign))
     rows = []
-    for record in load_run_records(env.client("s3"), env.infra.bucket, campaign):
+    for record in load_run_records(s3, bucket, campaign):
         attempts = record["launch"].get("attempts", [])
         last = attempts[-1] if attempts else {}
         state = live.get(record["run_id"])
         cost = spent_usd(record["launch"])
+        elapsed = sum(_seconds(a) for a in attempts)
         if state and last.get("cost_usd") is None and last.get("launched_at"):
-            cost += cost_usd((now - datetime.fromisoformat(last["launched_at"])).total_seconds(),
-                             last["price"]["usd_per_hour"])
+            running = (now - datetime.fromisoformat(last["launched_at"])).total_seconds()
+            cost += cost_usd(running, last["price"]["usd_per_hour"])
+            elapsed += max(0.0, running)
         status = ("complete" if record["result"] else "running" if state else last.get("outcome") or "unknown")
+        pushed = read_progress(s3, bucket, campaign, record["run_id"], last["attempt"]) \
+            if isinstance(last.get("attempt"), int) else None
+        latest = pushed.get("latest") if isinstance((pushed or {}).get("latest"), dict) else None
+        if latest is None and isinstance(record["result"], dict):
+            latest = record["result"].get("final") if isinstance(record["result"].get("final"), dict) else None
         rows.append({
             "run_id": record["run_id"], "label": record["launch"].get("label", ""),
             "status": f"unreadable: {record['unreadable']}" if record.get("unreadable") else status,
@@ -227,8 +356,42 @@ def status_rows(env, campaign: str, now: datetime | None = None) -> list[dict]:
             "state": state.state if state else "-", "instance_type": last.get("instance_type"),
             "market": last.get("market"), "usd_per_hour": last.get("price", {}).get("usd_per_hour"),
             "attempts": len(attempts), "cost_usd": cost, "live": state is not None,
+            "attempt": last.get("attempt"), "elapsed_s": round(elapsed), **progress_fields(latest, target),
         })
     return rows
+
+
+def failure_report(env, campaign: str, *, lines: int = 10) -> list[dict]:
+    """Each run without a result: its last outcome, exit status, why, and the last lines of its log in S3
+    (the script's, else the bootstrap log), for `campaign run` and `collect` to print before exiting 1."""
+    s3, bucket = env.client("s3"), env.infra.bucket
+    failures = []
+    for record in load_run_records(s3, bucket, campaign):
+        if record["result"] is not None and not record.get("unreadable"):
+            continue
+        attempts = record["launch"].get("attempts") or []
+        last = attempts[-1] if attempts else {}
+        tail = log_tail(s3, bucket, campaign, record["run_id"], last["attempt"], lines) \
+            if isinstance(last.get("attempt"), int) else []
+        outcome = f"unreadable: {record['unreadable']}" if record.get("unreadable") else \
+            last.get("outcome") or "never launched"
+        failures.append({"run_id": record["run_id"], "outcome": outcome,
+                         "exit_code": last.get("exit_code"), "attempt": last.get("attempt"),
+                         "attempts": len(attempts), "note": last.get("note") or last.get("failure"),
+                         "log": tail})
+    return failures
+
+
+def failure_lines(failure: dict) -> list[str]:
+    """A failure from failure_report as printable lines: one heading, then its log's last lines."""
+    exit_code = f", exit {failure['exit_code']}" if failure.get("exit_code") is not None else ""
+    note = f": {failure['note']}" if failure.get("note") else ""
+    lines = [f"{failure['run_id']}: {failure['outcome']}{exit_code} (attempt {failure['attempt'] or '-'} of "
+             f"{failure['attempts']}){note}"]
+    if failure["log"]:
+        lines.append(f"  last {len(failure['log'])} log line(s) of attempt {failure['attempt']}:")
+        lines += [f"    {line}" for line in failure["log"]]
+    return lines
 
 
 class Detached(Exception):
@@ -276,6 +439,9 @@ def run_campaign(env, specs: list, *, log=print, confirm=None, progress=None) ->
         relaunched = [launch(env, spec) for spec in specs]
         _raise_if_stopped(relaunched)
         if not any(s.launched for s in relaunched):
+            for summary in relaunched:
+                for run_id, why in sorted(summary.why_given_up.items()):
+                    log(f"  {run_id}: given up, {why}")
             return {"launch": summaries}
         log(f"relaunched {sum(len(s.launched) for s in relaunched)} run(s) (interrupted or lost)")
 

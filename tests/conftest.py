@@ -10,6 +10,10 @@ from moto import mock_aws
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 REGION = "us-east-1"
+# pytest-xdist's workers inherit COLUMNS=80 (the controller's terminal); the CLI honours COLUMNS when piped,
+# so tests see the width a CI log sees (none set) unless a test sets COLUMNS itself.
+for _name in ("COLUMNS", "LINES"):
+    os.environ.pop(_name, None)
 
 # Property tests are deterministic by default (CI runs exactly the examples a developer ran); a failure
 # they find is a bug to fix plus a regression test. `HYPOTHESIS_PROFILE=fuzz` explores further, locally.

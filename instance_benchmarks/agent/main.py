@@ -35,6 +35,7 @@ from pathlib import Path
 from instance_benchmarks.agent.host import UtilizationSampler, fingerprint
 from instance_benchmarks.agent.imds import InterruptionWatcher, imds_endpoint
 from instance_benchmarks.agent.metrics import MetricParser, parse_definitions
+from instance_benchmarks.agent.progress import PROGRESS_SECONDS, ProgressPush
 from instance_benchmarks.agent.sync import Mirror, PeriodicPush, restore, upload
 from instance_benchmarks.campaigns.harness import summarize
 from instance_benchmarks.catalog.pricing import billed_seconds, cost_usd
@@ -211,10 +212,12 @@ class ScriptRun:
         return time.monotonic() - self.started
 
 
-def start_task(task: dict, python: Path, *, cwd: Path, env: dict, log_path: Path) -> ScriptRun:
+def start_task(task: dict, python: Path, *, cwd: Path, env: dict, log_path: Path, processes: int = 1) -> ScriptRun:
     """Start the task's script (or `run` commands), its output read for metrics; with `benchmark:
-    {max_steps}` the script is stopped once its `step` metric reaches that many."""
-    command = ["bash", "-c", task["run"]] if task.get("run") else [str(python), task["script"], *task["args"]]
+    {max_steps}` the script is stopped once its `step` metric reaches that many. A script that supports
+    DistributedDataParallel (`distributed` in the task) runs under torchrun, one process per GPU."""
+    command = ["bash", "-c", task["run"]] if task.get("run") else contract.script_command(
+        str(python), task["script"], task["args"], processes if task.get("distributed") else 1)
     log(f"running {task['run'].strip() if task.get('run') else ' '.join(command[1:])}")
     max_steps = (task.get("benchmark") or {}).get("max_steps")
 
@@ -297,9 +300,18 @@ def run_agent(config: dict, root: Path, s3) -> int:
 
     sampler = UtilizationSampler()
     sampler.start()
-    run = start_task(task, python, cwd=cwd, env=env, log_path=root / "script.log")
+    # one process per GPU on multi-GPU types, and the catalog's peaks for MFU; not on the embedded
+    # default's stand-in host, which has neither this type's GPUs nor its peak
+    stand_in = bool(os.environ.get("TRAINFLEET_HOST_LABEL"))
+    if not stand_in and config.get("peak_tflops"):
+        env[contract.PEAK_TFLOPS_VAR] = contract.peak_tflops_env(config["peak_tflops"], config.get("gpu_count") or 0)
+    run = start_task(task, python, cwd=cwd, env=env, log_path=root / "script.log",
+                     processes=1 if stand_in else max(1, config.get("gpu_count") or 0))
     pusher = PeriodicPush(mirror, float(os.environ.get("TRAINFLEET_CHECKPOINT_SYNC_SECONDS", CHECKPOINT_SYNC_SECONDS)))
     pusher.start()
+    progress = ProgressPush(logs, run.records, root / "bootstrap.log",  # what `campaign run`/`logs` show live
+                            float(os.environ.get("TRAINFLEET_PROGRESS_SECONDS", PROGRESS_SECONDS)))
+    progress.start()
     watcher = None
     if endpoint := imds_endpoint():
         interval = float(os.environ.get("TRAINFLEET_SPOT_POLL_SECONDS", 5.0))
@@ -315,6 +327,7 @@ def run_agent(config: dict, root: Path, s3) -> int:
     if watcher:
         watcher.stop()
     pusher.stop()
+    progress.stop()
     utilization = sampler.stop()
     mirror.push()  # the checkpoint the script wrote on SIGTERM, or its last one
 

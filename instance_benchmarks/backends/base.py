@@ -51,6 +51,9 @@ class TeardownSummary:
     backend: str
     stopped: list[str] = field(default_factory=list)     # instances terminated / jobs stopped
     cancelled: list[str] = field(default_factory=list)   # open spot requests cancelled
+    # one entry per attempt it ended, for the runner to record and price (see runner.record_torn_down):
+    # {"run_id", "attempt", "key": "instance_id" | "job_name", "resource", "started_at", "ended_at"}
+    ended: list[dict] = field(default_factory=list)
 
 
 class Backend(ABC):
@@ -100,4 +103,5 @@ class Backend(ABC):
 
     @abstractmethod
     def teardown(self, campaign: str) -> TeardownSummary:
-        """End every live resource of the campaign; silent when already gone."""
+        """End every live resource of the campaign; silent when already gone. Lists each attempt it
+        ended in `ended`, with the cloud's own start time, so its cost is recorded, never lost."""

@@ -21,8 +21,10 @@ def write_json(location: S3Location, name: str, value: dict) -> str:
 
 
 def list_campaigns(s3, bucket: str) -> list[str]:
-    response = s3.list_objects_v2(Bucket=bucket, Prefix="campaigns/", Delimiter="/")
-    return sorted(p["Prefix"].split("/")[1] for p in response.get("CommonPrefixes", []))
+    names: set[str] = set()
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="campaigns/", Delimiter="/"):
+        names.update(p["Prefix"].split("/")[1] for p in page.get("CommonPrefixes", []))
+    return sorted(names)
 
 
 def list_runs(s3, bucket: str, campaign: str) -> list[str]:
@@ -75,9 +77,74 @@ def record_campaign(s3, bucket: str, spec, document: dict) -> None:
     current = read_json(location, "campaign.json") or {}
     backends = current.get("backends", {})
     backends[spec.backend] = {"spec": spec.to_dict(), **document}
-    write_json(location, "campaign.json", {"campaign": spec.campaign, "backends": backends})
+    # the region its runs were launched in: status, collect and teardown go there unless told otherwise
+    write_json(location, "campaign.json", {"campaign": spec.campaign, "region": spec.region, "backends": backends})
+
+
+def campaign_document(s3, bucket: str, campaign: str) -> dict | None:
+    """campaign.json, the mark of a campaign that was launched (None: no such campaign in this bucket)."""
+    try:
+        document = read_json(S3Location(bucket, campaign_prefix(campaign), s3), "campaign.json")
+    except (ValueError, UnicodeDecodeError):
+        return {}  # there, but unreadable: it exists; its specs are unknown
+    return document if isinstance(document, dict) or document is None else {}
 
 
 def campaign_specs(s3, bucket: str, campaign: str) -> list[dict]:
-    document = read_json(S3Location(bucket, campaign_prefix(campaign), s3), "campaign.json") or {}
-    return [entry["spec"] for entry in document.get("backends", {}).values()]
+    document = campaign_document(s3, bucket, campaign) or {}
+    return [entry["spec"] for entry in (document.get("backends") or {}).values()
+            if isinstance(entry, dict) and isinstance(entry.get("spec"), dict)]
+
+
+def campaign_region(document: dict | None) -> str | None:
+    """The region a campaign was launched in: campaign.json's `region`, else its specs' (older records)."""
+    document = document or {}
+    if isinstance(document.get("region"), str):
+        return document["region"]
+    regions = {entry["spec"].get("region") for entry in (document.get("backends") or {}).values()
+               if isinstance(entry, dict) and isinstance(entry.get("spec"), dict)}
+    return regions.pop() if len(regions) == 1 else None
+
+
+# What an attempt leaves in logs/attempt-N/: bootstrap.log (user data, agent and the script's output, pushed
+# during the run and at its end), script.log (the script's output alone, at the end), progress.json (the
+# latest metric values, pushed during the run).
+LOG_NAMES = ("bootstrap.log", "script.log")
+
+
+def attempt_logs(s3, bucket: str, campaign: str, run_id: str, attempt: int) -> S3Location:
+    return run_location(s3, bucket, campaign, run_id).child(f"logs/attempt-{attempt}")
+
+
+def read_log(s3, bucket: str, campaign: str, run_id: str, attempt: int, name: str, start: int = 0) -> bytes | None:
+    """The bytes of an attempt's log from `start` on (b"" when none are new), or None if there is no such log."""
+    location = attempt_logs(s3, bucket, campaign, run_id, attempt)
+    try:
+        response = s3.get_object(Bucket=bucket, Key=location._key(name),
+                                 **({"Range": f"bytes={start}-"} if start else {}))
+    except s3.exceptions.NoSuchKey:
+        return None
+    except s3.exceptions.ClientError as error:
+        if error.response.get("Error", {}).get("Code") == "InvalidRange":  # nothing past `start` yet
+            return b""
+        raise
+    return response["Body"].read()
+
+
+def log_tail(s3, bucket: str, campaign: str, run_id: str, attempt: int, lines: int = 10) -> list[str]:
+    """The last non-empty lines of an attempt's log (the script's own, else the bootstrap log)."""
+    for name in ("script.log", "bootstrap.log"):
+        data = read_log(s3, bucket, campaign, run_id, attempt, name)
+        if data:
+            text = [line for line in data.decode("utf-8", errors="replace").splitlines() if line.strip()]
+            return text[-lines:]
+    return []
+
+
+def read_progress(s3, bucket: str, campaign: str, run_id: str, attempt: int) -> dict | None:
+    """The latest metric values an attempt's agent pushed (progress.json), if any."""
+    try:
+        value = read_json(attempt_logs(s3, bucket, campaign, run_id, attempt), "progress.json")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return value if isinstance(value, dict) else None

@@ -20,7 +20,7 @@ def _trainfleet(*args, env=None):
 def test_validate_prints_runs_and_estimate():
     result = runner.invoke(app, ["campaign", "validate", "examples/campaign.yaml"])
     assert result.exit_code == 0, result.output
-    assert "6 runs" in result.output and "worst case $0.3466" in result.output
+    assert "12 runs" in result.output and "worst case $0.6932" in result.output  # 6 batch sizes x 2 repeats
 
 
 def test_catalog_list():

@@ -75,15 +75,35 @@ def test_max_attempts_stops_relaunching(env):
 
 
 def test_torn_down_attempts_keep_their_cost(env, s3, infra, spec):
-    """An instance that ended before its agent reported is settled as lost, billed launch -> end (>= 60 s)."""
+    """Teardown records each attempt it ends as `torn down`, billed from EC2's launch time (>= 60 s)."""
     runner.launch(env, spec)
-    runner.teardown(env, "sweep")
+    launched = {tag(i, RUN_TAG): i["LaunchTime"] for i in campaign_instances(env.client("ec2"), "sweep")}
+    [summary] = [s for s in runner.teardown(env, "sweep") if s.backend == "ec2"]
+    assert sorted(e["run_id"] for e in summary.ended) == sorted(r.run_id for r in spec.runs())
     for run in spec.runs():
         [attempt] = read_json(run_location(s3, infra.bucket, "sweep", run.run_id), "launch.json")["attempts"]
-        assert attempt["outcome"] == "lost" and attempt["billed_seconds"] >= 60
+        assert attempt["outcome"] == "torn down" and attempt["billed_seconds"] >= 60
         assert attempt["cost_usd"] == pytest.approx(attempt["billed_seconds"] * attempt["price"]["usd_per_hour"] / 3600)
+        assert attempt["instance_id"] == next(e["resource"] for e in summary.ended if e["run_id"] == run.run_id)
+        assert [e["started_at"] for e in summary.ended if e["run_id"] == run.run_id] == [
+            launched[run.run_id].isoformat(timespec="seconds")]
     rows = runner.status_rows(env, "sweep")
-    assert all(r["cost_usd"] > 0 and r["status"] == "lost" for r in rows)
+    assert all(r["cost_usd"] > 0 and r["status"] == "torn down" for r in rows)
+
+
+def test_a_torn_down_cost_counts_in_the_budget_and_a_second_teardown_changes_nothing(env, s3, infra):
+    spec = parse_spec(spec_dict(budget_usd=0.2, max_runtime_minutes=60,
+                                matrix={"instance_type": ["c5.xlarge"], "batch_size": [3]}))
+    runner.launch(env, spec)
+    runner.teardown(env, "sweep")
+    location = run_location(s3, infra.bucket, "sweep", spec.runs()[0].run_id)
+    record = read_json(location, "launch.json")
+    record["attempts"][0]["cost_usd"] = 0.15  # as if it had run a while before the teardown
+    write_json(location, "launch.json", record)
+    assert [s.ended for s in runner.teardown(env, "sweep")] == [[]]  # nothing left to end or record
+    assert read_json(location, "launch.json") == record
+    with pytest.raises(TrainfleetInputError, match=r"\+ \$0\.15 spent"):
+        runner.launch(env, spec)  # 0.15 spent + a second worst case exceeds 0.20
 
 
 def test_input_errors_and_timeouts_are_not_retried(env, s3, infra):
@@ -311,7 +331,7 @@ def test_a_broken_record_is_reported_for_its_run_and_the_others_go_on(env, ec2, 
     run_location(s3, infra.bucket, "sweep", truncated).write_bytes("result.json", b'{"status": "compl')
     run_location(s3, infra.bucket, "sweep", listed).write_bytes("launch.json", b"[1, 2]")
     rows = {row["run_id"]: row for row in runner.status_rows(env, "sweep")}
-    assert rows[fine]["status"] == "lost" and rows[fine]["cost_usd"] > 0
+    assert rows[fine]["status"] == "torn down" and rows[fine]["cost_usd"] > 0
     assert rows[truncated]["status"].startswith("unreadable: result.json is not JSON")
     assert rows[truncated]["cost_usd"] > 0  # its readable launch.json still counts (status, budget)
     assert rows[listed]["status"] == "unreadable: launch.json holds a list, not an object"
@@ -321,3 +341,51 @@ def test_a_broken_record_is_reported_for_its_run_and_the_others_go_on(env, ec2, 
     report = build_report(s3, infra.bucket, "sweep")
     outcomes = {row["run_id"]: row["last_outcome"] for row in report.incomplete}
     assert outcomes[listed].startswith("unreadable: ") and outcomes[truncated].startswith("unreadable: ")
+
+
+def _failed(attempt: int, exit_code, note=None) -> dict:
+    entry = {"attempt": attempt, "backend": "ec2", "outcome": "failed", "exit_code": exit_code, "cost_usd": 0.001,
+             "instance_type": "c5.xlarge", "market": "spot", "price": {"usd_per_hour": 0.1}}
+    return {**entry, **({"note": note} if note else {})}
+
+
+def test_a_run_that_fails_the_same_way_twice_is_not_retried(env, s3, infra):
+    """Retries are for interruptions and capacity: a failed script gets one more attempt, unless it failed
+    on its input; two failures with the same exit status and last log line end the run."""
+    spec = parse_spec(spec_dict(max_attempts=5, matrix={"instance_type": ["c5.xlarge"], "batch_size": [3, 5, 7, 10, 12]}))
+    runner.launch(env, spec)
+    runner.teardown(env, "sweep")
+    same_note, other_note, same_log, other_log, once = (r.run_id for r in spec.runs())
+    histories = {same_note: [_failed(1, None, "pip install failed"), _failed(2, None, "pip install failed")],
+                 other_note: [_failed(1, None, "git fetch failed"), _failed(2, None, "pip install failed")],
+                 same_log: [_failed(1, 1), _failed(2, 1)], other_log: [_failed(1, 1), _failed(2, 1)],
+                 once: [_failed(1, 1)]}
+    logs = {same_log: ["RuntimeError: CUDA out of memory"] * 2,
+            other_log: ["ValueError: bad batch", "ConnectionResetError: peer"], once: ["whatever"]}
+    for run_id, attempts in histories.items():
+        location = run_location(s3, infra.bucket, "sweep", run_id)
+        record = read_json(location, "launch.json")
+        record["attempts"] = attempts
+        write_json(location, "launch.json", record)
+        for number, line in enumerate(logs.get(run_id, [])[-len(attempts):], start=1):
+            location.child(f"logs/attempt-{number}").write_bytes("script.log", f"epoch 1\n{line}\n\n".encode())
+    again = runner.launch(env, spec)
+    assert sorted(again.gave_up) == sorted([same_note, same_log])
+    assert "failed the same way twice (exit None: pip install failed)" in again.why_given_up[same_note]
+    assert "RuntimeError: CUDA out of memory" in again.why_given_up[same_log]
+    assert sorted(x["run_id"] for x in again.launched) == sorted([other_note, other_log, once])
+    assert {x["attempt"] for x in again.launched if x["run_id"] != once} == {3}
+
+
+def test_a_torn_down_run_is_relaunched_but_bad_input_never(env, s3, infra):
+    spec = parse_spec(spec_dict(max_attempts=3, matrix={"instance_type": ["c5.xlarge"], "batch_size": [3, 5]}))
+    runner.launch(env, spec)
+    runner.teardown(env, "sweep")
+    torn, bad = (r.run_id for r in spec.runs())
+    location = run_location(s3, infra.bucket, "sweep", bad)
+    record = read_json(location, "launch.json")
+    record["attempts"] = [_failed(1, 2)]
+    write_json(location, "launch.json", record)
+    again = runner.launch(env, spec)
+    assert [x["run_id"] for x in again.launched] == [torn] and again.gave_up == [bad]
+    assert again.why_given_up[bad].startswith("failed on its input (exit 2)")

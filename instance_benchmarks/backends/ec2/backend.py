@@ -182,5 +182,19 @@ class Ec2Backend(Backend):
         return True
 
     def teardown(self, campaign: str) -> TeardownSummary:
-        stopped, cancelled = terminate_campaign(self.env.client("ec2"), campaign)
-        return TeardownSummary(self.NAME, stopped, cancelled)
+        """Terminate the campaign's instances (by tag); each ended attempt is billed from EC2's launch
+        time to the terminate call."""
+        ec2 = self.env.client("ec2")
+        found = {i["InstanceId"]: i for i in campaign_instances(ec2, campaign, LIVE_STATES)}
+        stopped, cancelled = terminate_campaign(ec2, campaign)
+        ended_now = now_iso()
+        ended = []
+        for instance_id in stopped:
+            instance = found.get(instance_id)
+            if instance is None or not tag(instance, RUN_TAG):
+                continue
+            launched = instance.get("LaunchTime")
+            ended.append({"run_id": tag(instance, RUN_TAG), "attempt": int(tag(instance, ATTEMPT_TAG) or 0) or None,
+                          "key": "instance_id", "resource": instance_id, "ended_at": ended_now,
+                          "started_at": launched.isoformat(timespec="seconds") if launched else None})
+        return TeardownSummary(self.NAME, stopped, cancelled, ended)

@@ -25,6 +25,9 @@ LIVE_STATUSES = ("InProgress", "Stopping")
 # these codes are refused too should the API return them.
 QUOTA_CODES = ("ResourceLimitExceeded",)
 CAPACITY_CODES = ("CapacityError", "InsufficientCapacityError")
+# A full IAM role ARN in any partition (aws, aws-cn, aws-us-gov, ...): a 12-digit account, an optional path
+# and a name of IAM's characters (IAM API reference, CreateRole: RoleName, Path), at most 64 of them.
+ROLE_ARN = re.compile(r"arn:aws(-[a-z]+)*:iam::\d{12}:role/([\w+=,.@-]+/){0,16}[\w+=,.@-]{1,64}", re.ASCII)
 
 
 def launch_refusal(error, instance_type: str, market: str, region: str) -> LaunchRefused | None:
@@ -57,8 +60,9 @@ class SageMakerBackend(Backend):
         if not isinstance(settings, dict) or set(settings) - {"role_arn", "image_uri", "max_wait_minutes"}:
             raise TrainfleetInputError(f"{source}: sagemaker must be {{role_arn, image_uri, max_wait_minutes}}")
         role = settings.get("role_arn")
-        if role is not None and (not isinstance(role, str) or not role.startswith("arn:aws") or ":role/" not in role):
-            raise TrainfleetInputError(f"{source}: sagemaker.role_arn {role!r} is not an IAM role ARN")
+        if role is not None and (not isinstance(role, str) or not ROLE_ARN.fullmatch(role)):
+            raise TrainfleetInputError(f"{source}: sagemaker.role_arn {str(role)[:120]!r} is not an IAM role ARN "
+                                       "(arn:aws:iam::<12-digit account>:role/<path/>name)")
         # no image_uri: each run gets the PyTorch training DLC for its instance type at launch (jobs.default_image)
         image = settings.get("image_uri")
         if image is not None and (not isinstance(image, str) or not image or any(c.isspace() for c in image)):
@@ -109,6 +113,10 @@ class SageMakerBackend(Backend):
                 "launched_at": now_iso(), "cost_usd": None,
                 "outcome": "launched"}
 
+    def __init__(self, env) -> None:
+        super().__init__(env)
+        self._created: dict = {}  # job name -> CreationTime, from the last listing
+
     def campaign_jobs(self, campaign: str, statuses: tuple[str, ...]) -> dict[str, tuple[str, str]]:
         """job name -> (run id, status) for the campaign's jobs in `statuses`, found by tag."""
         sagemaker, found = self.env.client("sagemaker"), {}
@@ -119,6 +127,7 @@ class SageMakerBackend(Backend):
                     tags = {t["Key"]: t["Value"] for t in sagemaker.list_tags(ResourceArn=arn).get("Tags", [])}
                     if tags.get(CAMPAIGN_TAG) == campaign:
                         found[summary["TrainingJobName"]] = (tags.get(RUN_TAG), status)
+                        self._created[summary["TrainingJobName"]] = summary.get("CreationTime")
         return found
 
     def live(self, campaign: str) -> dict[str, RunState]:
@@ -149,12 +158,22 @@ class SageMakerBackend(Backend):
                                 host=host.label if host else None, target=spec.get("target"))
 
     def teardown(self, campaign: str) -> TeardownSummary:
-        sagemaker, stopped = self.env.client("sagemaker"), []
-        for name, (_, status) in self.campaign_jobs(campaign, ("InProgress",)).items():
+        """Stop the campaign's running jobs (by tag); each stopped attempt is billed from the job's creation
+        (the listing's CreationTime) to the stop call."""
+        sagemaker, stopped, ended = self.env.client("sagemaker"), [], []
+        for name, (run_id, status) in self.campaign_jobs(campaign, ("InProgress",)).items():
             try:
                 sagemaker.stop_training_job(TrainingJobName=name)
             except sagemaker.exceptions.ClientError as error:  # finished meanwhile: nothing to stop
                 if error.response.get("Error", {}).get("Code") != "ValidationException":
                     raise
+                stopped.append(name)
+                continue
             stopped.append(name)
-        return TeardownSummary(self.NAME, stopped)
+            started = self._created.get(name)
+            attempt = re.search(r"-a(\d+)(?:-|$)", name)  # base name tf-<run>-a<N>, then the SDK's suffix
+            if run_id:
+                ended.append({"run_id": run_id, "attempt": int(attempt.group(1)) if attempt else None,
+                              "key": "job_name", "resource": name, "ended_at": now_iso(),
+                              "started_at": started.isoformat(timespec="seconds") if started else None})
+        return TeardownSummary(self.NAME, stopped, ended=ended)

@@ -101,7 +101,7 @@ def stage_source(into: Path, spec, run) -> dict:
     shutil.rmtree(into / "repo" / ".git")
     wheel = build_wheel()
     with zipfile.ZipFile(wheel.path) as archive:
-        archive.extractall(into / "_trainfleet")
+        archive.extractall(into / "_trainfleet")  # nosec B202  # the wheel this process just built from its own sources
     task = {**spec.task_dict(run), "run_id": run.run_id, "instance_type": run.instance_type,
             "max_runtime_minutes": spec.max_runtime_minutes}
     (into / TASK_FILE).write_text(json.dumps(task))

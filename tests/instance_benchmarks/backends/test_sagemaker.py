@@ -77,6 +77,9 @@ def test_teardown_stops_the_campaigns_running_jobs_found_by_tag(aws):
         summary = SageMakerBackend(env).teardown("sweep")
         stub.assert_no_pending_responses()
     assert summary.backend == "sagemaker" and summary.stopped == ["tf-sm-a-a1"]
+    [ended] = summary.ended  # for the runner to record as torn down, billed from the job's creation
+    assert ended["run_id"] == "sm-a" and ended["resource"] == "tf-sm-a-a1" and ended["key"] == "job_name"
+    assert ended["started_at"] == "2026-11-23T00:00:00+00:00" and ended["attempt"] == 1
 
 
 def test_status_and_runner_teardown_cover_sagemaker_campaigns(aws, s3, bucket, monkeypatch):
