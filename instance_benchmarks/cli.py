@@ -456,7 +456,7 @@ def print_report(report, *, wide: bool = False) -> None:
     lines = recommendation_lines(report)
     console.print(lines[0], style="bold", markup=False, highlight=False)
     for line in lines[1:]:
-        console.print(line if line.startswith(" ") else f"  {line}", markup=False, highlight=False)
+        console.print(f"  {line}", markup=False, highlight=False)  # a choice's own notes indent further
     target = "" if wide or not report.target else "; time and cost to target, final " + str(report.primary_metric)
     print_fit(fit_table(f"runs: {len(report.rows)} complete, {len(report.incomplete)} incomplete{target}",
                         report.rows, COLUMNS if wide else REPORT_COLUMNS, wide=wide), wide=wide)

@@ -24,6 +24,7 @@ import argparse
 import base64
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -46,6 +47,10 @@ STOP_GRACE_SECONDS = 60.0      # SIGTERM -> SIGKILL (a spot notice comes 2 minut
 CHECKPOINT_SYNC_SECONDS = 60.0
 UPLOAD_RESERVE_SECONDS = 120.0  # the agent stops the script this long before the watchdog fires
 WATCHDOG_FILE = "watchdog-armed-at"  # written by the user data (core/bootstrap.py) when it arms the watchdog
+# torchrun's failure summary (torch.distributed.elastic ChildFailedError) names each failed worker's own exit
+# status ("  exitcode  : 2 (pid: 4242) "), the first observed after "Root Cause (first observed failure):".
+TORCHRUN_EXITCODE = re.compile(r"^\s*exitcode\s*:\s*(-?\d+) \(pid: \d+\)")
+TORCHRUN_ROOT_CAUSE = "Root Cause (first observed failure):"
 
 
 class SetupError(RuntimeError):
@@ -151,11 +156,16 @@ def watchdog_armed_at(root: Path) -> datetime | None:
 
 
 class ScriptRun:
-    """The training script as a process group, its output read line by line for metrics."""
+    """The training script as a process group, its output read line by line for metrics. Under torchrun
+    (`launcher`), the failed workers' own exit statuses are read from torchrun's failure summary."""
 
     def __init__(self, command: list[str], *, cwd: Path, env: dict, parser: MetricParser, log_path: Path,
-                 grace: float, on_record=None) -> None:
+                 grace: float, on_record=None, launcher: bool = False) -> None:
         self.parser, self.grace, self.records, self.on_record = parser, grace, [], on_record
+        self.launcher = launcher
+        self.worker_exit_codes: list[int] = []   # every failed worker torchrun reported, in its order
+        self.root_cause_exit_code: int | None = None
+        self._root_next = False
         self.started = time.monotonic()
         self.stop_reason: str | None = None
         self._kill_timer: threading.Timer | None = None
@@ -171,11 +181,33 @@ class ScriptRun:
             self._log.write(line + "\n")
             self._log.flush()
             print(line, flush=True)
+            if self.launcher:
+                self._launcher_line(line)
             record = self.parser.parse(line, time.monotonic() - self.started)
             if record is not None:
                 self.records.append(record)
                 if self.on_record:
                     self.on_record(self, record)
+
+    def _launcher_line(self, line: str) -> None:
+        if TORCHRUN_ROOT_CAUSE in line:
+            self._root_next = True
+        elif found := TORCHRUN_EXITCODE.match(line):
+            self.worker_exit_codes.append(int(found.group(1)))
+            if self._root_next:
+                self.root_cause_exit_code, self._root_next = int(found.group(1)), False
+
+    def script_exit_code(self, code: int) -> int:
+        """The training script's own exit status. A plain script's is `code`. torchrun reports its own: 1
+        when a worker failed (its summary names the worker's status: the root cause's is the script's, so
+        that 2 = bad input and 75 = checkpointed still mean what they say) and 1 when the agent's SIGTERM
+        stopped torchrun itself (no summary: the workers' 75 is lost, and `outcome` relies on the stop the
+        agent asked for instead)."""
+        if not self.launcher or code == 0:
+            return code
+        if self.root_cause_exit_code is not None:
+            return self.root_cause_exit_code
+        return self.worker_exit_codes[0] if self.worker_exit_codes else code
 
     def stop(self, reason: str) -> None:
         """SIGTERM to the script's process group, then SIGKILL after the grace period."""
@@ -220,6 +252,7 @@ def start_task(task: dict, python: Path, *, cwd: Path, env: dict, log_path: Path
         str(python), task["script"], task["args"], processes if task.get("distributed") else 1)
     log(f"running {task['run'].strip() if task.get('run') else ' '.join(command[1:])}")
     max_steps = (task.get("benchmark") or {}).get("max_steps")
+    launcher = not task.get("run") and bool(task.get("distributed")) and processes > 1
 
     def slice_done(script: ScriptRun, record: dict) -> None:
         if isinstance(record.get("step"), (int, float)) and record["step"] >= max_steps:
@@ -227,7 +260,7 @@ def start_task(task: dict, python: Path, *, cwd: Path, env: dict, log_path: Path
 
     return ScriptRun(command, cwd=cwd, env=env, parser=MetricParser(parse_definitions(task.get("metric_definitions") or [])),
                      log_path=log_path, grace=float(os.environ.get("TRAINFLEET_STOP_GRACE_SECONDS", STOP_GRACE_SECONDS)),
-                     on_record=slice_done if max_steps else None)
+                     on_record=slice_done if max_steps else None, launcher=launcher)
 
 
 def wait_task(run: ScriptRun, task: dict, deadline_s: float) -> tuple[int, bool]:
@@ -239,6 +272,20 @@ def wait_task(run: ScriptRun, task: dict, deadline_s: float) -> tuple[int, bool]
     else:
         code = run.wait(deadline_s, "deadline reached (max_runtime_minutes)")
     return code, bool(run.stop_reason and run.stop_reason.startswith("benchmark slice"))
+
+
+def attempt_outcome(exit_code: int, *, stop_reason: str | None, sliced: bool, notice=None) -> str:
+    """How an attempt ended, from the script's exit status and what the agent itself did: a stop it asked
+    for (deadline, spot notice, the end of a benchmark slice) classifies the attempt whatever the status the
+    process reports - torchrun, stopped with its workers, exits 1 even though each worker checkpointed and
+    exited 75 (EXIT_PREEMPTED)."""
+    if stop_reason and stop_reason.startswith("deadline"):
+        return "timeout"
+    if exit_code == 0 or sliced:
+        return "completed"
+    if exit_code == contract.EXIT_PREEMPTED or notice or (stop_reason and stop_reason.startswith("spot")):
+        return "interrupted"
+    return "failed"
 
 
 def update_attempt(location: S3Location, attempt: int, **fields) -> dict:
@@ -322,7 +369,8 @@ def run_agent(config: dict, root: Path, s3) -> int:
     # the watchdog counts from when the user data armed it (this clock), the bound from the launch (the
     # launcher's clock): stop `reserve` before the earlier, so the attempt is always settled and priced
     started = min(launched_at, watchdog_armed_at(root) or launched_at)
-    exit_code, sliced = wait_task(run, task, (started - now()).total_seconds() + max_seconds - reserve)
+    launcher_code, sliced = wait_task(run, task, (started - now()).total_seconds() + max_seconds - reserve)
+    exit_code = run.script_exit_code(launcher_code)
     script_seconds = run.seconds
     if watcher:
         watcher.stop()
@@ -331,15 +379,16 @@ def run_agent(config: dict, root: Path, s3) -> int:
     utilization = sampler.stop()
     mirror.push()  # the checkpoint the script wrote on SIGTERM, or its last one
 
-    outcome = ("timeout" if run.stop_reason and run.stop_reason.startswith("deadline")
-               else "completed" if exit_code == 0 or sliced
-               else "interrupted" if exit_code == contract.EXIT_PREEMPTED or (watcher and watcher.notice)
-               else "failed")
-    log(f"script exited {exit_code} after {script_seconds:.1f}s: {outcome}{' (benchmark slice)' if sliced else ''}")
+    outcome = attempt_outcome(exit_code, stop_reason=run.stop_reason, sliced=sliced,
+                              notice=watcher.notice if watcher else None)
+    launcher = {"launcher_exit_code": launcher_code} if launcher_code != exit_code else {}
+    log(f"script exited {exit_code}{f' (torchrun {launcher_code})' if launcher else ''} after "
+        f"{script_seconds:.1f}s: {outcome}{' (benchmark slice)' if sliced else ''}")
     # settle first: after a spot notice the instance may be gone before the uploads end
     code = settle(config, location, launched_at, outcome=outcome, exit_code=exit_code, commit=commit,
                   setup_seconds=setup_seconds, script_seconds=script_seconds, boot_seconds=boot_seconds,
-                  benchmark_slice=sliced, interruption_notice=watcher.notice if watcher else None)
+                  benchmark_slice=sliced, interruption_notice=watcher.notice if watcher else None,
+                  stop_reason=run.stop_reason, **launcher)
     previous = _previous_metrics(location)
     offset = max((r.get("train_t", 0.0) for r in previous), default=0.0)
     records = [{**r, "attempt": attempt, "train_t": round(offset + r["t"], 6)} for r in run.records]
@@ -398,6 +447,7 @@ def write_result(config: dict, location: S3Location, *, commit: str, artifacts: 
         "measured_on": "local" if host else "ec2", "host": host or f"ec2 {config['instance_type']}",
         "fingerprint": {**fingerprint(), **((script_result or {}).get("fingerprint") or {})},
         "precision": precision, "peak_tflops": peak, "peak_source": peak_source,
+        "world_size": (script_result or {}).get("world_size"),  # processes under torchrun (1: a plain script)
         "attempts": len(attempts),
         "interruptions": sum(1 for a in attempts if a.get("outcome") == "interrupted"),
         "cost_usd": sum(a.get("cost_usd") or 0.0 for a in attempts),

@@ -29,7 +29,8 @@ COLUMNS = [
     ("usd_per_hour", "$/h"), ("on_demand_usd_per_hour", "on-demand $/h"), ("samples_per_s", "samples/s"),
     ("sec_per_step", "sec/step"), ("usd_per_epoch", "$/epoch"), ("usd_per_1m_samples", "$/1M samples"),
     ("time_to_accuracy_s", "time to target (s)"), ("cost_to_accuracy_usd", "cost to target ($)"),
-    ("final_metric", "final metric"), ("mfu", "MFU"),
+    ("final_metric", "final metric"), ("mfu", "MFU"), ("world_size", "processes"),
+    ("samples_per_s_per_device", "samples/s per GPU"), ("scaling_efficiency", "scaling efficiency"),
     ("boot_seconds", "boot (s)"), ("setup_seconds", "setup (s)"), ("train_seconds", "train (s)"),
     ("idle_seconds", "idle (s)"), ("billable_seconds", "billed (s)"), ("ebs_usd", "EBS ($)"),
     ("interrupted_usd", "interrupted attempts ($)"), ("cost_usd", "run cost ($)"), ("attempts", "attempts"),
@@ -42,7 +43,7 @@ COLUMNS = [
 ]
 TEXT_COLUMNS = {"run_id", "config_id", "label", "instance_type", "market", "status", "measured_on", "backend", "code",
                 "price_source", "quoted_at"}
-INTEGER_COLUMNS = {"attempts", "repeat"}
+INTEGER_COLUMNS = {"attempts", "repeat", "world_size"}
 # What a run's money went to (the "cost honesty" table): seconds billed by phase, the root volume's share,
 # and what attempts that did not complete (interrupted, lost, failed) cost on the way.
 COST_COLUMNS = [("run_id", "run"), ("instance_type", "instance"), ("boot_seconds", "boot (s)"),
@@ -133,10 +134,20 @@ def row_from_result(result: dict, label: str, launch: dict | None = None, target
         "billable_seconds": result.get("billable_seconds"),
         "spot_savings": result.get("spot_savings"),
         "code": result.get("code"),  # the commit the instance checked out
-        "world_size": result.get("world_size"),
+        "world_size": result.get("world_size"),  # processes under torchrun, over all nodes (1: one process)
+        "workload": result.get("workload"), "hyperparameters": result.get("hyperparameters"),
+        "gpu_model": _gpu_model(result.get("instance_type")),  # scaling efficiency compares runs on one GPU model
         **cost_breakdown(result, launch or {}),
         **_prediction(result.get("prediction")),
     }
+
+
+def _gpu_model(instance_type) -> str | None:
+    """The catalog's GPU model of an instance type (None: a CPU type or one the catalog does not know)."""
+    from instance_benchmarks.catalog import load_catalog
+
+    spec = load_catalog().instances.get(str(instance_type))  # an unknown type: no GPU model, no scaling figure
+    return spec.gpu_model if spec is not None and spec.gpu_count else None
 
 
 def _prediction(prediction: dict | None) -> dict:
@@ -174,7 +185,7 @@ def build_report(s3, bucket: str, campaign: str) -> Report:
 
 def assemble_report(campaign: str, records: list[dict], document: dict, histories: dict[str, list[dict]]) -> Report:
     """The report from loaded records (`store.load_run_records`), campaign.json and metric histories."""
-    from instance_benchmarks.campaigns.report_stats import aggregate, recommend
+    from instance_benchmarks.campaigns.report_stats import aggregate, recommend, scaling_efficiency
 
     entries = list((document.get("backends") or {}).values())
     specs = [entry.get("spec") or {} for entry in entries]
@@ -206,6 +217,7 @@ def assemble_report(campaign: str, records: list[dict], document: dict, historie
         higher = result.get("higher_is_better", higher)
         rows.append(row_from_result(result, label, launch, target))
     rows.sort(key=lambda r: (r["instance_type"], order[r["run_id"]], r["repeat"]))
+    scaling_efficiency(rows)
     report = Report(campaign, rows, incomplete, primary or (target or {}).get("metric"),
                     {r["run_id"]: histories.get(r["run_id"], []) for r in rows}, higher, target=target, specs=specs,
                     quotes=quotes, catalog_as_of=catalog_as_of)
@@ -255,7 +267,9 @@ def _markdown_table(rows: list[dict], columns: list[tuple[str, str]]) -> list[st
 
 
 def to_markdown(report: Report) -> str:
-    from instance_benchmarks.campaigns.report_stats import CONFIG_COLUMNS, config_cells, recommendation_lines
+    from instance_benchmarks.campaigns.report_stats import (
+        CONFIG_COLUMNS, SCALING_NOTE, config_cells, recommendation_lines,
+    )
 
     rec = report.recommendation
     lines = [f"# {report.campaign}: {rec.get('headline', 'report')}", ""]
@@ -271,6 +285,12 @@ def to_markdown(report: Report) -> str:
         lines.append("")
     lines += ["## Runs", ""]
     lines += _markdown_table(report.rows, COLUMNS)
+    scaled = [r for r in report.rows if r.get("scaling_efficiency") is not None]
+    if scaled:
+        lines += ["", "### Scaling efficiency", "", SCALING_NOTE, ""]
+        lines += [f"- `{r['run_id']}` {r['instance_type']} ({r['world_size']} processes): "
+                  f"{format_value(r['samples_per_s_per_device'])} samples/s per GPU, "
+                  f"efficiency {r['scaling_efficiency']:.0%}" for r in scaled]
     lines += ["", "## What each run was billed for", "",
               "Idle = billed seconds minus boot, setup and training (the 60 s minimum, checkpoint pushes, "
               "uploads); EBS = the root volume's share of the price; interrupted attempts = what attempts "

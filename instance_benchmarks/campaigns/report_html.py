@@ -10,14 +10,16 @@ import html
 import json
 
 from instance_benchmarks.campaigns.report import COST_COLUMNS, PREDICTION_COLUMNS, PRICE_COLUMNS, format_value
-from instance_benchmarks.campaigns.report_stats import CONFIG_COLUMNS, config_cells, recommendation_lines
+from instance_benchmarks.campaigns.report_stats import CONFIG_COLUMNS, SCALING_NOTE, config_cells, recommendation_lines
 
 RUN_COLUMNS = [("run_id", "run"), ("config_key", "#"), ("instance_type", "instance"), ("label", "hyperparameters"),
                ("status", "status"), ("market", "market"), ("usd_per_hour", "$/h"), ("samples_per_s", "samples/s"),
                ("usd_per_1m_samples", "$/1M samples"), ("time_to_accuracy_s", "time to target (s)"),
                ("cost_to_accuracy_usd", "cost to target ($)"), ("final_metric", "final metric"), ("mfu", "MFU"),
                ("sec_per_step", "sec/step"), ("usd_per_epoch", "$/epoch"), ("cost_usd", "run cost ($)"),
-               ("attempts", "attempts"), ("world_size", "processes"), ("measured_on", "measured on"), ("code", "code")]
+               ("attempts", "attempts"), ("world_size", "processes"),
+               ("samples_per_s_per_device", "samples/s per GPU"), ("scaling_efficiency", "scaling efficiency"),
+               ("measured_on", "measured on"), ("code", "code")]
 CHART_CAPTIONS = {
     "pareto.png": "Time against cost to reach the target, one marker per configuration (median; small dots: "
                   "repeats). Hollow: missed the target, drawn at its whole training time and cost; never on the front.",
@@ -167,6 +169,8 @@ def to_html(report, images: dict[str, bytes]) -> str:
               _table("runs", runs, RUN_COLUMNS, text={"run_id", "instance_type", "label", "status", "market",
                                                       "measured_on", "code"},
                      row_class=lambda r: r["status"] if r["status"] == "missed" else ""),
+              *([f'<p class="note" id="scaling-note">{_e(SCALING_NOTE)}</p>']
+                if any(r.get("scaling_efficiency") is not None for r in report.rows) else []),
               "</section>"]
     missed = [r for r in report.rows if r["status"] == "missed"]
     if missed or report.incomplete:

@@ -73,6 +73,35 @@ def aggregate(report) -> list[dict]:
     return configs
 
 
+SCALING_NOTE = ("Scaling efficiency = samples/s per GPU of a multi-GPU run (torchrun, DistributedDataParallel) / "
+                "samples/s of the single-GPU runs (median) of the same workload, hyperparameters (seed aside) and GPU "
+                "model in this campaign; the global batch is the same, so 1.0 is perfect strong scaling.")
+
+
+def scaling_efficiency(rows: list[dict]) -> None:
+    """Set `samples_per_s_per_device` (samples/s / world_size) on every GPU run whose world size is known, and
+    `scaling_efficiency` on multi-GPU runs that have a single-GPU counterpart (see SCALING_NOTE)."""
+    def key(row):
+        hyper = {k: v for k, v in (row.get("hyperparameters") or {}).items() if k != "seed"}
+        return row.get("workload"), repr(sorted(hyper.items())), row.get("gpu_model")
+
+    def usable(value) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+    single: dict[tuple, list[float]] = {}
+    for row in rows:
+        if row.get("gpu_model") and row.get("world_size") == 1 and usable(row.get("samples_per_s")):
+            single.setdefault(key(row), []).append(float(row["samples_per_s"]))
+    for row in rows:
+        world, rate = row.get("world_size"), row.get("samples_per_s")
+        if not row.get("gpu_model") or not usable(world) or not usable(rate) or isinstance(world, float):
+            continue
+        row["samples_per_s_per_device"] = rate / world
+        base = single.get(key(row)) if world > 1 else None
+        if base:
+            row["scaling_efficiency"] = rate / world / statistics.median(base)
+
+
 def uses_target(report) -> bool:
     """Ranked by time and cost to the target: a target is set and the runs trained to the end (not slices)."""
     return report.target is not None and not any(r["status"] == "slice" for r in report.rows)
@@ -203,7 +232,8 @@ def _choice_line(title: str, choice: dict, unit: str, extra: str = "") -> list[s
         other = choice["runner_up"]
         noise = (f"within twice their spread (CV up to {choice['noise']:.1%})" if choice["noise"] is not None
                  else "under 5 % with single runs; repeats would tell them apart")
-        lines.append(f"  within noise: {_name(other)} differs by {choice['gap']:.1%}, {noise}: either will do")
+        lines.append(f"  within noise: {_name(other)} differs by {choice['gap']:.1%} on this figure, {noise}: "
+                     "either will do")
     return lines
 
 

@@ -48,7 +48,8 @@ def launch_refusal(error, instance_type: str, market: str, region: str) -> Launc
 class SageMakerBackend(Backend):
     NAME = "sagemaker"
     RUN_PREFIX = "sm-"
-    CAPABILITIES = frozenset({ANY_REPO})  # no fallback instance type or market yet
+    # no fallback instance type or market yet; `nodes: N` multi-node jobs (torchrun, see jobs.torchrun_processes)
+    CAPABILITIES = frozenset({ANY_REPO, "multi_node"})
 
     @classmethod
     def list_price(cls, instance: InstanceSpec, region: str) -> float:
@@ -79,10 +80,15 @@ class SageMakerBackend(Backend):
         return {"role_arn": role, "image_uri": image, "max_wait_minutes": wait}
 
     def quote(self, spec, instance: InstanceSpec, market: str, catalog: Catalog) -> PriceQuote:
-        price = instance.sagemaker_price(spec.region)
+        """The price of one run's job: `nodes` instances, each billed for the job's billable seconds
+        (DescribeTrainingJob: BillableTimeInSeconds x InstanceCount), so that the estimate, the budget's worst
+        case, live costs and the settled cost all count every instance."""
+        nodes = getattr(spec, "nodes", 1)
+        price = instance.sagemaker_price(spec.region) * nodes
+        cluster = f"; {nodes} instances at ${price / nodes:.4f}/h each" if nodes > 1 else ""
         return PriceQuote(f"ml.{instance.name}", spec.region, market, price, price,
-                          f"catalog {catalog.as_of} (SageMaker training price; spot savings show as billable < "
-                          "training seconds)", now_iso())
+                          f"catalog {catalog.as_of} (SageMaker training price{cluster}; spot savings show as "
+                          "billable < training seconds)", now_iso())
 
     def launch(self, spec, run, attempt: int, price: PriceQuote, catalog: Catalog) -> dict:
         jobs.require_sdk()
@@ -109,7 +115,8 @@ class SageMakerBackend(Backend):
                 raise refused from None
             job_name = jobs.created_job_name(trainer)
         return {"attempt": attempt, "backend": self.NAME, "job_name": job_name, "instance_type": run.instance_type,
-                "market": price.market, "price": price.to_dict(), "image": image, **staged,
+                "market": price.market, "price": price.to_dict(), "image": image, "nodes": spec.nodes,
+                "torchrun_processes_per_node": jobs.torchrun_processes(spec, run), **staged,
                 "launched_at": now_iso(), "cost_usd": None,
                 "outcome": "launched"}
 
@@ -152,7 +159,8 @@ class SageMakerBackend(Backend):
             peak = {"fp32": host.peak_tflops, "fp16": host.peak_tflops}
         else:
             instance = load_catalog().get(record["attempts"][-1]["instance_type"])
-            peak = {"fp32": instance.peak_fp32_tflops, "fp16": instance.peak_fp16_tflops}
+            nodes = last.get("nodes") or 1  # the peaks are per instance; MFU counts the whole cluster's
+            peak = {"fp32": instance.peak_fp32_tflops * nodes, "fp16": instance.peak_fp16_tflops * nodes}
         return jobs.collect_job(self.env.client("sagemaker"), self.env.client("s3"), self.env.infra.bucket,
                                 spec["campaign"], run_id, record, peak_tflops=peak,
                                 host=host.label if host else None, target=spec.get("target"))

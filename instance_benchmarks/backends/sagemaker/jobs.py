@@ -6,6 +6,12 @@ SageMaker syncs with `checkpoint_s3_uri` - so an interrupted spot job resumes th
 checkpoint code as on EC2. `collect_job` turns a finished job into the campaign's S3 layout and
 result.json, with training vs billable seconds and the spot savings (1 - billable / training).
 
+A bundled workload on the shared loop's DistributedDataParallel path (spec.DISTRIBUTED_WORKLOADS) runs under
+the SDK's torchrun distribution (`sagemaker.train.distributed.Torchrun`, one process per GPU on each node)
+when the run spans `nodes: N` instances or its type has several GPUs; the job's InstanceCount is `nodes`,
+and SageMaker bills each of them (BillableTimeInSeconds x InstanceCount): the backend's quote is the price
+of the whole cluster, so the estimate, the budget and every recorded cost count N instances.
+
 The job's image is the AWS PyTorch training container (Deep Learning Container) for its instance type,
 the CUDA variant for GPU types and the CPU variant otherwise (`default_image`), unless the campaign's
 `sagemaker.image_uri` names one for every run.
@@ -109,6 +115,19 @@ def stage_source(into: Path, spec, run) -> dict:
     return {"commit": commit, "agent_wheel": {"sha256": wheel.sha256}}
 
 
+def torchrun_processes(spec, run) -> int | None:
+    """Processes per node when the job runs under the SDK's torchrun distribution, else None (one plain
+    process): a workload on the DDP path across `nodes` instances or across a multi-GPU type's GPUs gets one
+    process per GPU (one per node on a CPU type, with gloo), as the EC2 agent starts it with torchrun."""
+    from instance_benchmarks.campaigns.spec import DISTRIBUTED_WORKLOADS
+    from instance_benchmarks.catalog import load_catalog
+
+    gpus = load_catalog().get(run.instance_type).gpu_count
+    if spec.workload not in DISTRIBUTED_WORKLOADS or (getattr(spec, "nodes", 1) == 1 and gpus < 2):
+        return None
+    return max(1, gpus)
+
+
 def build_trainer(spec, run, *, bucket: str, role_arn: str, attempt: int, source_dir: Path, image: str,
                   session):
     """A ModelTrainer for one run (the SDK's objects; nothing is sent until .train()).
@@ -122,7 +141,9 @@ def build_trainer(spec, run, *, bucket: str, role_arn: str, attempt: int, source
     entry starts would hide."""
     from sagemaker.core.training.configs import CheckpointConfig, Compute, OutputDataConfig, SourceCode, StoppingCondition
     from sagemaker.train import ModelTrainer
+    from sagemaker.train.distributed import Torchrun
 
+    processes = torchrun_processes(spec, run)
     prefix = f"s3://{bucket}/{run_prefix(spec.campaign, run.run_id)}"
     spot = spec.market == "spot"
     settings = spec.backend_settings or {}
@@ -134,7 +155,9 @@ def build_trainer(spec, run, *, bucket: str, role_arn: str, attempt: int, source
         source_code=SourceCode(source_dir=str(source_dir),
                                requirements=WORKLOAD_REQUIREMENTS if spec.workload else None,
                                entry_script=f"training_scripts/{spec.workload}.py" if spec.workload else "trainfleet_entry.py"),
-        compute=Compute(instance_type=f"ml.{run.instance_type}", instance_count=1, enable_managed_spot_training=spot),
+        compute=Compute(instance_type=f"ml.{run.instance_type}", instance_count=getattr(spec, "nodes", 1),
+                        enable_managed_spot_training=spot),
+        distributed=Torchrun(process_count_per_node=processes) if processes else None,
         stopping_condition=StoppingCondition(
             max_runtime_in_seconds=spec.max_runtime_minutes * 60,
             max_wait_time_in_seconds=settings["max_wait_minutes"] * 60 if spot else None),
@@ -227,7 +250,8 @@ def collect_job(sagemaker_client, s3, bucket: str, campaign: str, run_id: str, r
                         target=target)
     _write_result(location, record, campaign, run_id, host=host, peak=peak_tflops[precision], figures=figures,
                   workload=train_result.get("workload"), fingerprint=train_result.get("fingerprint"),
-                  precision=precision, train_artifacts=train_result["artifacts"], final=train_result["final"])
+                  precision=precision, train_artifacts=train_result["artifacts"], final=train_result["final"],
+                  world_size=train_result.get("world_size"))
     return True
 
 
@@ -252,6 +276,7 @@ def _write_result(location, record: dict, campaign: str, run_id: str, *, host: s
         "measured_on": "local" if host else "sagemaker", "host": host or f"sagemaker ml.{last['instance_type']}",
         "peak_tflops": peak, "attempts": len(attempts), "interruptions": 0,
         "training_seconds": training_s, "billable_seconds": billable_s, "timing_source": last["timing_source"],
+        "nodes": last.get("nodes", 1),
         "spot_savings": (1 - billable_s / training_s) if training_s else None,
         "cost_usd": sum(a.get("cost_usd") or 0.0 for a in attempts),
         "completed_at": now_iso(), **fields, **figures,
