@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from training_scripts.config import ConfigError, TrainConfig
+from training_scripts.config import TrainConfig, between
 from training_scripts.inference import Predictor, load_network, predictor, read_model, read_preprocessing
 from training_scripts.loop import (
     Checkpointer, Preempted, RunRecorder, check_resumable, count_flops_per_sample, fingerprint, main_entry, mlp,
@@ -44,6 +44,14 @@ class Config(TrainConfig):
     gamma: float = 0.99                     # discount
     max_episode_steps: int = 500            # CartPole-v1 time limit
     device: str = "cpu"                     # tiny policy: CPU is faster than a GPU round trip
+
+    BOUNDS = {**TrainConfig.BOUNDS, "batch_size": between(1, 1024),  # episodes, one environment each
+              "gamma": between(0, 1, low_open=True), "max_episode_steps": between(1, 100_000)}
+
+
+# what its metric lines carry (a campaign target names one); not the shared loop's, which it does not use
+METRICS = ("step", "epoch", "loss", "mean_reward", "final10_reward", "samples_per_s", "sec_per_step", "interval_s",
+           "train_seconds", "episodes")
 
 
 ACTIONS = ("left", "right")  # CartPole-v1: push the cart left (0) or right (1)
@@ -97,8 +105,6 @@ def discounted_returns(rewards: list[float], gamma: float) -> torch.Tensor:
 
 
 def train(config: Config, should_stop=lambda: False, echo: bool = True) -> dict:
-    if not 0.0 < config.gamma <= 1.0:
-        raise ConfigError(f"--gamma must be in (0, 1], got {config.gamma}")
     device = resolve_device(config.device)
     output, checkpoint_location = output_locations(config, "cartpole_pg")
     checkpointer = Checkpointer(checkpoint_location)

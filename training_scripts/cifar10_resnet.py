@@ -39,10 +39,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from training_scripts.config import ConfigError, TrainConfig
+from training_scripts.config import ConfigError, TrainConfig, between
 from training_scripts.inference import Predictor, Standardize, load_network, predictor, read_model, read_preprocessing
 from training_scripts.loop import (
-    SupervisedTask, TensorData, classification_extras, main_entry, run_supervised, seed_everything,
+    LOOP_METRICS, SupervisedTask, TensorData, classification_extras, main_entry, run_supervised, seed_everything,
 )
 
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -72,6 +72,14 @@ class Config(TrainConfig):
     log_every: int = 20              # steps between metric lines
     amp: bool = True                 # mixed precision on GPU
     channels_last: bool = True       # NHWC convolutions
+
+    BOUNDS = {**TrainConfig.BOUNDS, "momentum": between(0, 1, high_open=True), "warmup_epochs": between(0, 100_000),
+              "label_smoothing": between(0, 1, high_open=True), "crop_padding": between(0, 16),
+              "cutout": between(0, 32), "width": between(1, 1024), "target_accuracy": between(0, 1, low_open=True),
+              "synthetic_size": between(10, 10_000_000)}
+
+
+METRICS = (*LOOP_METRICS, "test_loss", "test_accuracy")  # what its metric lines carry (a campaign target names one)
 
 
 # ----------------------------------------------------------------------------- model
@@ -262,16 +270,6 @@ def evaluate(model: nn.Module, data: TensorData, label_smoothing: float = 0.0) -
 
 
 def build_task(config: Config) -> SupervisedTask:
-    if not 0 <= config.crop_padding <= 16 or not 0 <= config.cutout <= 32:
-        raise ConfigError("--crop_padding must be in [0, 16] and --cutout in [0, 32]")
-    if config.width <= 0 or config.width > 1024:
-        raise ConfigError(f"--width must be in [1, 1024], got {config.width}")
-    if not 0.0 <= config.momentum < 1.0 or not 0.0 <= config.label_smoothing < 1.0:
-        raise ConfigError("--momentum and --label_smoothing must be in [0, 1)")
-    if not 0.0 <= config.warmup_epochs or not 0.0 < config.target_accuracy <= 1.0:
-        raise ConfigError("--warmup_epochs must not be negative and --target_accuracy must be in (0, 1]")
-    if config.synthetic_size < 10:
-        raise ConfigError(f"--synthetic_size must be at least 10, got {config.synthetic_size}")
     (train_x, train_y, test_x, test_y), source = load_data(config)
     if config.dry_run:
         train_x, train_y, test_x, test_y = train_x[:256], train_y[:256], test_x[:16], test_y[:16]

@@ -21,13 +21,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from training_scripts.config import ConfigError, TrainConfig
+from training_scripts.config import ConfigError, TrainConfig, between
 from training_scripts.inference import (
     AddDim, Predictor, Standardize, load_network, predictor, read_model, read_preprocessing,
 )
 from training_scripts.loop import (
-    SupervisedTask, TensorData, classification_eval, classification_extras, main_entry, mlp, run_supervised,
-    seed_everything,
+    LOOP_METRICS, SupervisedTask, TensorData, classification_eval, classification_extras, main_entry, mlp,
+    run_supervised, seed_everything,
 )
 
 
@@ -44,6 +44,12 @@ class Config(TrainConfig):
     checkpoint_every: int = 100            # steps between checkpoints
     log_every: int = 10                    # steps between metric lines
     val_fraction: float = 0.2              # held-out share when no t10k files are given
+
+    BOUNDS = {**TrainConfig.BOUNDS, "channels": between(1, 4096, item="width", items=(0, 16)),
+              "val_fraction": between(0, 1, low_open=True, high_open=True)}
+
+
+METRICS = (*LOOP_METRICS, "val_loss", "val_accuracy")  # what its metric lines carry (a campaign target names one)
 
 
 class DigitCNN(nn.Module):
@@ -130,8 +136,6 @@ def load_data(config: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray | None
 
 
 def build_task(config: Config) -> SupervisedTask:
-    if not 0.0 < config.val_fraction < 1.0:
-        raise ConfigError(f"--val_fraction must be in (0, 1), got {config.val_fraction}")
     images, labels, val_images, val_labels = load_data(config)
     if val_images is None:
         order = np.random.default_rng(config.seed).permutation(len(labels))

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import typing
 
 
@@ -9,9 +11,84 @@ class ConfigError(ValueError):
     """A bad override or input; scripts print it on one line and exit with status 2."""
 
 
+def _number(value) -> str:
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Bound:
+    """The values a field may take: a range (`low`/`high`, each end closed unless `*_open`), a set of
+    `choices`, or a `pattern` (read as `describe` in errors). For a tuple field the range applies to
+    each item (named `item` in errors) and `items` bounds how many there are."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple = ()
+    pattern: str | None = None
+    describe: str = ""
+    item: str = ""
+    items: tuple[int, int] | None = None
+
+    def range_text(self, integer: bool) -> str:
+        """`positive and at most 100` (integers from 1, numbers above 0), else `in [0, 1)`."""
+        if self.high is not None and not self.high_open and (
+                (self.low == 0 and self.low_open) or (integer and self.low == 1 and not self.low_open)):
+            return f"positive and at most {_number(self.high)}"
+        return (f"in {'(' if self.low_open else '['}{_number(self.low)}, "
+                f"{_number(self.high)}{')' if self.high_open else ']'}")
+
+    def _fits(self, value) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return False
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return above and below
+
+    def check(self, name: str, value) -> None:
+        """Raise a one-line ConfigError naming the field and the bound when `value` is outside it."""
+        if self.choices and value not in self.choices:
+            raise ConfigError(f"--{name} must be one of {', '.join(map(str, self.choices))}, got {value!r}")
+        if self.pattern and not (isinstance(value, str) and re.fullmatch(self.pattern, value)):
+            raise ConfigError(f"--{name} must be {self.describe or self.pattern}, got {value!r}")
+        if self.low is None and self.high is None:
+            return
+        if self.items is not None:
+            fewest, most = self.items
+            if not isinstance(value, (tuple, list)) or not fewest <= len(value) <= most:
+                raise ConfigError(f"--{name} must have {fewest} to {most} {self.item or 'item'}s, got {value!r}")
+            bad = [v for v in value if not self._fits(v)]
+            if bad:
+                integer = all(isinstance(v, int) for v in value)
+                raise ConfigError(f"--{name}: each {self.item or 'item'} must be {self.range_text(integer)}, "
+                                  f"got {tuple(value)}")
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"--{name} must be a number {self.range_text(False)}, got {value!r}")
+        elif not self._fits(value):
+            raise ConfigError(f"--{name} must be {self.range_text(isinstance(value, int))}, got {value!r}")
+
+
+def between(low: float, high: float, *, low_open: bool = False, high_open: bool = False,
+            item: str = "", items: tuple[int, int] | None = None) -> Bound:
+    return Bound(low=low, high=high, low_open=low_open, high_open=high_open, item=item, items=items)
+
+
+def one_of(*choices: str) -> Bound:
+    return Bound(choices=choices)
+
+
+STEPS = 10**9  # a bound for step counts and intervals: far beyond any run, small enough to catch a typo
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Hyperparameters every workload shares. Workloads subclass it and restate their own defaults."""
+    """Hyperparameters every workload shares. Workloads subclass it and restate their own defaults.
+
+    BOUNDS (a class attribute, not a field) holds each field's allowed values; every construction checks
+    them (`__post_init__`), so the scripts' own `--key=value` parsing and a campaign's validation before
+    launch (instance_benchmarks/campaigns/spec.py) refuse the same values. A workload adds its own fields'
+    bounds and may narrow the shared ones: `BOUNDS = {**TrainConfig.BOUNDS, "gamma": between(0, 1, low_open=True)}`."""
 
     epochs: int = 10                 # passes over the training set (policy updates for RL)
     batch_size: int = 64             # samples per step, over all DDP ranks (episodes per update for RL)
@@ -34,6 +111,26 @@ class TrainConfig:
     checkpoint: str = ""             # local dir or s3:// URI for checkpoints ("" = <output>/checkpoints)
     data: str = ""                   # workload-specific input file ("" = offline default data)
     dry_run: bool = False            # tiny data, one short epoch: a CI smoke test
+
+    BOUNDS = {
+        "epochs": between(1, 100_000),
+        "batch_size": between(1, 1 << 20),
+        "learning_rate": between(0, 10, low_open=True),
+        "weight_decay": between(0, 1),
+        "dropout": between(0, 1, high_open=True),
+        "hidden_layers": between(1, 65_536, item="width", items=(0, 64)),
+        "patience": between(0, 100_000),
+        "checkpoint_every": between(1, STEPS),
+        "log_every": between(1, STEPS),
+        "seed": between(0, 2**32 - 1),  # numpy's seed range
+        "device": Bound(pattern=r"auto|cpu|cuda(:[0-9]{1,3})?", describe="auto, cpu, cuda or cuda:N"),
+        "amp_dtype": one_of("auto", "bf16", "fp16"),
+        "data_placement": one_of("auto", "device", "host"),
+        "max_steps": between(0, STEPS),
+    }
+
+    def __post_init__(self) -> None:
+        validate(self)
 
 
 def _convert(name: str, text: str, kind):
@@ -81,26 +178,12 @@ def parse_overrides(config_cls, argv: list[str]):
             else:
                 raise ConfigError(f"--{key} needs a value")
         overrides[name] = _convert(key, value, fields[name])
-    config = config_cls(**overrides)
-    validate(config)
-    return config
+    return config_cls(**overrides)  # checked against its BOUNDS as it is built
 
 
 def validate(config) -> None:
-    positive = ("epochs", "batch_size", "checkpoint_every", "log_every")
-    for name in positive:
-        if getattr(config, name) <= 0:
-            raise ConfigError(f"--{name} must be positive, got {getattr(config, name)}")
-    for name in ("patience", "max_steps", "weight_decay"):
-        if getattr(config, name) < 0:
-            raise ConfigError(f"--{name} must not be negative, got {getattr(config, name)}")
-    if not config.learning_rate > 0:
-        raise ConfigError(f"--learning_rate must be positive, got {config.learning_rate}")
-    if not 0.0 <= config.dropout < 1.0:
-        raise ConfigError(f"--dropout must be in [0, 1), got {config.dropout}")
-    choices = {"amp_dtype": ("auto", "bf16", "fp16"), "data_placement": ("auto", "device", "host")}
-    for name, allowed in choices.items():
-        if getattr(config, name) not in allowed:
-            raise ConfigError(f"--{name} must be one of {', '.join(allowed)}, got {getattr(config, name)!r}")
-    if any(width <= 0 for width in config.hidden_layers):
-        raise ConfigError(f"--hidden_layers must be positive widths, got {config.hidden_layers}")
+    """Every field against the bound its class declares in BOUNDS (a workload's own entries narrow the shared ones)."""
+    for item in dataclasses.fields(config):
+        bound = type(config).BOUNDS.get(item.name)
+        if bound is not None:
+            bound.check(item.name, getattr(config, item.name))

@@ -37,9 +37,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from training_scripts.config import ConfigError, TrainConfig
+from training_scripts.config import ConfigError, TrainConfig, between
 from training_scripts.inference import Predictor, load_network, predictor, read_model, read_preprocessing
-from training_scripts.loop import SupervisedTask, TensorData, main_entry, run_supervised, seed_everything
+from training_scripts.loop import LOOP_METRICS, SupervisedTask, TensorData, main_entry, run_supervised, seed_everything
 
 SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 # SHA-256 of input.txt at karpathy/char-rnn 6f9487a6fe5b420b7ca9afb0d7c078e37c1d1b4e (1,115,394 bytes)
@@ -64,6 +64,14 @@ class Config(TrainConfig):
     synthetic_tokens: int = 400_000  # length of the synthetic stream when the data is synthetic
     checkpoint_every: int = 250      # steps between checkpoints
     log_every: int = 20              # steps between metric lines
+
+    BOUNDS = {**TrainConfig.BOUNDS, "n_layer": between(1, 256), "n_head": between(1, 1024),
+              "n_embd": between(1, 65_536), "block_size": between(1, 1 << 17), "vocab_size": between(2, 1 << 20),
+              "window_stride": between(1, 1 << 20), "warmup_steps": between(0, 10**9),
+              "min_lr_ratio": between(0, 1), "synthetic_tokens": between(1, 10**9)}
+
+
+METRICS = (*LOOP_METRICS, "tokens_per_s", "val_loss", "val_bits_per_token")  # what its metric lines carry
 
 
 # ----------------------------------------------------------------------------- model (nanoGPT)
@@ -256,17 +264,9 @@ def warmup_cosine(config: Config, steps_per_epoch: int):
 
 
 def check(config: Config) -> None:
-    for name in ("n_layer", "n_head", "n_embd", "block_size", "window_stride", "synthetic_tokens"):
-        if getattr(config, name) <= 0:
-            raise ConfigError(f"--{name} must be positive, got {getattr(config, name)}")
+    """What BOUNDS cannot say field by field."""
     if config.n_embd % config.n_head:
         raise ConfigError(f"--n_embd={config.n_embd} must be a multiple of --n_head={config.n_head}")
-    if not 2 <= config.vocab_size <= 1 << 20:
-        raise ConfigError(f"--vocab_size must be in [2, 1048576], got {config.vocab_size}")
-    if config.n_layer > 256 or config.n_embd > 65536 or config.block_size > 1 << 17:
-        raise ConfigError("--n_layer, --n_embd or --block_size is beyond any GPU's memory")
-    if config.warmup_steps < 0 or not 0.0 <= config.min_lr_ratio <= 1.0:
-        raise ConfigError("--warmup_steps must not be negative and --min_lr_ratio must be in [0, 1]")
 
 
 def build_task(config: Config) -> SupervisedTask:

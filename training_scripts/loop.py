@@ -36,6 +36,9 @@ from training_scripts.throughput import loop_throughput
 
 EXIT_INPUT_ERROR = 2
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: checkpointed on request (spot notice / SIGTERM); relaunch to resume
+# The numbers `fit` puts in metric lines besides the task's evaluate() figures (and tokens_per_s for sequence
+# tasks); mfu only when the peak is known. A workload's METRICS (what it emits) is these plus its own.
+LOOP_METRICS = ("step", "epoch", "loss", "samples_per_s", "sec_per_step", "interval_s", "train_seconds", "mfu")
 
 
 class Preempted(Exception):
@@ -50,6 +53,7 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_device(name: str) -> torch.device:
+    TrainConfig.BOUNDS["device"].check("device", name)  # auto | cpu | cuda | cuda:N, as every config
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)

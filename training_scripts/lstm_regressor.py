@@ -20,11 +20,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from training_scripts.config import ConfigError, TrainConfig
+from training_scripts.config import ConfigError, TrainConfig, between
 from training_scripts.inference import (
     AddDim, Predictor, Standardize, Unstandardize, load_network, predictor, read_model, read_preprocessing,
 )
-from training_scripts.loop import SupervisedTask, TensorData, main_entry, run_supervised, seed_everything
+from training_scripts.loop import LOOP_METRICS, SupervisedTask, TensorData, main_entry, run_supervised, seed_everything
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,13 @@ class Config(TrainConfig):
     length: int = 6_000                    # synthetic series length when no --data
     column: str = "value"                  # CSV column with the series
     val_fraction: float = 0.2              # last share of the series held out
+
+    BOUNDS = {**TrainConfig.BOUNDS, "hidden_layers": between(1, 8192, item="width", items=(1, 16)),
+              "window": between(2, 100_000), "length": between(10, 100_000_000),
+              "val_fraction": between(0, 1, low_open=True, high_open=True)}
+
+
+METRICS = (*LOOP_METRICS, "val_loss", "val_mse", "naive_mse")  # what its metric lines carry
 
 
 def synthetic_series(length: int, seed: int) -> np.ndarray:
@@ -110,8 +117,6 @@ def windows(series: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def build_task(config: Config) -> SupervisedTask:
-    if config.window < 2:
-        raise ConfigError(f"--window must be at least 2, got {config.window}")
     series = load_series(config.data, config.column) if config.data else synthetic_series(config.length, seed=7)
     if config.dry_run:
         series = series[:600]

@@ -20,11 +20,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from training_scripts.config import ConfigError, TrainConfig
+from training_scripts.config import ConfigError, TrainConfig, between
 from training_scripts.inference import Predictor, Standardize, load_network, predictor, read_model, read_preprocessing
 from training_scripts.loop import (
-    SupervisedTask, TensorData, classification_eval, classification_extras, main_entry, mlp, run_supervised,
-    seed_everything,
+    LOOP_METRICS, SupervisedTask, TensorData, classification_eval, classification_extras, main_entry, mlp,
+    run_supervised, seed_everything,
 )
 
 
@@ -41,6 +41,12 @@ class Config(TrainConfig):
     log_every: int = 10                   # steps between metric lines
     rows: int = 20_000                    # synthetic rows when no --data is given
     val_fraction: float = 0.2             # held-out share of rows
+
+    BOUNDS = {**TrainConfig.BOUNDS, "rows": between(10, 10_000_000),
+              "val_fraction": between(0, 1, low_open=True, high_open=True)}
+
+
+METRICS = (*LOOP_METRICS, "val_loss", "val_accuracy")  # what its metric lines carry (a campaign target names one)
 
 
 GRADES = "ABCDE"
@@ -129,8 +135,6 @@ def load_model(path) -> Predictor:
 
 
 def build_task(config: Config) -> SupervisedTask:
-    if not 0.0 < config.val_fraction < 1.0:
-        raise ConfigError(f"--val_fraction must be in (0, 1), got {config.val_fraction}")
     rows = 512 if config.dry_run else config.rows
     features, labels = load_csv(config.data) if config.data else synthetic_loans(rows, seed=1234)
     split = np.random.default_rng(config.seed).permutation(len(labels))

@@ -14,12 +14,13 @@
     max_runtime_minutes: 30              # watchdog per run: also the worst-case billing bound
     estimated_minutes: 5                 # optional: your expectation, for the likely estimate
     budget_usd: 10                       # refuse to launch if the worst case exceeds it
-    target: {metric: val_accuracy, value: 0.9}   # optional: time-to-accuracy target
+    target: {metric: val_accuracy, value: 0.9}   # optional: time-to-accuracy target (a workload's: one it emits)
     metric_definitions:                  # optional: metrics from plain-text output (JSON lines always count)
       - {name: loss, regex: 'loss ([0-9.]+)'}
     max_attempts: 3                      # launches per run (spot interruptions are relaunched)
     repeats: 1                           # runs per configuration (ids end -r2, -r3, ...); the report shows the spread
     vary_seed: false                     # repeats pass seed = seed + repeat - 1 (default: the same seed each time)
+    # nodes: 2                           # backend sagemaker: instances per job, torchrun across them (1-16)
     fallback: {market: on-demand}        # optional: how to relaunch after an interruption
     hyperparameters: {epochs: 60}        # fixed for every run
     matrix:                              # cartesian product -> one run each
@@ -58,7 +59,7 @@ DISTRIBUTED_WORKLOADS = ("tabular_mlp", "cnn_digits", "lstm_regressor", "cifar10
 RESERVED = {"output", "checkpoint", "dry_run"}
 KNOWN_KEYS = {"campaign", "workload", "repo", "ref", "script", "region", "market", "max_runtime_minutes",
               "estimated_minutes", "budget_usd", "target", "hyperparameters", "matrix", "backend", "max_attempts",
-              "fallback", "metric_definitions", "workdir", "setup", "run", "benchmark", "repeats", "vary_seed",
+              "fallback", "metric_definitions", "workdir", "setup", "run", "benchmark", "repeats", "vary_seed", "nodes",
               *BACKENDS}
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # a shell identifier: hyperparameters become variables too
 _TEXT = re.compile(r"^[^\x00-\x1f\x7f]*$")        # printable: no newline, tab or other control character
@@ -108,6 +109,7 @@ class CampaignSpec:
     benchmark: dict | None = None  # train a slice only and predict the whole job
     repeats: int = 1               # runs per configuration
     vary_seed: bool = False        # repeat n runs with seed = seed + n - 1
+    nodes: int = 1                 # instances per run (backend sagemaker; torchrun across them)
 
     def runs(self) -> list[RunSpec]:
         prefix = backend_class(self.backend).RUN_PREFIX
@@ -119,6 +121,7 @@ class CampaignSpec:
             hyper = {**self.hyperparameters, **values}
             # the first backend (no prefix) keeps the hashes campaigns had before backends were named
             key = [self.backend, instance_type, hyper] if prefix else [instance_type, hyper]
+            key += [{"nodes": self.nodes}] if self.nodes > 1 else []  # one node keeps the ids it always had
             digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
             for repeat in range(1, self.repeats + 1):
                 run_id = readable_run_id(prefix, instance_type, values, digest, repeat)
@@ -175,6 +178,11 @@ def readable_run_id(prefix: str, instance_type: str, varied: dict, digest: str, 
 
 def _workload_config(workload: str):
     return importlib.import_module(f"training_scripts.{workload}").Config
+
+
+def _workload_metrics(workload: str) -> tuple[str, ...]:
+    """The metrics a bundled workload's metric lines carry (its METRICS), the only ones a target can reach."""
+    return importlib.import_module(f"training_scripts.{workload}").METRICS
 
 
 def _check_value(name: str, value, where: str) -> None:
@@ -319,6 +327,7 @@ def parse_spec(data, catalog: Catalog | None = None, source: str = "campaign", b
         clean_matrix[str(name)] = list(values)
     runs = math.prod(len(values) for values in clean_matrix.values())
     repeats, vary_seed = _repeats(data, workload, hyper, clean_matrix, source)
+    nodes = _nodes(data, backend, workload, source)
     if runs * repeats > 500:
         times = f" x {repeats} repeats" if repeats > 1 else ""
         raise TrainfleetInputError(f"{source}: the matrix expands to {runs} runs{times} (at most 500)")
@@ -329,6 +338,9 @@ def parse_spec(data, catalog: Catalog | None = None, source: str = "campaign", b
                 or not isinstance(target["value"], (int, float)) or not math.isfinite(target["value"]) \
                 or not isinstance(target["metric"], str) or not _NAME.fullmatch(target["metric"]):
             raise TrainfleetInputError(f"{source}: target must be {{metric: NAME, value: NUMBER}}")
+        if workload is not None and target["metric"] not in _workload_metrics(workload):
+            raise TrainfleetInputError(f"{source}: target.metric {target['metric']!r}: {workload} emits "
+                                       f"{', '.join(_workload_metrics(workload))}")
     definitions = _metric_definitions(data.get("metric_definitions"), source)
     benchmark = _benchmark(data.get("benchmark"), max_runtime, source)
     return CampaignSpec(campaign=campaign, workload=workload, repo=repo, ref=ref, script=script, region=region,
@@ -336,7 +348,7 @@ def parse_spec(data, catalog: Catalog | None = None, source: str = "campaign", b
                         matrix=clean_matrix, hyperparameters=dict(hyper), estimated_minutes=estimated,
                         target=target, backend=backend, max_attempts=max_attempts, fallback=fallback,
                         backend_settings=settings, metric_definitions=definitions, workdir=workdir,
-                        setup=setup, run=run, benchmark=benchmark, repeats=repeats, vary_seed=vary_seed)
+                        setup=setup, run=run, benchmark=benchmark, repeats=repeats, vary_seed=vary_seed, nodes=nodes)
 
 
 def _repeats(data: dict, workload: str | None, hyper: dict, matrix: dict, source: str) -> tuple[int, bool]:
@@ -354,6 +366,23 @@ def _repeats(data: dict, workload: str | None, hyper: dict, matrix: dict, source
             raise TrainfleetInputError(f"{source}: vary_seed needs a whole-number seed, got {hyper['seed']!r}")
         _check_hyperparameter(workload, "seed", hyper.get("seed", 0) + repeats - 1, f"{source}: vary_seed")
     return repeats, vary_seed
+
+
+MAX_NODES = 16
+
+
+def _nodes(data: dict, backend: str, workload: str | None, source: str) -> int:
+    """`nodes: N` (1-16): a multi-node job, backend sagemaker only, for a workload on the DDP path (torchrun)."""
+    nodes = data.get("nodes", 1)
+    if isinstance(nodes, bool) or not isinstance(nodes, int) or not 1 <= nodes <= MAX_NODES:
+        raise TrainfleetInputError(f"{source}: nodes must be a whole number from 1 to {MAX_NODES}, got {nodes!r}")
+    if nodes > 1 and "multi_node" not in backend_class(backend).CAPABILITIES:
+        raise TrainfleetInputError(f"{source}: nodes: {nodes} needs backend: sagemaker (backend {backend} runs each "
+                                   "run on one instance; its multi-GPU types use torchrun within it)")
+    if nodes > 1 and workload not in DISTRIBUTED_WORKLOADS:
+        raise TrainfleetInputError(f"{source}: nodes: {nodes} runs a bundled workload under torchrun: one of "
+                                   f"{', '.join(DISTRIBUTED_WORKLOADS)}")
+    return nodes
 
 
 def _number(value, what: str, *, integer: bool = False, minimum: float = 0.0, inclusive: bool = False):

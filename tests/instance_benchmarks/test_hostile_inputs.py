@@ -237,15 +237,8 @@ LAUNCHED = ["duplicate key", "budget_usd nan", "budget_usd inf", "repo semicolon
             "anchor bomb", "role arn user", "unknown instance type", "max_attempts inf"]
 
 
-# Issue 17 point 5 (workloads declare their choices and the metrics they emit) is not built yet: these
-# cases are accepted today. Strict: once validation refuses them, the marker must go.
-NOT_YET_REFUSED = {"device not a choice", "target metric never emitted"}
-
-
 def _file_case(case: str, command: str):
-    marks = [pytest.mark.xfail(strict=True, reason="issue 17 point 5: workload choices and emitted metrics")] \
-        if case in NOT_YET_REFUSED else []
-    return pytest.param(case, command, marks=marks, id=f"{case}-{command}")
+    return pytest.param(case, command, id=f"{case}-{command}")
 
 
 @pytest.mark.parametrize("case, command", [_file_case(case, "validate") for case in sorted(FILES)]

@@ -219,3 +219,43 @@ def test_vary_seed_gives_each_repeat_its_own_seed():
 def test_bad_repeats_are_one_line_errors(changes, message):
     with pytest.raises(TrainfleetInputError, match=message.replace("(", r"\(").replace(")", r"\)")):
         parse_spec(spec_dict(**changes))
+
+
+# ----------------------------------------------------------------------------- hyperparameters against the workload
+@pytest.mark.parametrize("changes, message", [
+    ({"hyperparameters": {"epochs": 3, "device": "tpu"}},
+     "hyperparameters: --device must be auto, cpu, cuda or cuda:N, got 'tpu'"),
+    ({"matrix": {"instance_type": ["c5.xlarge"], "device": ["cpu", "tpu"]}},
+     "matrix.device: --device must be auto, cpu, cuda or cuda:N, got 'tpu'"),
+    ({"hyperparameters": {"epochs": 3, "hidden_layers": [64, 100000]}},
+     "hyperparameters: --hidden_layers: each width must be positive and at most 65536, got (64, 100000)"),
+    ({"matrix": {"instance_type": ["c5.xlarge"], "batch_size": [3, 2000]}},
+     "matrix.batch_size: --batch_size must be positive and at most 1024, got 2000"),  # cartpole narrows it
+    ({"hyperparameters": {"epochs": 3, "gamma": 1.5}}, "hyperparameters: --gamma must be positive and at most 1, got 1.5"),
+    ({"repeats": 3, "vary_seed": True, "hyperparameters": {"epochs": 3, "seed": 4294967294}},
+     "vary_seed: --seed must be in [0, 4294967295], got 4294967296"),
+    ({"target": {"metric": "val_accuracy", "value": 0.9}},
+     "target.metric 'val_accuracy': cartpole_pg emits step, epoch, loss, mean_reward, final10_reward, samples_per_s, "
+     "sec_per_step, interval_s, train_seconds, episodes"),
+    ({"workload": "tabular_mlp", "hyperparameters": {"epochs": 3}, "matrix": {"instance_type": ["c5.xlarge"]},
+      "target": {"metric": "final10_reward", "value": 195}}, "target.metric 'final10_reward': tabular_mlp emits "),
+])
+def test_workload_bounds_choices_and_metrics_are_one_line_errors(changes, message):
+    with pytest.raises(TrainfleetInputError) as raised:
+        parse_spec(spec_dict(**changes), source="c.yaml")
+    assert str(raised.value).startswith(f"c.yaml: {message}") and "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize("workload, metric", [("cartpole_pg", "final10_reward"), ("cartpole_pg", "samples_per_s"),
+                                              ("tabular_mlp", "val_accuracy"), ("lstm_regressor", "val_mse"),
+                                              ("cifar10_resnet", "test_accuracy"), ("gpt_tokens", "tokens_per_s")])
+def test_a_target_on_a_metric_the_workload_emits_is_accepted(workload, metric):
+    spec = parse_spec(spec_dict(workload=workload, hyperparameters={"epochs": 3},
+                                matrix={"instance_type": ["c5.xlarge"]}, target={"metric": metric, "value": 1}))
+    assert spec.target == {"metric": metric, "value": 1}
+
+
+def test_a_foreign_script_may_target_any_metric_and_pass_any_device():
+    spec = parse_spec(spec_dict(workload=None, script="train.py", hyperparameters={"device": "tpu"},
+                                target={"metric": "val_accuracy", "value": 0.9}))
+    assert spec.target["metric"] == "val_accuracy" and spec.hyperparameters == {"device": "tpu"}
