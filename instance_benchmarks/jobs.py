@@ -25,12 +25,11 @@ from botocore.exceptions import ClientError
 
 from instance_benchmarks.core.bootstrap import JOB_STACK_PREFIX, JOBS_PREFIX, job_prefix
 from instance_benchmarks.core.errors import TrainfleetInputError
-from instance_benchmarks.core.validation import validate_identifier
+from instance_benchmarks.core.validation import download_path, validate_identifier
 
 LOG_NAME = "bootstrap.log"
 STATUS_NAME = "job-status.json"
 FINISHED_LINE = re.compile(rb"trainfleet: bootstrap finished with status (\d+)")  # the job's last log line
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _ENDED_INSTANCE = {"shutting-down", "terminated", "stopping", "stopped"}
 
@@ -188,16 +187,7 @@ def follow_log(s3, bucket: str, job_id: str, write: Callable[[bytes], None], *,
 
 def output_path(relative: str, out_dir: Path) -> PurePosixPath:
     """A key below the job's prefix as a safe relative path, or a one-line input error."""
-    shown = repr(relative)[:80]
-    if not relative or len(relative) > 1024:
-        raise TrainfleetInputError(f"object key {shown} is not a file name; refused, nothing was written")
-    if _CONTROL.search(relative) or "\\" in relative:
-        raise TrainfleetInputError(f"object key {shown} holds control characters or '\\'; refused, nothing was written")
-    if relative.startswith("/") or PurePosixPath(relative).is_absolute():
-        raise TrainfleetInputError(f"object key {shown} is an absolute path; refused, nothing was written")
-    if any(part in ("", ".", "..") for part in relative.split("/")):
-        raise TrainfleetInputError(f"object key {shown} would be written outside {out_dir}; refused, nothing was written")
-    return PurePosixPath(relative)
+    return download_path(relative, out_dir, what="object key {name}", refused="refused, nothing was written")
 
 
 def _plan(objects: list[dict], prefix: str, out_dir: Path) -> dict[Path, dict]:

@@ -17,12 +17,10 @@ from typing import Callable
 from botocore.exceptions import ClientError
 
 from instance_benchmarks.core.errors import TrainfleetInputError
-from instance_benchmarks.core.validation import validate_identifier
+from instance_benchmarks.core.validation import download_path, validate_identifier
 from instance_benchmarks.campaigns.store import list_campaigns, load_run_records, run_prefix
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-MAX_NAME = 1024  # an S3 key's limit
 
 
 class IntegrityError(TrainfleetInputError):
@@ -57,19 +55,8 @@ def parse_run_ref(ref: str) -> tuple[str, str]:
 
 
 def artifact_path(name, out_dir: Path) -> PurePosixPath:
-    """An artifact name from result.json as a safe relative path under `out_dir`, or IntegrityError:
-    text, relative, no `.`/`..`/empty parts, no backslash, NUL or control characters."""
-    shown = repr(name)[:80]
-    if not isinstance(name, str) or not name or len(name) > MAX_NAME:
-        raise IntegrityError(f"artifact name {shown} in result.json is not a file name; refused")
-    if _CONTROL.search(name) or "\\" in name:
-        raise IntegrityError(f"artifact name {shown} in result.json holds control characters or '\\'; refused")
-    path = PurePosixPath(name)
-    if name.startswith("/") or path.is_absolute():
-        raise IntegrityError(f"artifact name {shown} in result.json is an absolute path; refused")
-    if any(part in ("", ".", "..") for part in name.split("/")):
-        raise IntegrityError(f"artifact name {shown} in result.json would be written outside {out_dir}; refused")
-    return path
+    """An artifact name from result.json as a safe relative path under `out_dir`, or IntegrityError."""
+    return download_path(name, out_dir, what="artifact name {name} in result.json", error=IntegrityError)
 
 
 def _artifacts(result: dict, out_dir: Path) -> dict[PurePosixPath, tuple[str, str]]:

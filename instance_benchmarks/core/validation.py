@@ -72,6 +72,27 @@ def validate_git_ref(ref: str) -> str:
     return ref
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+S3_KEY_MAX = 1024  # an S3 key's limit
+
+
+def download_path(name, out_dir, *, what: str, refused: str = "refused",
+                  error: type[TrainfleetInputError] = TrainfleetInputError) -> PurePosixPath:
+    """A name read from S3 (an artifact name in result.json, a key below a job's prefix) as a relative path
+    that stays under `out_dir`, or `error`: text of at most 1,024 characters, no backslash, NUL or control
+    character, not absolute, no empty, `.` or `..` part. `what` names it, with `{name}` where it goes."""
+    shown = what.format(name=repr(name)[:80])
+    if not isinstance(name, str) or not name or len(name) > S3_KEY_MAX:
+        raise error(f"{shown} is not a file name; {refused}")
+    if _CONTROL.search(name) or "\\" in name:
+        raise error(f"{shown} holds control characters or '\\'; {refused}")
+    if name.startswith("/") or PurePosixPath(name).is_absolute():
+        raise error(f"{shown} is an absolute path; {refused}")
+    if any(part in ("", ".", "..") for part in name.split("/")):
+        raise error(f"{shown} would be written outside {out_dir}; {refused}")
+    return PurePosixPath(name)
+
+
 def _repo_path(path: str, what: str) -> PurePosixPath:
     """A relative path inside the repository: never absolute, never '..', a shell-safe alphabet."""
     if not isinstance(path, str) or not path:
