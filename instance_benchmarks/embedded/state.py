@@ -24,10 +24,10 @@ import fcntl
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 from instance_benchmarks.core.errors import TrainfleetInputError
+from training_scripts.storage import atomic_write
 
 STATE_ENV = "TRAINFLEET_LOCAL_STATE"
 DEFAULT_STATE = Path(".trainfleet") / "local"
@@ -37,20 +37,6 @@ VERSION = 1
 
 def default_state_dir() -> Path:
     return Path(os.environ.get(STATE_ENV) or DEFAULT_STATE)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class LocalState:
@@ -153,7 +139,7 @@ class LocalState:
             digest = hashlib.sha256(data).hexdigest()
             blob = self._blob(digest)
             if not blob.is_file():
-                _atomic_write(blob, data)
+                atomic_write(blob, data)
             entry = {"sha256": digest, "metadata": response.get("Metadata") or {},
                      "content_type": response.get("ContentType")}
             if entries.get(key) != entry:
@@ -161,7 +147,7 @@ class LocalState:
             entries[key] = entry
             self._etags[key] = response.get("ETag", etag)
         if changed or not (self.root / MANIFEST).is_file():
-            _atomic_write(self.root / MANIFEST, json.dumps({"version": VERSION, "objects": entries},
+            atomic_write(self.root / MANIFEST, json.dumps({"version": VERSION, "objects": entries},
                                                            indent=1, sort_keys=True).encode())
             self._collect_garbage(entries)
         self.entries = entries
