@@ -18,7 +18,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColu
 from rich.table import Table
 
 from instance_benchmarks.cli_jobs import jobs_app
-from instance_benchmarks.core.errors import TrainfleetInputError
+from instance_benchmarks.core.errors import TrainfleetInputError, did_you_mean
 from instance_benchmarks.campaigns.report import format_value
 
 app = typer.Typer(no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False,
@@ -373,7 +373,6 @@ def campaign_logs(
 ) -> None:
     """Print a run's log from S3 (logs/attempt-N/ of the run); the agent pushes it while the script runs."""
     import codecs
-    import difflib
 
     from instance_benchmarks import runner
     from instance_benchmarks.campaigns.store import list_runs, read_json, read_log, run_location
@@ -385,9 +384,8 @@ def campaign_logs(
     s3, bucket = env.client("s3"), env.infra.bucket
     runs = list_runs(s3, bucket, campaign)
     if run not in runs:
-        close = difflib.get_close_matches(run, runs, n=3)
         raise TrainfleetInputError(f"no run {run} in campaign {campaign}; runs: {', '.join(runs) or 'none'}"
-                                   + (f" (did you mean {', '.join(close)}?)" if close else ""))
+                                   + did_you_mean(run, runs))
     location = run_location(s3, bucket, campaign, run)
     try:
         attempts = (read_json(location, "launch.json") or {}).get("attempts") or []

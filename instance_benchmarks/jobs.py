@@ -12,7 +12,6 @@ characters, under `--out` after resolving links), and each file is moved into pl
 """
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
@@ -24,7 +23,7 @@ from typing import Callable
 from botocore.exceptions import ClientError
 
 from instance_benchmarks.core.bootstrap import JOB_STACK_PREFIX, JOBS_PREFIX, job_prefix
-from instance_benchmarks.core.errors import TrainfleetInputError
+from instance_benchmarks.core.errors import TrainfleetInputError, did_you_mean, known_names
 from instance_benchmarks.core.validation import download_path, validate_identifier
 
 LOG_NAME = "bootstrap.log"
@@ -149,12 +148,10 @@ def require_job(cfn, s3, bucket: str, job_id: str, *, region: str | None = None,
         if row["job_id"] == job_id:
             return row
     known = [row["job_id"] for row in rows]
-    close = difflib.get_close_matches(job_id, known, n=3)
-    listed = ", ".join(known[:20]) + (f", ... ({len(known)} in all)" if len(known) > 20 else "") or "none"
-    hint = f" (did you mean {', '.join(close)}?)" if close else ""
     where = f" (region {region})" if region else ""
     raise TrainfleetInputError(f"no job {job_id}: no stack {JOB_STACK_PREFIX}{job_id}{where} and nothing in "
-                               f"s3://{bucket}/{job_prefix(job_id)}/; known: {listed}{hint}")
+                               f"s3://{bucket}/{job_prefix(job_id)}/; known: {known_names(known)}"
+                               f"{did_you_mean(job_id, known)}")
 
 
 def read_log(s3, bucket: str, job_id: str) -> bytes | None:

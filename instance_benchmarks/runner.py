@@ -21,7 +21,7 @@ from instance_benchmarks.campaigns.store import (
 from instance_benchmarks.catalog import Catalog, load_catalog
 from instance_benchmarks.catalog.pricing import PriceQuote, billed_seconds, cost_usd
 from instance_benchmarks.core.contract import EXIT_INPUT_ERROR, now_iso
-from instance_benchmarks.core.errors import TrainfleetInputError
+from instance_benchmarks.core.errors import TrainfleetInputError, did_you_mean, known_names
 from instance_benchmarks.core.validation import validate_identifier
 
 # Retries are for interruptions and capacity (up to max_attempts): an attempt that ended before it could
@@ -67,18 +67,13 @@ def require_campaign(env, campaign: str) -> dict:
     """A campaign id as typed on the command line: a valid id (never a tag-filter wildcard) that was
     launched in this bucket (its campaign.json); returns campaign.json. A typo, or the wrong region, is a
     one-line input error naming the campaigns that exist, not an empty table or a phantom report."""
-    import difflib
-
     validate_identifier(campaign, "campaign")
     s3, bucket = env.client("s3"), env.infra.bucket
     document = campaign_document(s3, bucket, campaign)
     if document is None:
         known = [name for name in list_campaigns(s3, bucket) if name != campaign]
-        close = difflib.get_close_matches(campaign, known, n=3)
-        listed = ", ".join(known[:20]) + (f", ... ({len(known)} in all)" if len(known) > 20 else "") or "none"
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise TrainfleetInputError(f"no campaign {campaign!r} in s3://{bucket} (region {env_region(env)}); "
-                                   f"known: {listed}{hint}")
+                                   f"known: {known_names(known)}{did_you_mean(campaign, known)}")
     return document
 
 

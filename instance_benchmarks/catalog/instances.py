@@ -5,14 +5,13 @@ Spot prices are not in the catalog: they are read at launch time (see `pricing.p
 """
 from __future__ import annotations
 
-import difflib
 import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Mapping
 
-from instance_benchmarks.core.errors import TrainfleetInputError
+from instance_benchmarks.core.errors import TrainfleetInputError, did_you_mean
 
 CATALOG_PATH = Path(__file__).parent / "data" / "catalog.json"
 
@@ -112,11 +111,8 @@ class Catalog:
         """The spec of `instance_type`, or a one-line error naming the closest known types."""
         spec = self.instances.get(instance_type)
         if spec is None:
-            close = difflib.get_close_matches(str(instance_type), list(self.instances), n=3)
-            hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            raise TrainfleetInputError(
-                f"unknown instance type {instance_type!r}: not in the catalog dated {self.as_of}{hint}"
-            )
+            raise TrainfleetInputError(f"unknown instance type {instance_type!r}: not in the catalog dated "
+                                       f"{self.as_of}{did_you_mean(instance_type, self.instances)}")
         return spec
 
     def require_region(self, region: str) -> str:
