@@ -24,12 +24,11 @@ from botocore.exceptions import ClientError
 
 from instance_benchmarks.core.bootstrap import JOB_STACK_PREFIX, JOBS_PREFIX, job_prefix
 from instance_benchmarks.core.errors import TrainfleetInputError, did_you_mean, known_names
-from instance_benchmarks.core.validation import download_path, validate_identifier
+from instance_benchmarks.core.validation import download_path, is_identifier, validate_identifier
 
 LOG_NAME = "bootstrap.log"
 STATUS_NAME = "job-status.json"
 FINISHED_LINE = re.compile(rb"trainfleet: bootstrap finished with status (\d+)")  # the job's last log line
-_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _ENDED_INSTANCE = {"shutting-down", "terminated", "stopping", "stopped"}
 
 
@@ -43,7 +42,7 @@ def _job_stacks(cfn) -> dict[str, dict]:
     for page in cfn.get_paginator("describe_stacks").paginate():
         for stack in page["Stacks"]:
             name = stack["StackName"]
-            if name.startswith(JOB_STACK_PREFIX) and _ID.match(name[len(JOB_STACK_PREFIX):]):
+            if name.startswith(JOB_STACK_PREFIX) and is_identifier(name[len(JOB_STACK_PREFIX):]):
                 stacks[name[len(JOB_STACK_PREFIX):]] = stack
     return stacks
 
@@ -54,7 +53,7 @@ def _job_prefixes(s3, bucket: str) -> list[str]:
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{JOBS_PREFIX}/", Delimiter="/"):
         for common in page.get("CommonPrefixes", []):
             job_id = common["Prefix"][len(JOBS_PREFIX) + 1:].rstrip("/")
-            if _ID.match(job_id):
+            if is_identifier(job_id):
                 ids.append(job_id)
     return ids
 

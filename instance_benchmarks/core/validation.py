@@ -129,9 +129,14 @@ def validate_script_args(args: list[str] | tuple[str, ...]) -> tuple[str, ...]:
     return tuple(args)
 
 
-def validate_identifier(value: str, what: str) -> str:
+def is_identifier(value) -> bool:
     """Job, campaign and run ids: lowercase letters, digits and '-', at most 63 characters."""
-    if not isinstance(value, str) or not _ID.fullmatch(value):
+    return isinstance(value, str) and _ID.fullmatch(value) is not None
+
+
+def validate_identifier(value: str, what: str) -> str:
+    """`value` if it is an id (is_identifier), else a one-line input error naming `what`."""
+    if not is_identifier(value):
         raise TrainfleetInputError(
             f"{what} {value!r} must be 1-63 lowercase letters, digits or '-', starting with a letter or digit"
         )
