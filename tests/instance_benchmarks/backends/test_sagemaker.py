@@ -252,10 +252,28 @@ def _model_tar(files: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
+def _collect_completed_job(s3, bucket: str, record: dict, instance_type: str, *, billable: int, spot: bool = False) -> None:
+    """collect_job on the run sm-r1 of `sweep`, its job Completed after 100 s of training (botocore Stubber:
+    moto's describe_training_job has no billable seconds)."""
+    from instance_benchmarks.backends.sagemaker.jobs import collect_job
+
+    client = boto3.client("sagemaker", region_name="us-east-1")
+    stopping = {"MaxRuntimeInSeconds": 1800, **({"MaxWaitTimeInSeconds": 3600} if spot else {})}
+    with Stubber(client) as stub:
+        stub.add_response("describe_training_job", {
+            "TrainingJobName": "tf-sm-r1-a1-2026", "TrainingJobArn": "arn:aws:sagemaker:us-east-1:123456789012:training-job/x",
+            "ModelArtifacts": {"S3ModelArtifacts": "s3://x/model.tar.gz"}, "TrainingJobStatus": "Completed",
+            "SecondaryStatus": "Completed", "AlgorithmSpecification": {"TrainingInputMode": "File", "TrainingImage": "img"},
+            "ResourceConfig": {"InstanceType": f"ml.{instance_type}", "InstanceCount": 1, "VolumeSizeInGB": 30},
+            "StoppingCondition": stopping, "EnableManagedSpotTraining": spot,
+            "CreationTime": datetime(2026, 11, 22, tzinfo=timezone.utc),
+            "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/campaigns/sweep/runs/sm-r1/sagemaker"},
+            "TrainingTimeInSeconds": 100, "BillableTimeInSeconds": billable})
+        assert collect_job(client, s3, bucket, "sweep", "sm-r1", record, peak_tflops={"fp32": 31.2, "fp16": 70.0})
+
+
 def test_collect_reports_billable_vs_training_seconds(aws, s3, bucket):
     from hashlib import sha256
-
-    from instance_benchmarks.backends.sagemaker.jobs import collect_job
 
     location = run_location(s3, bucket, "sweep", "sm-r1")
     record = {"hyperparameters": {"batch_size": 5}, "attempts": [{
@@ -268,18 +286,7 @@ def test_collect_reports_billable_vs_training_seconds(aws, s3, bucket):
                     "artifacts": {"model.pt": sha256(model).hexdigest(), "metrics.jsonl": sha256(metrics).hexdigest()}}
     s3.put_object(Bucket=bucket, Key="campaigns/sweep/runs/sm-r1/sagemaker/tf-sm-r1-a1-2026/output/model.tar.gz",
                   Body=_model_tar({"model.pt": model, "metrics.jsonl": metrics, "result.json": json.dumps(train_result).encode()}))
-    client = boto3.client("sagemaker", region_name="us-east-1")
-    now = datetime(2026, 11, 22, tzinfo=timezone.utc)
-    with Stubber(client) as stub:
-        stub.add_response("describe_training_job", {
-            "TrainingJobName": "tf-sm-r1-a1-2026", "TrainingJobArn": "arn:aws:sagemaker:us-east-1:123456789012:training-job/x",
-            "ModelArtifacts": {"S3ModelArtifacts": "s3://x/model.tar.gz"}, "TrainingJobStatus": "Completed",
-            "SecondaryStatus": "Completed", "AlgorithmSpecification": {"TrainingInputMode": "File", "TrainingImage": "img"},
-            "ResourceConfig": {"InstanceType": "ml.g5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
-            "StoppingCondition": {"MaxRuntimeInSeconds": 1800, "MaxWaitTimeInSeconds": 3600}, "CreationTime": now,
-            "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/campaigns/sweep/runs/sm-r1/sagemaker"},
-            "TrainingTimeInSeconds": 100, "BillableTimeInSeconds": 30, "EnableManagedSpotTraining": True})
-        assert collect_job(client, s3, bucket, "sweep", "sm-r1", record, peak_tflops={"fp32": 31.2, "fp16": 70.0})
+    _collect_completed_job(s3, bucket, record, "g5.xlarge", billable=30, spot=True)
     result = read_json(location, "result.json")
     assert record["attempts"][0]["outcome"] == "completed" and result["peak_tflops"] == 31.2
     assert (result["training_seconds"], result["billable_seconds"]) == (100.0, 30.0)
@@ -290,8 +297,6 @@ def test_collect_reports_billable_vs_training_seconds(aws, s3, bucket):
 
 
 def test_collect_settles_a_no_metrics_task_without_a_result(aws, s3, bucket):
-    from instance_benchmarks.backends.sagemaker.jobs import collect_job
-
     record = {"hyperparameters": {}, "attempts": [{
         "attempt": 1, "backend": "sagemaker", "job_name": "tf-sm-r1-a1-2026", "instance_type": "c5.xlarge",
         "market": "spot", "price": {"usd_per_hour": 0.2}, "outcome": "launched"}]}
@@ -301,18 +306,7 @@ def test_collect_settles_a_no_metrics_task_without_a_result(aws, s3, bucket):
     s3.put_object(Bucket=bucket, Key="campaigns/sweep/runs/sm-r1/sagemaker/tf-sm-r1-a1-2026/output/model.tar.gz",
                   Body=_model_tar({"trainfleet/task-result.json": json.dumps(task_result).encode(),
                                    "trainfleet/script.log": b"val_mse 0.05\n"}))
-    client = boto3.client("sagemaker", region_name="us-east-1")
-    now = datetime(2026, 11, 22, tzinfo=timezone.utc)
-    with Stubber(client) as stub:
-        stub.add_response("describe_training_job", {
-            "TrainingJobName": "tf-sm-r1-a1-2026", "TrainingJobArn": "arn:aws:sagemaker:us-east-1:123456789012:training-job/x",
-            "ModelArtifacts": {"S3ModelArtifacts": "s3://x/model.tar.gz"}, "TrainingJobStatus": "Completed",
-            "SecondaryStatus": "Completed", "AlgorithmSpecification": {"TrainingInputMode": "File", "TrainingImage": "img"},
-            "ResourceConfig": {"InstanceType": "ml.c5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
-            "StoppingCondition": {"MaxRuntimeInSeconds": 1800}, "CreationTime": now,
-            "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/campaigns/sweep/runs/sm-r1/sagemaker"},
-            "TrainingTimeInSeconds": 100, "BillableTimeInSeconds": 100})
-        assert collect_job(client, s3, bucket, "sweep", "sm-r1", record, peak_tflops={"fp32": 31.2, "fp16": 70.0})
+    _collect_completed_job(s3, bucket, record, "c5.xlarge", billable=100)
     location = run_location(s3, bucket, "sweep", "sm-r1")
     [attempt] = record["attempts"]
     assert attempt["outcome"] == "no metrics" and attempt["note"] == note
