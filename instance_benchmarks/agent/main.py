@@ -177,6 +177,7 @@ class ScriptRun:
         self._kill_timer: threading.Timer | None = None
         self._silence_timer: threading.Timer | None = None
         self.unmatched: collections.deque[str] = collections.deque(maxlen=UNMATCHED_LINES)
+        self.measured = False  # a record with a number came (an event tag alone is no metric)
         self._log = log_path.open("w", encoding="utf-8")
         self.process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                         start_new_session=True)
@@ -195,6 +196,7 @@ class ScriptRun:
             if record is None and line.strip():
                 self.unmatched.append(line.strip())
             if record is not None:
+                self.measured = self.measured or any(k != "t" and not isinstance(v, str) for k, v in record.items())
                 self.records.append(record)
                 if self.on_record:
                     self.on_record(self, record)
@@ -222,7 +224,7 @@ class ScriptRun:
     def watch_silence(self, seconds: float) -> None:
         """Stop the script as `no metrics` if it has printed no metric record `seconds` after it started."""
         def check() -> None:
-            if not self.records:
+            if not self.measured:
                 self.stop(f"{NO_METRICS} in {seconds:.0f}s")
 
         self._silence_timer = threading.Timer(seconds, check)
@@ -289,7 +291,7 @@ def start_task(task: dict, python: Path, *, cwd: Path, env: dict, log_path: Path
 
 def silent(task: dict, run: ScriptRun) -> bool:
     """The task expected metric lines (it has a grace period for them) and the script printed none."""
-    return bool(task.get("metrics_grace_seconds")) and not run.records
+    return bool(task.get("metrics_grace_seconds")) and not run.measured
 
 
 def silence_note(task: dict, run: ScriptRun) -> str:

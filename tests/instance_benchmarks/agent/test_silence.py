@@ -82,3 +82,9 @@ def test_a_failing_script_stays_failed():
     """A crash is the cause worth reporting (and retried once), even when no metric was printed."""
     assert attempt_outcome(1, stop_reason=None, sliced=False, silent=True) == "failed"
     assert attempt_outcome(75, stop_reason="spot interruption notice", sliced=False, silent=True) == "interrupted"
+
+
+def test_an_event_tag_alone_is_not_a_metric(tmp_path):
+    source = "import json\nprint(json.dumps({'event': 'started'}))\nprint('val_mse 0.05')\n"
+    run, task, outcome = _run(tmp_path, source, {"metric_definitions": VAL_MSE, "metrics_grace_seconds": 60.0})
+    assert run.records and outcome == NO_METRICS
