@@ -277,13 +277,36 @@ STATUS_WIDE_COLUMNS = [("run_id", "run"), ("label", "run label"), ("status", "st
                        ("market", "market"), ("usd_per_hour", "$/h"), ("attempts", "attempts"),
                        ("cost_usd", "cost so far ($)")]
 REPORT_COLUMNS = [("run_id", "run"), ("instance_type", "instance"), ("label", "hyperparameters"), ("usd_per_hour", "$/h"),
-                  ("samples_per_s", "samples/s"), ("time_to_accuracy_s", "time (s)"),
-                  ("cost_to_accuracy_usd", "cost ($)"), ("final_metric", "final"), ("status", "status")]
+                  ("sec_per_step", "sec/step")]
+
+
+def report_columns(report) -> list[tuple[str, str]]:
+    """The runs table that fits: REPORT_COLUMNS, time and cost (to the target, else the run's training time and
+    cost), the target metric or else the first metric the runs printed (its last value, and its best: the
+    table's title says which metric and whether best is its max or min), and the status."""
+    from instance_benchmarks.campaigns.report import shown_metric
+    from instance_benchmarks.campaigns.report_stats import uses_target
+
+    timing = ([("time_to_accuracy_s", "time (s)"), ("cost_to_accuracy_usd", "cost ($)")] if uses_target(report)
+              else [("train_seconds", "train (s)"), ("cost_usd", "cost ($)")])
+    metric = shown_metric(report)
+    shown = [(f"{metric}_last", "last"), (f"{metric}_best", "best")] if metric else [("final_metric", "final")]
+    return REPORT_COLUMNS + timing + shown + [("status", "status")]
 # configurations with repeats: median, and the CV in brackets (! above 5 %)
 CONFIG_TERMINAL_COLUMNS = [("key", "#"), ("instance_type", "instance"), ("label", "hyperparameters"),
-                           ("runs_text", "runs"), ("samples_per_s_text", "samples/s (CV)"),
-                           ("time_to_accuracy_s_text", "time s (CV)"), ("cost_to_accuracy_usd_text", "cost $ (CV)"),
-                           ("status", "status")]
+                           ("runs_text", "runs"), ("samples_per_s_text", "samples/s (CV)")]
+
+
+def config_terminal_columns(report) -> list[tuple[str, str]]:
+    """CONFIG_TERMINAL_COLUMNS, time and cost (to the target, else of a run) and the metric of the runs table."""
+    from instance_benchmarks.campaigns.report import shown_metric
+    from instance_benchmarks.campaigns.report_stats import uses_target
+
+    timing = ([("time_to_accuracy_s_text", "time s (CV)"), ("cost_to_accuracy_usd_text", "cost $ (CV)")]
+              if uses_target(report) else [("train_seconds_text", "train s (CV)"), ("cost_usd_text", "cost $ (CV)")])
+    metric = shown_metric(report)
+    shown = [(f"{metric}_last_text", "last (CV)"), (f"{metric}_best_text", "best (CV)")] if metric else []
+    return CONFIG_TERMINAL_COLUMNS + timing + shown + [("status", "status")]
 WIDE_OPTION = typer.Option(False, "--wide", help="Every column (wider than a terminal); default: fits 100 columns.")
 
 
@@ -448,19 +471,24 @@ def _report(s3, bucket: str, campaign: str, out: Path, *, wide: bool = False):
 
 def print_report(report, *, wide: bool = False) -> None:
     """The recommendation first, then one line per run (and per configuration when repeated)."""
-    from instance_benchmarks.campaigns.report import COLUMNS, PREDICTION_COLUMNS
-    from instance_benchmarks.campaigns.report_stats import recommendation_lines, terminal_cells
+    from instance_benchmarks.campaigns.report import COLUMNS, PREDICTION_COLUMNS, metric_columns, shown_metric
+    from instance_benchmarks.campaigns.report_stats import recommendation_lines, terminal_cells, uses_target
 
     lines = recommendation_lines(report)
     console.print(lines[0], style="bold", markup=False, highlight=False)
     for line in lines[1:]:
         console.print(f"  {line}", markup=False, highlight=False)  # a choice's own notes indent further
-    target = "" if wide or not report.target else "; time and cost to target, final " + str(report.primary_metric)
-    print_fit(fit_table(f"runs: {len(report.rows)} complete, {len(report.incomplete)} incomplete{target}",
-                        report.rows, COLUMNS if wide else REPORT_COLUMNS, wide=wide), wide=wide)
+    metric = shown_metric(report)
+    title = ("; time and cost to target" if uses_target(report) else "; training time and run cost") + (
+        f"; {metric}: last, best ({'max' if report.metric_higher[metric] else 'min'})" if metric else "")
+    print_fit(fit_table(f"runs: {len(report.rows)} complete, {len(report.incomplete)} incomplete{'' if wide else title}",
+                        report.rows, COLUMNS + metric_columns(report) if wide else report_columns(report), wide=wide),
+              wide=wide)
     if any(c["runs"] > 1 for c in report.configs):
-        print_fit(fit_table("configurations: median of the repeats (CV, ! above 5 %); time and cost to target",
-                            [terminal_cells(c) for c in report.configs], CONFIG_TERMINAL_COLUMNS, wide=wide), wide=wide)
+        shown = tuple(key[:-len("_text")] for key, _ in config_terminal_columns(report) if key.endswith("_text"))
+        print_fit(fit_table(f"configurations: median of the repeats (CV, ! above 5 %){title}",
+                            [terminal_cells(c, shown) for c in report.configs], config_terminal_columns(report),
+                            wide=wide), wide=wide)
     predicted = sorted((r for r in report.rows if r.get("est_usd") is not None), key=lambda r: r["est_usd"])
     if predicted:
         print_fit(fit_table("predicted full job from benchmark slices (cheapest first)", predicted, PREDICTION_COLUMNS,

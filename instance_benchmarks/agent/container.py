@@ -23,8 +23,11 @@ import sys
 import time
 from pathlib import Path
 
-from instance_benchmarks.agent.main import SetupError, log, set_up, start_task, wait_task
+from instance_benchmarks.agent.main import (
+    SetupError, attempt_outcome, log, set_up, silence_note, silent, start_task, wait_task,
+)
 from instance_benchmarks.core import contract
+from instance_benchmarks.core.contract import NO_METRICS
 
 TASK_FILE = "trainfleet_task.json"
 RESULT_DIR = "trainfleet"  # inside the model directory: read by collect, not one of the run's artifacts
@@ -57,10 +60,16 @@ def main(code_dir: Path) -> int:
     # SageMaker stops a job (spot reclaim, StopTrainingJob, max runtime) with SIGTERM: pass it on.
     signal.signal(signal.SIGTERM, lambda *_: run.stop("SIGTERM from SageMaker"))
     exit_code, sliced = wait_task(run, task, float(task["max_runtime_minutes"]) * 60 - 60)
+    # no metric line where one was expected: the job still completes (its logs reach collect), as `no metrics`
+    no_metrics = attempt_outcome(exit_code, stop_reason=run.stop_reason, sliced=sliced,
+                                 silent=silent(task, run)) == NO_METRICS
+    note = silence_note(task, run) if no_metrics else None
     records = [{**r, "attempt": 1, "train_t": r["t"]} for r in run.records]
     (results / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     (results / "task-result.json").write_text(json.dumps({
         "exit_code": exit_code, "benchmark_slice": sliced, "stop_reason": run.stop_reason,
-        "setup_seconds": setup_seconds, "script_seconds": run.seconds}))
+        "setup_seconds": setup_seconds, "script_seconds": run.seconds, "no_metrics": note}))
     log(f"script exited {exit_code} after {run.seconds:.1f}s{' (benchmark slice)' if sliced else ''}")
-    return 0 if exit_code == 0 or sliced else exit_code
+    if note:
+        log(note)
+    return 0 if exit_code == 0 or sliced or no_metrics else exit_code

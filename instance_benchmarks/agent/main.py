@@ -14,6 +14,9 @@ One attempt of one run, end to end:
    metrics (JSON objects, and `metric_definitions` regexes); push the checkpoint folder to S3 every
    `checkpoint_sync_seconds`; on a spot notice or at the deadline send SIGTERM, wait a grace period, then
    SIGKILL (also at the end of a `benchmark` slice); push the checkpoints once more after the script exits;
+   a script expected to print metrics (see CampaignSpec.expects_metrics) that printed none by the task's
+   `metrics_grace_seconds` (or by its end, or the end of its slice) ends as `no metrics`, never retried,
+   with a note naming the regexes and a line they did not match;
 5. upload the output folder (each file with its SHA-256), the metric records and the logs; settle the
    attempt in launch.json (outcome, exit status, seconds, cost at the recorded price) and, for a
    script that exited 0, write result.json last.
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import collections
 import json
 import os
 import re
@@ -41,6 +45,7 @@ from instance_benchmarks.agent.sync import Mirror, PeriodicPush, restore, upload
 from instance_benchmarks.campaigns.harness import summarize
 from instance_benchmarks.catalog.pricing import billed_seconds, cost_usd
 from instance_benchmarks.core import contract
+from instance_benchmarks.core.contract import NO_METRICS
 from training_scripts.storage import S3Location
 
 STOP_GRACE_SECONDS = 60.0      # SIGTERM -> SIGKILL (a spot notice comes 2 minutes ahead: time left to settle)
@@ -51,6 +56,7 @@ WATCHDOG_FILE = "watchdog-armed-at"  # written by the user data (core/bootstrap.
 # status ("  exitcode  : 2 (pid: 4242) "), the first observed after "Root Cause (first observed failure):".
 TORCHRUN_EXITCODE = re.compile(r"^\s*exitcode\s*:\s*(-?\d+) \(pid: \d+\)")
 TORCHRUN_ROOT_CAUSE = "Root Cause (first observed failure):"
+UNMATCHED_LINES = 50       # the script's last lines that carried no metric, kept for the note
 
 
 class SetupError(RuntimeError):
@@ -169,6 +175,9 @@ class ScriptRun:
         self.started = time.monotonic()
         self.stop_reason: str | None = None
         self._kill_timer: threading.Timer | None = None
+        self._silence_timer: threading.Timer | None = None
+        self.unmatched: collections.deque[str] = collections.deque(maxlen=UNMATCHED_LINES)
+        self.measured = False  # a record with a number came (an event tag alone is no metric)
         self._log = log_path.open("w", encoding="utf-8")
         self.process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                         start_new_session=True)
@@ -184,7 +193,10 @@ class ScriptRun:
             if self.launcher:
                 self._launcher_line(line)
             record = self.parser.parse(line, time.monotonic() - self.started)
+            if record is None and line.strip():
+                self.unmatched.append(line.strip())
             if record is not None:
+                self.measured = self.measured or any(k != "t" and not isinstance(v, str) for k, v in record.items())
                 self.records.append(record)
                 if self.on_record:
                     self.on_record(self, record)
@@ -209,6 +221,16 @@ class ScriptRun:
             return self.root_cause_exit_code
         return self.worker_exit_codes[0] if self.worker_exit_codes else code
 
+    def watch_silence(self, seconds: float) -> None:
+        """Stop the script as `no metrics` if it has printed no metric record `seconds` after it started."""
+        def check() -> None:
+            if not self.measured:
+                self.stop(f"{NO_METRICS} in {seconds:.0f}s")
+
+        self._silence_timer = threading.Timer(seconds, check)
+        self._silence_timer.daemon = True
+        self._silence_timer.start()
+
     def stop(self, reason: str) -> None:
         """SIGTERM to the script's process group, then SIGKILL after the grace period."""
         if self.stop_reason is None:
@@ -232,8 +254,9 @@ class ScriptRun:
         except subprocess.TimeoutExpired:
             self.stop(reason)
             code = self.process.wait()
-        if self._kill_timer:
-            self._kill_timer.cancel()
+        for timer in (self._kill_timer, self._silence_timer):
+            if timer:
+                timer.cancel()
         self._signal(signal.SIGKILL)  # nothing of the script outlives it
         self._reader.join(timeout=30)
         self._log.close()
@@ -258,9 +281,33 @@ def start_task(task: dict, python: Path, *, cwd: Path, env: dict, log_path: Path
         if isinstance(record.get("step"), (int, float)) and record["step"] >= max_steps:
             script.stop(f"benchmark slice complete ({max_steps} steps)")
 
-    return ScriptRun(command, cwd=cwd, env=env, parser=MetricParser(parse_definitions(task.get("metric_definitions") or [])),
-                     log_path=log_path, grace=float(os.environ.get("TRAINFLEET_STOP_GRACE_SECONDS", STOP_GRACE_SECONDS)),
-                     on_record=slice_done if max_steps else None, launcher=launcher)
+    run = ScriptRun(command, cwd=cwd, env=env, parser=MetricParser(parse_definitions(task.get("metric_definitions") or [])),
+                    log_path=log_path, grace=float(os.environ.get("TRAINFLEET_STOP_GRACE_SECONDS", STOP_GRACE_SECONDS)),
+                    on_record=slice_done if max_steps else None, launcher=launcher)
+    if task.get("metrics_grace_seconds"):
+        run.watch_silence(float(task["metrics_grace_seconds"]))
+    return run
+
+
+def silent(task: dict, run: ScriptRun) -> bool:
+    """The task expected metric lines (it has a grace period for them) and the script printed none."""
+    return bool(task.get("metrics_grace_seconds")) and not run.measured
+
+
+def silence_note(task: dict, run: ScriptRun) -> str:
+    """One line: which regexes matched nothing, and a line of the script's they did not match (the last one
+    that names a metric, else its last line)."""
+    definitions = task.get("metric_definitions") or []
+    if definitions:
+        wanted = "; ".join(f"{d['name']}: regex {d['regex']!r}" for d in definitions)
+        what = f"no output line matched metric_definitions ({wanted}) and none was a JSON metric line"
+    else:
+        what = "no output line was a JSON metric line (add metric_definitions for plain-text output)"
+    names = [d["name"].lower() for d in definitions]
+    lines = list(run.unmatched)
+    line = next((x for x in reversed(lines) if any(n in x.lower() for n in names)), lines[-1] if lines else None)
+    shown = f"e.g. {line[:200]!r} did not match" if line is not None else "the script printed nothing"
+    return f"{NO_METRICS}: {what} in {run.seconds:.0f}s; {shown}; not retried"
 
 
 def wait_task(run: ScriptRun, task: dict, deadline_s: float) -> tuple[int, bool]:
@@ -274,15 +321,18 @@ def wait_task(run: ScriptRun, task: dict, deadline_s: float) -> tuple[int, bool]
     return code, bool(run.stop_reason and run.stop_reason.startswith("benchmark slice"))
 
 
-def attempt_outcome(exit_code: int, *, stop_reason: str | None, sliced: bool, notice=None) -> str:
+def attempt_outcome(exit_code: int, *, stop_reason: str | None, sliced: bool, notice=None, silent: bool = False) -> str:
     """How an attempt ended, from the script's exit status and what the agent itself did: a stop it asked
     for (deadline, spot notice, the end of a benchmark slice) classifies the attempt whatever the status the
     process reports - torchrun, stopped with its workers, exits 1 even though each worker checkpointed and
-    exited 75 (EXIT_PREEMPTED)."""
+    exited 75 (EXIT_PREEMPTED). A `silent` script (no metric line where one was expected) that was stopped
+    for it, or that would otherwise have completed or timed out, ends as `no metrics`."""
+    if stop_reason and stop_reason.startswith(NO_METRICS):
+        return NO_METRICS
     if stop_reason and stop_reason.startswith("deadline"):
-        return "timeout"
+        return NO_METRICS if silent else "timeout"
     if exit_code == 0 or sliced:
-        return "completed"
+        return NO_METRICS if silent else "completed"
     if exit_code == contract.EXIT_PREEMPTED or notice or (stop_reason and stop_reason.startswith("spot")):
         return "interrupted"
     return "failed"
@@ -380,7 +430,10 @@ def run_agent(config: dict, root: Path, s3) -> int:
     mirror.push()  # the checkpoint the script wrote on SIGTERM, or its last one
 
     outcome = attempt_outcome(exit_code, stop_reason=run.stop_reason, sliced=sliced,
-                              notice=watcher.notice if watcher else None)
+                              notice=watcher.notice if watcher else None, silent=silent(task, run))
+    note = {"note": silence_note(task, run)} if outcome == NO_METRICS else {}
+    if note:
+        log(note["note"])
     launcher = {"launcher_exit_code": launcher_code} if launcher_code != exit_code else {}
     log(f"script exited {exit_code}{f' (torchrun {launcher_code})' if launcher else ''} after "
         f"{script_seconds:.1f}s: {outcome}{' (benchmark slice)' if sliced else ''}")
@@ -388,7 +441,7 @@ def run_agent(config: dict, root: Path, s3) -> int:
     code = settle(config, location, launched_at, outcome=outcome, exit_code=exit_code, commit=commit,
                   setup_seconds=setup_seconds, script_seconds=script_seconds, boot_seconds=boot_seconds,
                   benchmark_slice=sliced, interruption_notice=watcher.notice if watcher else None,
-                  stop_reason=run.stop_reason, **launcher)
+                  stop_reason=run.stop_reason, **launcher, **note)
     previous = _previous_metrics(location)
     offset = max((r.get("train_t", 0.0) for r in previous), default=0.0)
     records = [{**r, "attempt": attempt, "train_t": round(offset + r["t"], 6)} for r in run.records]

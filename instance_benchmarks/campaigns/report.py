@@ -4,7 +4,9 @@ $/1M samples, the spot saving), then the table (CSV, Parquet, Markdown, a self-c
 and charts (PNG).
 
 Only runs with a `result.json` are results; runs without one are listed as incomplete (failed), never
-priced or ranked, and runs that missed the target are listed apart, never recommended. Prices are the
+priced or ranked, and runs that missed the target (or never printed it: `no metric`) are listed apart, never
+recommended. Every metric the runs printed (JSON lines or `metric_definitions`) gets its last and its best
+value per run (best by direction: `harness.higher_is_better`) and their medians per configuration. Prices are the
 ones stored with each run, never re-read. Repeats of one configuration (`repeats: N`, run ids ending
 `-r<n>`) are summarised by their median and coefficient of variation (see `report_stats`).
 
@@ -17,9 +19,11 @@ import csv
 import io
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from instance_benchmarks.campaigns.harness import higher_is_better
 from instance_benchmarks.campaigns.store import campaign_prefix, load_run_records, read_json, run_location
 from training_scripts.storage import S3Location
 
@@ -50,6 +54,11 @@ COST_COLUMNS = [("run_id", "run"), ("instance_type", "instance"), ("boot_seconds
                 ("setup_seconds", "setup (s)"), ("train_seconds", "train (s)"), ("idle_seconds", "idle (s)"),
                 ("billable_seconds", "billed (s)"), ("ebs_usd", "EBS ($)"), ("attempts", "attempts"),
                 ("interrupted_usd", "interrupted attempts ($)"), ("cost_usd", "run cost ($)")]
+# Keys of a metric record that count or time the run (throughput is reported apart): not the user's metrics.
+COUNTERS = frozenset({"t", "train_t", "attempt", "step", "epoch", "samples", "interval_s", "samples_per_s",
+                      "sec_per_step", "train_seconds", "tokens_per_s", "mfu"})
+MAX_METRICS = 12  # the user's metrics reported: the first this many names the runs printed
+_METRIC_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")  # a name from the script's own lines is shown only if plain
 PREDICTION_COLUMNS = [("run_id", "run"), ("label", "hyperparameters"), ("instance_type", "instance"),
                       ("slice_units", "STEPS"), ("pred_sec_per_unit", "SEC/STEP"), ("usd_per_unit", "$/STEP"),
                       ("est_hours", "EST TIME (h)"), ("est_usd", "EST COST ($)"), ("est_range", "EST COST range ($)"),
@@ -70,6 +79,8 @@ class Report:
     catalog_as_of: str | None = None
     configs: list[dict] = field(default_factory=list)   # one per configuration: medians and spread of repeats
     recommendation: dict = field(default_factory=dict)  # see report_stats.recommend
+    metrics: list[str] = field(default_factory=list)    # the user's metrics the runs printed (see metric_names)
+    metric_higher: dict = field(default_factory=dict)   # metric -> whether its best value is its highest
 
 
 def config_id(run_id: str) -> str:
@@ -113,9 +124,10 @@ def row_from_result(result: dict, label: str, launch: dict | None = None, target
     price = result.get("price") or {}
     tta = result.get("time_to_accuracy_s")
     target = target or result.get("target")
-    # a benchmark slice trains part of the job: it is ranked by its prediction, not by the target
+    # a benchmark slice trains part of the job: it is ranked by its prediction, not by the target; a run that
+    # never printed the target metric did not miss it: its metric lines are not what the campaign expects
     status = ("slice" if result.get("prediction") else "complete" if not target
-              else "reached" if tta is not None else "missed")
+              else "reached" if tta is not None else "no metric" if result.get("final_metric") is None else "missed")
     return {
         "run_id": result["run_id"], "config_id": config_id(result["run_id"]), "repeat": repeat_of(result["run_id"]),
         "label": label, "instance_type": result["instance_type"], "status": status,
@@ -221,9 +233,57 @@ def assemble_report(campaign: str, records: list[dict], document: dict, historie
     report = Report(campaign, rows, incomplete, primary or (target or {}).get("metric"),
                     {r["run_id"]: histories.get(r["run_id"], []) for r in rows}, higher, target=target, specs=specs,
                     quotes=quotes, catalog_as_of=catalog_as_of)
+    report.metrics = metric_names(report.histories[r["run_id"]] for r in rows)
+    report.metric_higher = {name: higher if name == report.primary_metric else higher_is_better(name)
+                            for name in report.metrics}
+    for row in rows:
+        row.update(metric_cells(report.histories[row["run_id"]], report.metric_higher))
     report.configs = aggregate(report)
     report.recommendation = recommend(report)
     return report
+
+
+def metric_names(histories) -> list[str]:
+    """The user's metrics: every numeric key of the runs' metric lines but the counters, in the order first
+    printed, at most MAX_METRICS (names that are not plain identifiers are left out: the script is untrusted)."""
+    names: dict[str, None] = {}
+    for history in histories:
+        for record in history:
+            for key, value in record.items():
+                if key not in names and key not in COUNTERS and _number(value) is not None \
+                        and _METRIC_NAME.fullmatch(key):
+                    names[key] = None
+                    if len(names) == MAX_METRICS:
+                        return list(names)
+    return list(names)
+
+
+def metric_cells(history: list[dict], higher: dict[str, bool]) -> dict:
+    """`<name>_last` and `<name>_best` (its highest if higher[name], else its lowest) of each metric in one
+    run's history; None for a metric this run never printed."""
+    cells = {}
+    for name, up in higher.items():
+        values = [float(r[name]) for r in history if _number(r.get(name)) is not None]
+        cells[f"{name}_last"] = values[-1] if values else None
+        cells[f"{name}_best"] = (max(values) if up else min(values)) if values else None
+    return cells
+
+
+def metric_columns(report: Report, names: list[str] | None = None) -> list[tuple[str, str]]:
+    """Columns of the user's metrics (all, or `names`): last and best, best saying max or min."""
+    columns = []
+    for name in report.metrics if names is None else names:
+        best = "max" if report.metric_higher.get(name, True) else "min"
+        columns += [(f"{name}_last", f"{name} last"), (f"{name}_best", f"{name} best ({best})")]
+    return columns
+
+
+def shown_metric(report: Report) -> str | None:
+    """The one metric a narrow table shows: the target's, else the script's primary one, else the first printed."""
+    for name in ((report.target or {}).get("metric"), report.primary_metric):
+        if name in report.metrics:
+            return name
+    return report.metrics[0] if report.metrics else None
 
 
 def format_value(value) -> str:
@@ -239,7 +299,8 @@ def format_value(value) -> str:
 
 def to_csv(report: Report) -> bytes:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=[key for key, _ in COLUMNS], extrasaction="ignore")
+    writer = csv.DictWriter(buffer, fieldnames=[key for key, _ in COLUMNS + metric_columns(report)],
+                            extrasaction="ignore")
     writer.writeheader()
     writer.writerows(report.rows)
     return buffer.getvalue().encode()
@@ -252,11 +313,36 @@ def to_parquet(report: Report) -> bytes:
     def kind(key):
         return pa.string() if key in TEXT_COLUMNS else pa.int64() if key in INTEGER_COLUMNS else pa.float64()
 
-    table = pa.Table.from_pylist([{key: row.get(key) for key, _ in COLUMNS} for row in report.rows],
-                                 schema=pa.schema([(key, kind(key)) for key, _ in COLUMNS]))
+    columns = COLUMNS + metric_columns(report)
+    table = pa.Table.from_pylist([{key: row.get(key) for key, _ in columns} for row in report.rows],
+                                 schema=pa.schema([(key, kind(key)) for key, _ in columns]))
     buffer = io.BytesIO()
     pq.write_table(table, buffer)
     return buffer.getvalue()
+
+
+METRICS_NOTE = ("Each metric the runs printed (JSON lines, or `metric_definitions` regexes): its last value and its "
+                "best (the highest, or the lowest for a name like loss, error or time).")
+METRIC_SOURCES = ("Metrics come from the script's JSON lines and the campaign's `metric_definitions` regexes; a run's "
+                  "`metrics.jsonl` shows what was read.")
+METRIC_RUN_COLUMNS = [("run_id", "run"), ("instance_type", "instance"), ("label", "hyperparameters")]
+METRIC_CONFIG_COLUMNS = [("key", "#"), ("instance_type", "instance"), ("label", "hyperparameters"),
+                         ("runs_text", "runs")]
+
+
+def metrics_markdown(report: Report) -> list[str]:
+    """The user's metrics: per configuration (median of the repeats) when repeated, and per run."""
+    from instance_benchmarks.campaigns.report_stats import config_cells
+
+    if not report.metrics:
+        return []
+    columns = metric_columns(report)
+    lines = ["## Metrics: last and best", "", METRICS_NOTE, ""]
+    if any(c["runs"] > 1 for c in report.configs):
+        lines += ["Per configuration (median of the repeats, CV between them):", ""]
+        cells = [config_cells(c, tuple(key for key, _ in columns)) for c in report.configs if c["runs"]]
+        lines += _markdown_table(cells, METRIC_CONFIG_COLUMNS + columns) + ["", "Per run:", ""]
+    return lines + _markdown_table(report.rows, METRIC_RUN_COLUMNS + columns) + [""]
 
 
 def _markdown_table(rows: list[dict], columns: list[tuple[str, str]]) -> list[str]:
@@ -283,6 +369,7 @@ def to_markdown(report: Report) -> str:
                   "Figures marked `!` spread more than 5 % between repeats.", ""]
         lines += _markdown_table([config_cells(c) for c in report.configs], CONFIG_COLUMNS)
         lines.append("")
+    lines += metrics_markdown(report)
     lines += ["## Runs", ""]
     lines += _markdown_table(report.rows, COLUMNS)
     scaled = [r for r in report.rows if r.get("scaling_efficiency") is not None]
@@ -314,6 +401,11 @@ def to_markdown(report: Report) -> str:
         lines += ["", f"## Missed the target ({len(missed)}): complete, never recommended", ""]
         lines += [f"- `{r['run_id']}` {r['instance_type']} {r['label']}: final {format_value(r['final_metric'])}"
                   for r in missed]
+    silent = [r for r in report.rows if r["status"] == "no metric"]
+    if silent:
+        lines += ["", f"## Never printed the target metric `{(report.target or {}).get('metric')}` ({len(silent)}): "
+                      "never recommended", "", METRIC_SOURCES, ""]
+        lines += [f"- `{r['run_id']}` {r['instance_type']} {r['label']}" for r in silent]
     if report.incomplete:
         lines += ["", f"## Incomplete runs ({len(report.incomplete)}): no result.json, not reported as results", ""]
         lines += [f"- `{r['run_id']}` {r['label']}: {r['attempts']} attempt(s), last: {r['last_outcome']}"

@@ -5,7 +5,8 @@
   time and its cost (what reaching the target would at least have taken), and are never on the front.
 * `throughput.png`: samples per dollar by configuration, coloured by instance type (bars: median,
   whiskers: the repeats' range).
-* `curves.png`: loss and the target metric against step and against wall time (training seconds).
+* `curves.png`: loss and the target metric (without one: the first metric the runs printed) against step
+  (or epoch, when no run printed a step) and against wall time (training seconds).
 
 Every configuration has a number (`key`, as in the report's tables); markers carry it, the front's also
 their name, placed so that labels never overlap (a label that finds no free place is left out; the
@@ -206,25 +207,37 @@ def _wall(record: dict):
     return None
 
 
+def _counter(report) -> str | None:
+    """What the left-hand curves are drawn against: `step`, else `epoch`, else nothing (wall time only)."""
+    for name in ("step", "epoch"):
+        if any(isinstance(h.get(name), (int, float)) for history in report.histories.values() for h in history):
+            return name
+    return None
+
+
 def curves_chart(report) -> bytes | None:
+    from instance_benchmarks.campaigns.report import shown_metric
+
     plt = _plt()
     if not any(report.histories.values()):
         return None
-    metric = report.primary_metric
+    metric = report.primary_metric or shown_metric(report)
     has_loss = any("loss" in h for history in report.histories.values() for h in history)
-    quantities = (["loss"] if has_loss else []) + ([metric] if metric else [])
+    quantities = (["loss"] if has_loss else []) + ([metric] if metric and metric != "loss" else [])
     if not quantities:
         return None
+    counter = _counter(report)
+    xlabels = ([counter] if counter else []) + ["wall time (s of training)"]
     shown = [c for c in ranked(report) if c["runs"]][:MAX_SHOWN]
     cmap = plt.get_cmap("tab20" if len(shown) > 10 else "tab10")
     legend_inches = 0.25 + 0.17 * math.ceil(len(shown) / 3)
     height = 3.2 * len(quantities) + 0.5 + legend_inches
-    fig, axes = plt.subplots(len(quantities), 2, figsize=(11, height), squeeze=False)
+    fig, axes = plt.subplots(len(quantities), len(xlabels), figsize=(11, height), squeeze=False)
     from matplotlib.collections import LineCollection
     from matplotlib.lines import Line2D
 
     # one LineCollection per panel (drawing hundreds of Line2D artists is what makes big reports slow)
-    segments = {(row, col): ([], []) for row in range(len(quantities)) for col in range(2)}
+    segments = {(row, col): ([], []) for row in range(len(quantities)) for col in range(len(xlabels))}
     handles, labels = [], []
     for index, config in enumerate(shown):
         color = cmap(index % cmap.N)
@@ -235,9 +248,9 @@ def curves_chart(report) -> bytes | None:
             faded = (*color[:3], 0.9 if repeat == 0 else 0.5)
             for row, quantity in enumerate(quantities):
                 points = [h for h in history if isinstance(h.get(quantity), (int, float))]
-                by_step = [(h["step"], h[quantity]) for h in points if isinstance(h.get("step"), (int, float))]
+                by_count = [(h[counter], h[quantity]) for h in points if isinstance(h.get(counter), (int, float))]
                 by_wall = [(_wall(h), h[quantity]) for h in points if _wall(h) is not None]
-                for col, series in enumerate((by_step, by_wall)):
+                for col, series in enumerate(([by_count] if counter else []) + [by_wall]):
                     if len(series) > 1:
                         segments[(row, col)][0].append(series)
                         segments[(row, col)][1].append(faded)
@@ -246,14 +259,15 @@ def curves_chart(report) -> bytes | None:
             axes[row][col].add_collection(LineCollection(lines, colors=colors, linewidths=1))
             axes[row][col].autoscale_view()
     for row_axes, quantity in zip(axes, quantities):
-        for ax, xlabel in zip(row_axes, ("step", "wall time (s of training)")):
+        for ax, xlabel in zip(row_axes, xlabels):
             ax.set_xlabel(xlabel)
             ax.set_ylabel("training loss" if quantity == "loss" else quantity)
             ax.grid(True, alpha=0.25)
             if report.target and quantity == report.target.get("metric"):
                 ax.axhline(report.target["value"], color="grey", linestyle="--", linewidth=0.8)
     more = f" ({len(shown)} of {len(report.configs)} configurations)" if len(report.configs) > len(shown) else ""
-    fig.suptitle(f"{report.campaign}: training curves by step and by wall time{more}; repeats share a colour",
+    fig.suptitle(f"{report.campaign}: training curves by {' and by '.join(x.split(' (')[0] for x in xlabels)}{more}; "
+                 "repeats share a colour",
                  fontsize=10)
     fig.subplots_adjust(left=0.07, right=0.98, bottom=(legend_inches + 0.5) / height, top=1 - 0.45 / height,
                         hspace=0.35, wspace=0.2)

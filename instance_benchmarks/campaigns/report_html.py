@@ -9,7 +9,10 @@ import base64
 import html
 import json
 
-from instance_benchmarks.campaigns.report import COST_COLUMNS, PREDICTION_COLUMNS, PRICE_COLUMNS, format_value
+from instance_benchmarks.campaigns.report import (
+    COST_COLUMNS, METRIC_CONFIG_COLUMNS, METRIC_RUN_COLUMNS, METRIC_SOURCES, METRICS_NOTE, PREDICTION_COLUMNS,
+    PRICE_COLUMNS, format_value, metric_columns,
+)
 from instance_benchmarks.campaigns.report_stats import CONFIG_COLUMNS, SCALING_NOTE, config_cells, recommendation_lines
 
 RUN_COLUMNS = [("run_id", "run"), ("config_key", "#"), ("instance_type", "instance"), ("label", "hyperparameters"),
@@ -165,6 +168,7 @@ def to_html(report, images: dict[str, bytes]) -> str:
                          text={"config_id", "instance_type", "label", "runs_text", "status", "front"},
                          row_class=lambda r: r["status"] if r["status"] in ("missed", "failed") else ""),
                   "</section>"]
+    parts += _metrics_section(report)
     parts += ['<section id="runs-section"><h2>Runs</h2>',
               _table("runs", runs, RUN_COLUMNS, text={"run_id", "instance_type", "label", "status", "market",
                                                       "measured_on", "code"},
@@ -173,10 +177,14 @@ def to_html(report, images: dict[str, bytes]) -> str:
                 if any(r.get("scaling_efficiency") is not None for r in report.rows) else []),
               "</section>"]
     missed = [r for r in report.rows if r["status"] == "missed"]
-    if missed or report.incomplete:
+    silent = [r for r in report.rows if r["status"] == "no metric"]
+    if missed or silent or report.incomplete:
         parts.append('<section id="not-recommended"><h2>Not recommended</h2><ul>')
         parts += [f"<li>missed the target: <code>{_e(r['run_id'])}</code> {_e(r['instance_type'])} {_e(r['label'])}, "
                   f"final {_e(format_value(r['final_metric']))}</li>" for r in missed]
+        parts += [f"<li>never printed the target metric {_e((report.target or {}).get('metric'))}: "
+                  f"<code>{_e(r['run_id'])}</code> {_e(r['instance_type'])} {_e(r['label'])}. {_e(METRIC_SOURCES)}</li>"
+                  for r in silent]
         parts += [f"<li>incomplete (no result.json): <code>{_e(r['run_id'])}</code> {_e(r['label'])}, "
                   f"{_e(r['attempts'])} attempt(s), last: {_e(r['last_outcome'])}</li>" for r in report.incomplete]
         parts.append("</ul></section>")
@@ -210,6 +218,23 @@ def to_html(report, images: dict[str, bytes]) -> str:
             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{_e(report.campaign)}: "
             f"{_e(report.recommendation.get('headline', 'report'))}</title><style>{STYLE}</style></head>\n<body>\n"
             + "\n".join(parts) + f"\n<script>{SCRIPT}</script>\n</body></html>\n")
+
+
+def _metrics_section(report) -> list[str]:
+    """The user's metrics, last and best: per configuration (median of the repeats) when repeated, and per run."""
+    if not report.metrics:
+        return []
+    columns = metric_columns(report)
+    text = {"run_id", "instance_type", "label", "runs_text"}
+    parts = ['<section id="metrics-section"><h2>Metrics: last and best</h2>', f'<p class="note">{_e(METRICS_NOTE)}</p>']
+    if any(c["runs"] > 1 for c in report.configs):
+        cells = []
+        for config in (c for c in report.configs if c["runs"]):
+            cell = config_cells(config, tuple(key for key, _ in columns))
+            cells.append({**cell, **{f"{key}__sort": config.get(key) for key, _ in columns}})
+        parts += ["<h3>Per configuration (median of the repeats)</h3>",
+                  _table("metric-configurations", cells, METRIC_CONFIG_COLUMNS + columns, text=text), "<h3>Per run</h3>"]
+    return parts + [_table("metrics", report.rows, METRIC_RUN_COLUMNS + columns, text=text), "</section>"]
 
 
 def _price_rows(report) -> list[dict]:

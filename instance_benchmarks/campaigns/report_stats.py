@@ -9,8 +9,8 @@ The recommendation considers only configurations whose every complete run reache
 target: the cheapest (median cost to target), the fastest (median time to target), the best $/1M
 samples, and what spot saved against the on-demand price. Two choices are "within noise" when their
 medians differ by less than twice the larger CV of the two (about two standard deviations); with single
-runs (no CV) a gap under 5 % is reported as possibly noise. Runs that missed the target or failed are
-listed apart.
+runs (no CV) a gap under 5 % is reported as possibly noise. Runs that missed the target, never printed it
+(`no metric`) or failed are listed apart.
 """
 from __future__ import annotations
 
@@ -49,12 +49,16 @@ def aggregate(report) -> list[dict]:
     failed: dict[str, list[dict]] = {}
     for run in report.incomplete:
         failed.setdefault(run["config_id"], []).append(run)
+    from instance_benchmarks.campaigns.report import metric_columns
+
+    figures = FIGURES + tuple(key for key, _ in metric_columns(report))  # and the user's metrics, last and best
     configs = []
     for cid in list(groups) + [c for c in failed if c not in groups]:
         runs, lost = groups.get(cid, []), failed.get(cid, [])
         first = runs[0] if runs else lost[0]
         reached = sum(r["status"] == "reached" for r in runs)
-        status = ("failed" if not runs else "missed" if any(r["status"] == "missed" for r in runs)
+        status = ("failed" if not runs else "no metric" if any(r["status"] == "no metric" for r in runs)
+                  else "missed" if any(r["status"] == "missed" for r in runs)
                   else "slice" if all(r["status"] == "slice" for r in runs) else "reached" if reached else "complete")
         config = {"config_id": cid, "instance_type": first.get("instance_type"), "label": first.get("label", ""),
                   "runs": len(runs), "failed": len(lost), "reached": reached, "status": status,
@@ -62,7 +66,7 @@ def aggregate(report) -> list[dict]:
                   "usd_per_hour": runs[0]["usd_per_hour"] if runs else None,
                   "on_demand_usd_per_hour": runs[0].get("on_demand_usd_per_hour") if runs else None,
                   "price_source": runs[0].get("price_source") if runs else None}
-        for name in FIGURES:
+        for name in figures:
             config[name], config[f"{name}_cv"] = spread(r.get(name) for r in runs)
             values = [r[name] for r in runs if isinstance(r.get(name), (int, float))]
             config[f"{name}_range"] = (min(values), max(values)) if values else None
@@ -177,6 +181,7 @@ def recommend(report) -> dict:
            "cheapest": _best(eligible, cost_name), "fastest": _best(eligible, time_name),
            "best_throughput_cost": _best(eligible, "usd_per_1m_samples"),
            "missed": [c for c in configs if c["status"] == "missed"],
+           "no_metric": [c for c in configs if c["status"] == "no metric"],
            "failed": [c for c in configs if c["failed"]]}
     cheapest = rec["cheapest"]["config"] if rec["cheapest"] else None
     rec["spot"] = _spot(cheapest, cost_name) if cheapest else None
@@ -273,33 +278,37 @@ def recommendation_lines(report) -> list[str]:
             f"{_name(c)} (final {_fmt(c['final_metric'])}"
             + (f", {c['runs'] - c['reached']} of {c['runs']} runs missed)" if c["reached"] else ")")
             for c in rec["missed"]))
+    if rec.get("no_metric"):
+        lines.append(f"never printed the target metric {(target or {}).get('metric')} (not recommended; check "
+                     "metric_definitions or the script's JSON lines): " + "; ".join(_name(c) for c in rec["no_metric"]))
     if rec["failed"]:
         lines.append("failed or incomplete (not recommended): " + "; ".join(
             f"{_name(c)} ({c['failed']} run(s))" for c in rec["failed"]))
     return lines
 
 
-def config_cells(config: dict) -> dict:
-    """A configuration's figures as table cells: median, with its CV when repeated (`!` above 5 %)."""
+def config_cells(config: dict, extra: tuple = ()) -> dict:
+    """A configuration's figures (FIGURES, and the `extra` ones) as table cells: median, with its CV when
+    repeated (`!` above 5 %)."""
     from instance_benchmarks.campaigns.report import format_value
 
     cells = dict(config)
     cells["runs_text"] = f"{config['runs']}" + (f" (+{config['failed']} failed)" if config["failed"] else "")
     cells["front"] = "yes" if config.get("on_front") else ""
-    for name in FIGURES:
+    for name in FIGURES + tuple(extra):
         cv = config.get(f"{name}_cv")
         if config.get(name) is not None and cv is not None:
             cells[name] = f"{format_value(config[name])} (CV {cv:.1%}{' !' if cv > NOISY_CV else ''})"
     return cells
 
 
-def terminal_cells(config: dict) -> dict:
-    """Compact cells for the terminal: `26.9 (7%!)` = median 26.9, CV 7 % (over 5 %: marked)."""
+def terminal_cells(config: dict, names: tuple = ("samples_per_s", "time_to_accuracy_s", "cost_to_accuracy_usd")) -> dict:
+    """Compact cells (`<name>_text`) for the terminal: `26.9 (7%!)` = median 26.9, CV 7 % (over 5 %: marked)."""
     from instance_benchmarks.campaigns.report import format_value
 
     cells = dict(config)
     cells["runs_text"] = f"{config['runs']}" + (f" +{config['failed']} failed" if config["failed"] else "")
-    for name in ("samples_per_s", "time_to_accuracy_s", "cost_to_accuracy_usd"):
+    for name in names:
         value, cv = config.get(name), config.get(f"{name}_cv")
         cells[f"{name}_text"] = format_value(value) + (f" ({cv:.0%}{'!' if cv > NOISY_CV else ''})" if cv is not None else "")
     return cells

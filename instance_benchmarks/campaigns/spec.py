@@ -17,6 +17,7 @@
     target: {metric: val_accuracy, value: 0.9}   # optional: time-to-accuracy target (a workload's: one it emits)
     metric_definitions:                  # optional: metrics from plain-text output (JSON lines always count)
       - {name: loss, regex: 'loss ([0-9.]+)'}
+    metrics_grace_minutes: 5             # an attempt that prints no metric this long is stopped as `no metrics`
     max_attempts: 3                      # launches per run (spot interruptions are relaunched)
     repeats: 1                           # runs per configuration (ids end -r2, -r3, ...); the report shows the spread
     vary_seed: false                     # repeats pass seed = seed + repeat - 1 (default: the same seed each time)
@@ -59,13 +60,14 @@ DISTRIBUTED_WORKLOADS = ("tabular_mlp", "cnn_digits", "lstm_regressor", "cifar10
 RESERVED = {"output", "checkpoint", "dry_run"}
 KNOWN_KEYS = {"campaign", "workload", "repo", "ref", "script", "region", "market", "max_runtime_minutes",
               "estimated_minutes", "budget_usd", "target", "hyperparameters", "matrix", "backend", "max_attempts",
-              "fallback", "metric_definitions", "workdir", "setup", "run", "benchmark", "repeats", "vary_seed", "nodes",
+              "fallback", "metric_definitions", "metrics_grace_minutes", "workdir", "setup", "run", "benchmark", "repeats", "vary_seed", "nodes",
               *BACKENDS}
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # a shell identifier: hyperparameters become variables too
 _TEXT = re.compile(r"^[^\x00-\x1f\x7f]*$")        # printable: no newline, tab or other control character
 # Environment variables a hyperparameter may not replace (it becomes a variable of the same name).
 _RESERVED_VARIABLES = re.compile(r"^(PATH|HOME|IFS|SHELL|USER|PWD|OLDPWD|TMPDIR|ENV|CDPATH|PS4|LANG|LC_\w*|"
                                  r"(TRAINFLEET|AWS|SM|LD|BASH|PYTHON|PIP|GIT|VIRTUAL_ENV)\w*)$")
+METRICS_GRACE_MINUTES = 5.0  # default: how long an attempt may run before its first metric line
 BENCHMARK_KEYS = {"max_minutes", "max_steps", "total_steps", "total_samples", "warmup_steps", "warmup_seconds"}
 
 
@@ -110,6 +112,7 @@ class CampaignSpec:
     repeats: int = 1               # runs per configuration
     vary_seed: bool = False        # repeat n runs with seed = seed + n - 1
     nodes: int = 1                 # instances per run (backend sagemaker; torchrun across them)
+    metrics_grace_minutes: float = METRICS_GRACE_MINUTES  # no metric line by then: the attempt ends `no metrics`
 
     def runs(self) -> list[RunSpec]:
         prefix = backend_class(self.backend).RUN_PREFIX
@@ -140,7 +143,14 @@ class CampaignSpec:
                 "args": [] if self.run else override_args(run.hyperparameters),
                 "env": hyperparameter_text(run.hyperparameters),
                 "metric_definitions": [dict(d) for d in self.metric_definitions], "benchmark": self.benchmark,
+                "metrics_grace_seconds": self.metrics_grace_minutes * 60 if self.expects_metrics else None,
                 "distributed": bool(self.workload in DISTRIBUTED_WORKLOADS and not self.run)}
+
+    @property
+    def expects_metrics(self) -> bool:
+        """Whether a run must print metric lines: the campaign names metrics (definitions, a target, a
+        benchmark slice that counts steps) or runs a bundled workload (which always prints them)."""
+        return bool(self.metric_definitions or self.target or self.benchmark or self.workload)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -343,12 +353,14 @@ def parse_spec(data, catalog: Catalog | None = None, source: str = "campaign", b
                                        f"{', '.join(_workload_metrics(workload))}")
     definitions = _metric_definitions(data.get("metric_definitions"), source)
     benchmark = _benchmark(data.get("benchmark"), max_runtime, source)
+    grace = _number(data.get("metrics_grace_minutes", METRICS_GRACE_MINUTES), f"{source}: metrics_grace_minutes")
     return CampaignSpec(campaign=campaign, workload=workload, repo=repo, ref=ref, script=script, region=region,
                         market=market, max_runtime_minutes=max_runtime, budget_usd=float(budget),
                         matrix=clean_matrix, hyperparameters=dict(hyper), estimated_minutes=estimated,
                         target=target, backend=backend, max_attempts=max_attempts, fallback=fallback,
                         backend_settings=settings, metric_definitions=definitions, workdir=workdir,
-                        setup=setup, run=run, benchmark=benchmark, repeats=repeats, vary_seed=vary_seed, nodes=nodes)
+                        setup=setup, run=run, benchmark=benchmark, repeats=repeats, vary_seed=vary_seed, nodes=nodes,
+                        metrics_grace_minutes=float(grace))
 
 
 def _repeats(data: dict, workload: str | None, hyper: dict, matrix: dict, source: str) -> tuple[int, bool]:

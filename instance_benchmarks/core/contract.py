@@ -49,6 +49,7 @@ PEAK_TFLOPS_VAR = "TRAINFLEET_PEAK_TFLOPS"
 
 EXIT_INPUT_ERROR = 2
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: checkpointed on request (spot notice / SIGTERM); relaunch to resume
+NO_METRICS = "no metrics"  # an attempt's outcome: its script printed no metric line where one was expected
 
 
 def now_iso() -> str:

@@ -389,3 +389,19 @@ def test_a_torn_down_run_is_relaunched_but_bad_input_never(env, s3, infra):
     again = runner.launch(env, spec)
     assert [x["run_id"] for x in again.launched] == [torn] and again.gave_up == [bad]
     assert again.why_given_up[bad].startswith("failed on its input (exit 2)")
+
+
+def test_a_no_metrics_attempt_is_not_retried_and_its_note_is_the_failure_line(env, s3, infra):
+    spec = parse_spec(spec_dict(matrix={"instance_type": ["c5.xlarge"], "batch_size": [3]}))
+    runner.launch(env, spec)
+    runner.teardown(env, "sweep")
+    [run] = spec.runs()
+    location = run_location(s3, infra.bucket, "sweep", run.run_id)
+    record = read_json(location, "launch.json")
+    note = "no metrics: no output line matched metric_definitions (val_mse: regex 'val_mse=([0-9.]+)') in 300s"
+    record["attempts"][-1].update(outcome="no metrics", exit_code=-15, note=note)
+    write_json(location, "launch.json", record)
+    again = runner.launch(env, spec)
+    assert again.launched == [] and again.why_given_up == {run.run_id: "no metrics: not retried"}
+    [failure] = runner.failure_report(env, "sweep")
+    assert runner.failure_lines(failure)[0] == f"{run.run_id}: no metrics, exit -15 (attempt 1 of 1): {note}"

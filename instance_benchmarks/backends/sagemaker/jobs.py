@@ -29,7 +29,7 @@ from pathlib import Path
 from instance_benchmarks.campaigns.harness import summarize
 from instance_benchmarks.campaigns.store import read_json, run_location, write_json
 from instance_benchmarks.core.contract import (
-    CAMPAIGN_TAG, CHECKPOINT_DIR_VAR, RUN_TAG, hyperparameter_text, now_iso, run_prefix,
+    CAMPAIGN_TAG, CHECKPOINT_DIR_VAR, NO_METRICS, RUN_TAG, hyperparameter_text, now_iso, run_prefix,
 )
 from instance_benchmarks.core.errors import TrainfleetInputError
 import training_scripts
@@ -297,6 +297,9 @@ def _collect_task(job: dict, files: dict, location, record: dict, campaign: str,
     price = _settle_completed(job, location, last)
     last.update(exit_code=task_result["exit_code"], setup_seconds=task_result["setup_seconds"],
                 script_seconds=task_result["script_seconds"], benchmark_slice=task_result["benchmark_slice"])
+    if task_result.get("no_metrics"):  # the script printed no metric line (agent/container.py): no result
+        last.update(outcome=NO_METRICS, note=str(task_result["no_metrics"])[:1000])
+        return True
     figures = summarize(history, train_seconds=task_result["script_seconds"], usd_per_hour=price,
                         peak_tflops=peak_tflops["fp32"], target=target)
     _write_result(location, record, campaign, run_id, host=host, peak=peak_tflops["fp32"], figures=figures,

@@ -181,6 +181,16 @@ def test_a_failing_install_fails_the_job_before_the_script(tmp_path, monkeypatch
 
 
 
+def test_a_task_that_prints_no_metric_completes_the_job_as_no_metrics(tmp_path, monkeypatch):
+    """The job completes (so that its logs reach collect) and task-result.json says why it is no result."""
+    exit_code, model = _run_entry(tmp_path, monkeypatch, {
+        "metric_definitions": [{"name": "val_mse", "regex": "val_mse=([0-9.]+)"}], "metrics_grace_seconds": 60.0},
+        {"train.py": "print('val_mse 0.05')\n"})
+    result = json.loads((model / "trainfleet" / "task-result.json").read_text())
+    assert exit_code == 0 and result["exit_code"] == 0
+    assert result["no_metrics"].startswith("no metrics: ") and "'val_mse 0.05' did not match" in result["no_metrics"]
+
+
 # ----------------------------------------------------------------------------- with the SDK
 sdk = pytest.importorskip("sagemaker.train", reason="optional extra: pip install '.[sagemaker]'")
 
@@ -242,10 +252,28 @@ def _model_tar(files: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
+def _collect_completed_job(s3, bucket: str, record: dict, instance_type: str, *, billable: int, spot: bool = False) -> None:
+    """collect_job on the run sm-r1 of `sweep`, its job Completed after 100 s of training (botocore Stubber:
+    moto's describe_training_job has no billable seconds)."""
+    from instance_benchmarks.backends.sagemaker.jobs import collect_job
+
+    client = boto3.client("sagemaker", region_name="us-east-1")
+    stopping = {"MaxRuntimeInSeconds": 1800, **({"MaxWaitTimeInSeconds": 3600} if spot else {})}
+    with Stubber(client) as stub:
+        stub.add_response("describe_training_job", {
+            "TrainingJobName": "tf-sm-r1-a1-2026", "TrainingJobArn": "arn:aws:sagemaker:us-east-1:123456789012:training-job/x",
+            "ModelArtifacts": {"S3ModelArtifacts": "s3://x/model.tar.gz"}, "TrainingJobStatus": "Completed",
+            "SecondaryStatus": "Completed", "AlgorithmSpecification": {"TrainingInputMode": "File", "TrainingImage": "img"},
+            "ResourceConfig": {"InstanceType": f"ml.{instance_type}", "InstanceCount": 1, "VolumeSizeInGB": 30},
+            "StoppingCondition": stopping, "EnableManagedSpotTraining": spot,
+            "CreationTime": datetime(2026, 11, 22, tzinfo=timezone.utc),
+            "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/campaigns/sweep/runs/sm-r1/sagemaker"},
+            "TrainingTimeInSeconds": 100, "BillableTimeInSeconds": billable})
+        assert collect_job(client, s3, bucket, "sweep", "sm-r1", record, peak_tflops={"fp32": 31.2, "fp16": 70.0})
+
+
 def test_collect_reports_billable_vs_training_seconds(aws, s3, bucket):
     from hashlib import sha256
-
-    from instance_benchmarks.backends.sagemaker.jobs import collect_job
 
     location = run_location(s3, bucket, "sweep", "sm-r1")
     record = {"hyperparameters": {"batch_size": 5}, "attempts": [{
@@ -258,18 +286,7 @@ def test_collect_reports_billable_vs_training_seconds(aws, s3, bucket):
                     "artifacts": {"model.pt": sha256(model).hexdigest(), "metrics.jsonl": sha256(metrics).hexdigest()}}
     s3.put_object(Bucket=bucket, Key="campaigns/sweep/runs/sm-r1/sagemaker/tf-sm-r1-a1-2026/output/model.tar.gz",
                   Body=_model_tar({"model.pt": model, "metrics.jsonl": metrics, "result.json": json.dumps(train_result).encode()}))
-    client = boto3.client("sagemaker", region_name="us-east-1")
-    now = datetime(2026, 11, 22, tzinfo=timezone.utc)
-    with Stubber(client) as stub:
-        stub.add_response("describe_training_job", {
-            "TrainingJobName": "tf-sm-r1-a1-2026", "TrainingJobArn": "arn:aws:sagemaker:us-east-1:123456789012:training-job/x",
-            "ModelArtifacts": {"S3ModelArtifacts": "s3://x/model.tar.gz"}, "TrainingJobStatus": "Completed",
-            "SecondaryStatus": "Completed", "AlgorithmSpecification": {"TrainingInputMode": "File", "TrainingImage": "img"},
-            "ResourceConfig": {"InstanceType": "ml.g5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
-            "StoppingCondition": {"MaxRuntimeInSeconds": 1800, "MaxWaitTimeInSeconds": 3600}, "CreationTime": now,
-            "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/campaigns/sweep/runs/sm-r1/sagemaker"},
-            "TrainingTimeInSeconds": 100, "BillableTimeInSeconds": 30, "EnableManagedSpotTraining": True})
-        assert collect_job(client, s3, bucket, "sweep", "sm-r1", record, peak_tflops={"fp32": 31.2, "fp16": 70.0})
+    _collect_completed_job(s3, bucket, record, "g5.xlarge", billable=30, spot=True)
     result = read_json(location, "result.json")
     assert record["attempts"][0]["outcome"] == "completed" and result["peak_tflops"] == 31.2
     assert (result["training_seconds"], result["billable_seconds"]) == (100.0, 30.0)
@@ -277,6 +294,25 @@ def test_collect_reports_billable_vs_training_seconds(aws, s3, bucket):
     assert result["cost_usd"] == pytest.approx(30 * 1.408 / 3600)
     assert result["timing_source"] == "describe_training_job"
     assert location.child("train").read_bytes("model.pt") == model
+
+
+def test_collect_settles_a_no_metrics_task_without_a_result(aws, s3, bucket):
+    record = {"hyperparameters": {}, "attempts": [{
+        "attempt": 1, "backend": "sagemaker", "job_name": "tf-sm-r1-a1-2026", "instance_type": "c5.xlarge",
+        "market": "spot", "price": {"usd_per_hour": 0.2}, "outcome": "launched"}]}
+    note = "no metrics: no output line matched metric_definitions (val_mse: regex 'val_mse=([0-9.]+)')"
+    task_result = {"exit_code": 0, "benchmark_slice": False, "stop_reason": None, "setup_seconds": 1.0,
+                   "script_seconds": 2.0, "no_metrics": note}
+    s3.put_object(Bucket=bucket, Key="campaigns/sweep/runs/sm-r1/sagemaker/tf-sm-r1-a1-2026/output/model.tar.gz",
+                  Body=_model_tar({"trainfleet/task-result.json": json.dumps(task_result).encode(),
+                                   "trainfleet/script.log": b"val_mse 0.05\n"}))
+    _collect_completed_job(s3, bucket, record, "c5.xlarge", billable=100)
+    location = run_location(s3, bucket, "sweep", "sm-r1")
+    [attempt] = record["attempts"]
+    assert attempt["outcome"] == "no metrics" and attempt["note"] == note
+    assert attempt["cost_usd"] == pytest.approx(100 * 0.2 / 3600)  # billed all the same
+    assert read_json(location, "result.json") is None  # not a result: the run is incomplete, not retried
+    assert location.child("logs/attempt-1").read_bytes("script.log") == b"val_mse 0.05\n"
 
 
 # ----------------------------------------------------------------------------- requirements, one way per job

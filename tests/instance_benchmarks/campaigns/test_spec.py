@@ -259,3 +259,19 @@ def test_a_foreign_script_may_target_any_metric_and_pass_any_device():
     spec = parse_spec(spec_dict(workload=None, script="train.py", hyperparameters={"device": "tpu"},
                                 target={"metric": "val_accuracy", "value": 0.9}))
     assert spec.target["metric"] == "val_accuracy" and spec.hyperparameters == {"device": "tpu"}
+
+
+def test_metrics_grace_minutes_reaches_the_agent_only_when_metrics_are_expected():
+    spec = parse_spec(spec_dict())  # a bundled workload always prints metric lines
+    assert spec.metrics_grace_minutes == 5.0 and spec.task_dict(spec.runs()[0])["metrics_grace_seconds"] == 300.0
+    spec = parse_spec(spec_dict(workload=None, script="train.py", target=None, metrics_grace_minutes=0.5,
+                                metric_definitions=[{"name": "val_mse", "regex": "val_mse=([0-9.]+)"}]))
+    assert spec.task_dict(spec.runs()[0])["metrics_grace_seconds"] == 30.0
+    quiet = parse_spec(spec_dict(workload=None, script="train.py", target=None))  # nothing to wait for
+    assert quiet.task_dict(quiet.runs()[0])["metrics_grace_seconds"] is None
+
+
+@pytest.mark.parametrize("value", [0, -1, "5", True, float("inf")])
+def test_a_bad_metrics_grace_minutes_is_one_input_error(value):
+    with pytest.raises(TrainfleetInputError, match=r"^[^\n]*metrics_grace_minutes must be a number > 0"):
+        parse_spec(spec_dict(metrics_grace_minutes=value))

@@ -3,6 +3,7 @@ requirements, reads data from a relative path, saves with --save and prints plai
 PyTorch's word-language-model example. trainfleet reads its metrics with regexes, and with a `benchmark`
 block trains a slice of each run and predicts the whole job."""
 import json
+import re
 
 import pytest
 
@@ -137,3 +138,23 @@ def test_hyperparameters_reach_run_commands_as_literal_variables(embedded, repos
     seen = sorted(run_location(s3, bucket, "wlm-literal", r.run_id).child("train").read_bytes("note.txt").decode()
                   for r in spec.runs())
     assert seen == sorted(values)
+
+
+def test_a_regex_that_never_matches_ends_the_run_as_no_metrics_once(embedded, repository, tmp_path):
+    """`val_mse=([0-9.]+)` against a script that prints `valid loss 5.1`: the attempt is stopped after the grace
+    period (6 s here, not the 40 epochs), not retried although max_attempts is 3, and its failure line names
+    the regex and quotes a line it did not match."""
+    spec = _spec(repository, campaign="wlm-silent", target=None, max_attempts=3, metrics_grace_minutes=0.1,
+                 metric_definitions=[{"name": "val_mse", "regex": r"val_mse=([0-9.]+)"}],
+                 hyperparameters={"epochs": 40, "delay": 0.01}, matrix={"instance_type": ["c5.xlarge"], "batch_size": [8]})
+    outcome = runner.run_to_report(embedded, [spec], out=tmp_path, log=lambda *_: None)
+    report = outcome["report"]
+    assert report.rows == [] and [r["last_outcome"] for r in report.incomplete] == ["no metrics"]
+    [run] = spec.runs()
+    [attempt] = read_json(run_location(embedded.client("s3"), embedded.infra.bucket, "wlm-silent", run.run_id),
+                          "launch.json")["attempts"]
+    assert attempt["script_seconds"] < 60 and attempt["stop_reason"].startswith("no metrics")
+    [failure] = runner.failure_report(embedded, "wlm-silent")
+    line = runner.failure_lines(failure)[0]
+    assert line.startswith(f"{run.run_id}: no metrics") and "val_mse: regex 'val_mse=([0-9.]+)'" in line
+    assert re.search(r"e\.g\. '\| (end of )?epoch .*' did not match", line)
