@@ -45,7 +45,10 @@ def throughput(history: list[dict]) -> tuple[float | None, float | None]:
     return samples_per_s, sec_per_step
 
 
-LOWER_IS_BETTER = re.compile(r"loss|err|ppl|perplexity|mse|mae|rmse|wer|cer|time|seconds", re.IGNORECASE)
+# Per-unit costs (ms_per_batch, sec_per_step) shrink too; rates (samples_per_s, tokens_per_second) do not match.
+LOWER_IS_BETTER = re.compile(
+    r"loss|err|ppl|perplexity|mse|mae|rmse|wer|cer|time|seconds|latency|duration|nll|bpb|bpc|(?:^|_)(?:ms|sec|s)_per_",
+    re.IGNORECASE)
 
 
 def higher_is_better(metric: str | None) -> bool:

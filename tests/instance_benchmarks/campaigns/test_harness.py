@@ -82,4 +82,7 @@ def test_foreign_script_summary_from_metric_lines_alone():
 def test_direction_follows_the_metric_name():
     assert higher_is_better("val_accuracy") and higher_is_better("reward")
     assert not higher_is_better("val_loss") and not higher_is_better("ppl") and not higher_is_better("test_mse")
+    # per-unit costs shrink, rates grow
+    assert not any(higher_is_better(name) for name in ("ms_per_batch", "sec_per_step", "s_per_iter", "latency_ms", "val_nll"))
+    assert all(higher_is_better(name) for name in ("samples_per_s", "tokens_per_second", "items_per_sec", "mfu"))
     assert time_to_target([{"loss": 0.4, "train_t": 2.0}], "loss", 0.5, higher_is_better("loss")) == 2.0
