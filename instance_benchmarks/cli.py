@@ -682,7 +682,7 @@ def download_with_progress(s3, bucket: str, campaign: str, run_id: str, out: Pat
 
 
 # ----------------------------------------------------------------------------- info
-STACKS = ("Storage", "Network", "Compute")
+from instance_benchmarks.core.contract import STACKS  # noqa: E402 (`info` and `doctor` read them)
 
 
 @app.command("info")

@@ -18,6 +18,14 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
+# The version the stacks are built from: each of Storage, Network and Compute outputs it (VERSION_OUTPUT), and
+# `trainfleet doctor` compares it with its own. A constant, so synth reads no package metadata; pyproject.toml's
+# version is kept equal to it (tests/stacks/test_app_synth.py).
+TRAINFLEET_VERSION = "0.1.0"
+VERSION_OUTPUT = "TrainfleetVersion"
+# The stacks every backend needs (`cdk deploy Storage Network Compute`), by their CloudFormation names.
+STACKS = ("Storage", "Network", "Compute")
+
 CAMPAIGN_TAG = "trainfleet:campaign"
 RUN_TAG = "trainfleet:run"
 ATTEMPT_TAG = "trainfleet:attempt"
