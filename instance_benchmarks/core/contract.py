@@ -45,6 +45,23 @@ SSM_EXPORTS = {
     "instance_profile_arn": "instance-profile-arn",
 }
 
+# The IAM actions of the launcher's calls on the EC2 backend (listed in stacks/constructs/launcher_policy.py), by
+# the launcher policy's statement that grants them: the policy is built from this, and `trainfleet doctor`
+# simulates each of them for the caller.
+LAUNCHER_ACTIONS = {
+    "RunFromTrainfleetTemplates": ("ec2:RunInstances",),
+    "RunCampaignTaggedInstances": ("ec2:RunInstances",),
+    "TagOnlyAtLaunch": ("ec2:CreateTags",),
+    "EndCampaignTaggedOnly": ("ec2:TerminateInstances", "ec2:CancelSpotInstanceRequests"),
+    # EC2's Describe* actions support no resource-level permissions: they are granted on "*".
+    "DescribeInstancesAndSpot": ("ec2:DescribeInstances", "ec2:DescribeSpotInstanceRequests",
+                                 "ec2:DescribeSpotPriceHistory", "ec2:DescribeSubnets"),
+    "PassInstanceRoleToEc2": ("iam:PassRole",),
+    "ListArtifactBucket": ("s3:ListBucket",),
+    "ReadWriteCampaigns": ("s3:GetObject", "s3:PutObject"),
+    "ReadExports": ("ssm:GetParameter", "ssm:GetParameters"),
+}
+
 # What a training script is given (see README "Bring your own script").
 OUTPUT_DIR_VAR = "TRAINFLEET_OUTPUT_DIR"          # everything written here is uploaded as the run's artifacts
 SAGEMAKER_MODEL_DIR_VAR = "SM_MODEL_DIR"          # alias of the output dir, as SageMaker names it
