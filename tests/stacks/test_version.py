@@ -19,3 +19,21 @@ def test_storage_network_and_compute_output_the_trainfleet_version(app_stacks):
 def test_the_version_constant_is_the_package_version():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["version"] == TRAINFLEET_VERSION
+
+
+def test_doctor_asks_for_the_bootstrap_version_the_assembly_requires(tmp_path):
+    import json
+
+    import aws_cdk as cdk
+
+    from instance_benchmarks.doctor import BOOTSTRAP_VERSION
+    from stacks.app_stacks import build_stacks
+    from stacks.config import AppConfig
+
+    app = cdk.App(outdir=str(tmp_path))
+    build_stacks(app, AppConfig())
+    app.synth()
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    required = [artifact.get("properties", {}).get("requiresBootstrapStackVersion")
+                for artifact in manifest["artifacts"].values()]
+    assert max(v for v in required if v) == BOOTSTRAP_VERSION
