@@ -158,7 +158,7 @@ def check_stack(stack: dict | None, name: str) -> Check:
         return Check(title, FAIL, status, fix)
     version = output(stack, VERSION_OUTPUT)
     if version != TRAINFLEET_VERSION:
-        built = f"trainfleet {version}" if version else f"a trainfleet without the {VERSION_OUTPUT} output"
+        built = f"trainfleet {version[:40]!r}" if version else f"a trainfleet without the {VERSION_OUTPUT} output"
         return Check(title, FAIL, f"{status}, built from {built}; this is trainfleet {TRAINFLEET_VERSION}",
                      f"redeploy from this checkout: {DEPLOY}")
     return Check(title, OK, f"{status}, trainfleet {version}")
@@ -219,6 +219,8 @@ def check_quotas(quotas, account: Account, market: str, needs: Mapping[str, int]
     if unknown:
         return Check(name, FAIL, f"no quota code known for {', '.join(unknown)}", "check it in the Service Quotas console")
     detail = "; ".join(parts) + ("" if campaign else " (give --campaign to compare with a campaign's needs)")
+    if campaign and not needs:
+        detail += f" ({campaign} launches no EC2 instances: a SageMaker campaign's quotas are SageMaker's)"
     if short:
         return Check(name, FAIL, f"too low for {campaign}: {detail}", "; ".join(short))
     return Check(name, OK, detail)
@@ -403,12 +405,15 @@ def exit_status(checks: list[Check]) -> int:
 def table(checks: list[Check], title: str):
     from rich.table import Table
 
+    from rich.text import Text
+
     rendered = Table(title=title, title_justify="left", show_lines=False)
     for heading in ("check", "result", "detail", "fix"):
         rendered.add_column(heading, overflow="fold")
     style = {OK: "green", FAIL: "bold red", SKIP: "yellow"}
-    for check in checks:
-        rendered.add_row(check.name, f"[{style[check.status]}]{check.status}[/]", check.detail, check.fix or "-")
+    for check in checks:  # Text, not markup: details quote what AWS and the stacks answered
+        rendered.add_row(Text(check.name), Text(check.status, style=style[check.status]), Text(check.detail),
+                         Text(check.fix or "-"))
     return rendered
 
 

@@ -127,7 +127,7 @@ def test_stacks_missing(aws):
 
 
 @pytest.mark.parametrize("outputs, built", [
-    ([{"OutputKey": VERSION_OUTPUT, "OutputValue": "0.0.9"}], "built from trainfleet 0.0.9"),
+    ([{"OutputKey": VERSION_OUTPUT, "OutputValue": "0.0.9"}], "built from trainfleet '0.0.9'"),
     ([], f"built from a trainfleet without the {VERSION_OUTPUT} output"),
 ])
 def test_stacks_from_another_version(outputs, built):
@@ -193,6 +193,17 @@ def test_a_fallback_counts_against_its_own_quota():
     assert needs["Running On-Demand G and VT instances"] == 8 and needs["All G and VT Spot Instance Requests"] == 8
     assert campaign_needs(g4dn_campaign(fallback={"instance_type": "g5.2xlarge"}), CATALOG)[
         "All G and VT Spot Instance Requests"] == 32  # the worse of 8 and 4 x 8
+
+
+def test_a_sagemaker_campaign_needs_no_ec2_vcpus():
+    from instance_benchmarks.campaigns.spec import load_spec
+
+    spec = load_spec("examples/campaign-sagemaker.yaml")
+    assert campaign_needs(spec, CATALOG) == {}
+    quotas, stub = quota_stub({})
+    with stub:
+        check = check_quotas(quotas, ACCOUNT, "spot", {}, spec.campaign)
+    assert check.status == OK and "quotas are SageMaker's" in check.detail
 
 
 def test_every_catalog_type_has_a_quota_code():
