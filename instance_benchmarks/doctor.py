@@ -95,12 +95,14 @@ def cannot_check(name: str, error: Exception, needs: str) -> Check:
 def check_credentials(sts, region: str | None) -> tuple[Check, Account | None]:
     """STS GetCallerIdentity in `region` (the one the launcher will use)."""
     if not region:
-        return Check(CREDENTIALS, FAIL, "no AWS region", "pass --region or set AWS_REGION (or a profile's region)"), None
+        return Check(CREDENTIALS, FAIL, "no AWS region",
+                     "pass --region or set AWS_REGION (or a profile's region)"), None
     try:
         identity = sts.get_caller_identity()
     except NoCredentialsError:
         return Check(CREDENTIALS, FAIL, "no AWS credentials found",
-                     "configure a profile (`aws configure`, AWS_PROFILE) or set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"), None
+                     "configure a profile (`aws configure`, AWS_PROFILE) or set AWS_ACCESS_KEY_ID and "
+                     "AWS_SECRET_ACCESS_KEY"), None
     except ClientError as error:
         return Check(CREDENTIALS, FAIL, f"AWS rejected the credentials ({error_code(error)})",
                      "refresh them (`aws sso login`, new access keys) and try again"), None
@@ -217,7 +219,8 @@ def check_quotas(quotas, account: Account, market: str, needs: Mapping[str, int]
                          f"--service-code ec2 --quota-code {code} --desired-value {need}")
     unknown = sorted(q for q in needs if quota_market(q) == market and q not in QUOTA_CODES)
     if unknown:
-        return Check(name, FAIL, f"no quota code known for {', '.join(unknown)}", "check it in the Service Quotas console")
+        return Check(name, FAIL, f"no quota code known for {', '.join(unknown)}",
+                     "check it in the Service Quotas console")
     detail = "; ".join(parts) + ("" if campaign else " (give --campaign to compare with a campaign's needs)")
     if campaign and not needs:
         detail += f" ({campaign} launches no EC2 instances: a SageMaker campaign's quotas are SageMaker's)"
@@ -280,7 +283,8 @@ def check_launcher_policy(iam, account: Account, infra: Infrastructure, prefix: 
     denied, checked = [], 0
     for sid, targets in simulated_resources(iam, account, infra, prefix).items():
         for resource, context in targets:
-            entries = [{"ContextKeyName": k, "ContextKeyValues": [v], "ContextKeyType": "string"} for k, v in context.items()]
+            entries = [{"ContextKeyName": key, "ContextKeyValues": [value], "ContextKeyType": "string"}
+                       for key, value in context.items()]
             pages = iam.get_paginator("simulate_principal_policy").paginate(
                 PolicySourceArn=principal, ActionNames=list(LAUNCHER_ACTIONS[sid]), ResourceArns=[resource],
                 ContextEntries=entries)

@@ -222,7 +222,8 @@ def test_a_denied_launcher_action(infra):
     role = moto_iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]["Roles"][0]
     created = role["CreateDate"]
     profile = {"InstanceProfile": {  # GetInstanceProfile's documented shape, the role as moto made it
-        "Path": "/", "InstanceProfileName": name, "InstanceProfileId": "AIPAEXAMPLEPROFILE01", "Arn": infra.instance_profile_arn,
+        "Path": "/", "InstanceProfileName": name, "InstanceProfileId": "AIPAEXAMPLEPROFILE01",
+        "Arn": infra.instance_profile_arn,
         "CreateDate": created, "Roles": [{"Path": role["Path"], "RoleName": role["RoleName"], "RoleId": role["RoleId"],
                                           "Arn": role["Arn"], "CreateDate": created}]}}
     with Stubber(iam) as stub:
