@@ -710,7 +710,7 @@ def download_with_progress(s3, bucket: str, campaign: str, run_id: str, out: Pat
 
 
 # ----------------------------------------------------------------------------- info
-STACKS = ("Storage", "Network", "Compute")
+from instance_benchmarks.core.contract import STACKS  # noqa: E402 (`info` and `doctor` read them)
 
 
 @app.command("info")
@@ -745,6 +745,17 @@ def info(region: Optional[str] = typer.Option(None, help="AWS region (default: y
     width = max(len(key) for key, _ in lines)
     for key, value in lines:
         plain_log(f"{key:<{width}}  {value}")
+
+
+@app.command("doctor")
+def doctor(region: Optional[str] = REGION_OPTION, ssm_prefix: str = PREFIX_OPTION, local: bool = LOCAL_OPTION,
+           campaign: Optional[Path] = typer.Option(None, help="Campaign YAML whose runs the vCPU quotas must fit.")) -> None:
+    """Check an account and region before a first campaign, changing nothing: credentials, CDK bootstrap, the
+    stacks and their version, the spot service-linked role, vCPU quotas, the launcher policy, the images'
+    SSM parameters, the bucket. One table with a fix per failure; exit 1 when a check fails."""
+    from instance_benchmarks.doctor import doctor as run_doctor
+
+    raise typer.Exit(run_doctor(lambda where: environment(local, where, ssm_prefix), region, campaign, console))
 
 
 # ----------------------------------------------------------------------------- local

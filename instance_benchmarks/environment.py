@@ -79,6 +79,13 @@ class Environment:
         """Where an SDK that builds its own clients (SageMaker's) must run: as configured, on AWS."""
         return contextlib.nullcontext()
 
+    def doctor_clients(self):
+        """`trainfleet doctor`'s clients and the checks this environment answers itself: on AWS, every check
+        reads AWS."""
+        from instance_benchmarks.doctor import StandIns
+
+        return self.client, StandIns()
+
     def check_repo(self, repo: str) -> None:
         """Instances clone over the internet: only https repositories (see core.validation)."""
         from instance_benchmarks.core.validation import require_remote_repo

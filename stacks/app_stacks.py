@@ -7,6 +7,7 @@ import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
 from instance_benchmarks.core.bootstrap import job_stack_name
+from instance_benchmarks.core.contract import TRAINFLEET_VERSION, VERSION_OUTPUT
 from stacks.compute_stack import ComputeStack
 from stacks.config import AppConfig
 from stacks.network_stack import NetworkStack
@@ -52,6 +53,8 @@ def build_stacks(app: cdk.App, config: AppConfig, *, nag: bool = True) -> Trainf
         description="trainfleet: instance role, security group, launch templates, launcher policy",
         synthesizer=synthesizer(),
     )
+    for stack in (storage, network, compute):  # read by `trainfleet doctor`: built from this trainfleet?
+        cdk.CfnOutput(stack, VERSION_OUTPUT, value=TRAINFLEET_VERSION, description="trainfleet version of the stack")
     training_job = None
     if config.job is not None:
         training_job = TrainingJobStack(

@@ -18,6 +18,14 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
+# The version the stacks are built from: each of Storage, Network and Compute outputs it (VERSION_OUTPUT), and
+# `trainfleet doctor` compares it with its own. A constant, so synth reads no package metadata; pyproject.toml's
+# version is kept equal to it (tests/stacks/test_app_synth.py).
+TRAINFLEET_VERSION = "0.1.0"
+VERSION_OUTPUT = "TrainfleetVersion"
+# The stacks every backend needs (`cdk deploy Storage Network Compute`), by their CloudFormation names.
+STACKS = ("Storage", "Network", "Compute")
+
 CAMPAIGN_TAG = "trainfleet:campaign"
 RUN_TAG = "trainfleet:run"
 ATTEMPT_TAG = "trainfleet:attempt"
@@ -35,6 +43,23 @@ SSM_EXPORTS = {
     "subnet_ids": "subnet-ids",
     "security_group_id": "security-group-id",
     "instance_profile_arn": "instance-profile-arn",
+}
+
+# The IAM actions of the launcher's calls on the EC2 backend (listed in stacks/constructs/launcher_policy.py), by
+# the launcher policy's statement that grants them: the policy is built from this, and `trainfleet doctor`
+# simulates each of them for the caller.
+LAUNCHER_ACTIONS = {
+    "RunFromTrainfleetTemplates": ("ec2:RunInstances",),
+    "RunCampaignTaggedInstances": ("ec2:RunInstances",),
+    "TagOnlyAtLaunch": ("ec2:CreateTags",),
+    "EndCampaignTaggedOnly": ("ec2:TerminateInstances", "ec2:CancelSpotInstanceRequests"),
+    # EC2's Describe* actions support no resource-level permissions: they are granted on "*".
+    "DescribeInstancesAndSpot": ("ec2:DescribeInstances", "ec2:DescribeSpotInstanceRequests",
+                                 "ec2:DescribeSpotPriceHistory", "ec2:DescribeSubnets"),
+    "PassInstanceRoleToEc2": ("iam:PassRole",),
+    "ListArtifactBucket": ("s3:ListBucket",),
+    "ReadWriteCampaigns": ("s3:GetObject", "s3:PutObject"),
+    "ReadExports": ("ssm:GetParameter", "ssm:GetParameters"),
 }
 
 # What a training script is given (see README "Bring your own script").

@@ -118,6 +118,12 @@ class EmbeddedEnvironment(Environment):
         """One moto server, one region: a campaign recorded under another region is still here."""
         return self
 
+    def doctor_clients(self):
+        """moto's clients, with stand-ins for what moto lacks (embedded/doctor.py)."""
+        from instance_benchmarks.embedded.doctor import stand_in_clients
+
+        return stand_in_clients(self.client)
+
     def check_repo(self, repo: str) -> None:
         """Local repositories (file://) are cloned here as an instance would clone an https URL."""
 

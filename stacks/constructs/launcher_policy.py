@@ -23,13 +23,10 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from instance_benchmarks.core.contract import CAMPAIGN_TAG
+from instance_benchmarks.core.contract import CAMPAIGN_TAG, LAUNCHER_ACTIONS
 from stacks.constructs.nag import exports_arn, exports_finding, imported_bucket_arn
 from stacks.constructs.training_compute import TrainingCompute
 
-# EC2's Describe* actions support no resource-level permissions: they are granted on "*".
-DESCRIBE_ACTIONS = ["ec2:DescribeInstances", "ec2:DescribeSpotInstanceRequests", "ec2:DescribeSpotPriceHistory",
-                    "ec2:DescribeSubnets"]
 LAUNCHED = ("instance", "volume", "spot-instances-request")  # what run_instances creates and tags
 
 
@@ -69,28 +66,24 @@ class LauncherPolicy(Construct):
         # Hand-written statements: a managed policy is no grantee (bucket.grant_* and role.grant_pass_role
         # need an IGrantable; the launching user lives outside this app), and the S3 grants would add
         # s3:DeleteObject*, which includes DeleteObjectVersion.
+        def statement(sid: str, **kwargs) -> iam.PolicyStatement:  # the actions of `sid`, from core.contract
+            return iam.PolicyStatement(sid=sid, actions=list(LAUNCHER_ACTIONS[sid]), **kwargs)
+
         statements = [
-            iam.PolicyStatement(sid="RunFromTrainfleetTemplates", actions=["ec2:RunInstances"],
-                                resources=launch_resources),
-            iam.PolicyStatement(sid="RunCampaignTaggedInstances", actions=["ec2:RunInstances"],
-                                resources=[ec2_arn("instance", "*")],
-                                conditions={"Null": {f"aws:RequestTag/{CAMPAIGN_TAG}": "false"}}),
-            iam.PolicyStatement(sid="TagOnlyAtLaunch", actions=["ec2:CreateTags"],
-                                resources=[ec2_arn(resource, "*") for resource in LAUNCHED],
-                                conditions={"StringEquals": {"ec2:CreateAction": "RunInstances"}}),
-            iam.PolicyStatement(sid="EndCampaignTaggedOnly",
-                                actions=["ec2:TerminateInstances", "ec2:CancelSpotInstanceRequests"],
-                                resources=campaign_tagged,
-                                conditions={"Null": {f"aws:ResourceTag/{CAMPAIGN_TAG}": "false"}}),
-            iam.PolicyStatement(sid="DescribeInstancesAndSpot", actions=DESCRIBE_ACTIONS, resources=["*"]),
-            iam.PolicyStatement(sid="PassInstanceRoleToEc2", actions=["iam:PassRole"], resources=[compute.role.role_arn],
-                                conditions={"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}),
+            statement("RunFromTrainfleetTemplates", resources=launch_resources),
+            statement("RunCampaignTaggedInstances", resources=[ec2_arn("instance", "*")],
+                      conditions={"Null": {f"aws:RequestTag/{CAMPAIGN_TAG}": "false"}}),
+            statement("TagOnlyAtLaunch", resources=[ec2_arn(resource, "*") for resource in LAUNCHED],
+                      conditions={"StringEquals": {"ec2:CreateAction": "RunInstances"}}),
+            statement("EndCampaignTaggedOnly", resources=campaign_tagged,
+                      conditions={"Null": {f"aws:ResourceTag/{CAMPAIGN_TAG}": "false"}}),
+            statement("DescribeInstancesAndSpot", resources=["*"]),
+            statement("PassInstanceRoleToEc2", resources=[compute.role.role_arn],
+                      conditions={"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}),
             # no s3:prefix condition: head_bucket (backends/infrastructure.py) is authorized as a prefix-less ListBucket
-            iam.PolicyStatement(sid="ListArtifactBucket", actions=["s3:ListBucket"], resources=[bucket.bucket_arn]),
-            iam.PolicyStatement(sid="ReadWriteCampaigns", actions=["s3:GetObject", "s3:PutObject"],
-                                resources=[bucket.arn_for_objects("campaigns/*")]),
-            iam.PolicyStatement(sid="ReadExports", actions=["ssm:GetParameter", "ssm:GetParameters"],
-                                resources=[parameters]),
+            statement("ListArtifactBucket", resources=[bucket.bucket_arn]),
+            statement("ReadWriteCampaigns", resources=[bucket.arn_for_objects("campaigns/*")]),
+            statement("ReadExports", resources=[parameters]),
         ]
         self.policy = iam.ManagedPolicy(
             self,
