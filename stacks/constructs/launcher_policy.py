@@ -10,6 +10,10 @@ Derived from the launcher's boto3 calls on the EC2 backend:
   describe_spot_price_history (catalog/pricing.py), describe_subnets (the subnets' AZs, backends/ec2/backend.py);
   terminate_instances, cancel_spot_instance_requests (teardown, by tag); iam:PassRole for the launch
   templates' instance profile.
+* iam:CreateServiceLinkedRole for AWSServiceRoleForEC2Spot only: a spot RunInstances through the API needs
+  that role (EC2 User Guide, "Service-linked role for Spot Instance requests"); in an account that has
+  none yet, EC2 creates it with the caller's permission or refuses the launch
+  (AuthFailure.ServiceLinkedRoleCreationNotPermitted).
 
 The SageMaker backend needs more (see README, "Deploying to AWS"); it is not granted here.
 """
@@ -31,6 +35,8 @@ from stacks.constructs.training_compute import TrainingCompute
 DESCRIBE_ACTIONS = ["ec2:DescribeInstances", "ec2:DescribeSpotInstanceRequests", "ec2:DescribeSpotPriceHistory",
                     "ec2:DescribeSubnets"]
 LAUNCHED = ("instance", "volume", "spot-instances-request")  # what run_instances creates and tags
+SPOT_SERVICE = "spot.amazonaws.com"
+SPOT_SERVICE_LINKED_ROLE = f"aws-service-role/{SPOT_SERVICE}/AWSServiceRoleForEC2Spot"
 
 
 class LauncherPolicy(Construct):
@@ -83,6 +89,10 @@ class LauncherPolicy(Construct):
                                 resources=campaign_tagged,
                                 conditions={"Null": {f"aws:ResourceTag/{CAMPAIGN_TAG}": "false"}}),
             iam.PolicyStatement(sid="DescribeInstancesAndSpot", actions=DESCRIBE_ACTIONS, resources=["*"]),
+            iam.PolicyStatement(sid="CreateSpotServiceLinkedRole", actions=["iam:CreateServiceLinkedRole"],
+                                resources=[stack.format_arn(service="iam", region="", resource="role",
+                                                            resource_name=SPOT_SERVICE_LINKED_ROLE)],
+                                conditions={"StringLike": {"iam:AWSServiceName": SPOT_SERVICE}}),
             iam.PolicyStatement(sid="PassInstanceRoleToEc2", actions=["iam:PassRole"], resources=[compute.role.role_arn],
                                 conditions={"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}),
             # no s3:prefix condition: head_bucket (backends/infrastructure.py) is authorized as a prefix-less ListBucket

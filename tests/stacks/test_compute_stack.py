@@ -13,7 +13,7 @@ INSTANCE_ROLE_ACTIONS = sorted([
 LAUNCHER_ACTIONS = sorted([
     "ec2:RunInstances", "ec2:CreateTags", "ec2:TerminateInstances", "ec2:CancelSpotInstanceRequests",
     "ec2:DescribeInstances", "ec2:DescribeSpotInstanceRequests", "ec2:DescribeSpotPriceHistory", "ec2:DescribeSubnets",
-    "iam:PassRole",
+    "iam:PassRole", "iam:CreateServiceLinkedRole",
     "s3:ListBucket", "s3:GetObject", "s3:PutObject",
     "ssm:GetParameter", "ssm:GetParameters",
 ])
@@ -171,6 +171,16 @@ def test_launcher_passes_only_the_instance_role_to_ec2(templates):
     passing = _launcher_statement(templates, "PassInstanceRoleToEc2")
     assert passing["Resource"] == {"Fn::GetAtt": [_role_id(templates), "Arn"]}
     assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}
+
+
+def test_launcher_may_create_only_the_spot_service_linked_role(templates):
+    """A first spot launch through the API needs AWSServiceRoleForEC2Spot; EC2 creates it with the caller's
+    iam:CreateServiceLinkedRole, else refuses (AuthFailure.ServiceLinkedRoleCreationNotPermitted)."""
+    create = _launcher_statement(templates, "CreateSpotServiceLinkedRole")
+    assert create["Action"] == "iam:CreateServiceLinkedRole"
+    assert create["Condition"] == {"StringLike": {"iam:AWSServiceName": "spot.amazonaws.com"}}
+    assert json.dumps(create["Resource"]).endswith(
+        ':role/aws-service-role/spot.amazonaws.com/AWSServiceRoleForEC2Spot"]]}')
 
 
 def test_no_wildcard_action_and_no_star_resource_beyond_describe_and_session_manager(templates):

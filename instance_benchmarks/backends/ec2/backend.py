@@ -21,12 +21,26 @@ from instance_benchmarks.core.contract import ATTEMPT_TAG, RUN_TAG, now_iso
 
 # run_instances errors (EC2 API reference, "Error codes") that say "not here, not now": another subnet
 # (AZ) may have the capacity, or offer the type ("Unsupported": not offered in this AZ)...
-TRY_ANOTHER_AZ = {"InsufficientInstanceCapacity", "InsufficientCapacity", "Unsupported",
+# UnfulfillableCapacity: "not enough spare capacity ... for Spot Instances ... include additional Availability Zones".
+TRY_ANOTHER_AZ = {"InsufficientInstanceCapacity", "InsufficientCapacity", "UnfulfillableCapacity", "Unsupported",
                   "InsufficientFreeAddressesInSubnet"}
 # ...these that no subnet changes but the spec's fallback (another type or market) may...
 CAPACITY = TRY_ANOTHER_AZ | {"SpotMaxPriceTooLow"}
 # ...and account quotas, which only the user can raise (Service Quotas): the launch stops.
 QUOTA = {"VcpuLimitExceeded", "MaxSpotInstanceCountExceeded", "InstanceLimitExceeded"}
+# The account's own setup, which no retry changes either: the launch stops with what to do.
+SPOT_ROLE_FIX = ("create the spot service-linked role once: aws iam create-service-linked-role --aws-service-name "
+                 "spot.amazonaws.com, or launch with the Compute stack's launcher policy (it may create it); "
+                 "see `trainfleet doctor`")
+ACCOUNT = {
+    # a spot launch through the API needs AWSServiceRoleForEC2Spot (EC2 User Guide, "Service-linked role for
+    # Spot Instance requests"); EC2 creates it only with the caller's iam:CreateServiceLinkedRole
+    "AuthFailure.ServiceLinkedRoleCreationNotPermitted": SPOT_ROLE_FIX,
+    # a new account, or one in a newly enabled region, until AWS has verified it
+    "PendingVerification": "the account is still being verified for this region (minutes to hours for a new "
+                           "account); wait, or ask AWS Support",
+    "OptInRequired": "the account is not subscribed to EC2 in this region: enable the region (Account settings)",
+}
 
 
 class Ec2Backend(Backend):
@@ -120,6 +134,8 @@ class Ec2Backend(Backend):
                     raise LaunchRefused(code, message, LaunchRefused.QUOTA,
                                         f"raise '{vcpu_quota_name(price.instance_type, price.market)}' in Service "
                                         f"Quotas for {spec.region}") from None
+                if code in ACCOUNT:
+                    raise LaunchRefused(code, message, LaunchRefused.ACCOUNT, ACCOUNT[code]) from None
                 if code not in CAPACITY:
                     raise
                 errors.append((code, message, self._zones().get(subnet, subnet)))
