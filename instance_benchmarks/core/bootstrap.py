@@ -132,12 +132,30 @@ _S3_SYNC = (  # region bucket prefix folder: every file under folder to s3://buc
 )
 
 
+APT_LOCK_WAIT_SECONDS = 120  # apt-get waits this long for the dpkg lock (DPkg::Lock::Timeout), per try
+APT_TRIES = 10                # then tries again, 10 s apart: about 20 minutes at most in all
+
+
 def _python_prelude(py: str) -> list[str]:
-    """The CPU image (plain Ubuntu 24.04) has python3 but neither venv nor pip: install them where missing."""
+    """The CPU image (plain Ubuntu 24.04) has python3 but neither venv nor pip: install them where missing.
+
+    At first boot the image's own apt runs (cloud-init's package update, apt-daily, unattended-upgrades) hold
+    apt's locks for minutes; an apt-get that finds them taken fails at once ("Could not get lock"), and the
+    bootstrap would end before it could upload its log. So apt-get waits for the dpkg lock
+    (DPkg::Lock::Timeout, apt >= 1.9.11) and every apt-get is tried again while it fails (the lists lock of
+    `apt-get update` has no timeout option)."""
     return [
+        "apt_retry() {  # apt-get with patience: the image's first-boot updates may hold apt's locks",
+        f"  for try in $(seq 1 {APT_TRIES}); do",
+        f'    apt-get -qq -o DPkg::Lock::Timeout={APT_LOCK_WAIT_SECONDS} "$@" && return 0',
+        '    echo "trainfleet: apt-get $1 failed (try $try): apt may be busy with the image\'s first-boot updates"',
+        "    sleep 10",
+        "  done",
+        "  return 1",
+        "}",
         f"if ! {py} -c 'import venv, ensurepip' 2>/dev/null || ! {py} -m pip --version >/dev/null 2>&1; then",
         "  export DEBIAN_FRONTEND=noninteractive",
-        "  apt-get -qq update && apt-get -qq install -y python3-venv python3-pip git >/dev/null",
+        "  apt_retry update && apt_retry install -y python3-venv python3-pip git >/dev/null",
         "fi",
     ]
 

@@ -261,3 +261,31 @@ def test_hostile_hyperparameters_are_refused_or_travel_as_data(name, values):
     for run in spec.runs():
         for arg in override_args(run.hyperparameters):
             assert arg.startswith("--") and "\n" not in arg
+
+
+@pytest.mark.parametrize("build", [lambda: build_user_data(VALID), lambda: build_agent_user_data(AGENT)],
+                         ids=["job", "agent"])
+def test_apt_waits_for_the_images_first_boot_updates(tmp_path, build):
+    """The CPU image's first-boot apt runs hold apt's locks; apt-get then fails at once with "Could not get
+    lock". The bootstrap waits for the dpkg lock and tries again, instead of ending before its log is
+    uploaded. Real bash; apt-get is a stub that finds the lock taken twice; python3 lacks venv/pip."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    state, log = tmp_path / "apt-tries", tmp_path / "apt-calls"
+    apt = (f'echo "$*" >> {log}\nn=$(( $(cat {state} 2>/dev/null || echo 0) + 1 )); echo $n > {state}\n'
+           'if [ $n -le 2 ]; then echo "E: Could not get lock /var/lib/apt/lists/lock" >&2; exit 100; fi\n')
+    stubs = {"apt-get": apt, "shutdown": "", "git": "", "sha256sum": "", "aws": "",
+             "python3": 'case "$*" in *"import venv"*|*"pip --version"*) exit 1 ;; *"import boto3"*) exit 1 ;; esac\n'
+                        'if [ "$1" = -c ]; then exit 1; fi  # stop the bootstrap right after the prelude'}
+    for name, body in stubs.items():
+        (bin_dir / name).write_text(f"#!/bin/bash\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    for tool in ("mkdir", "date", "tee", "seq", "cat"):
+        os.symlink(shutil.which(tool), bin_dir / tool)
+    (bin_dir / "sleep").write_text("#!/bin/bash\n")  # no real waiting in the test
+    (bin_dir / "sleep").chmod(0o755)
+    subprocess.run(["/bin/bash", "-c", build()], capture_output=True, text=True, timeout=60,
+                   env={"PATH": str(bin_dir), "TRAINFLEET_ROOT": str(tmp_path / "root")})
+    calls = log.read_text().splitlines()
+    assert len(calls) == 4 and all("-o DPkg::Lock::Timeout=" in call for call in calls)
+    assert [c.split()[-1] for c in calls[:3]] == ["update"] * 3 and "install -y python3-venv" in calls[3]
