@@ -5,7 +5,6 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from instance_benchmarks.core.bootstrap import Bootstrap, job_prefix
 from stacks.config import JobConfig
 from stacks.constructs.spot_training_job import SpotTrainingJob
 from stacks.constructs.training_compute import TrainingCompute
@@ -32,20 +31,8 @@ class TrainingJobStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         instance = job.instance_spec  # refused types raise TrainfleetInputError (config refused them first)
         image = compute.images[instance.image]
-        bootstrap = Bootstrap(
-            repo=job.repo,
-            ref=job.ref,
-            bucket=bucket.bucket_name,
-            prefix=job_prefix(job.job_id),
-            max_runtime_minutes=job.max_runtime_minutes,
-            script=job.script,
-            script_args=job.script_args,
-            workdir=job.workdir,
-            setup=job.setup,
-            run=job.run,
-            python=image.python,
-            region=self.region,  # the stack's region (a deploy-time token), where the bucket is
-        )
+        # the stack's region (a deploy-time token), where the bucket is
+        bootstrap = job.bootstrap(bucket=bucket.bucket_name, region=self.region, python=image.python)
         training_job = SpotTrainingJob(
             self,
             "Job",

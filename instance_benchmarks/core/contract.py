@@ -7,6 +7,8 @@ Pure data: no AWS SDK, importable on a bare instance and at synth time.
     campaigns/<campaign>/campaign.json                 spec + estimate per backend, written at launch
     campaigns/<campaign>/agent/<wheel>                 the trainfleet wheel the instances install
     campaigns/<campaign>/runs/<run>/launch.json        attempts: instance/job, type, market, price, times, outcome
+    campaigns/<campaign>/runs/<run>/agent/attempt-<n>.json   the agent's configuration (task included) for one
+                                                       EC2 attempt; its user data carries only key and SHA-256
     campaigns/<campaign>/runs/<run>/checkpoints/       TRAINFLEET_CHECKPOINT_DIR, restored before each attempt
     campaigns/<campaign>/runs/<run>/train/             TRAINFLEET_OUTPUT_DIR (model, metrics.jsonl, checksums)
     campaigns/<campaign>/runs/<run>/logs/              bootstrap and script output per attempt
@@ -58,6 +60,11 @@ def now_iso() -> str:
 
 def campaign_prefix(campaign: str) -> str:
     return f"campaigns/{campaign}"
+
+
+def agent_config_key(campaign: str, run_id: str, attempt: int) -> str:
+    """Where the launcher puts one EC2 attempt's agent configuration (the instance role reads campaigns/)."""
+    return f"{run_prefix(campaign, run_id)}/agent/attempt-{int(attempt)}.json"
 
 
 def run_prefix(campaign: str, run_id: str) -> str:

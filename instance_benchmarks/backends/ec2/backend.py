@@ -17,6 +17,7 @@ from instance_benchmarks.catalog import Catalog, InstanceSpec, MachineImage, loa
 from instance_benchmarks.catalog.pricing import PriceQuote, billed_seconds, cost_usd, quote
 from instance_benchmarks.core.bootstrap import AgentBootstrap, build_agent_user_data
 from instance_benchmarks.core.contract import ATTEMPT_TAG, RUN_TAG, now_iso
+from training_scripts.storage import S3Location
 
 
 # run_instances errors (EC2 API reference, "Error codes") that say "not here, not now": another subnet
@@ -108,9 +109,13 @@ class Ec2Backend(Backend):
         wheel, key = self._wheel(spec.campaign)
         launched_at = now_iso()
         config = self.agent_config(spec, run, attempt, price, catalog, launched_at, image)
-        user_data = build_agent_user_data(AgentBootstrap(
+        bootstrap = AgentBootstrap(
             max_runtime_minutes=spec.max_runtime_minutes, region=spec.region, bucket=infra.bucket, wheel_key=key,
-            wheel_sha256=wheel.sha256, agent_config=config))  # python3: the DLAMI's PyTorch venv once activated
+            wheel_sha256=wheel.sha256, agent_config=config)  # python3: the DLAMI's PyTorch venv once activated
+        # the task (setup and run up to 20,000 characters each) goes to S3, the user data only names it: EC2
+        # takes 16 KB of user data at most
+        S3Location(infra.bucket, "", self.env.client("s3")).write_bytes(bootstrap.config_key, bootstrap.config_bytes)
+        user_data = build_agent_user_data(bootstrap)
         instance, subnet = self._run_in_some_az(spec, run, attempt, price, instance_spec, image.kind, user_data)
         return {"attempt": attempt, "backend": self.NAME, "instance_id": instance["InstanceId"],
                 "instance_type": price.instance_type, "market": price.market, "price": price.to_dict(),
