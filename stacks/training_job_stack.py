@@ -3,7 +3,10 @@ from __future__ import annotations
 from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_ssm as ssm
 from constructs import Construct
+
+from instance_benchmarks.core.contract import launch_template_version_parameter
 
 from stacks.config import JobConfig
 from stacks.constructs.spot_training_job import SpotTrainingJob
@@ -26,6 +29,7 @@ class TrainingJobStack(Stack):
         compute: TrainingCompute,
         vpc: ec2.IVpc,
         bucket: s3.IBucket,
+        ssm_prefix: str,
         **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -40,6 +44,9 @@ class TrainingJobStack(Stack):
             instance_type=job.instance_type,
             bootstrap=bootstrap,
             launch_template=compute.template_for(job.market, instance.image),
+            # the template's latest version as the Compute stack last wrote it to SSM
+            launch_template_version=ssm.StringParameter.value_for_string_parameter(
+                self, launch_template_version_parameter(ssm_prefix, instance.image, job.market)),
             machine_image=compute.machine_images[instance.image],
             burstable=instance.burstable,
             subnet=instance_subnets(vpc)[0],

@@ -39,6 +39,15 @@ SSM_EXPORTS = {
     "instance_profile_arn": "instance-profile-arn",
 }
 
+
+
+def launch_template_version_parameter(ssm_prefix: str, kind: str, market: str) -> str:
+    """The SSM parameter holding one launch template's latest version, written by the Compute stack and read by
+    job stacks at deploy. Not a CloudFormation export: the version changes whenever the image's AMI does, and
+    CloudFormation refuses to change an exported value that another stack imports."""
+    return f"{ssm_prefix}/launch-template-versions/{kind}-{market}"
+
+
 # What a training script is given (see README "Bring your own script").
 OUTPUT_DIR_VAR = "TRAINFLEET_OUTPUT_DIR"          # everything written here is uploaded as the run's artifacts
 SAGEMAKER_MODEL_DIR_VAR = "SM_MODEL_DIR"          # alias of the output dir, as SageMaker names it

@@ -202,7 +202,9 @@ def test_delete_object_version_appears_nowhere(templates):
 
 def test_exports_every_launcher_value_to_ssm(templates):
     names = {p["Properties"]["Name"] for p in templates["compute"].find_resources("AWS::SSM::Parameter").values()}
-    assert names == {f"/trainfleet/{suffix}" for suffix in EXPORTS.values()}
+    versions = {f"/trainfleet/launch-template-versions/{kind}-{market}"  # read by job stacks (not exports)
+                for kind in ("cpu", "gpu") for market in ("spot", "on-demand")}
+    assert names == {f"/trainfleet/{suffix}" for suffix in EXPORTS.values()} | versions
     assert "/trainfleet/launch-templates" in names
 
 
