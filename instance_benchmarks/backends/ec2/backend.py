@@ -73,7 +73,7 @@ class Ec2Backend(Backend):
         image = catalog.image_for(instance.name)
         gib = self.env.infra.root_volume_gib(image.kind)
         return quote(self.env.client("ec2"), instance, region=spec.region, market=market,
-                     catalog_as_of=catalog.as_of, spot_history=self.env.spot_history,
+                     spot_history=self.env.spot_history,
                      zones=frozenset(self._zones().values()),
                      storage_usd_per_hour=catalog.ebs_usd_per_hour(gib, spec.region), storage_note=f"{gib} GiB gp3 root")
 

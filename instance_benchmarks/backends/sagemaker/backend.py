@@ -87,8 +87,8 @@ class SageMakerBackend(Backend):
         price = instance.sagemaker_price(spec.region) * nodes
         cluster = f"; {nodes} instances at ${price / nodes:.4f}/h each" if nodes > 1 else ""
         return PriceQuote(f"ml.{instance.name}", spec.region, market, price, price,
-                          f"catalog {catalog.as_of} (SageMaker training price{cluster}; spot savings show as "
-                          "billable < training seconds)", now_iso())
+                          f"catalog price of {instance.sagemaker_date(spec.region)} (SageMaker training "
+                          f"price{cluster}; spot savings show as billable < training seconds)", now_iso())
 
     def launch(self, spec, run, attempt: int, price: PriceQuote, catalog: Catalog) -> dict:
         jobs.require_sdk()
