@@ -67,6 +67,9 @@ def test_a_missing_key_read_as_403_without_list_permission_is_absent(s3, bucket)
     with pytest.raises(s3.exceptions.ClientError, match="AccessDenied"):  # the fault layer is in place
         s3.get_object(Bucket=bucket, Key="campaigns/c/runs/r/metrics.jsonl")
     assert location.read_bytes("metrics.jsonl") is None
+    from instance_benchmarks.agent.main import _previous_metrics
+
+    assert _previous_metrics(location) == []  # the agent's read on attempt 1 (it crashed here on AWS)
     location.write_bytes("metrics.jsonl", b"{}\n")
     assert location.read_bytes("metrics.jsonl") == b"{}\n"
     from training_scripts.loop import Checkpointer

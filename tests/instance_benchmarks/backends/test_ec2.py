@@ -29,25 +29,25 @@ from tests.instance_benchmarks.conftest import spec_dict  # noqa: E402
 from tests.instance_benchmarks.test_runner import _failing_run_instances, _is_spot  # noqa: E402
 
 
-def test_a_fresh_account_without_the_spot_role_stops_the_launch_with_the_fix(env, ec2, s3, infra, monkeypatch):
+@pytest.mark.parametrize("code, fix", [
+    ("AuthFailure.ServiceLinkedRoleCreationNotPermitted",
+     "aws iam create-service-linked-role --aws-service-name spot.amazonaws.com"),
+    ("PendingVerification", "account is still being verified"),
+    ("OptInRequired", "enable the region"),
+])
+def test_an_account_not_set_up_stops_the_launch_with_the_fix(env, ec2, s3, infra, monkeypatch, code, fix):
+    """A fresh account: no spot service-linked role (and no iam:CreateServiceLinkedRole), or not verified yet.
+    Before, the ClientError escaped and the campaign crashed mid-launch."""
     spec = parse_spec(spec_dict(matrix={"instance_type": ["c5.xlarge", "g4dn.xlarge"], "batch_size": [3]}))
-    calls = _failing_run_instances(env, monkeypatch, "AuthFailure.ServiceLinkedRoleCreationNotPermitted", _is_spot)
-    summary = runner.launch(env, spec)  # raised ClientError before: the campaign crashed mid-launch
+    calls = _failing_run_instances(env, monkeypatch, code, _is_spot)
+    summary = runner.launch(env, spec)
     assert summary.launched == [] and len(calls) == 1  # no other AZ, no other run: nothing changes until fixed
-    assert "aws iam create-service-linked-role --aws-service-name spot.amazonaws.com" in summary.stopped
+    assert fix in summary.stopped and len(summary.not_started) == 2
     assert [r["kind"] for r in summary.refused] == ["account"]
     first = read_json(run_location(s3, infra.bucket, "sweep", spec.runs()[0].run_id), "launch.json")
     assert [(a["outcome"], a["cost_usd"]) for a in first["attempts"]] == [("launch_refused", 0.0)]
     assert campaign_instances(ec2, "sweep", LIVE_STATES) == []
     assert "\n" not in runner.stop_message(summary)
-
-
-def test_an_account_pending_verification_stops_the_launch(env, ec2, monkeypatch):
-    spec = parse_spec(spec_dict(matrix={"instance_type": ["c5.xlarge"], "batch_size": [3, 5]}))
-    _failing_run_instances(env, monkeypatch, "PendingVerification")
-    summary = runner.launch(env, spec)
-    assert summary.launched == [] and len(summary.not_started) == 2
-    assert "account is still being verified" in summary.stopped
 
 
 def test_unfulfillable_spot_capacity_tries_the_other_az_then_the_fallback(env, ec2, infra, monkeypatch):
