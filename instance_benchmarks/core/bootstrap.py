@@ -123,6 +123,10 @@ class AgentBootstrap:
             raise ValueError(f"bad SHA-256 {self.wheel_sha256!r}")
         if not _WHEEL.fullmatch(self.wheel_key.rsplit("/", 1)[-1]):
             raise ValueError(f"bad wheel file name {self.wheel_key!r}")
+        # they name the configuration's S3 key, written into the user data
+        validate_identifier(self.agent_config["campaign"], "campaign")
+        validate_identifier(self.agent_config["run_id"], "run_id")
+        validate_positive(self.agent_config["attempt"], "attempt")
 
     @property
     def wheel_name(self) -> str:

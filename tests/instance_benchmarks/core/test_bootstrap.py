@@ -321,3 +321,9 @@ def test_a_job_whose_user_data_would_pass_16_kb_is_refused_before_deploy():
     job = config_from_context(fits.get).job
     assert len(build_user_data(job.bootstrap(bucket="b" * 63, region="ap-southeast-5", python="python3")).encode()) \
         <= USER_DATA_LIMIT
+
+
+@pytest.mark.parametrize("field, value", [("campaign", "c\nreboot"), ("run_id", "r1 #"), ("attempt", "2; reboot")])
+def test_the_configurations_key_is_built_from_validated_ids_only(field, value):
+    with pytest.raises(TrainfleetInputError):
+        AgentBootstrap(**{**AGENT.__dict__, "agent_config": {**AGENT.agent_config, field: value}})
