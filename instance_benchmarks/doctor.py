@@ -21,7 +21,8 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from instance_benchmarks.backends.ec2.instances import vcpu_quota_name
 from instance_benchmarks.backends.infrastructure import DEPLOY, Infrastructure, require_bucket, resolve_infrastructure
 from instance_benchmarks.core.contract import (
-    CAMPAIGN_TAG, LAUNCHER_ACTIONS, MARKETS, SSM_EXPORTS, STACKS, TRAINFLEET_VERSION, VERSION_OUTPUT,
+    CAMPAIGN_TAG, LAUNCHER_ACTIONS, MARKETS, SPOT_SERVICE, SPOT_SERVICE_LINKED_ROLE, SSM_EXPORTS, STACKS,
+    TRAINFLEET_VERSION, VERSION_OUTPUT,
 )
 from instance_benchmarks.core.errors import TrainfleetInputError
 
@@ -260,6 +261,8 @@ def simulated_resources(iam, account: Account, infra: Infrastructure, prefix: st
         "TagOnlyAtLaunch": [(ec2("instance/*"), {"ec2:CreateAction": "RunInstances", **tagged})],
         "EndCampaignTaggedOnly": [(ec2("instance/*"), {f"aws:ResourceTag/{CAMPAIGN_TAG}": "doctor"})],
         "DescribeInstancesAndSpot": [("*", {})],
+        "CreateSpotServiceLinkedRole": [(f"arn:{account.partition}:iam::{account.account}:role/{SPOT_SERVICE_LINKED_ROLE}",
+                                         {"iam:AWSServiceName": SPOT_SERVICE})],
         "PassInstanceRoleToEc2": [(role, {"iam:PassedToService": "ec2.amazonaws.com"})],
         "ListArtifactBucket": [(bucket, {})],
         "ReadWriteCampaigns": [(f"{bucket}/campaigns/doctor", {})],

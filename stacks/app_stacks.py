@@ -64,6 +64,7 @@ def build_stacks(app: cdk.App, config: AppConfig, *, nag: bool = True) -> Trainf
             compute=compute.compute,
             vpc=network.vpc,
             bucket=storage.bucket,
+            ssm_prefix=config.ssm_prefix,
             description=f"trainfleet: one-shot training job {config.job.job_id}",
             synthesizer=synthesizer(),
         )

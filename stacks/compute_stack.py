@@ -8,7 +8,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-from instance_benchmarks.core.contract import MARKETS, SSM_EXPORTS
+from instance_benchmarks.core.contract import MARKETS, SSM_EXPORTS, launch_template_version_parameter
 from stacks.config import ImageConfig
 from stacks.constructs.launcher_policy import LauncherPolicy
 from stacks.constructs.training_compute import TrainingCompute, template_name
@@ -68,6 +68,12 @@ class ComputeStack(Stack):
         for field, value in exports.items():
             ssm.StringParameter(self, f"{EXPORT_IDS[field]}Parameter",
                                 parameter_name=f"{ssm_prefix}/{SSM_EXPORTS[field]}", string_value=value)
+        # Each template's latest version for job stacks, through SSM (resolved when a job stack deploys): as an
+        # export it would block every Compute deploy that changes an AMI while a TrainingJob stack exists.
+        for (kind, market), template in self.compute.templates.items():
+            ssm.StringParameter(self, f"{template_name(kind, market)}VersionParameter",
+                                parameter_name=launch_template_version_parameter(ssm_prefix, kind, market),
+                                string_value=template.latest_version_number)
         # Outputs (the bucket name and subnet ids are the storage / network stacks' outputs).
         for (kind, market), template in self.compute.templates.items():
             CfnOutput(self, launch_template_output(kind, market), value=template.launch_template_id)

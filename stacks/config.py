@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from instance_benchmarks.catalog import InstanceSpec, load_catalog
+from instance_benchmarks.core.bootstrap import LONGEST_BUCKET, LONGEST_REGION, Bootstrap, build_user_data, job_prefix
 from instance_benchmarks.core.contract import SSM_PREFIX
 from instance_benchmarks.core.errors import TrainfleetInputError
 from instance_benchmarks.core.validation import (
@@ -69,6 +70,13 @@ class JobConfig:
     @property
     def market(self) -> str:
         return "spot" if self.spot else "on-demand"
+
+    def bootstrap(self, *, bucket: str, region: str | None, python: str) -> Bootstrap:
+        """The job's user data specification (TrainingJobStack), outputs under s3://<bucket>/jobs/<job_id>/."""
+        return Bootstrap(repo=self.repo, ref=self.ref, bucket=bucket, prefix=job_prefix(self.job_id),
+                         max_runtime_minutes=self.max_runtime_minutes, script=self.script,
+                         script_args=self.script_args, workdir=self.workdir, setup=self.setup, run=self.run,
+                         python=python, region=region)
 
 
 @dataclass(frozen=True)
@@ -137,7 +145,7 @@ def _job_from_context(get) -> JobConfig | None:
         digest = hashlib.sha256("\0".join([*parts, *script_args]).encode()).hexdigest()[:10]
         job_id = f"job-{digest}"
     validate_identifier(job_id, "job_id")
-    return JobConfig(
+    job = JobConfig(
         job_id=job_id,
         instance_type=given["instance_type"],
         repo=given["repo"],
@@ -150,6 +158,11 @@ def _job_from_context(get) -> JobConfig | None:
         setup=setup,
         run=run,
     )
+    # EC2 takes 16 KB of user data, which holds setup and run: refused now, not at deploy (the stack's bucket
+    # name and region are tokens at synth, so the longest possible ones are measured)
+    python = catalog_images()[job.instance_spec.image].python
+    build_user_data(job.bootstrap(bucket=LONGEST_BUCKET, region=LONGEST_REGION, python=python))
+    return job
 
 
 def _images_from_context(get) -> dict[str, ImageConfig]:

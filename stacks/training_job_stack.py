@@ -3,9 +3,11 @@ from __future__ import annotations
 from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-from instance_benchmarks.core.bootstrap import Bootstrap, job_prefix
+from instance_benchmarks.core.contract import launch_template_version_parameter
+
 from stacks.config import JobConfig
 from stacks.constructs.spot_training_job import SpotTrainingJob
 from stacks.constructs.training_compute import TrainingCompute
@@ -27,25 +29,14 @@ class TrainingJobStack(Stack):
         compute: TrainingCompute,
         vpc: ec2.IVpc,
         bucket: s3.IBucket,
+        ssm_prefix: str,
         **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         instance = job.instance_spec  # refused types raise TrainfleetInputError (config refused them first)
         image = compute.images[instance.image]
-        bootstrap = Bootstrap(
-            repo=job.repo,
-            ref=job.ref,
-            bucket=bucket.bucket_name,
-            prefix=job_prefix(job.job_id),
-            max_runtime_minutes=job.max_runtime_minutes,
-            script=job.script,
-            script_args=job.script_args,
-            workdir=job.workdir,
-            setup=job.setup,
-            run=job.run,
-            python=image.python,
-            region=self.region,  # the stack's region (a deploy-time token), where the bucket is
-        )
+        # the stack's region (a deploy-time token), where the bucket is
+        bootstrap = job.bootstrap(bucket=bucket.bucket_name, region=self.region, python=image.python)
         training_job = SpotTrainingJob(
             self,
             "Job",
@@ -53,6 +44,9 @@ class TrainingJobStack(Stack):
             instance_type=job.instance_type,
             bootstrap=bootstrap,
             launch_template=compute.template_for(job.market, instance.image),
+            # the template's latest version as the Compute stack last wrote it to SSM
+            launch_template_version=ssm.StringParameter.value_for_string_parameter(
+                self, launch_template_version_parameter(ssm_prefix, instance.image, job.market)),
             machine_image=compute.machine_images[instance.image],
             burstable=instance.burstable,
             subnet=instance_subnets(vpc)[0],

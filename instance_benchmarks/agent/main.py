@@ -1,7 +1,7 @@
 """The agent that runs on a training instance, installed from trainfleet's own wheel (stdlib + boto3 only).
 
-    python -m instance_benchmarks.agent run --root /opt/trainfleet --config-b64 <base64 JSON from the launcher>
-    python -m instance_benchmarks.agent upload-log --root /opt/trainfleet --config-b64 <...>
+    python -m instance_benchmarks.agent run --root /opt/trainfleet --config <agent configuration JSON>
+    python -m instance_benchmarks.agent upload-log --root /opt/trainfleet --config <...>
 
 One attempt of one run, end to end:
 1. clone the campaign's repository at its ref into ROOT/src (the commit checked out is recorded);
@@ -24,7 +24,6 @@ One attempt of one run, end to end:
 from __future__ import annotations
 
 import argparse
-import base64
 import collections
 import json
 import os
@@ -569,9 +568,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m instance_benchmarks.agent", description="trainfleet instance agent")
     parser.add_argument("command", choices=["run", "upload-log"])
     parser.add_argument("--root", type=Path, required=True)
-    parser.add_argument("--config-b64", required=True)
+    parser.add_argument("--config", type=Path, required=True,
+                        help="the attempt's configuration, fetched from S3 and checked against its SHA-256 by the user data")
     args = parser.parse_args(argv)
-    config = json.loads(base64.b64decode(args.config_b64))
+    config = json.loads(args.config.read_text())
     import boto3
 
     s3 = boto3.client("s3", region_name=config["region"])

@@ -30,7 +30,7 @@ def restore(location: S3Location, folder: Path) -> list[str]:
 
 def upload(folder: Path, location: S3Location) -> dict[str, str]:
     """Upload every file in `folder`; returns name -> SHA-256."""
-    return {name: location.write_bytes(name, path.read_bytes()) for name, path in _files(folder).items()}
+    return {name: location.write_file(name, path) for name, path in _files(folder).items()}
 
 
 class Mirror:
@@ -50,7 +50,7 @@ class Mirror:
                     stat = path.stat()
                     signature = (stat.st_size, stat.st_mtime_ns)
                     if self._seen.get(name) != signature:
-                        self.location.write_bytes(name, path.read_bytes())
+                        self.location.write_file(name, path)
                         self._seen[name] = signature
                 except FileNotFoundError:  # replaced while we looked: the next push takes the new one
                     continue

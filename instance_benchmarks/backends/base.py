@@ -23,10 +23,11 @@ class LaunchRefused(Exception):
     """The cloud would not start this attempt (capacity, quota, price): recorded, nothing billed.
 
     `kind` tells the runner what may help: "capacity" (no capacity or price now, in any of the stack's
-    AZs: the spec's fallback may) or "quota" / "unsupported" (nothing will until the user acts: the
-    launch stops there, and `action` says what to do, e.g. which Service Quotas quota to raise)."""
+    AZs: the spec's fallback may) or "quota" / "unsupported" / "account" (nothing will until the user acts:
+    the launch stops there, and `action` says what to do, e.g. which Service Quotas quota to raise, or the
+    account setup that is missing, such as the spot service-linked role)."""
 
-    CAPACITY, QUOTA, UNSUPPORTED = "capacity", "quota", "unsupported"
+    CAPACITY, QUOTA, UNSUPPORTED, ACCOUNT = "capacity", "quota", "unsupported", "account"
 
     def __init__(self, code: str, message: str, kind: str = "capacity", action: str = "") -> None:
         super().__init__(f"{code}: {message}" + (f" ({action})" if action else ""))

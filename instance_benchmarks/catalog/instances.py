@@ -30,6 +30,10 @@ class InstanceSpec:
     peak_fp16_tflops: float
     on_demand_usd_per_hour: Mapping[str, float] = field(default_factory=dict)
     sagemaker_usd_per_hour: Mapping[str, float] = field(default_factory=dict)
+    # region -> the date each price above was established (the catalog mixes dates: each price keeps its own)
+    on_demand_as_of: Mapping[str, str] = field(default_factory=dict)
+    sagemaker_as_of: Mapping[str, str] = field(default_factory=dict)
+    price_source: str | None = None  # where hand-entered prices come from, when not the Pricing API
     image: str | None = None      # the machine image kind it boots on EC2 (catalog `images`); None: refused
     refused: str | None = None    # why trainfleet will not launch it on EC2 (no working image, too little memory)
     burstable: bool = False       # T family: launched in standard credit mode (no surplus-credit charges)
@@ -50,6 +54,15 @@ class InstanceSpec:
             raise TrainfleetInputError(
                 f"no on-demand price for {self.name} in region {region!r} (catalog has: {known})"
             ) from None
+
+    def on_demand_date(self, region: str) -> str:
+        """The date of the on-demand price in `region` (a one-line error where there is no price)."""
+        self.on_demand_price(region)
+        return self.on_demand_as_of[region]
+
+    def sagemaker_date(self, region: str) -> str:
+        self.sagemaker_price(region)
+        return self.sagemaker_as_of[region]
 
     def sagemaker_price(self, region: str) -> float:
         """SageMaker training price of ml.<type>; a clear error where SageMaker training does not offer it."""
@@ -137,9 +150,26 @@ def _family_fields(name: str, fields: Mapping, data: Mapping) -> dict:
             "burstable": bool(family.get("burstable", False))}
 
 
+PRICE_DATES = {"on_demand_usd_per_hour": "on_demand_as_of", "sagemaker_usd_per_hour": "sagemaker_as_of"}
+
+
+def price_dates(name: str, fields: Mapping) -> dict[str, dict[str, str]]:
+    """Each price's date, region by region: `<prices>_as_of` is one date for all of the type's prices of
+    that kind, or {region: date}. A price without a date is refused: the catalog never mixes dates silently."""
+    dated = {}
+    for prices_key, dates_key in PRICE_DATES.items():
+        prices, dates = fields.get(prices_key) or {}, fields.get(dates_key)
+        by_region = {region: dates for region in prices} if isinstance(dates, str) else dict(dates or {})
+        undated = sorted(set(prices) - set(by_region))
+        if undated:
+            raise ValueError(f"catalog: {name} has {prices_key} without a date ({dates_key}) in {', '.join(undated)}")
+        dated[dates_key] = {region: by_region[region] for region in prices}
+    return dated
+
+
 def parse_catalog(data: Mapping) -> Catalog:
     instances = {
-        name: InstanceSpec(name=name, **{**fields, **_family_fields(name, fields, data)})
+        name: InstanceSpec(name=name, **{**fields, **price_dates(name, fields), **_family_fields(name, fields, data)})
         for name, fields in data["instances"].items()
     }
     images = {kind: MachineImage(kind=kind, **fields) for kind, fields in data.get("images", {}).items()}

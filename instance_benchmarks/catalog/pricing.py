@@ -81,14 +81,13 @@ def latest_spot_price(ec2_client, instance_type: str, *, product: str = "Linux/U
     return price, az
 
 
-def quote(ec2_client, spec: InstanceSpec, *, region: str, market: str, catalog_as_of: str,
-          spot_history: bool = True, zones: frozenset[str] | None = None, storage_usd_per_hour: float = 0.0,
+def quote(ec2_client, spec: InstanceSpec, *, region: str, market: str, spot_history: bool = True, zones: frozenset[str] | None = None, storage_usd_per_hour: float = 0.0,
           storage_note: str = "") -> PriceQuote:
     """Price a launch now: the instance (spot from `describe_spot_price_history` in `zones`, else the
     catalog's on-demand price) plus its root volume (`storage_usd_per_hour`, in every figure).
     Spot falls back to the on-demand price (the spot ceiling) if AWS reports none there or
     `spot_history` is off (the embedded default: moto's spot history holds placeholder prices)."""
-    on_demand = spec.on_demand_price(region)
+    on_demand, dated = spec.on_demand_price(region), spec.on_demand_date(region)
     now, storage = now_iso(), storage_usd_per_hour
     extra = f" + {storage_note}" if storage_note else ""
     if market == "spot":
@@ -99,6 +98,6 @@ def quote(ec2_client, spec: InstanceSpec, *, region: str, market: str, catalog_a
                               f"describe_spot_price_history ({az}){extra}", now, storage, az)
         reason = "no spot price history in the stack's AZs" if spot_history else "spot history not used"
         return PriceQuote(spec.name, region, "spot", on_demand + storage, on_demand + storage,
-                          f"{reason}; on-demand ceiling from catalog {catalog_as_of}{extra}", now, storage)
+                          f"{reason}; on-demand ceiling: catalog price of {dated}{extra}", now, storage)
     return PriceQuote(spec.name, region, "on-demand", on_demand + storage, on_demand + storage,
-                      f"catalog {catalog_as_of}{extra}", now, storage)
+                      f"catalog price of {dated}{extra}", now, storage)

@@ -6,15 +6,22 @@ launch time and never in tests against real AWS.
 
 Every region in REGIONS by default; a type gets a price only in the regions where the Pricing API sells
 it. SageMaker training prices (`sagemaker_usd_per_hour`) are not in these APIs: the current catalog's are kept.
+
+Every price carries its own date (`on_demand_as_of`, `sagemaker_as_of`: one date, or one per region). A
+catalog whose prices come from different dates (the kept SageMaker prices, say) is refused unless
+--allow-mixed-dates says so; then each price is written with its own date, and reports show it.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from datetime import date
 from pathlib import Path
 
 from instance_benchmarks.catalog import CATALOG_PATH, load_catalog
+from instance_benchmarks.catalog.instances import price_dates
+from instance_benchmarks.core.errors import TrainfleetInputError
 
 # Vendor dense peaks per GPU (FP32, FP16/BF16 tensor), TFLOPS.
 GPU_PEAKS = {"V100": (15.7, 125.0), "T4": (8.1, 65.0), "A10G": (31.2, 70.0), "L4": (30.3, 121.0),
@@ -75,12 +82,13 @@ def build_catalog(ec2, pricing, instance_types: list[str], regions: list[str], t
         if name not in hw:
             continue
         prices = {r: p for r in regions if (p := on_demand_price(pricing, name, r)) is not None}
-        instances[name] = {**hw[name], "on_demand_usd_per_hour": prices}
+        instances[name] = {**hw[name], "on_demand_usd_per_hour": prices, "on_demand_as_of": today}
     current = json.loads(CATALOG_PATH.read_text())
     for name, fields in instances.items():  # curated: SageMaker prices are not in the EC2 Pricing API
-        sagemaker = current["instances"].get(name, {}).get("sagemaker_usd_per_hour")
-        if sagemaker:
-            fields["sagemaker_usd_per_hour"] = sagemaker
+        old = current["instances"].get(name, {})
+        if old.get("sagemaker_usd_per_hour"):  # kept with the dates they were established
+            fields["sagemaker_usd_per_hour"] = old["sagemaker_usd_per_hour"]
+            fields["sagemaker_as_of"] = price_dates(name, old)["sagemaker_as_of"]
     kept = {key: value for key, value in current.items() if key not in ("as_of", "source", "instances")}
     return {
         "as_of": today,
@@ -90,6 +98,21 @@ def build_catalog(ec2, pricing, instance_types: list[str], regions: list[str], t
     }
 
 
+def check_price_dates(catalog: dict, allow_mixed: bool) -> set[str]:
+    """The dates of the catalog's prices; more than one is an input error unless `allow_mixed` (each price
+    then keeps its own date, so a budget or a report can tell an old price from a new one)."""
+    by_date: dict[str, list[str]] = {}
+    for name, fields in catalog["instances"].items():
+        for dates_key, dates in price_dates(name, fields).items():
+            for region, day in dates.items():
+                by_date.setdefault(day, []).append(f"{name} {dates_key.removesuffix('_as_of')} {region}")
+    if len(by_date) > 1 and not allow_mixed:
+        listed = "; ".join(f"{day}: {len(found)} prices, e.g. {found[0]}" for day, found in sorted(by_date.items()))
+        raise TrainfleetInputError(f"the catalog would mix prices from {len(by_date)} dates ({listed}); "
+                                   "refresh them all, or pass --allow-mixed-dates to write each with its own date")
+    return set(by_date)
+
+
 def dump_catalog(catalog: dict) -> str:
     """The catalog as JSON, one line per instance type (reviewable diffs)."""
     head = json.dumps({k: v for k, v in catalog.items() if k != "instances"}, indent=2)[:-2]
@@ -97,21 +120,29 @@ def dump_catalog(catalog: dict) -> str:
     return head + ',\n  "instances": {\n' + ",\n".join(lines) + "\n  }\n}\n"
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     import boto3
 
     parser = argparse.ArgumentParser(description="Refresh the trainfleet instance/price catalog from AWS.")
     parser.add_argument("--regions", nargs="+", default=list(REGIONS))
     parser.add_argument("--types", nargs="*", default=None, help="instance types (default: those in the catalog)")
     parser.add_argument("--out", type=Path, default=CATALOG_PATH)
+    parser.add_argument("--allow-mixed-dates", action="store_true",
+                        help="write prices of different dates (e.g. the kept SageMaker prices), each with its date")
     args = parser.parse_args(argv)
     types = args.types or sorted(load_catalog().instances)
     ec2 = boto3.client("ec2", region_name=args.regions[0])
     pricing = boto3.client("pricing", region_name="us-east-1")  # the Pricing API's home region
     catalog = build_catalog(ec2, pricing, types, args.regions, date.today().isoformat())
+    try:
+        dates = check_price_dates(catalog, args.allow_mixed_dates)
+    except TrainfleetInputError as error:
+        print(f"error: {error}; nothing written", file=sys.stderr)
+        return 2
     args.out.write_text(dump_catalog(catalog))
-    print(f"wrote {len(catalog['instances'])} instance types to {args.out} (as of {catalog['as_of']})")
+    print(f"wrote {len(catalog['instances'])} instance types to {args.out} (prices of {', '.join(sorted(dates))})")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -4,8 +4,9 @@ Two kinds, one prologue (watchdog, log, shutdown on exit). Every value is valida
 with `shlex.quote`, so no value can run a command of its own. Paths live under `$TRAINFLEET_ROOT`
 (default /opt/trainfleet), which lets the embedded default execute the very same script in a sandbox.
 
-* A campaign run (`AgentBootstrap`): download trainfleet's own wheel from the run bucket with the
-  instance role (boto3), verify its SHA-256, install it into its own directory and run the agent
+* A campaign run (`AgentBootstrap`): download trainfleet's own wheel and the attempt's agent configuration
+  (the task with its `setup` and `run` text, which the launcher put in the bucket) with the instance role
+  (boto3), verify both SHA-256s, install the wheel into its own directory and run the agent
   (`python -m instance_benchmarks.agent`),
   which clones the user's repository, sets it up, runs and measures the script and uploads the results.
   The user's repository never needs to contain trainfleet.
@@ -14,16 +15,20 @@ with `shlex.quote`, so no value can run a command of its own. Paths live under `
   s3://<bucket>/jobs/<job-id>/ with boto3 (its bootstrap.log every minute while it runs).
 
 Both end by shutting the instance down; the launch template's shutdown behaviour is *terminate*.
+
+EC2 takes at most 16 KB of user data (before base64). A campaign run's user data has a constant size whatever
+its task: the task travels in S3. A job's `setup` and `run` are part of its user data (the CloudFormation
+template holds it), so a job whose user data would pass the limit is refused with an input error.
 """
 from __future__ import annotations
 
-import base64
+import hashlib
 import json
 import re
 import shlex
 from dataclasses import dataclass
 
-from instance_benchmarks.core.contract import run_prefix
+from instance_benchmarks.core.contract import agent_config_key, run_prefix
 from instance_benchmarks.core.errors import TrainfleetInputError
 from instance_benchmarks.core.validation import (
     validate_directory,
@@ -43,10 +48,24 @@ JOBS_PREFIX = "jobs"
 JOB_LOG_PUSH_SECONDS = 60  # a running job's bootstrap.log reaches S3 this often (`trainfleet jobs logs --follow`)
 REQUIREMENT_FILES = ("requirements.txt", "requirements-instance.txt")
 LOGFILE = "$TRAINFLEET_ROOT/bootstrap.log"
-AGENT_CONFIG_VAR = "TRAINFLEET_AGENT_CONFIG"
-_AGENT_CONFIG_LINE = re.compile(rf"^{AGENT_CONFIG_VAR}='?([A-Za-z0-9+/=]+)'?$", re.MULTILINE)
+AGENT_CONFIG_VAR = "TRAINFLEET_AGENT_CONFIG"  # the path of the downloaded agent configuration
+USER_DATA_LIMIT = 16 * 1024  # bytes EC2 accepts, in raw form before base64 (EC2 User Guide, "Instance user data")
+# The longest names a job's user data may hold where synth sees only tokens: S3 bucket names have at most 63
+# characters, region names far fewer than 25.
+LONGEST_BUCKET, LONGEST_REGION = "b" * 63, "r" * 25
+_AGENT_CONFIG_LINE = re.compile(r"^# agent configuration: s3 key (\S+) sha256 ([0-9a-f]{64})$", re.MULTILINE)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _WHEEL = re.compile(r"^[A-Za-z0-9_.]+-[A-Za-z0-9_.+]+-py3-none-any\.whl$")
+
+
+def check_user_data_size(user_data: str, what: str) -> str:
+    """`user_data`, or a one-line input error when EC2 would refuse it (over 16 KB before base64)."""
+    size = len(user_data.encode())
+    if size > USER_DATA_LIMIT:
+        raise TrainfleetInputError(
+            f"{what}: its user data would be {size} bytes, over EC2's limit of {USER_DATA_LIMIT} (16 KB); "
+            "put long setup or run commands in a script in the repository and call that")
+    return user_data
 
 
 def job_stack_name(job_id: str) -> str:
@@ -85,7 +104,10 @@ def _prologue(max_runtime_minutes: int, upload_log: list[str]) -> list[str]:
 
 @dataclass(frozen=True)
 class AgentBootstrap:
-    """A campaign run: fetch and verify the agent wheel, run the agent with its configuration."""
+    """A campaign run: fetch and verify the agent wheel and the attempt's configuration, run the agent.
+
+    `agent_config` stays out of the user data: the launcher uploads `encode_agent_config(agent_config)` to
+    `config_key` before the launch, and the user data carries only that key and its SHA-256."""
 
     max_runtime_minutes: int
     region: str
@@ -101,22 +123,36 @@ class AgentBootstrap:
             raise ValueError(f"bad SHA-256 {self.wheel_sha256!r}")
         if not _WHEEL.fullmatch(self.wheel_key.rsplit("/", 1)[-1]):
             raise ValueError(f"bad wheel file name {self.wheel_key!r}")
+        # they name the configuration's S3 key, written into the user data
+        validate_identifier(self.agent_config["campaign"], "campaign")
+        validate_identifier(self.agent_config["run_id"], "run_id")
+        validate_positive(self.agent_config["attempt"], "attempt")
 
     @property
     def wheel_name(self) -> str:
         return self.wheel_key.rsplit("/", 1)[-1]
 
+    @property
+    def config_key(self) -> str:
+        cfg = self.agent_config
+        return agent_config_key(cfg["campaign"], cfg["run_id"], cfg["attempt"])
 
-def encode_agent_config(config: dict) -> str:
-    return base64.b64encode(json.dumps(config, sort_keys=True).encode()).decode()
+    @property
+    def config_bytes(self) -> bytes:
+        return encode_agent_config(self.agent_config)
 
 
-def decode_agent_config(user_data: str) -> dict:
-    """The agent configuration embedded in a campaign run's user data."""
+def encode_agent_config(config: dict) -> bytes:
+    """The agent configuration as the launcher uploads it and the instance checks it (canonical JSON)."""
+    return json.dumps(config, sort_keys=True).encode()
+
+
+def agent_config_pointer(user_data: str) -> tuple[str, str]:
+    """(S3 key, SHA-256) of the agent configuration a campaign run's user data fetches."""
     match = _AGENT_CONFIG_LINE.search(user_data)
     if not match:
         raise ValueError("user data carries no trainfleet agent configuration")
-    return json.loads(base64.b64decode(match.group(1)))
+    return match.group(1), match.group(2)
 
 
 _S3_DOWNLOAD = "import sys, boto3; boto3.client('s3', region_name=sys.argv[1]).download_file(*sys.argv[2:])"
@@ -132,12 +168,30 @@ _S3_SYNC = (  # region bucket prefix folder: every file under folder to s3://buc
 )
 
 
+APT_LOCK_WAIT_SECONDS = 120  # apt-get waits this long for the dpkg lock (DPkg::Lock::Timeout), per try
+APT_TRIES = 10                # then tries again, 10 s apart: about 20 minutes at most in all
+
+
 def _python_prelude(py: str) -> list[str]:
-    """The CPU image (plain Ubuntu 24.04) has python3 but neither venv nor pip: install them where missing."""
+    """The CPU image (plain Ubuntu 24.04) has python3 but neither venv nor pip: install them where missing.
+
+    At first boot the image's own apt runs (cloud-init's package update, apt-daily, unattended-upgrades) hold
+    apt's locks for minutes; an apt-get that finds them taken fails at once ("Could not get lock"), and the
+    bootstrap would end before it could upload its log. So apt-get waits for the dpkg lock
+    (DPkg::Lock::Timeout, apt >= 1.9.11) and every apt-get is tried again while it fails (the lists lock of
+    `apt-get update` has no timeout option)."""
     return [
+        "apt_retry() {  # apt-get with patience: the image's first-boot updates may hold apt's locks",
+        f"  for try in $(seq 1 {APT_TRIES}); do",
+        f'    apt-get -qq -o DPkg::Lock::Timeout={APT_LOCK_WAIT_SECONDS} "$@" && return 0',
+        '    echo "trainfleet: apt-get $1 failed (try $try): apt may be busy with the image\'s first-boot updates"',
+        "    sleep 10",
+        "  done",
+        "  return 1",
+        "}",
         f"if ! {py} -c 'import venv, ensurepip' 2>/dev/null || ! {py} -m pip --version >/dev/null 2>&1; then",
         "  export DEBIAN_FRONTEND=noninteractive",
-        "  apt-get -qq update && apt-get -qq install -y python3-venv python3-pip git >/dev/null",
+        "  apt_retry update && apt_retry install -y python3-venv python3-pip git >/dev/null",
         "fi",
     ]
 
@@ -146,8 +200,10 @@ def build_agent_user_data(spec: AgentBootstrap) -> str:
     q = shlex.quote
     py = q(spec.python)
     agent = f'PYTHONPATH="$TRAINFLEET_ROOT/agent" {py} -m instance_benchmarks.agent'
-    config = f'--root "$TRAINFLEET_ROOT" --config-b64 "${AGENT_CONFIG_VAR}"'
+    config = f'--root "$TRAINFLEET_ROOT" --config "${AGENT_CONFIG_VAR}"'
     cfg = spec.agent_config
+    config_sha256 = hashlib.sha256(spec.config_bytes).hexdigest()
+    download = f'PYTHONPATH="$TRAINFLEET_ROOT/agent" {py} -c {q(_S3_DOWNLOAD)} {q(spec.region)} {q(spec.bucket)}'
     log_uri = q(f"s3://{spec.bucket}/{run_prefix(cfg['campaign'], cfg['run_id'])}/logs/attempt-{cfg['attempt']}/bootstrap.log")
     lines = _prologue(spec.max_runtime_minutes, [
         # the agent uploads this log itself; these cover a bootstrap that failed before the agent ran
@@ -155,17 +211,19 @@ def build_agent_user_data(spec: AgentBootstrap) -> str:
         f'elif command -v aws >/dev/null; then aws s3 cp "{LOGFILE}" {log_uri} --only-show-errors || true; fi',
     ])
     lines += [
-        f"{AGENT_CONFIG_VAR}={q(encode_agent_config(spec.agent_config))}",
+        f"# agent configuration: s3 key {spec.config_key} sha256 {config_sha256}",
+        f'{AGENT_CONFIG_VAR}="$TRAINFLEET_ROOT/agent-config.json"',
         f"TRAINFLEET_WHEEL=\"$TRAINFLEET_ROOT\"/{q(spec.wheel_name)}",
         *_python_prelude(py),
         f"{py} -c 'import boto3' 2>/dev/null || {py} -m pip install -q --target \"$TRAINFLEET_ROOT/agent\" boto3",
-        f'PYTHONPATH="$TRAINFLEET_ROOT/agent" {py} -c {q(_S3_DOWNLOAD)} {q(spec.region)} {q(spec.bucket)} '
-        f'{q(spec.wheel_key)} "$TRAINFLEET_WHEEL"',
+        f'{download} {q(spec.wheel_key)} "$TRAINFLEET_WHEEL"',
         f'echo {q(spec.wheel_sha256)}"  $TRAINFLEET_WHEEL" | sha256sum -c --quiet -',
+        f'{download} {q(spec.config_key)} "${AGENT_CONFIG_VAR}"',
+        f'echo {q(config_sha256)}"  ${AGENT_CONFIG_VAR}" | sha256sum -c --quiet -',
         f'{py} -m pip install -q --no-deps --no-index --target "$TRAINFLEET_ROOT/agent" "$TRAINFLEET_WHEEL"',
         f"{agent} run {config}",
     ]
-    return "\n".join(lines) + "\n"
+    return check_user_data_size("\n".join(lines) + "\n", f"run {cfg['run_id']}")
 
 
 @dataclass(frozen=True)
@@ -261,4 +319,4 @@ def build_user_data(spec: Bootstrap) -> str:
         f'"$PY" -c {q(_S3_SYNC)} {region} {q(spec.bucket)} {q(prefix)} "$TRAINFLEET_ROOT/out"',
         'exit "$status"',
     ]
-    return "\n".join(lines) + "\n"
+    return check_user_data_size("\n".join(lines) + "\n", "the training job")

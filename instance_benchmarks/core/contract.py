@@ -7,6 +7,8 @@ Pure data: no AWS SDK, importable on a bare instance and at synth time.
     campaigns/<campaign>/campaign.json                 spec + estimate per backend, written at launch
     campaigns/<campaign>/agent/<wheel>                 the trainfleet wheel the instances install
     campaigns/<campaign>/runs/<run>/launch.json        attempts: instance/job, type, market, price, times, outcome
+    campaigns/<campaign>/runs/<run>/agent/attempt-<n>.json   the agent's configuration (task included) for one
+                                                       EC2 attempt; its user data carries only key and SHA-256
     campaigns/<campaign>/runs/<run>/checkpoints/       TRAINFLEET_CHECKPOINT_DIR, restored before each attempt
     campaigns/<campaign>/runs/<run>/train/             TRAINFLEET_OUTPUT_DIR (model, metrics.jsonl, checksums)
     campaigns/<campaign>/runs/<run>/logs/              bootstrap and script output per attempt
@@ -48,6 +50,9 @@ SSM_EXPORTS = {
 # The IAM actions of the launcher's calls on the EC2 backend (listed in stacks/constructs/launcher_policy.py), by
 # the launcher policy's statement that grants them: the policy is built from this, and `trainfleet doctor`
 # simulates each of them for the caller.
+# The service-linked role a spot RunInstances needs (the launcher policy may create it; doctor checks it).
+SPOT_SERVICE = "spot.amazonaws.com"
+SPOT_SERVICE_LINKED_ROLE = f"aws-service-role/{SPOT_SERVICE}/AWSServiceRoleForEC2Spot"
 LAUNCHER_ACTIONS = {
     "RunFromTrainfleetTemplates": ("ec2:RunInstances",),
     "RunCampaignTaggedInstances": ("ec2:RunInstances",),
@@ -56,11 +61,20 @@ LAUNCHER_ACTIONS = {
     # EC2's Describe* actions support no resource-level permissions: they are granted on "*".
     "DescribeInstancesAndSpot": ("ec2:DescribeInstances", "ec2:DescribeSpotInstanceRequests",
                                  "ec2:DescribeSpotPriceHistory", "ec2:DescribeSubnets"),
+    "CreateSpotServiceLinkedRole": ("iam:CreateServiceLinkedRole",),
     "PassInstanceRoleToEc2": ("iam:PassRole",),
     "ListArtifactBucket": ("s3:ListBucket",),
     "ReadWriteCampaigns": ("s3:GetObject", "s3:PutObject"),
     "ReadExports": ("ssm:GetParameter", "ssm:GetParameters"),
 }
+
+
+def launch_template_version_parameter(ssm_prefix: str, kind: str, market: str) -> str:
+    """The SSM parameter holding one launch template's latest version, written by the Compute stack and read by
+    job stacks at deploy. Not a CloudFormation export: the version changes whenever the image's AMI does, and
+    CloudFormation refuses to change an exported value that another stack imports."""
+    return f"{ssm_prefix}/launch-template-versions/{kind}-{market}"
+
 
 # What a training script is given (see README "Bring your own script").
 OUTPUT_DIR_VAR = "TRAINFLEET_OUTPUT_DIR"          # everything written here is uploaded as the run's artifacts
@@ -84,6 +98,11 @@ def now_iso() -> str:
 
 def campaign_prefix(campaign: str) -> str:
     return f"campaigns/{campaign}"
+
+
+def agent_config_key(campaign: str, run_id: str, attempt: int) -> str:
+    """Where the launcher puts one EC2 attempt's agent configuration (the instance role reads campaigns/)."""
+    return f"{run_prefix(campaign, run_id)}/agent/attempt-{int(attempt)}.json"
 
 
 def run_prefix(campaign: str, run_id: str) -> str:

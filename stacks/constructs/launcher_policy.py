@@ -10,6 +10,10 @@ Derived from the launcher's boto3 calls on the EC2 backend:
   describe_spot_price_history (catalog/pricing.py), describe_subnets (the subnets' AZs, backends/ec2/backend.py);
   terminate_instances, cancel_spot_instance_requests (teardown, by tag); iam:PassRole for the launch
   templates' instance profile.
+* iam:CreateServiceLinkedRole for AWSServiceRoleForEC2Spot only: a spot RunInstances through the API needs
+  that role (EC2 User Guide, "Service-linked role for Spot Instance requests"); in an account that has
+  none yet, EC2 creates it with the caller's permission or refuses the launch
+  (AuthFailure.ServiceLinkedRoleCreationNotPermitted).
 
 The SageMaker backend needs more (see README, "Deploying to AWS"); it is not granted here.
 """
@@ -23,7 +27,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from instance_benchmarks.core.contract import CAMPAIGN_TAG, LAUNCHER_ACTIONS
+from instance_benchmarks.core.contract import CAMPAIGN_TAG, LAUNCHER_ACTIONS, SPOT_SERVICE, SPOT_SERVICE_LINKED_ROLE
 from stacks.constructs.nag import exports_arn, exports_finding, imported_bucket_arn
 from stacks.constructs.training_compute import TrainingCompute
 
@@ -78,6 +82,10 @@ class LauncherPolicy(Construct):
             statement("EndCampaignTaggedOnly", resources=campaign_tagged,
                       conditions={"Null": {f"aws:ResourceTag/{CAMPAIGN_TAG}": "false"}}),
             statement("DescribeInstancesAndSpot", resources=["*"]),
+            statement("CreateSpotServiceLinkedRole",
+                      resources=[stack.format_arn(service="iam", region="", resource="role",
+                                                  resource_name=SPOT_SERVICE_LINKED_ROLE)],
+                      conditions={"StringLike": {"iam:AWSServiceName": SPOT_SERVICE}}),
             statement("PassInstanceRoleToEc2", resources=[compute.role.role_arn],
                       conditions={"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}),
             # no s3:prefix condition: head_bucket (backends/infrastructure.py) is authorized as a prefix-less ListBucket

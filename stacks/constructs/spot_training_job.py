@@ -18,6 +18,7 @@ class SpotTrainingJob(Construct):
         instance_type: str,
         bootstrap: Bootstrap,
         launch_template: ec2.LaunchTemplate,
+        launch_template_version: str,
         machine_image: ec2.IMachineImage,
         subnet: ec2.ISubnet,
         burstable: bool = False,
@@ -32,7 +33,7 @@ class SpotTrainingJob(Construct):
             subnet_id=subnet.subnet_id,
             launch_template=ec2.CfnInstance.LaunchTemplateSpecificationProperty(
                 launch_template_id=launch_template.launch_template_id,
-                version=launch_template.latest_version_number,
+                version=launch_template_version,  # resolved from SSM at deploy, never an import (Compute's stack)
             ),
             user_data=Fn.base64(build_user_data(bootstrap)),
             # T family: standard credits, so a long CPU-bound job is throttled instead of billed for surplus credits

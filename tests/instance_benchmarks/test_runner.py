@@ -1,6 +1,8 @@
 """The campaign loop against in-process moto with the EC2 backend: launch, idempotent relaunch, budget
 refusal, settling attempts whose instance ended, status and teardown."""
 import base64
+import hashlib
+import json
 
 import pytest
 
@@ -9,7 +11,7 @@ from instance_benchmarks.backends.ec2.instances import LIVE_STATES, campaign_ins
 from instance_benchmarks.backends.infrastructure import resolve_infrastructure
 from instance_benchmarks.campaigns.spec import parse_spec
 from instance_benchmarks.campaigns.store import read_json, run_location, write_json
-from instance_benchmarks.core.bootstrap import decode_agent_config
+from instance_benchmarks.core.bootstrap import agent_config_pointer
 from instance_benchmarks.core.contract import CAMPAIGN_TAG, RUN_TAG
 from instance_benchmarks.core.errors import TrainfleetInputError
 from tests.instance_benchmarks.conftest import spec_dict
@@ -22,7 +24,10 @@ def test_launch_one_tagged_instance_per_run(env, ec2, s3, infra, spec):
     assert sorted(tag(i, RUN_TAG) for i in instances) == sorted(r.run_id for r in spec.runs())
     assert {i["InstanceType"] for i in instances} == {"c5.xlarge"}
     user_data = ec2.describe_instance_attribute(InstanceId=instances[0]["InstanceId"], Attribute="userData")
-    config = decode_agent_config(base64.b64decode(user_data["UserData"]["Value"]).decode())
+    key, sha256 = agent_config_pointer(base64.b64decode(user_data["UserData"]["Value"]).decode())
+    body = s3.get_object(Bucket=infra.bucket, Key=key)["Body"].read()  # the task travels in S3, checksummed
+    assert hashlib.sha256(body).hexdigest() == sha256
+    config = json.loads(body)
     subnets = {s["SubnetId"]: s["AvailabilityZone"] for s in ec2.describe_subnets(SubnetIds=list(infra.subnet_ids))["Subnets"]}
     zone = config["price"]["availability_zone"]  # the stack's AZ with the cheapest spot price
     assert zone in subnets.values() and {subnets[i["SubnetId"]] for i in instances} == {zone}

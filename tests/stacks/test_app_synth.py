@@ -39,6 +39,8 @@ def test_synth_without_credentials_and_cfn_lint_is_clean(tmp_path):
     ("cpu_root_volume_gib=-1", "cpu_root_volume_gib"),
     ("repo=http://insecure.example/repo.git", "must be an https:// URL"),
     ("script=../escape.py", "escapes the repository"),
+    pytest.param("setup=" + "pip install -r requirements.txt\n" * 600, "over EC2's limit of 16384 (16 KB)",
+                 id="user-data-over-16KB"),
 ])
 def test_bad_context_exits_2_with_one_line_and_synthesizes_nothing(tmp_path, bad, message):
     context = [*JOB, "-c", bad]

@@ -13,7 +13,7 @@ INSTANCE_ROLE_ACTIONS = sorted([
 LAUNCHER_ACTIONS = sorted([
     "ec2:RunInstances", "ec2:CreateTags", "ec2:TerminateInstances", "ec2:CancelSpotInstanceRequests",
     "ec2:DescribeInstances", "ec2:DescribeSpotInstanceRequests", "ec2:DescribeSpotPriceHistory", "ec2:DescribeSubnets",
-    "iam:PassRole",
+    "iam:PassRole", "iam:CreateServiceLinkedRole",
     "s3:ListBucket", "s3:GetObject", "s3:PutObject",
     "ssm:GetParameter", "ssm:GetParameters",
 ])
@@ -173,6 +173,16 @@ def test_launcher_passes_only_the_instance_role_to_ec2(templates):
     assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}
 
 
+def test_launcher_may_create_only_the_spot_service_linked_role(templates):
+    """A first spot launch through the API needs AWSServiceRoleForEC2Spot; EC2 creates it with the caller's
+    iam:CreateServiceLinkedRole, else refuses (AuthFailure.ServiceLinkedRoleCreationNotPermitted)."""
+    create = _launcher_statement(templates, "CreateSpotServiceLinkedRole")
+    assert create["Action"] == "iam:CreateServiceLinkedRole"
+    assert create["Condition"] == {"StringLike": {"iam:AWSServiceName": "spot.amazonaws.com"}}
+    assert json.dumps(create["Resource"]).endswith(
+        ':role/aws-service-role/spot.amazonaws.com/AWSServiceRoleForEC2Spot"]]}')
+
+
 def test_no_wildcard_action_and_no_star_resource_beyond_describe_and_session_manager(templates):
     for statement in _all_statements(templates):
         if statement["Effect"] == "Deny":  # the bucket policy's deny of s3:* without TLS
@@ -192,7 +202,9 @@ def test_delete_object_version_appears_nowhere(templates):
 
 def test_exports_every_launcher_value_to_ssm(templates):
     names = {p["Properties"]["Name"] for p in templates["compute"].find_resources("AWS::SSM::Parameter").values()}
-    assert names == {f"/trainfleet/{suffix}" for suffix in EXPORTS.values()}
+    versions = {f"/trainfleet/launch-template-versions/{kind}-{market}"  # read by job stacks (not exports)
+                for kind in ("cpu", "gpu") for market in ("spot", "on-demand")}
+    assert names == {f"/trainfleet/{suffix}" for suffix in EXPORTS.values()} | versions
     assert "/trainfleet/launch-templates" in names
 
 

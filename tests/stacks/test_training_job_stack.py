@@ -103,3 +103,24 @@ def test_a_job_id_that_cannot_name_a_stack_is_refused():
 
     with pytest.raises(TrainfleetInputError, match="job_id 'Bad_Id'"):
         job_stack_name("Bad_Id")
+
+
+def test_no_stack_exports_a_launch_template_version(templates):
+    """The launch templates' AMIs are resolved from SSM on every Compute deploy, so their latest version
+    changes; CloudFormation refuses to change an exported value another stack imports ("Export ... cannot be
+    updated as it is in use by TrainingJob-..."). So no version is exported: the job stack reads it from
+    the SSM parameter the Compute stack writes, resolved when the job stack deploys."""
+    import json
+
+    exports = [o for t in templates.values() for o in t.to_json().get("Outputs", {}).values() if "Export" in o]
+    assert exports and not [o for o in exports if "LatestVersionNumber" in json.dumps(o["Value"])]
+    job = templates["job"].to_json()
+    version = _instance(templates["job"])["LaunchTemplate"]["Version"]
+    assert "Fn::ImportValue" not in json.dumps(version)
+    parameter = job["Parameters"][version["Ref"]]
+    assert parameter["Type"] == "AWS::SSM::Parameter::Value<String>"
+    assert parameter["Default"] == "/trainfleet/launch-template-versions/gpu-spot"
+    written = {p["Properties"]["Name"]: p["Properties"]["Value"]
+               for p in templates["compute"].find_resources("AWS::SSM::Parameter").values()}
+    value = written["/trainfleet/launch-template-versions/gpu-spot"]
+    assert value["Fn::GetAtt"][1] == "LatestVersionNumber" and "GpuSpot" in value["Fn::GetAtt"][0]

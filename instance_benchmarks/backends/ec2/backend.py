@@ -17,16 +17,31 @@ from instance_benchmarks.catalog import Catalog, InstanceSpec, MachineImage, loa
 from instance_benchmarks.catalog.pricing import PriceQuote, billed_seconds, cost_usd, quote
 from instance_benchmarks.core.bootstrap import AgentBootstrap, build_agent_user_data
 from instance_benchmarks.core.contract import ATTEMPT_TAG, RUN_TAG, now_iso
+from training_scripts.storage import S3Location
 
 
 # run_instances errors (EC2 API reference, "Error codes") that say "not here, not now": another subnet
 # (AZ) may have the capacity, or offer the type ("Unsupported": not offered in this AZ)...
-TRY_ANOTHER_AZ = {"InsufficientInstanceCapacity", "InsufficientCapacity", "Unsupported",
+# UnfulfillableCapacity: "not enough spare capacity ... for Spot Instances ... include additional Availability Zones".
+TRY_ANOTHER_AZ = {"InsufficientInstanceCapacity", "InsufficientCapacity", "UnfulfillableCapacity", "Unsupported",
                   "InsufficientFreeAddressesInSubnet"}
 # ...these that no subnet changes but the spec's fallback (another type or market) may...
 CAPACITY = TRY_ANOTHER_AZ | {"SpotMaxPriceTooLow"}
 # ...and account quotas, which only the user can raise (Service Quotas): the launch stops.
 QUOTA = {"VcpuLimitExceeded", "MaxSpotInstanceCountExceeded", "InstanceLimitExceeded"}
+# The account's own setup, which no retry changes either: the launch stops with what to do.
+SPOT_ROLE_FIX = ("create the spot service-linked role once: aws iam create-service-linked-role --aws-service-name "
+                 "spot.amazonaws.com, or launch with the Compute stack's launcher policy (it may create it); "
+                 "see `trainfleet doctor`")
+ACCOUNT = {
+    # a spot launch through the API needs AWSServiceRoleForEC2Spot (EC2 User Guide, "Service-linked role for
+    # Spot Instance requests"); EC2 creates it only with the caller's iam:CreateServiceLinkedRole
+    "AuthFailure.ServiceLinkedRoleCreationNotPermitted": SPOT_ROLE_FIX,
+    # a new account, or one in a newly enabled region, until AWS has verified it
+    "PendingVerification": "the account is still being verified for this region (minutes to hours for a new "
+                           "account); wait, or ask AWS Support",
+    "OptInRequired": "the account is not subscribed to EC2 in this region: enable the region (Account settings)",
+}
 
 
 class Ec2Backend(Backend):
@@ -58,7 +73,7 @@ class Ec2Backend(Backend):
         image = catalog.image_for(instance.name)
         gib = self.env.infra.root_volume_gib(image.kind)
         return quote(self.env.client("ec2"), instance, region=spec.region, market=market,
-                     catalog_as_of=catalog.as_of, spot_history=self.env.spot_history,
+                     spot_history=self.env.spot_history,
                      zones=frozenset(self._zones().values()),
                      storage_usd_per_hour=catalog.ebs_usd_per_hour(gib, spec.region), storage_note=f"{gib} GiB gp3 root")
 
@@ -94,9 +109,13 @@ class Ec2Backend(Backend):
         wheel, key = self._wheel(spec.campaign)
         launched_at = now_iso()
         config = self.agent_config(spec, run, attempt, price, catalog, launched_at, image)
-        user_data = build_agent_user_data(AgentBootstrap(
+        bootstrap = AgentBootstrap(
             max_runtime_minutes=spec.max_runtime_minutes, region=spec.region, bucket=infra.bucket, wheel_key=key,
-            wheel_sha256=wheel.sha256, agent_config=config))  # python3: the DLAMI's PyTorch venv once activated
+            wheel_sha256=wheel.sha256, agent_config=config)  # python3: the DLAMI's PyTorch venv once activated
+        # the task (setup and run up to 20,000 characters each) goes to S3, the user data only names it: EC2
+        # takes 16 KB of user data at most
+        S3Location(infra.bucket, "", self.env.client("s3")).write_bytes(bootstrap.config_key, bootstrap.config_bytes)
+        user_data = build_agent_user_data(bootstrap)
         instance, subnet = self._run_in_some_az(spec, run, attempt, price, instance_spec, image.kind, user_data)
         return {"attempt": attempt, "backend": self.NAME, "instance_id": instance["InstanceId"],
                 "instance_type": price.instance_type, "market": price.market, "price": price.to_dict(),
@@ -120,6 +139,8 @@ class Ec2Backend(Backend):
                     raise LaunchRefused(code, message, LaunchRefused.QUOTA,
                                         f"raise '{vcpu_quota_name(price.instance_type, price.market)}' in Service "
                                         f"Quotas for {spec.region}") from None
+                if code in ACCOUNT:
+                    raise LaunchRefused(code, message, LaunchRefused.ACCOUNT, ACCOUNT[code]) from None
                 if code not in CAPACITY:
                     raise
                 errors.append((code, message, self._zones().get(subnet, subnet)))

@@ -87,8 +87,8 @@ class SageMakerBackend(Backend):
         price = instance.sagemaker_price(spec.region) * nodes
         cluster = f"; {nodes} instances at ${price / nodes:.4f}/h each" if nodes > 1 else ""
         return PriceQuote(f"ml.{instance.name}", spec.region, market, price, price,
-                          f"catalog {catalog.as_of} (SageMaker training price{cluster}; spot savings show as "
-                          "billable < training seconds)", now_iso())
+                          f"catalog price of {instance.sagemaker_date(spec.region)} (SageMaker training "
+                          f"price{cluster}; spot savings show as billable < training seconds)", now_iso())
 
     def launch(self, spec, run, attempt: int, price: PriceQuote, catalog: Catalog) -> dict:
         jobs.require_sdk()
@@ -147,7 +147,8 @@ class SageMakerBackend(Backend):
         last = record["attempts"][-1]
         if last.get("outcome") == "launching":  # the launcher died during CreateTrainingJob: did it start?
             jobs_now = self.campaign_jobs(spec["campaign"], ("InProgress", "Stopping", "Completed", "Failed", "Stopped"))
-            mine = sorted(name for name, (run, _) in jobs_now.items() if run == run_id and f"-a{last['attempt']}-" in name)
+            mine = sorted(name for name, (run, _) in jobs_now.items()
+                          if run == run_id and jobs.job_attempt(name) == last["attempt"])
             if mine:
                 last.update(outcome="launched", job_name=mine[-1])
             else:
@@ -179,9 +180,8 @@ class SageMakerBackend(Backend):
                 continue
             stopped.append(name)
             started = self._created.get(name)
-            attempt = re.search(r"-a(\d+)(?:-|$)", name)  # base name tf-<run>-a<N>, then the SDK's suffix
             if run_id:
-                ended.append({"run_id": run_id, "attempt": int(attempt.group(1)) if attempt else None,
+                ended.append({"run_id": run_id, "attempt": jobs.job_attempt(name),
                               "key": "job_name", "resource": name, "ended_at": now_iso(),
                               "started_at": started.isoformat(timespec="seconds") if started else None})
         return TeardownSummary(self.NAME, stopped, ended=ended)

@@ -20,8 +20,10 @@ The sagemaker SDK (about 1 GB) is an optional extra: `pip install '.[sagemaker]'
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import re
 import shutil
 import tarfile
 from pathlib import Path
@@ -48,6 +50,28 @@ PYTORCH_VERSION, PYTHON_VERSION = "2.10.0", "py313"
 # A bundled workload's requirements (gymnasium, scikit-learn, ... beyond the DLC's PyTorch), the same file the
 # EC2 agent installs for `workload:` campaigns; staged with the package, installed by the SDK (build_trainer).
 WORKLOAD_REQUIREMENTS = "training_scripts/requirements.txt"
+
+# ModelTrainer names a job `<base_job_name>-<YYYYmmddHHMMSS>` cut at SageMaker's 63 characters
+# (sagemaker.train.utils._get_unique_name): a base of at most 48 keeps all of it, `-a<attempt>` included.
+JOB_BASE_LENGTH = 48
+_JOB_ATTEMPT = re.compile(r"-a(\d+)(?:-\d{14})?$")
+
+
+def job_base_name(run_id: str, attempt: int) -> str:
+    """`tf-<run_id>-a<attempt>`; a run id too long for it keeps its head and gains a hash of the whole id,
+    so the attempt (which crash recovery and teardown read back) is never cut off and names stay distinct."""
+    suffix = f"-a{int(attempt)}"
+    base = f"tf-{run_id}"
+    if len(base) + len(suffix) > JOB_BASE_LENGTH:
+        digest = hashlib.sha256(run_id.encode()).hexdigest()[:8]
+        base = f"{base[:JOB_BASE_LENGTH - len(suffix) - len(digest) - 1].rstrip('-')}-{digest}"
+    return base + suffix
+
+
+def job_attempt(job_name: str) -> int | None:
+    """The attempt a training job ran, from its name (`job_base_name`, then the SDK's timestamp)."""
+    match = _JOB_ATTEMPT.search(job_name)
+    return int(match.group(1)) if match else None
 
 
 def require_sdk():
@@ -150,7 +174,7 @@ def build_trainer(spec, run, *, bucket: str, role_arn: str, attempt: int, source
     return ModelTrainer(
         sagemaker_session=session,
         role=role_arn,
-        base_job_name=f"tf-{run.run_id}-a{attempt}"[:48],
+        base_job_name=job_base_name(run.run_id, attempt),
         training_image=image,
         source_code=SourceCode(source_dir=str(source_dir),
                                requirements=WORKLOAD_REQUIREMENTS if spec.workload else None,

@@ -456,3 +456,44 @@ def test_the_local_executor_installs_sourcecode_requirements_with_the_sdks_insta
     (code / "training_scripts/requirements.txt").write_text("--no-index\ntrainfleet-no-such-package==0\n")
     assert LocalSageMakerExecutor.install_requirements(tmp_path, code, "training_scripts/requirements.txt",
                                                        {"PATH": "/usr/bin:/bin"}).returncode != 0
+
+
+@pytest.mark.parametrize("attempt", [1, 3, 12])
+def test_long_run_ids_keep_the_attempt_in_the_job_name(attempt):
+    """Run ids reach 63 characters (readable_run_id); ModelTrainer names the job `<base>-<YYYYmmddHHMMSS>`
+    cut at 63 (sagemaker.train.utils._get_unique_name). The attempt must survive both cuts, or crash
+    recovery (`collect`) and teardown cannot tell which attempt a job was."""
+    pytest.importorskip("sagemaker.train")
+    from sagemaker.train.utils import _get_unique_name
+
+    from instance_benchmarks.backends.sagemaker.jobs import job_attempt, job_base_name
+
+    run_id = ("sm-g5-12xlarge-" + "lr0p001-bs1024-" * 4)[:54] + "-8e42cf7e"
+    assert len(run_id) == 63
+    created = _get_unique_name(job_base_name(run_id, attempt))
+    assert len(created) <= 63 and job_attempt(created) == attempt
+    assert created.startswith(job_base_name(run_id, attempt))  # created_job_name's check
+    # two long ids that differ only in their tail (the config hash) keep distinct names
+    assert job_base_name(run_id[:-8] + "00000000", attempt) != job_base_name(run_id, attempt)
+    assert job_base_name("sm-a", attempt) == f"tf-sm-a-a{attempt}"
+
+
+def test_teardown_reads_the_attempt_of_a_long_run_ids_job(aws):
+    from sagemaker.train.utils import _get_unique_name
+
+    from instance_benchmarks.backends.sagemaker.jobs import job_base_name
+
+    client = boto3.client("sagemaker", region_name="us-east-1")
+    env = Environment("us-east-1")
+    env._clients["sagemaker"] = client
+    run_id = "sm-p4d-24xlarge-" + "x" * 39 + "8e42cf7e"
+    name = _get_unique_name(job_base_name(run_id, 2))
+    job = _job_summary(name, "InProgress")
+    with Stubber(client) as stub:
+        stub.add_response("list_training_jobs", {"TrainingJobSummaries": [job]}, {"StatusEquals": "InProgress"})
+        stub.add_response("list_tags", {"Tags": [{"Key": "trainfleet:campaign", "Value": "sweep"},
+                                                 {"Key": "trainfleet:run", "Value": run_id}]},
+                          {"ResourceArn": job["TrainingJobArn"]})
+        stub.add_response("stop_training_job", {}, {"TrainingJobName": name})
+        [ended] = SageMakerBackend(env).teardown("sweep").ended
+    assert ended["run_id"] == run_id and ended["attempt"] == 2

@@ -111,7 +111,7 @@ def test_bad_files(tmp_path):
 def test_estimate_worst_case_is_every_run_hitting_its_watchdog():
     spec = parse_spec(spec_dict(estimated_minutes=5, matrix={"instance_type": ["c5.xlarge", "g5.xlarge"], "batch_size": [3, 5]}))
     catalog = load_catalog()
-    quotes = {t: quote(None, catalog.get(t), region="us-east-1", market="on-demand", catalog_as_of="x") for t in ("c5.xlarge", "g5.xlarge")}
+    quotes = {t: quote(None, catalog.get(t), region="us-east-1", market="on-demand") for t in ("c5.xlarge", "g5.xlarge")}
     plan = estimate(spec, quotes)
     assert plan.runs == 4
     assert plan.worst_case_usd == pytest.approx(2 * 0.5 * 0.17 + 2 * 0.5 * 1.006)

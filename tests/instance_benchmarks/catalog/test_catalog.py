@@ -58,7 +58,8 @@ def test_a_type_whose_family_has_no_image_is_refused_naming_the_gap():
 
     data = {"as_of": "2026-11-23", "images": {}, "families": {}, "instances": {"z1d.large": {
         "vcpus": 2, "memory_gib": 16, "gpu_model": None, "gpu_count": 0, "gpu_memory_gib": 0,
-        "peak_fp32_tflops": 0.1, "peak_fp16_tflops": 0.1, "on_demand_usd_per_hour": {"us-east-1": 0.186}}}}
+        "peak_fp32_tflops": 0.1, "peak_fp16_tflops": 0.1, "on_demand_usd_per_hour": {"us-east-1": 0.186},
+        "on_demand_as_of": "2026-11-23"}}}
     catalog = parse_catalog(data)
     with pytest.raises(TrainfleetInputError, match="z1d.large cannot run trainfleet on EC2: its family has no machine image"):
         catalog.image_for("z1d.large")

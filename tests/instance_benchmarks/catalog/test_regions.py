@@ -37,7 +37,7 @@ def test_the_main_regions_have_instance_and_storage_prices():
 def test_the_seeds_eu_west_2_table_can_be_priced(instance_type):
     catalog = load_catalog()
     spec = catalog.get(instance_type)
-    priced = quote(None, spec, region="eu-west-2", market="on-demand", catalog_as_of=catalog.as_of,
+    priced = quote(None, spec, region="eu-west-2", market="on-demand",
                    storage_usd_per_hour=catalog.ebs_usd_per_hour(30, "eu-west-2"))
     assert priced.usd_per_hour > spec.on_demand_price("us-east-1")  # London lists above N. Virginia
     assert priced.storage_usd_per_hour == pytest.approx(30 * 0.0928 / 730)

@@ -30,3 +30,40 @@ def test_build_catalog_from_stubbed_aws():
     assert c5["peak_fp32_tflops"] == 0.192 and c5["on_demand_usd_per_hour"] == {"us-east-1": 0.17}
     assert catalog["images"]["gpu"]["ssm_parameter"].startswith("/aws/service/deeplearning")  # curated sections kept
     assert catalog["families"]["p3"]["refused"] and catalog["min_memory_gib"] == 2
+    # every price with its date: the fetched ones today's, the kept SageMaker prices the date they were set
+    assert g5["on_demand_as_of"] == "2026-11-22" and g5["sagemaker_as_of"]["us-east-1"] == "2025-06-01"
+
+
+def _mixed_catalog() -> dict:
+    return {"as_of": "2026-11-22", "instances": {
+        "g5.xlarge": {"on_demand_usd_per_hour": {"us-east-1": 1.006}, "on_demand_as_of": "2026-11-22",
+                      "sagemaker_usd_per_hour": {"us-east-1": 1.408}, "sagemaker_as_of": {"us-east-1": "2025-06-01"}},
+        "c5.xlarge": {"on_demand_usd_per_hour": {"us-east-1": 0.17}, "on_demand_as_of": "2026-11-22"}}}
+
+
+def test_the_updater_refuses_to_mix_price_dates_silently():
+    import pytest
+
+    from instance_benchmarks.catalog.update import check_price_dates
+    from instance_benchmarks.core.errors import TrainfleetInputError
+
+    with pytest.raises(TrainfleetInputError, match=r"mix prices from 2 dates \(2025-06-01: 1 prices, e.g. g5.xlarge "
+                                                   r"sagemaker us-east-1; 2026-11-22: 2 prices"):
+        check_price_dates(_mixed_catalog(), allow_mixed=False)
+    assert check_price_dates(_mixed_catalog(), allow_mixed=True) == {"2025-06-01", "2026-11-22"}
+    undated = _mixed_catalog()
+    del undated["instances"]["c5.xlarge"]["on_demand_as_of"]
+    with pytest.raises(ValueError, match="c5.xlarge has on_demand_usd_per_hour without a date"):
+        check_price_dates(undated, allow_mixed=True)
+
+
+def test_update_main_writes_nothing_when_dates_mix(tmp_path, monkeypatch, capsys):
+    from instance_benchmarks.catalog import update
+
+    monkeypatch.setattr(update, "build_catalog", lambda *args: _mixed_catalog())
+    out = tmp_path / "catalog.json"
+    assert update.main(["--types", "c5.xlarge", "--out", str(out)]) == 2
+    assert not out.exists() and "nothing written" in capsys.readouterr().err
+    assert update.main(["--types", "c5.xlarge", "--out", str(out), "--allow-mixed-dates"]) == 0
+    written = json.loads(out.read_text())["instances"]["g5.xlarge"]
+    assert written["sagemaker_as_of"] == {"us-east-1": "2025-06-01"} and written["on_demand_as_of"] == "2026-11-22"

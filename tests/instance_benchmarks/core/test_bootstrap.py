@@ -3,6 +3,7 @@ under bash with every external command replaced by a stub that records its argv,
 value ever runs a command of its own or changes another command's arguments."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 from instance_benchmarks.campaigns.spec import parse_spec
 from instance_benchmarks.core.errors import TrainfleetInputError
 from instance_benchmarks.core.bootstrap import (
-    AgentBootstrap, Bootstrap, build_agent_user_data, build_user_data, decode_agent_config,
+    USER_DATA_LIMIT, AgentBootstrap, Bootstrap, agent_config_pointer, build_agent_user_data, build_user_data,
 )
 from tests.instance_benchmarks.conftest import spec_dict
 
@@ -106,18 +107,21 @@ def test_a_job_with_task_commands_runs_them_in_its_workdir_as_given(sandbox):
 
 def test_agent_user_data_fetches_verifies_installs_and_runs_the_agent(sandbox):
     script = build_agent_user_data(AGENT)
-    assert decode_agent_config(script) == AGENT.agent_config
+    key, sha256 = agent_config_pointer(script)
+    assert key == AGENT.config_key == "campaigns/c/runs/r1/agent/attempt-2.json"
+    assert sha256 == hashlib.sha256(AGENT.config_bytes).hexdigest()
+    assert json.loads(AGENT.config_bytes) == AGENT.agent_config and "reboot" not in script  # none of it inline
     calls = run_in_sandbox(sandbox, script, "agent")
     base = sandbox / "agent"
-    wheel = str(base / AGENT.wheel_name)
+    wheel, config = str(base / AGENT.wheel_name), str(base / "agent-config.json")
     assert calls[0] == ["shutdown", "-h", "+10", "trainfleet watchdog: max runtime reached"]
-    [download] = [c for c in calls if c[:2] == ["python3", "-c"] and "download_file" in c[2]]
-    assert download[3:] == ["eu-west-1", "b-1", AGENT.wheel_key, wheel]  # with the instance role, no URL
-    assert ["sha256sum", "-c", "--quiet", "-"] in calls
+    downloads = [c for c in calls if c[:2] == ["python3", "-c"] and "download_file" in c[2]]
+    assert [d[3:] for d in downloads] == [["eu-west-1", "b-1", AGENT.wheel_key, wheel],  # the instance role, no URL
+                                          ["eu-west-1", "b-1", key, config]]
+    assert calls.count(["sha256sum", "-c", "--quiet", "-"]) == 2  # the wheel and the configuration
     assert ["python3", "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target", str(base / "agent"), wheel] in calls
     [run] = [c for c in calls if c[:4] == ["python3", "-m", "instance_benchmarks.agent", "run"]]
-    assert run[4:6] == ["--root", str(base)]
-    assert decode_agent_config(f"TRAINFLEET_AGENT_CONFIG='{run[7]}'") == AGENT.agent_config
+    assert run[4:] == ["--root", str(base), "--config", config]
     assert ["aws", "s3", "cp", str(base / "bootstrap.log"), "s3://b-1/campaigns/c/runs/r1/logs/attempt-2/bootstrap.log",
             "--only-show-errors"] in calls  # the agent never ran (stubs): the AMI's CLI uploads the log
     assert calls[-1] == ["shutdown", "-h", "now", "trainfleet: done"]
@@ -261,3 +265,65 @@ def test_hostile_hyperparameters_are_refused_or_travel_as_data(name, values):
     for run in spec.runs():
         for arg in override_args(run.hyperparameters):
             assert arg.startswith("--") and "\n" not in arg
+
+
+@pytest.mark.parametrize("build", [lambda: build_user_data(VALID), lambda: build_agent_user_data(AGENT)],
+                         ids=["job", "agent"])
+def test_apt_waits_for_the_images_first_boot_updates(tmp_path, build):
+    """The CPU image's first-boot apt runs hold apt's locks; apt-get then fails at once with "Could not get
+    lock". The bootstrap waits for the dpkg lock and tries again, instead of ending before its log is
+    uploaded. Real bash; apt-get is a stub that finds the lock taken twice; python3 lacks venv/pip."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    state, log = tmp_path / "apt-tries", tmp_path / "apt-calls"
+    apt = (f'echo "$*" >> {log}\nn=$(( $(cat {state} 2>/dev/null || echo 0) + 1 )); echo $n > {state}\n'
+           'if [ $n -le 2 ]; then echo "E: Could not get lock /var/lib/apt/lists/lock" >&2; exit 100; fi\n')
+    stubs = {"apt-get": apt, "shutdown": "", "git": "", "sha256sum": "", "aws": "",
+             "python3": 'case "$*" in *"import venv"*|*"pip --version"*) exit 1 ;; *"import boto3"*) exit 1 ;; esac\n'
+                        'if [ "$1" = -c ]; then exit 1; fi  # stop the bootstrap right after the prelude'}
+    for name, body in stubs.items():
+        (bin_dir / name).write_text(f"#!/bin/bash\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    for tool in ("mkdir", "date", "tee", "seq", "cat"):
+        os.symlink(shutil.which(tool), bin_dir / tool)
+    (bin_dir / "sleep").write_text("#!/bin/bash\n")  # no real waiting in the test
+    (bin_dir / "sleep").chmod(0o755)
+    subprocess.run(["/bin/bash", "-c", build()], capture_output=True, text=True, timeout=60,
+                   env={"PATH": str(bin_dir), "TRAINFLEET_ROOT": str(tmp_path / "root")})
+    calls = log.read_text().splitlines()
+    assert len(calls) == 4 and all("-o DPkg::Lock::Timeout=" in call for call in calls)
+    assert [c.split()[-1] for c in calls[:3]] == ["update"] * 3 and "install -y python3-venv" in calls[3]
+
+
+def test_a_runs_user_data_has_one_size_whatever_its_task():
+    """EC2 takes 16 KB of user data; setup and run may have 20,000 characters each. The task travels in S3
+    (checksummed): the user data names it, so its size does not grow with the task."""
+    largest = {**AGENT.agent_config, "task": {"setup": "x" * 20_000, "run": "y" * 20_000, "args": ["--a=1"] * 200}}
+    small, large = build_agent_user_data(AGENT), build_agent_user_data(
+        AgentBootstrap(**{**AGENT.__dict__, "agent_config": largest}))
+    assert len(large.encode()) == len(small.encode()) < USER_DATA_LIMIT // 2
+    assert "xxxxxxxxxx" not in large
+
+
+def test_a_job_whose_user_data_would_pass_16_kb_is_refused_before_deploy():
+    """A job's setup and run are in its user data (the CloudFormation template holds it): the largest ones
+    validation allows would make EC2 refuse the instance at deploy. Refused at config with a one-line input
+    error instead; every job config accepts builds user data under the limit with the longest bucket name."""
+    from stacks.config import config_from_context
+
+    context = {"instance_type": "c5.xlarge", "repo": VALID.repo, "ref": "main", "setup": "pip install x\n" * 1400,
+               "run": "python train.py --epochs 3\n" * 700}
+    assert len(context["setup"]) <= 20_000 and len(context["run"]) <= 20_000  # what validate_snippet allows
+    with pytest.raises(TrainfleetInputError, match=r"over EC2's limit of 16384 \(16 KB\)") as refused:
+        config_from_context(context.get)
+    assert "\n" not in str(refused.value)
+    fits = {**context, "setup": "pip install x\n" * 500, "run": "python train.py\n" * 300}
+    job = config_from_context(fits.get).job
+    assert len(build_user_data(job.bootstrap(bucket="b" * 63, region="ap-southeast-5", python="python3")).encode()) \
+        <= USER_DATA_LIMIT
+
+
+@pytest.mark.parametrize("field, value", [("campaign", "c\nreboot"), ("run_id", "r1 #"), ("attempt", "2; reboot")])
+def test_the_configurations_key_is_built_from_validated_ids_only(field, value):
+    with pytest.raises(TrainfleetInputError):
+        AgentBootstrap(**{**AGENT.__dict__, "agent_config": {**AGENT.agent_config, field: value}})
