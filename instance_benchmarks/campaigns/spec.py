@@ -62,11 +62,13 @@ KNOWN_KEYS = {"campaign", "workload", "repo", "ref", "script", "region", "market
               "estimated_minutes", "budget_usd", "target", "hyperparameters", "matrix", "backend", "max_attempts",
               "fallback", "metric_definitions", "metrics_grace_minutes", "workdir", "setup", "run", "benchmark", "repeats", "vary_seed", "nodes",
               *BACKENDS}
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # a shell identifier: hyperparameters become variables too
+# A hyperparameter becomes an environment variable of the same name, so names are an allowlist: lowercase
+# identifiers, which the variables programs read (PATH, HTTPS_PROXY, SSL_CERT_FILE, LD_PRELOAD, NODE_OPTIONS,
+# PYTHONPATH, ...) are not, except the lowercase proxy variables curl, pip and requests honour (`*_proxy`).
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # a metric's name
+_HYPERPARAMETER = re.compile(r"^[a-z][a-z0-9_]*$")
 _TEXT = re.compile(r"^[^\x00-\x1f\x7f]*$")        # printable: no newline, tab or other control character
-# Environment variables a hyperparameter may not replace (it becomes a variable of the same name).
-_RESERVED_VARIABLES = re.compile(r"^(PATH|HOME|IFS|SHELL|USER|PWD|OLDPWD|TMPDIR|ENV|CDPATH|PS4|LANG|LC_\w*|"
-                                 r"(TRAINFLEET|AWS|SM|LD|BASH|PYTHON|PIP|GIT|VIRTUAL_ENV)\w*)$")
+_RESERVED_VARIABLES = re.compile(r"^\w*proxy$")
 METRICS_GRACE_MINUTES = 5.0  # default: how long an attempt may run before its first metric line
 BENCHMARK_KEYS = {"max_minutes", "max_steps", "total_steps", "total_samples", "warmup_steps", "warmup_seconds"}
 
@@ -207,12 +209,12 @@ def _check_value(name: str, value, where: str) -> None:
 
 
 def _check_hyperparameter(workload: str | None, name, value, where: str) -> None:
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise TrainfleetInputError(f"{where}: hyperparameter name {name!r} must be a shell identifier "
-                                   "(letters, digits and _, not starting with a digit)")
+    if not isinstance(name, str) or not _HYPERPARAMETER.fullmatch(name):
+        raise TrainfleetInputError(f"{where}: hyperparameter name {str(name)[:64]!r} must be lowercase letters, "
+                                   "digits and _, starting with a letter (it becomes an environment variable)")
     if _RESERVED_VARIABLES.fullmatch(name):
-        raise TrainfleetInputError(f"{where}: hyperparameter name {name!r} would replace the environment "
-                                   "variable of that name; choose another")
+        raise TrainfleetInputError(f"{where}: hyperparameter name {name!r} is a proxy variable that programs on "
+                                   "the instance read; choose another")
     _check_value(name, value, where)
     if workload is None:
         return

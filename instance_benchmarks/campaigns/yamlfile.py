@@ -7,12 +7,18 @@
 * nesting deeper than `MAX_DEPTH` (PyYAML's recursive composer would hit Python's recursion limit);
 * alias expansion: a document whose nodes, with every alias expanded, number more than `MAX_NODES` (the
   "billion laughs" anchor bomb), and recursive aliases. The expanded size is counted on the composed
-  node graph (each shared node counted once per use, memoised), before anything is constructed.
+  node graph (each shared node counted once per use, memoised), before anything is constructed;
+* YAML 1.1's surprises in plain numbers: a leading-zero integer (`epochs: 010` would be octal 8) and a
+  sexagesimal one (`1:30` would be 90) are refused, naming the field, rather than read either way (YAML 1.2
+  reads the first as 10 and the second as text: a file must not mean different things to different readers);
+* integers beyond +-2**53 (a count, a size or a seed is far smaller; a 5,000-digit integer would stop
+  Python's own conversion), refused before they are converted.
 
 Every refusal is one TrainfleetInputError line.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
@@ -22,6 +28,11 @@ from instance_benchmarks.core.errors import TrainfleetInputError
 MAX_BYTES = 1_000_000
 MAX_DEPTH = 32
 MAX_NODES = 100_000
+MAX_INTEGER = 2**53  # the largest integer every JSON reader (and a float) holds exactly
+
+_INT = "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
+_OCTAL_1_1 = re.compile(r"[-+]?0[0-7_]+")  # YAML 1.1 octal; YAML 1.2 writes 0o10
 
 
 class _Refused(Exception):
@@ -87,6 +98,51 @@ def _expanded_size(root) -> int:
     return size(root)
 
 
+def _where(path: str, node) -> str:
+    return f"{path or 'the document'} (line {node.start_mark.line + 1})"
+
+
+def _check_number(path: str, node) -> None:
+    """Refuse a plain int/float scalar that YAML 1.1 and 1.2 read differently, or an integer out of bounds."""
+    text = node.value
+    if node.tag == _FLOAT and ":" in text or node.tag == _INT and ":" in text:
+        raise _Refused(f"{_where(path, node)}: {text} is a sexagesimal number in YAML 1.1 (1:30 reads as 90) "
+                       "and text in YAML 1.2; write the number itself, or quote it as text")
+    if node.tag != _INT:
+        return
+    if _OCTAL_1_1.fullmatch(text) and text.lstrip("+-").strip("0_"):
+        octal = int(text.replace("_", ""), 8)
+        raise _Refused(f"{_where(path, node)}: {text} is octal in YAML 1.1 (it would read as {octal}) and decimal "
+                       "in YAML 1.2; write it without the leading zero, or quote it as text")
+    digits = text.lstrip("+-").replace("_", "").lower()
+    base = {"0x": 16, "0b": 2}.get(digits[:2], 10)
+    if len(digits) > 64 or abs(int(digits[2:] if base != 10 else digits, base)) > MAX_INTEGER:
+        shown = text if len(text) <= 24 else f"{text[:12]}...({len(digits)} digits)"
+        raise _Refused(f"{_where(path, node)}: {shown} is beyond +-2**53; no campaign value is that large")
+
+
+def _check_scalars(root) -> None:
+    """Every plain number in the document, each named by its path (`matrix.batch_size[1]`)."""
+    seen: set[int] = set()
+
+    def visit(node, path: str) -> None:
+        if id(node) in seen:
+            return
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                name = key.value if isinstance(key, yaml.ScalarNode) else "?"
+                visit(key, path)
+                visit(value, f"{path}.{name}" if path else str(name)[:80])
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                visit(item, f"{path}[{index}]")
+        elif node.tag in (_INT, _FLOAT):
+            _check_number(path, node)
+
+    visit(root, "")
+
+
 def load_yaml_file(path: str | Path):
     """The YAML document in `path`, or a one-line TrainfleetInputError saying why it is refused."""
     path = Path(path)
@@ -107,6 +163,7 @@ def load_yaml_file(path: str | Path):
         if node is None:
             return None
         _expanded_size(node)
+        _check_scalars(node)
         return loader.construct_document(node)
     except _Refused as refused:
         raise TrainfleetInputError(f"{path}: {refused}") from None

@@ -149,6 +149,28 @@ FILES = {  # case id -> campaign file content (str or bytes)
     "budget negative": _yaml(budget_usd=-1),
     "budget text": _yaml(budget_usd="ten"),
     "repeats too many": _yaml(repeats=21),
+    # YAML 1.1's number surprises and integers no campaign holds: refused at validate, naming the field
+    "epochs octal": _yaml().replace("epochs: 3", "epochs: 010"),
+    "epochs negative octal": _yaml().replace("epochs: 3", "epochs: -07"),
+    "epochs sexagesimal": _yaml().replace("epochs: 3", "epochs: 1:30"),
+    "budget sexagesimal float": _yaml().replace("budget_usd: 10.0", "budget_usd: 1:30.5"),
+    "matrix octal in a list": _yaml().replace("- 15\n", "- 017\n"),
+    "max_attempts octal via alias": _with("x-base: &n 0_10\nmax_attempts: *n\n"),
+    "epochs 5000 digits": _yaml().replace("epochs: 3", "epochs: " + "9" * 5000),
+    "budget 5000 digits negative": _yaml().replace("budget_usd: 10.0", "budget_usd: -" + "1" * 5000),
+    "seed just over 2**53": _yaml(hyperparameters={"epochs": 3, "seed": 2**53 + 1}),
+    "hex beyond 2**53": _yaml().replace("epochs: 3", "epochs: 0x" + "f" * 15),
+    "binary beyond 2**53": _yaml().replace("epochs: 3", "epochs: 0b1" + "0" * 60),
+    "script hyperparameter 4000 digits": _yaml(workload=None, script="train.py").replace(
+        "matrix:", "hyperparameters: {n: " + "7" * 4000 + "}\nmatrix:"),
+    # hyperparameter names: an allowlist (lowercase identifiers) keeps the tools' own variables out
+    **{f"hyperparameter {name}": _yaml(workload=None, script="train.py", hyperparameters={name: "x"})
+       for name in ("HTTPS_PROXY", "https_proxy", "no_proxy", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "NODE_OPTIONS",
+                    "LD_PRELOAD", "PYTHONPATH", "GIT_SSH_COMMAND", "_private", "Lr")},
+    "matrix name CURL_CA_BUNDLE": _yaml(workload=None, script="train.py",
+                                        matrix={"instance_type": ["c5.xlarge"], "CURL_CA_BUNDLE": ["/tmp/ca"]}),
+    "matrix name all_proxy": _yaml(workload=None, script="train.py",
+                                   matrix={"instance_type": ["c5.xlarge"], "all_proxy": ["socks5://x:1"]}),
     # sagemaker.role_arn: a full IAM role ARN only
     "role arn user": _sagemaker("arn:aws:iam::123456789012:user/sm"),
     "role arn short account": _sagemaker("arn:aws:iam::12345:role/sm"),
@@ -249,6 +271,36 @@ def test_hostile_campaign_files(account, monkeypatch, capsys, tmp_path, case, co
     path.write_bytes(content if isinstance(content, bytes) else content.encode())
     extra = ["--yes"] if command in ("launch", "run") else []
     _refused(account, monkeypatch, capsys, ["campaign", command, str(path), *extra])
+
+
+# Cases refused for one reason that an earlier check would not give: the error must say that reason.
+REASONS = {"octal": "is octal in YAML 1.1", "sexagesimal": "sexagesimal number in YAML 1.1", "digits": "beyond +-2**53",
+           "2**53": "beyond +-2**53", "_proxy": "is a proxy variable", "hyperparameter ": "must be lowercase letters",
+           "matrix name CURL": "must be lowercase letters"}
+
+
+@pytest.mark.parametrize("case, reason", [(case, reason) for case in sorted(FILES) for word, reason in REASONS.items()
+                                          if word in case and (word != "hyperparameter " or case.split()[-1].isupper()
+                                                               or case.split()[-1] in ("_private", "Lr"))])
+def test_numbers_and_names_are_refused_for_their_own_reason(account, monkeypatch, capsys, tmp_path, case, reason):
+    path = tmp_path / "campaign.yaml"
+    path.write_text(FILES[case])
+    err = _refused(account, monkeypatch, capsys, ["campaign", "validate", str(path)])
+    assert reason in err and "Traceback" not in err
+
+
+def test_yaml_1_2_readings_and_lowercase_names_still_validate(account, monkeypatch, capsys, tmp_path):
+    """What the refusals leave alone: a quoted '010', 00, 1_000, hex within bounds, lowercase names."""
+    path = tmp_path / "campaign.yaml"
+    text = _yaml(workload=None, script="train.py", hyperparameters={"lr_max": 1})
+    path.write_text(text.replace("lr_max: 1", "lr_max: '010'\n  steps: 1_000\n  zero: 00\n  mask: 0xff"))
+    monkeypatch.setattr(sys, "argv", ["trainfleet", "campaign", "validate", str(path)])
+    try:
+        cli.main()
+    except SystemExit as exit_info:
+        assert exit_info.code in (0, None), capsys.readouterr()
+    out = capsys.readouterr().out
+    assert "lr_max=010" in out and "steps=1000" in out and "zero=0" in out and "mask=255" in out, out
 
 
 @pytest.mark.parametrize("case", sorted(COMMANDS))

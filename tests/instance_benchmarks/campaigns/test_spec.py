@@ -72,7 +72,7 @@ def test_override_args():
     ({"budget_usd": float("inf")}, "budget_usd must be a finite number"),
     ({"budget_usd": float("nan")}, "budget_usd"),
     ({"target": {"metric": "x", "value": float("nan")}}, "target must be"),
-    ({"workload": None, "script": "train.py", "hyperparameters": {"a-b": 1}}, "must be a shell identifier"),
+    ({"workload": None, "script": "train.py", "hyperparameters": {"a-b": 1}}, "must be lowercase letters, digits and _"),
     ({"workload": None, "script": "train.py", "hyperparameters": {"note": "two\nlines"}}, "control character"),
     ({"matrix": {"instance_type": ["c5.xlarge"], "hidden_layers": [["\n"]]}}, "control character"),
     ({"workload": None, "script": "train.py", "hyperparameters": {"lr": float("inf")}}, "finite number"),
