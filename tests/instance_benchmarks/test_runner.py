@@ -410,3 +410,21 @@ def test_a_no_metrics_attempt_is_not_retried_and_its_note_is_the_failure_line(en
     assert again.launched == [] and again.why_given_up == {run.run_id: "no metrics: not retried"}
     [failure] = runner.failure_report(env, "sweep")
     assert runner.failure_lines(failure)[0] == f"{run.run_id}: no metrics, exit -15 (attempt 1 of 1): {note}"
+
+
+@pytest.mark.parametrize("planted", [b"", b"not a wheel", None], ids=["empty", "wrong bytes", "longer"])
+def test_a_planted_wheel_at_the_agent_key_is_replaced(env, s3, infra, spec, planted):
+    """The wheel's key is predictable (its SHA-256 is the sources'): what is there is read back and replaced
+    when its bytes differ, so the instances' checksum passes (before, an existing key was never uploaded)."""
+    from instance_benchmarks.backends.ec2.wheel import build_wheel, publish_wheel
+
+    wheel = build_wheel()
+    good = wheel.path.read_bytes()
+    key = publish_wheel(s3, infra.bucket, "other", wheel).replace("campaigns/other/", "campaigns/sweep/")
+    assert wheel.sha256 in key  # the full content hash
+    body = good + b"trailing" if planted is None else planted
+    s3.put_object(Bucket=infra.bucket, Key=key, Body=body, Metadata={"sha256": wheel.sha256})
+    runner.launch(env, spec)
+    record = read_json(run_location(s3, infra.bucket, "sweep", spec.runs()[0].run_id), "launch.json")
+    assert record["attempts"][0]["agent_wheel"] == {"key": key, "sha256": wheel.sha256}
+    assert s3.get_object(Bucket=infra.bucket, Key=key)["Body"].read() == good

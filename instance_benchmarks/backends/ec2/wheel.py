@@ -78,14 +78,22 @@ def build_wheel(root: Path = SOURCE_ROOT, cache: Path = CACHE) -> AgentWheel:
 
 
 def publish_wheel(s3, bucket: str, campaign: str, wheel: AgentWheel) -> str:
-    """Upload the wheel (if not there yet); returns its S3 key."""
+    """Upload the wheel unless the object at its key holds exactly its bytes; returns its S3 key.
+
+    The key names the wheel's full SHA-256, but a key is predictable: whatever is there (a planted file, a
+    truncated upload) is read back, at most one byte more than the wheel, and replaced when its SHA-256
+    differs, so a wrong object cannot make every attempt fail the user data's checksum."""
     import base64
 
-    key = f"{agent_prefix(campaign)}/{wheel.sha256[:12]}/{wheel.name}"
+    key = f"{agent_prefix(campaign)}/{wheel.sha256}/{wheel.name}"
+    data = wheel.path.read_bytes()
     try:
-        s3.head_object(Bucket=bucket, Key=key)
-    except s3.exceptions.ClientError:  # not there yet
-        data = wheel.path.read_bytes()
+        there = s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{len(data)}")["Body"].read()
+    except s3.exceptions.ClientError as error:  # not there (404; 403 where listing is not allowed), or empty (416)
+        if error.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404", "403", "AccessDenied", "InvalidRange"):
+            raise
+        there = None
+    if there is None or hashlib.sha256(there).hexdigest() != wheel.sha256:
         s3.put_object(Bucket=bucket, Key=key, Body=data, Metadata={"sha256": wheel.sha256},
                       ChecksumSHA256=base64.b64encode(hashlib.sha256(data).digest()).decode())
     return key
