@@ -26,8 +26,8 @@ from torch import nn
 from training_scripts.config import TrainConfig, between
 from training_scripts.inference import Predictor, load_network, predictor, read_model, read_preprocessing
 from training_scripts.loop import (
-    Checkpointer, Preempted, RunRecorder, check_resumable, count_flops_per_sample, fingerprint, main_entry, mlp,
-    output_locations, resolve_device, rng_state, seed_everything, set_rng_state, write_artifacts,
+    Checkpointer, Preempted, RunRecorder, check_resumable, checkpoint_fits, count_flops_per_sample, fingerprint,
+    main_entry, mlp, output_locations, resolve_device, rng_state, seed_everything, set_rng_state, write_artifacts,
 )
 
 
@@ -114,7 +114,8 @@ def train(config: Config, should_stop=lambda: False, echo: bool = True) -> dict:
     flops = count_flops_per_sample(policy, nn.functional.cross_entropy, torch.zeros(64, 4), torch.zeros(64, dtype=torch.long))
     recorder = RunRecorder(echo=echo)
     update, train_seconds, attempts, steps, episode_rewards = 0, 0.0, 1, 0, []
-    saved = checkpointer.load()
+    saved = checkpointer.load(checkpoint_fits(policy, optimizer, ("rng", "update", "train_seconds", "attempts", "steps",
+                                                                 "episode_rewards", "history")))
     if saved is not None:
         check_resumable(saved["config"], config, checkpoint_location.uri)
         policy.load_state_dict(saved["model"])

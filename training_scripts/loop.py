@@ -110,7 +110,8 @@ class Checkpointer:
 
     Checkpoints hold tensors and plain Python values only and load with `weights_only=True`: whoever can
     write the checkpoint folder (the bucket) cannot run code in the next attempt by planting a pickle.
-    A checkpoint that does not load (corrupt, truncated, or not tensors-only) is moved aside to
+    A checkpoint that does not load (corrupt, truncated, or not tensors-only), or loads but does not fit
+    (`fits` raises: `{}`, another workload's or another size's state), is moved aside to
     `corrupt-<n>/latest.pt` and training starts afresh, with a warning, instead of failing every attempt."""
 
     NAME = "latest.pt"
@@ -123,13 +124,17 @@ class Checkpointer:
         torch.save(state, buffer)
         self.location.write_bytes(self.NAME, buffer.getvalue())
 
-    def load(self) -> dict | None:
+    def load(self, fits=None) -> dict | None:
+        """The checkpoint, or None; `fits(saved)` raises when a loaded checkpoint is not this run's kind."""
         data = self.location.read_bytes(self.NAME)
         if data is None:
             return None
         try:
-            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-        except Exception as error:  # noqa: BLE001 - any failure to load is the same: quarantine, start afresh
+            saved = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+            if fits is not None:
+                fits(saved)
+            return saved
+        except Exception as error:  # noqa: BLE001 - any failure to load or fit is the same: quarantine, start afresh
             taken = {name.split("/", 1)[0] for name in self.location.list("corrupt-")}
             aside = next(f"corrupt-{n}" for n in range(1, len(taken) + 2) if f"corrupt-{n}" not in taken)
             self.location.child(aside).write_bytes(self.NAME, data)
@@ -140,6 +145,28 @@ class Checkpointer:
             print(f"warning: checkpoint {self.location.uri}/{self.NAME} did not load ({reason}); moved to "
                   f"{aside}/ and starting afresh", file=sys.stderr, flush=True)
             return None
+
+
+def checkpoint_fits(model: nn.Module, optimizer, keys: tuple[str, ...]):
+    """A `fits` for Checkpointer.load: the checkpoint is a mapping with `keys` (and `model`, `optimizer`,
+    `config`), whose model state has this model's names and shapes and whose optimizer has its groups' sizes.
+    Checked before anything is applied, so a misfit leaves the fresh model and optimizer untouched."""
+    def fits(saved) -> None:
+        if not isinstance(saved, dict):
+            raise ValueError(f"it holds a {type(saved).__name__}, not a checkpoint")
+        missing = [k for k in ("model", "optimizer", "config", *keys) if k not in saved]
+        if missing:
+            raise ValueError(f"it is not this workload's checkpoint (no {', '.join(missing[:4])})")
+        state, expected = saved["model"], {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        if not isinstance(state, dict) or {k: tuple(getattr(v, "shape", ("?",))) for k, v in state.items()} != expected:
+            raise ValueError("its model state does not fit this model (another workload's, or another size)")
+        groups = saved["optimizer"].get("param_groups") if isinstance(saved["optimizer"], dict) else None
+        if (not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups)
+                or [len(g.get("params") or ()) for g in groups] != [len(g["params"]) for g in optimizer.param_groups]):
+            raise ValueError("its optimizer state does not fit this model's parameters")
+        if not isinstance(saved["config"], dict):
+            raise ValueError("its config is not a mapping")
+    return fits
 
 
 # Settings that may change between a run and its resumption (where it writes, how long it runs).
@@ -429,10 +456,12 @@ def _fit(config: TrainConfig, task: SupervisedTask, d: ddp.Dist, device: torch.d
     recorder = RunRecorder(echo=echo and d.main)
     epoch, step_in_epoch, global_step = 0, 0, 0
     best, evals_since_best, train_seconds, attempts = None, 0, 0.0, 1
-    saved = checkpointer.load() if d.main else None
-    d.barrier()  # rank 0 has moved a corrupt checkpoint aside before the others look
+    fits = checkpoint_fits(model, optimizer, ("scaler", "rng", "epoch", "step_in_epoch", "global_step", "best",
+                                              "evals_since_best", "train_seconds", "attempts", "history"))
+    saved = checkpointer.load(fits) if d.main else None
+    d.barrier()  # rank 0 has moved a corrupt or misfit checkpoint aside before the others look
     if not d.main:
-        saved = checkpointer.load()
+        saved = checkpointer.load(fits)
     if saved is not None:
         check_resumable(saved["config"], config, checkpoint_location.uri)
         model.load_state_dict(saved["model"])

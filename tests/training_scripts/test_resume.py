@@ -115,6 +115,60 @@ def test_a_corrupt_checkpoint_is_moved_aside_and_the_run_starts_afresh(tmp_path,
     assert "did not load" in capsys.readouterr().err
 
 
+def _cnn_state(tmp_path) -> bytes:
+    """A real checkpoint of another workload (cnn_digits, one step)."""
+    from training_scripts import cnn_digits
+
+    cnn_digits.run(cnn_digits.Config(epochs=1, max_steps=1, output=str(tmp_path / "cnn-out"),
+                                     checkpoint=str(tmp_path / "cnn-ckpt")))
+    return (tmp_path / "cnn-ckpt" / "latest.pt").read_bytes()
+
+
+def _saved(value) -> bytes:
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("planted", ["empty dict", "a list", "another workload", "model only", "wrong optimizer"])
+def test_a_checkpoint_that_loads_but_does_not_fit_is_quarantined(tmp_path, capsys, planted):
+    """Before, `{}` failed every attempt with a KeyError, another workload's state with a size mismatch."""
+    import torch
+
+    from training_scripts.storage import LocalLocation
+
+    mlp_config = tabular_mlp.Config(rows=1500, epochs=1, output=str(tmp_path / "own"), checkpoint=str(tmp_path / "own-ck"))
+    tabular_mlp.run(mlp_config)
+    own = torch.load(tmp_path / "own-ck" / "latest.pt", weights_only=True)
+    data = {"empty dict": lambda: _saved({}), "a list": lambda: _saved([1, 2]),
+            "another workload": lambda: _cnn_state(tmp_path),
+            "model only": lambda: _saved({"model": own["model"], "optimizer": own["optimizer"], "config": own["config"]}),
+            "wrong optimizer": lambda: _saved({**own, "optimizer": {"param_groups": [{"params": [0]}], "state": {}}}),
+            }[planted]()
+    folder = LocalLocation(tmp_path / "ckpt")
+    folder.write_bytes("latest.pt", data)
+    config = tabular_mlp.Config(rows=1500, epochs=1, output=str(tmp_path / "out"), checkpoint=str(tmp_path / "ckpt"))
+    result = tabular_mlp.run(config)
+    assert result["attempts"] == 1  # trained from scratch
+    assert (tmp_path / "ckpt" / "corrupt-1" / "latest.pt").read_bytes() == data
+    assert '"checkpoint_quarantined"' in capsys.readouterr().out
+
+
+def test_a_cartpole_checkpoint_of_another_workload_is_quarantined(tmp_path):
+    from training_scripts import cartpole_pg
+
+    data = _cnn_state(tmp_path)
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "latest.pt").write_bytes(data)
+    result = cartpole_pg.run(cartpole_pg.Config(epochs=1, batch_size=2, output=str(tmp_path / "out"),
+                                                checkpoint=str(tmp_path / "ckpt")))
+    assert result["attempts"] == 1 and (tmp_path / "ckpt" / "corrupt-1" / "latest.pt").read_bytes() == data
+
+
 def test_a_checkpoint_that_would_run_code_is_refused_not_unpickled(tmp_path):
     """A pickle planted in the checkpoint folder (anyone who can write the bucket) never executes."""
     import io
