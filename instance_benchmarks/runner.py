@@ -32,6 +32,14 @@ RETRIED = ("interrupted", "lost", "torn down", "not_launched", "launch_refused")
 RETRIED_ONCE = ("failed",)
 CAPACITY_FAILURES = ("CapacityError", "InsufficientCapacityError")  # a job that failed for want of capacity
 TORN_DOWN = "torn down"
+# Attempts that do not count against max_attempts: ended by the user (Ctrl-C, `campaign teardown`) or never
+# started (a launcher killed before its launch call returned); each is still recorded, with its cost.
+NOT_COUNTED = (TORN_DOWN, "not_launched")
+
+
+def counted_attempts(record: dict) -> int:
+    """The attempts of a run that count against max_attempts (see NOT_COUNTED)."""
+    return sum(1 for a in record.get("attempts") or [] if not isinstance(a, dict) or a.get("outcome") not in NOT_COUNTED)
 
 
 @dataclass
@@ -171,9 +179,9 @@ def launch(env, spec, *, catalog: Catalog | None = None, confirm=None) -> Launch
         elif refusal := retry_refusal(s3, bucket, spec.campaign, run.run_id, record):
             summary.gave_up.append(run.run_id)
             summary.why_given_up[run.run_id] = refusal
-        elif len(record["attempts"]) >= spec.max_attempts:
+        elif (used := counted_attempts(record)) >= spec.max_attempts:
             summary.gave_up.append(run.run_id)
-            summary.why_given_up[run.run_id] = f"{len(record['attempts'])} of max_attempts {spec.max_attempts} used"
+            summary.why_given_up[run.run_id] = f"{used} of max_attempts {spec.max_attempts} used"
         else:
             pending.append(run)
             records[run.run_id] = record

@@ -71,12 +71,40 @@ def test_declined_estimate_launches_nothing(env, ec2, spec):
     assert summary.launched == [] and campaign_instances(ec2, "sweep") == []
 
 
-def test_max_attempts_stops_relaunching(env):
+def _end_last_attempt(s3, infra, run_id: str, outcome: str) -> None:
+    location = run_location(s3, infra.bucket, "sweep", run_id)
+    record = read_json(location, "launch.json")
+    record["attempts"][-1].update(outcome=outcome)
+    write_json(location, "launch.json", record)
+
+
+def test_max_attempts_stops_relaunching(env, s3, infra):
     spec = parse_spec(spec_dict(max_attempts=1, matrix={"instance_type": ["c5.xlarge"], "batch_size": [3]}))
     runner.launch(env, spec)
     runner.teardown(env, "sweep")
+    _end_last_attempt(s3, infra, spec.runs()[0].run_id, "interrupted")  # as if spot had reclaimed it
     again = runner.launch(env, spec)
     assert again.launched == [] and again.gave_up == [spec.runs()[0].run_id]
+    assert again.why_given_up[spec.runs()[0].run_id] == "1 of max_attempts 1 used"
+
+
+def test_teardowns_and_never_started_attempts_do_not_count_against_max_attempts(env, s3, infra):
+    """Two Ctrl-Cs (each a teardown) and a launcher killed mid-launch with max_attempts 2: the run is
+    launched again, each earlier attempt kept with its cost. Before, it was given up after two."""
+    spec = parse_spec(spec_dict(max_attempts=2, matrix={"instance_type": ["c5.xlarge"], "batch_size": [3]}))
+    run_id = spec.runs()[0].run_id
+    for _ in range(2):
+        runner.launch(env, spec)
+        runner.teardown(env, "sweep")
+    runner.launch(env, spec)
+    runner.teardown(env, "sweep")
+    _end_last_attempt(s3, infra, run_id, "not_launched")
+    again = runner.launch(env, spec)
+    assert [x["attempt"] for x in again.launched] == [4] and again.gave_up == []
+    record = read_json(run_location(s3, infra.bucket, "sweep", run_id), "launch.json")
+    assert [a["outcome"] for a in record["attempts"]] == ["torn down", "torn down", "not_launched", "launched"]
+    assert all(a["cost_usd"] > 0 for a in record["attempts"][:2])  # they ran: billed, kept
+    assert runner.counted_attempts(record) == 1  # the live one
 
 
 def test_torn_down_attempts_keep_their_cost(env, s3, infra, spec):
