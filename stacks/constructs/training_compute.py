@@ -13,9 +13,15 @@ from instance_benchmarks.core.contract import MARKETS
 from stacks.config import ImageConfig
 from stacks.constructs.nag import checkov_skip, exports_arn, exports_finding, imported_bucket_arn
 
-# What training instances read and write: campaign runs (agent wheel, checkpoints, results, logs) and
-# one-shot jobs' outputs. Nothing else in the bucket is theirs.
+# What training instances may list: campaign runs and one-shot jobs (names only).
 INSTANCE_PREFIXES = ("campaigns", "jobs")
+# What they read and write (keys below the bucket). A run's instance writes its run's folder (launch.json,
+# checkpoints, train/, logs/, result.json) and reads its task and checkpoints there; it reads the agent wheel
+# but never writes it, nor campaign.json or report/ (what the launcher writes and trusts); a job's instance
+# writes jobs/. Only checkpoints/ (kept equal to the instance's folder) and jobs/ are ever deleted.
+INSTANCE_READ_WRITE = ("campaigns/*/runs/*", "jobs/*")
+INSTANCE_READ_ONLY = ("campaigns/*/agent/*",)
+INSTANCE_DELETE = ("campaigns/*/runs/*/checkpoints/*", "jobs/*")
 # What SSM Agent needs for Session Manager shells (AWS's minimal instance policy for Session Manager).
 SESSION_MANAGER_ACTIONS = [
     "ssm:UpdateInstanceInformation",
@@ -81,9 +87,13 @@ class TrainingCompute(Construct):
         # whole bucket (no prefix condition), grant_put adds s3:Abort* and the object-lock/tagging actions,
         # and grant_delete grants s3:DeleteObject*, which includes s3:DeleteObjectVersion (erasing the
         # versioned history). iam.Grant with the exact actions gives what the agent and job scripts use.
-        objects = [bucket.arn_for_objects(f"{prefix}/*") for prefix in INSTANCE_PREFIXES]
-        iam.Grant.add_to_principal(
-            grantee=self.role, actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], resource_arns=objects)
+        def objects(patterns) -> list[str]:
+            return [bucket.arn_for_objects(pattern) for pattern in patterns]
+
+        iam.Grant.add_to_principal(grantee=self.role, actions=["s3:GetObject"],
+                                   resource_arns=objects(INSTANCE_READ_WRITE + INSTANCE_READ_ONLY))
+        iam.Grant.add_to_principal(grantee=self.role, actions=["s3:PutObject"], resource_arns=objects(INSTANCE_READ_WRITE))
+        iam.Grant.add_to_principal(grantee=self.role, actions=["s3:DeleteObject"], resource_arns=objects(INSTANCE_DELETE))
         iam.Grant.add_to_principal(
             grantee=self.role, actions=["s3:ListBucket"], resource_arns=[bucket.bucket_arn],
             conditions={"StringLike": {"s3:prefix": [f"{prefix}/*" for prefix in INSTANCE_PREFIXES]}})
@@ -100,16 +110,17 @@ class TrainingCompute(Construct):
             "Read-only (GetParameter/GetParameters) on the stack's own /trainfleet/ parameters: the "
             "deployment's exports, nothing else in the account.",
         }
-        for prefix in INSTANCE_PREFIXES:
-            reasons[f"Resource::{imported_bucket_arn(bucket)}/{prefix}/*"] = (
-                f"Get/Put/DeleteObject (never DeleteObjectVersion) on {prefix}/ of the one artifact bucket: "
-                "the run and job folders instances write; keys are per run, unknown at deploy.")
+        for pattern in {*INSTANCE_READ_WRITE, *INSTANCE_READ_ONLY, *INSTANCE_DELETE}:
+            reasons[f"Resource::{imported_bucket_arn(bucket)}/{pattern}"] = (
+                f"Get, Put or DeleteObject (never DeleteObjectVersion) on {pattern} of the one artifact bucket: "
+                "the run and job folders instances write, the agent wheel they read; keys are per run, unknown "
+                "at deploy.")
         for finding, reason in reasons.items():
             Validations.of(self.role).acknowledge(Acknowledgment(id=f"AwsSolutions-IAM5[{finding}]", reason=reason))
         checkov_skip(self.role.node.find_child("DefaultPolicy").node.default_child, {
             "CKV_AWS_111": "the write actions on '*' are Session Manager's (ssm:UpdateInstanceInformation, "
                            "ssmmessages:*Channel), which define no resource types; S3 writes are limited to "
-                           "campaigns/ and jobs/ of the one bucket"})
+                           "campaigns/*/runs/ and jobs/ of the one bucket"})
 
     def _template(self, kind: str, image: ImageConfig, market: str) -> ec2.LaunchTemplate:
         return ec2.LaunchTemplate(

@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from aws_cdk.assertions import Match
 
 from instance_benchmarks.core.contract import SSM_EXPORTS as EXPORTS
@@ -118,18 +120,75 @@ def test_instance_role_has_exactly_its_actions_and_no_managed_policy(templates):
     templates["compute"].resource_count_is("AWS::IAM::InstanceProfile", 1)
 
 
-def test_instance_role_s3_is_campaigns_and_jobs_only(templates):
-    prefixes = {"/campaigns/*", "/jobs/*"}
+def _instance_s3_grants(templates) -> dict[str, set[str]]:
+    """S3 object action -> the key patterns the instance role grants it on."""
+    grants: dict[str, set[str]] = {}
     for statement in _instance_role_statements(templates):
         actions = _listed(statement["Action"])
-        if not any(a.startswith("s3:") for a in actions):
+        if not any(a.startswith("s3:") for a in actions) or actions == ["s3:ListBucket"]:
             continue
-        if actions == ["s3:ListBucket"]:
+        patterns = {r["Fn::Join"][1][1].lstrip("/") for r in _listed(statement["Resource"])
+                    if r["Fn::Join"][1][0] == BUCKET_ARN}
+        assert len(patterns) == len(_listed(statement["Resource"]))  # the one bucket, nothing else
+        for action in actions:
+            grants.setdefault(action, set()).update(patterns)
+    return grants
+
+
+def test_instance_role_s3_is_runs_jobs_and_the_wheel_only(templates):
+    """Instances write their runs' folders and jobs/; they read the agent wheel but never write it, nor
+    campaign.json or report/; they delete only checkpoints (the mirror) and under jobs/."""
+    assert _instance_s3_grants(templates) == {
+        "s3:GetObject": {"campaigns/*/runs/*", "jobs/*", "campaigns/*/agent/*"},
+        "s3:PutObject": {"campaigns/*/runs/*", "jobs/*"},
+        "s3:DeleteObject": {"campaigns/*/runs/*/checkpoints/*", "jobs/*"},
+    }
+    for statement in _instance_role_statements(templates):
+        if _listed(statement["Action"]) == ["s3:ListBucket"]:
             assert statement["Resource"] == BUCKET_ARN
             assert statement["Condition"] == {"StringLike": {"s3:prefix": ["campaigns/*", "jobs/*"]}}
-        else:
-            objects = {r["Fn::Join"][1][1] for r in _listed(statement["Resource"]) if r["Fn::Join"][1][0] == BUCKET_ARN}
-            assert len(objects) == len(_listed(statement["Resource"])) and objects <= prefixes
+
+
+def _as_user_policy(templates, bucket: str) -> dict:
+    """The instance role's S3 object statements with the bucket's ARN filled in."""
+    statements = [{"Effect": "Allow", "Action": [action], "Resource": [f"arn:aws:s3:::{bucket}/{p}" for p in sorted(patterns)]}
+                  for action, patterns in _instance_s3_grants(templates).items()]
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def test_instance_role_enforced_by_moto_iam(templates):
+    """The synthesized statements as an IAM principal's policy in moto with IAM enforced: each call the agent
+    makes is allowed; writes to what the launcher writes and trusts are denied."""
+    import boto3
+    from botocore.exceptions import ClientError
+    from moto import mock_aws
+    from moto.core import set_initial_no_auth_action_count
+
+    bucket = "trainfleet-iam-check"
+
+    @set_initial_no_auth_action_count(4)  # the setup's calls; every later one is checked against IAM
+    @mock_aws
+    def check() -> None:
+        iam, admin = boto3.client("iam", region_name="us-east-1"), boto3.client("s3", region_name="us-east-1")
+        admin.create_bucket(Bucket=bucket)
+        iam.create_user(UserName="instance")
+        iam.put_user_policy(UserName="instance", PolicyName="role", PolicyDocument=json.dumps(_as_user_policy(templates, bucket)))
+        key = iam.create_access_key(UserName="instance")["AccessKey"]
+        s3 = boto3.client("s3", region_name="us-east-1", aws_access_key_id=key["AccessKeyId"],
+                          aws_secret_access_key=key["SecretAccessKey"])
+        for name in ("runs/r1/result.json", "runs/r1/checkpoints/latest.pt", "runs/r1/logs/attempt-1/script.log"):
+            s3.put_object(Bucket=bucket, Key=f"campaigns/a/{name}", Body=b"x")
+            assert s3.get_object(Bucket=bucket, Key=f"campaigns/a/{name}")["Body"].read() == b"x"
+        s3.delete_object(Bucket=bucket, Key="campaigns/a/runs/r1/checkpoints/latest.pt")
+        s3.put_object(Bucket=bucket, Key="jobs/j1/out.txt", Body=b"x")
+        for denied in ("campaigns/a/agent/0123/trainfleet-0.1.0-py3-none-any.whl", "campaigns/a/campaign.json",
+                       "campaigns/b/report/report.csv", "other/x", "campaigns/a/runs"):
+            with pytest.raises(ClientError, match="AccessDenied"):
+                s3.put_object(Bucket=bucket, Key=denied, Body=b"planted")
+        with pytest.raises(ClientError, match="AccessDenied"):
+            s3.delete_object(Bucket=bucket, Key="campaigns/a/runs/r1/result.json")
+
+    check()
 
 
 def test_instance_role_reads_only_the_stack_parameters(templates):
