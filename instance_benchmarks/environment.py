@@ -71,6 +71,11 @@ class Environment:
         """Let time pass while instances and jobs run (the embedded default runs them here instead)."""
         time.sleep(self.poll_seconds)
 
+    def started_at(self, instance: dict):
+        """When an instance began to bill, or None if it never ran: EC2 bills from the running state, so an
+        instance still `pending` when it is ended costs nothing; otherwise from its LaunchTime."""
+        return None if instance.get("State", {}).get("Name") == "pending" else instance.get("LaunchTime")
+
     def default_role(self, principal: str) -> str | None:
         """An execution role for `principal` when the campaign names none (AWS: none; the user must)."""
         return None

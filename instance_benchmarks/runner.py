@@ -273,7 +273,8 @@ def teardown(env, campaign: str) -> list[TeardownSummary]:
 def record_torn_down(env, campaign: str, ended: dict) -> bool:
     """Settle the attempt a teardown ended in its run's launch.json, unless it settled itself already.
     `ended`: run_id, attempt (if known), key (`instance_id` or `job_name`), resource (its value), started_at
-    (the cloud's launch or start time; else the attempt's launched_at) and ended_at, ISO 8601."""
+    (the cloud's launch or start time; else the attempt's launched_at) and ended_at, ISO 8601; `ran`: False
+    for an instance that never ran (not billed)."""
     location = run_location(env.client("s3"), env.infra.bucket, campaign, ended["run_id"])
     try:
         record = read_json(location, "launch.json")
@@ -290,9 +291,12 @@ def record_torn_down(env, campaign: str, ended: dict) -> bool:
         started = datetime.fromisoformat(ended.get("started_at") or attempt["launched_at"])
         seconds = max(0.0, (datetime.fromisoformat(ended["ended_at"]) - started).total_seconds())
         price = (attempt.get("price") or {}).get("usd_per_hour") or 0.0
-        attempt.update(outcome=TORN_DOWN, ended_at=ended["ended_at"], instance_seconds=round(seconds, 3),
-                       billed_seconds=billed_seconds(seconds), cost_usd=cost_usd(seconds, price),
-                       note="ended by teardown")
+        if ended.get("ran", True):
+            attempt.update(instance_seconds=round(seconds, 3), billed_seconds=billed_seconds(seconds),
+                           cost_usd=cost_usd(seconds, price), note="ended by teardown")
+        else:  # ended while it waited to start: nothing to bill
+            attempt.update(instance_seconds=0.0, billed_seconds=0, cost_usd=0.0, note="ended by teardown before it ran")
+        attempt.update(outcome=TORN_DOWN, ended_at=ended["ended_at"])
         attempt[ended["key"]] = ended["resource"]
         write_json(location, "launch.json", record)
         return True

@@ -53,7 +53,7 @@ class TeardownSummary:
     stopped: list[str] = field(default_factory=list)     # instances terminated / jobs stopped
     cancelled: list[str] = field(default_factory=list)   # open spot requests cancelled
     # one entry per attempt it ended, for the runner to record and price (see runner.record_torn_down):
-    # {"run_id", "attempt", "key": "instance_id" | "job_name", "resource", "started_at", "ended_at"}
+    # {"run_id", "attempt", "key": "instance_id" | "job_name", "resource", "started_at", "ended_at", "ran" (False: not billed)}
     ended: list[dict] = field(default_factory=list)
 
 

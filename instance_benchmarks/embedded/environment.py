@@ -58,6 +58,13 @@ class EmbeddedEnvironment(Environment):
         self._roles: dict[str, str] = {}
         self._ran_jobs: set[str] = set()
 
+    def started_at(self, instance: dict):
+        """Instances boot here one at a time: billed from their boot, never while queued (see worker.py)."""
+        from datetime import datetime
+
+        booted = self.worker.booted.get(instance["InstanceId"])
+        return datetime.fromisoformat(booted) if booted else None
+
     @classmethod
     def start(cls, region: str = "us-east-1", *, state: LocalState | None = None, **kwargs) -> "EmbeddedEnvironment":
         """moto's server with the stacks deployed; with `state`, locked first (a busy state starts nothing),

@@ -7,7 +7,8 @@ verifies its SHA-256, installs it, and runs the agent, which clones the campaign
 up and runs the training script. Only what moto cannot do is stood in for, here and nowhere else:
 
 * instance boot: instances run one at a time on this machine, each one's billing clock starting when
-  it boots here (`TRAINFLEET_LAUNCHED_AT`), so waiting in the queue is not billed;
+  it boots here (`TRAINFLEET_LAUNCHED_AT`; `booted`, which the environment's `started_at` reports), so
+  waiting in the queue is not billed, not even when a teardown ends an instance that never booted;
 * `shutdown`: a stub on PATH records the watchdog and the final shutdown; the worker enforces the
   watchdog by killing the script at its deadline and terminates the instance in moto when it ends,
   as the launch template's shutdown behaviour (terminate) would;
@@ -49,6 +50,7 @@ class LocalWorker:
         self.cloud, self.host, self.extra_env, self.log = cloud, host, extra_env or {}, log
         self.root = Path(root or tempfile.mkdtemp(prefix="trainfleet-instances-"))
         self.handled: set[str] = set()
+        self.booted: dict[str, str] = {}  # instance id -> when it booted here (ISO 8601)
         # called while an instance runs (every `progress_seconds`) and after each one ends: the
         # environment saves the bucket's state then, so a killed command loses at most what was running
         self.on_progress, self.progress_seconds = on_progress, progress_seconds
@@ -90,16 +92,20 @@ class LocalWorker:
         # the guard plays the machine: whatever the user data starts ends with it (or with this process)
         command = [sys.executable, "-m", "instance_benchmarks.embedded.guard", "--parent", str(os.getpid()),
                    "--grace", str(GRACE_SECONDS), "--", "/bin/bash", str(sandbox / "user-data.sh")]
+        self.booted[instance_id] = now_iso()
         with console.open("wb") as out:
             process = subprocess.Popen(command, cwd=sandbox, env=self.env(instance, sandbox), stdout=out,
                                        stderr=subprocess.STDOUT, start_new_session=True)
             try:
                 code = self._wait(process, deadline)
-            except BaseException:  # Ctrl-C, SIGTERM or an error here: the instance does not outlive it
-                self._power_off(process)
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the machine stops; the launcher's teardown ends the
+                self._power_off(process)  # instance in EC2, so the attempt is the user's (`torn down`), not `lost`
                 raise
-            finally:
-                ec2.terminate_instances(InstanceIds=[instance_id])  # shutdown -h now, behaviour = terminate
+            except BaseException:  # an error here: the instance does not outlive it
+                self._power_off(process)
+                ec2.terminate_instances(InstanceIds=[instance_id])
+                raise
+            ec2.terminate_instances(InstanceIds=[instance_id])  # shutdown -h now, behaviour = terminate
         if code != 0:
             self.log(console.read_text(errors="replace")[-3000:])
         return code

@@ -456,3 +456,29 @@ def test_a_planted_wheel_at_the_agent_key_is_replaced(env, s3, infra, spec, plan
     record = read_json(run_location(s3, infra.bucket, "sweep", spec.runs()[0].run_id), "launch.json")
     assert record["attempts"][0]["agent_wheel"] == {"key": key, "sha256": wheel.sha256}
     assert s3.get_object(Bucket=infra.bucket, Key=key)["Body"].read() == good
+
+
+def test_an_instance_ended_before_it_ran_is_not_billed(env, s3, infra, monkeypatch):
+    """EC2 bills from the running state: an instance a teardown ends while still pending (on the embedded
+    default: still queued, never booted) is recorded torn down at $0, not at the 60-second minimum."""
+    spec = parse_spec(spec_dict(matrix={"instance_type": ["c5.xlarge"], "batch_size": [3, 5]}))
+    queued = spec.runs()[1].run_id
+    real = env.started_at
+    monkeypatch.setattr(env, "started_at", lambda instance: None if tag(instance, RUN_TAG) == queued else real(instance))
+    runner.launch(env, spec)
+    runner.teardown(env, "sweep")
+    for run in spec.runs():
+        [attempt] = read_json(run_location(s3, infra.bucket, "sweep", run.run_id), "launch.json")["attempts"]
+        assert attempt["outcome"] == "torn down"
+        if run.run_id == queued:
+            assert (attempt["cost_usd"], attempt["billed_seconds"]) == (0.0, 0) and "before it ran" in attempt["note"]
+        else:
+            assert attempt["cost_usd"] > 0 and attempt["billed_seconds"] >= 60
+
+
+def test_ec2_bills_from_running_not_pending():
+    from instance_benchmarks.environment import Environment
+
+    launched = object()
+    assert Environment().started_at({"State": {"Name": "pending"}, "LaunchTime": launched}) is None
+    assert Environment().started_at({"State": {"Name": "running"}, "LaunchTime": launched}) is launched

@@ -203,8 +203,9 @@ class Ec2Backend(Backend):
         return True
 
     def teardown(self, campaign: str) -> TeardownSummary:
-        """Terminate the campaign's instances (by tag); each ended attempt is billed from EC2's launch
-        time to the terminate call."""
+        """Terminate the campaign's instances (by tag); each ended attempt is billed from when it began to
+        bill (the environment's `started_at`: EC2's launch time) to the terminate call, an instance that never
+        ran not at all."""
         ec2 = self.env.client("ec2")
         found = {i["InstanceId"]: i for i in campaign_instances(ec2, campaign, LIVE_STATES)}
         stopped, cancelled = terminate_campaign(ec2, campaign)
@@ -214,8 +215,9 @@ class Ec2Backend(Backend):
             instance = found.get(instance_id)
             if instance is None or not tag(instance, RUN_TAG):
                 continue
-            launched = instance.get("LaunchTime")
+            started = self.env.started_at(instance)
             ended.append({"run_id": tag(instance, RUN_TAG), "attempt": int(tag(instance, ATTEMPT_TAG) or 0) or None,
                           "key": "instance_id", "resource": instance_id, "ended_at": ended_now,
-                          "started_at": launched.isoformat(timespec="seconds") if launched else None})
+                          "started_at": started.isoformat(timespec="seconds") if started else None,
+                          "ran": started is not None})
         return TeardownSummary(self.NAME, stopped, cancelled, ended)

@@ -35,12 +35,26 @@ def test_sigint_stops_tears_down_and_leaves_nothing_running(tmp_path):
     assert "0 left running" in out  # nothing of the campaign live in moto when it stopped
     assert not alive(server_pid) and not listening(port)  # moto's server went with the command
     assert processes_mentioning(sandbox) == []  # user data, agent and training script all ended
-    # the state was saved: the completed run is kept, the interrupted attempt settled (not "launched")
+    # the state was saved: the completed run is kept, the interrupted attempt settled (not "launched") as the
+    # user's (torn down, billed from its boot here), which does not count against max_attempts (2)
     campaign = "sig-int"
     assert saved_json(state, f"{run_prefix(campaign, first.group(2))}/result.json") is not None
     record = saved_json(state, f"{run_prefix(campaign, held.group(2))}/launch.json")
-    assert [a["outcome"] for a in record["attempts"]] == ["lost"]
+    assert [a["outcome"] for a in record["attempts"]] == ["torn down"] and record["attempts"][0]["cost_usd"] > 0
     assert saved_json(state, f"{run_prefix(campaign, held.group(2))}/result.json") is None
+
+    # a second Ctrl-C while the held run runs again, then a rerun: every run completes
+    spec = write_campaign(tmp_path, campaign, hold)
+    second = Command(state, "campaign", "run", str(spec), "--local", "--out", str(tmp_path / "reports"))
+    second.wait_for(HELD)
+    second.process.send_signal(signal.SIGINT)
+    assert second.finish(timeout=180)[0] == 130
+    hold.unlink()
+    code, out, err = Command(state, "campaign", "run", str(spec), "--local", "--out", str(tmp_path / "reports")).finish(
+        timeout=300)
+    assert code == 0 and "summary: 2/2 complete" in out, (out, err)
+    record = saved_json(state, f"{run_prefix(campaign, held.group(2))}/launch.json")
+    assert [a["outcome"] for a in record["attempts"]] == ["torn down", "torn down", "completed"]
 
 
 def test_sigkill_orphans_nothing_and_a_rerun_resumes(tmp_path):
