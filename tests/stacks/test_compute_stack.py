@@ -156,39 +156,100 @@ def _as_user_policy(templates, bucket: str) -> dict:
     return {"Version": "2012-10-17", "Statement": statements}
 
 
-def test_instance_role_enforced_by_moto_iam(templates):
-    """The synthesized statements as an IAM principal's policy in moto with IAM enforced: each call the agent
-    makes is allowed; writes to what the launcher writes and trusts are denied."""
+def _under_enforced_iam(policy: dict, calls) -> None:
+    """`calls(client)` in moto with IAM enforced, as a principal whose only policy is `policy`; `client(service)`
+    makes that principal's clients. The bucket IAM_BUCKET and the stack's exports exist."""
     import boto3
-    from botocore.exceptions import ClientError
     from moto import mock_aws
     from moto.core import set_initial_no_auth_action_count
 
-    bucket = "trainfleet-iam-check"
+    from instance_benchmarks.core.contract import SSM_PREFIX
 
-    @set_initial_no_auth_action_count(4)  # the setup's calls; every later one is checked against IAM
+    @set_initial_no_auth_action_count(5)  # the setup's calls; every later one is checked against IAM
     @mock_aws
-    def check() -> None:
-        iam, admin = boto3.client("iam", region_name="us-east-1"), boto3.client("s3", region_name="us-east-1")
-        admin.create_bucket(Bucket=bucket)
-        iam.create_user(UserName="instance")
-        iam.put_user_policy(UserName="instance", PolicyName="role", PolicyDocument=json.dumps(_as_user_policy(templates, bucket)))
-        key = iam.create_access_key(UserName="instance")["AccessKey"]
-        s3 = boto3.client("s3", region_name="us-east-1", aws_access_key_id=key["AccessKeyId"],
-                          aws_secret_access_key=key["SecretAccessKey"])
+    def run() -> None:
+        iam = boto3.client("iam", region_name="us-east-1")
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=IAM_BUCKET)
+        boto3.client("ssm", region_name="us-east-1").put_parameter(Name=f"{SSM_PREFIX}/bucket", Value=IAM_BUCKET,
+                                                                    Type="String")
+        iam.create_user(UserName="principal")
+        iam.put_user_policy(UserName="principal", PolicyName="under-test", PolicyDocument=json.dumps(policy))
+        key = iam.create_access_key(UserName="principal")["AccessKey"]
+        calls(lambda service: boto3.client(service, region_name="us-east-1", aws_access_key_id=key["AccessKeyId"],
+                                           aws_secret_access_key=key["SecretAccessKey"]))
+
+    run()
+
+
+IAM_BUCKET = "trainfleet-iam-check"
+
+
+def _denied(call, **kwargs) -> None:
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError, match="AccessDenied|not authorized"):
+        call(**kwargs)
+
+
+def test_instance_role_enforced_by_moto_iam(templates):
+    """The synthesized statements as an IAM principal's policy in moto with IAM enforced: each call the agent
+    makes is allowed; writes to what the launcher writes and trusts are denied."""
+    def calls(client) -> None:
+        s3 = client("s3")
         for name in ("runs/r1/result.json", "runs/r1/checkpoints/latest.pt", "runs/r1/logs/attempt-1/script.log"):
-            s3.put_object(Bucket=bucket, Key=f"campaigns/a/{name}", Body=b"x")
-            assert s3.get_object(Bucket=bucket, Key=f"campaigns/a/{name}")["Body"].read() == b"x"
-        s3.delete_object(Bucket=bucket, Key="campaigns/a/runs/r1/checkpoints/latest.pt")
-        s3.put_object(Bucket=bucket, Key="jobs/j1/out.txt", Body=b"x")
+            s3.put_object(Bucket=IAM_BUCKET, Key=f"campaigns/a/{name}", Body=b"x")
+            assert s3.get_object(Bucket=IAM_BUCKET, Key=f"campaigns/a/{name}")["Body"].read() == b"x"
+        s3.delete_object(Bucket=IAM_BUCKET, Key="campaigns/a/runs/r1/checkpoints/latest.pt")
+        s3.put_object(Bucket=IAM_BUCKET, Key="jobs/j1/out.txt", Body=b"x")
         for denied in ("campaigns/a/agent/0123/trainfleet-0.1.0-py3-none-any.whl", "campaigns/a/campaign.json",
                        "campaigns/b/report/report.csv", "other/x", "campaigns/a/runs"):
-            with pytest.raises(ClientError, match="AccessDenied"):
-                s3.put_object(Bucket=bucket, Key=denied, Body=b"planted")
-        with pytest.raises(ClientError, match="AccessDenied"):
-            s3.delete_object(Bucket=bucket, Key="campaigns/a/runs/r1/result.json")
+            _denied(s3.put_object, Bucket=IAM_BUCKET, Key=denied, Body=b"planted")
+        _denied(s3.delete_object, Bucket=IAM_BUCKET, Key="campaigns/a/runs/r1/result.json")
 
-    check()
+    _under_enforced_iam(_as_user_policy(templates, IAM_BUCKET), calls)
+
+
+def _resolved(value):
+    """A synthesized policy value with the bucket named IAM_BUCKET, the account's pseudo parameters filled in
+    and any other reference (an import, an attribute) as '*'."""
+    if isinstance(value, list):
+        return [_resolved(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if value == BUCKET_ARN:
+        return f"arn:aws:s3:::{IAM_BUCKET}"
+    if "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        return separator.join(_resolved(p) for p in parts)
+    if "Ref" in value:
+        return {"AWS::Partition": "aws", "AWS::Region": "us-east-1", "AWS::AccountId": "123456789012"}.get(value["Ref"], "*")
+    return "*"
+
+
+def test_launcher_policy_enforced_by_moto_iam(templates):
+    """The launcher's managed policy in moto with IAM enforced: its S3 and EC2 reads and its campaign
+    writes are allowed; deleting an object, writing outside campaigns/ and any IAM change are denied."""
+    [policy] = [p for p in templates["compute"].find_resources("AWS::IAM::ManagedPolicy").values()
+                if "trainfleet-launcher" in str(p["Properties"].get("ManagedPolicyName"))]
+    document = policy["Properties"]["PolicyDocument"]
+    statements = [{k: (_resolved(v) if k == "Resource" else v) for k, v in statement.items()}
+                  for statement in document["Statement"]]
+
+    def calls(client) -> None:
+        s3, ssm, ec2, iam = client("s3"), client("ssm"), client("ec2"), client("iam")
+        # moto checks SSM calls against Resource "*", not the parameter's ARN, and HeadBucket as its own action
+        # (AWS: s3:ListBucket), so get_parameters and head_bucket are left to doctor's policy simulation
+        s3.put_object(Bucket=IAM_BUCKET, Key="campaigns/a/campaign.json", Body=b"{}")
+        s3.get_object(Bucket=IAM_BUCKET, Key="campaigns/a/campaign.json")
+        s3.list_objects_v2(Bucket=IAM_BUCKET, Prefix="campaigns/a/")
+        ec2.describe_instances()
+        ec2.describe_spot_price_history(InstanceTypes=["c5.xlarge"])
+        _denied(s3.delete_object, Bucket=IAM_BUCKET, Key="campaigns/a/campaign.json")
+        _denied(s3.put_object, Bucket=IAM_BUCKET, Key="jobs/j1/out.txt", Body=b"x")
+        _denied(iam.create_user, UserName="escalate")
+        _denied(ssm.put_parameter, Name="/trainfleet/bucket", Value="elsewhere", Type="String", Overwrite=True)
+
+    _under_enforced_iam({"Version": "2012-10-17", "Statement": statements}, calls)
 
 
 def test_instance_role_reads_only_the_stack_parameters(templates):
