@@ -45,7 +45,7 @@ def main(code_dir: Path) -> int:
     src = code_dir / "repo"
     cwd = (src / (task.get("workdir") or ".")).resolve()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
-    env.update(task.get("env") or {})
+    env.update(contract.task_environment(task))
     env.update({contract.OUTPUT_DIR_VAR: str(output), contract.CHECKPOINT_DIR_VAR: str(checkpoints),
                 contract.RUN_ID_VAR: task["run_id"], contract.INSTANCE_TYPE_VAR: task["instance_type"],
                 "PYTHONPATH": str(src), "PYTHONUNBUFFERED": "1"})

@@ -365,7 +365,7 @@ def run_agent(config: dict, root: Path, s3) -> int:
     setup_started = time.monotonic()
     commit = None
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env.update(task.get("env") or {})  # each hyperparameter, by its name (validated identifiers)
+    env.update(contract.task_environment(task))  # each hyperparameter, by its (allowed) name
     env.update({
         contract.OUTPUT_DIR_VAR: str(output), contract.SAGEMAKER_MODEL_DIR_VAR: str(output),
         contract.CHECKPOINT_DIR_VAR: str(checkpoints), contract.RUN_ID_VAR: config["run_id"],

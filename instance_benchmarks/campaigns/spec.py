@@ -46,7 +46,9 @@ from instance_benchmarks.backends.base import FALLBACK
 WORKLOAD_REQUIREMENTS = "training_scripts/requirements.txt"  # in the repository, for `workload:` campaigns
 from instance_benchmarks.backends.registry import BACKENDS, DEFAULT, backend_class
 from instance_benchmarks.catalog import Catalog, load_catalog
-from instance_benchmarks.core.contract import MARKETS, hyperparameter_text, override_args  # noqa: F401 (re-exported)
+from instance_benchmarks.core.contract import (  # noqa: F401 (MARKETS, override_args re-exported)
+    HYPERPARAMETER_NAME, MARKETS, PROXY_VARIABLE, hyperparameter_text, override_args,
+)
 from instance_benchmarks.core.errors import TrainfleetInputError
 from instance_benchmarks.core.validation import (
     validate_directory, validate_git_ref, validate_identifier, validate_local_repo, validate_positive,
@@ -62,13 +64,8 @@ KNOWN_KEYS = {"campaign", "workload", "repo", "ref", "script", "region", "market
               "estimated_minutes", "budget_usd", "target", "hyperparameters", "matrix", "backend", "max_attempts",
               "fallback", "metric_definitions", "metrics_grace_minutes", "workdir", "setup", "run", "benchmark", "repeats", "vary_seed", "nodes",
               *BACKENDS}
-# A hyperparameter becomes an environment variable of the same name, so names are an allowlist: lowercase
-# identifiers, which the variables programs read (PATH, HTTPS_PROXY, SSL_CERT_FILE, LD_PRELOAD, NODE_OPTIONS,
-# PYTHONPATH, ...) are not, except the lowercase proxy variables curl, pip and requests honour (`*_proxy`).
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # a metric's name
-_HYPERPARAMETER = re.compile(r"^[a-z][a-z0-9_]*$")
 _TEXT = re.compile(r"^[^\x00-\x1f\x7f]*$")        # printable: no newline, tab or other control character
-_RESERVED_VARIABLES = re.compile(r"^\w*proxy$")
 METRICS_GRACE_MINUTES = 5.0  # default: how long an attempt may run before its first metric line
 BENCHMARK_KEYS = {"max_minutes", "max_steps", "total_steps", "total_samples", "warmup_steps", "warmup_seconds"}
 
@@ -209,10 +206,10 @@ def _check_value(name: str, value, where: str) -> None:
 
 
 def _check_hyperparameter(workload: str | None, name, value, where: str) -> None:
-    if not isinstance(name, str) or not _HYPERPARAMETER.fullmatch(name):
+    if not isinstance(name, str) or not HYPERPARAMETER_NAME.fullmatch(name):
         raise TrainfleetInputError(f"{where}: hyperparameter name {str(name)[:64]!r} must be lowercase letters, "
                                    "digits and _, starting with a letter (it becomes an environment variable)")
-    if _RESERVED_VARIABLES.fullmatch(name):
+    if PROXY_VARIABLE.fullmatch(name):
         raise TrainfleetInputError(f"{where}: hyperparameter name {name!r} is a proxy variable that programs on "
                                    "the instance read; choose another")
     _check_value(name, value, where)

@@ -18,6 +18,7 @@ Pure data: no AWS SDK, importable on a bare instance and at synth time.
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timezone
 
 # The version the stacks are built from: each of Storage, Network and Compute outputs it (VERSION_OUTPUT), and
@@ -111,6 +112,22 @@ def run_prefix(campaign: str, run_id: str) -> str:
 
 def agent_prefix(campaign: str) -> str:
     return f"{campaign_prefix(campaign)}/agent"
+
+
+# A hyperparameter is an environment variable of its name in the run, so names are an allowlist: lowercase
+# identifiers (the variables programs read are upper case: PATH, HTTPS_PROXY, SSL_CERT_FILE, REQUESTS_CA_BUNDLE,
+# NODE_OPTIONS, LD_PRELOAD, PYTHONPATH, ...), never a `*proxy` (curl, pip and requests read `https_proxy` too).
+HYPERPARAMETER_NAME = re.compile(r"[a-z][a-z0-9_]*")
+PROXY_VARIABLE = re.compile(r"\w*proxy")
+
+
+def task_environment(task: dict) -> dict[str, str]:
+    """The variables a task's hyperparameters add to its run's environment: only text under allowed names
+    (validated at `campaign validate`; checked again where the task is read, on the instance)."""
+    env = task.get("env") if isinstance(task, dict) else None
+    return {name: value for name, value in (env.items() if isinstance(env, dict) else ())
+            if isinstance(name, str) and isinstance(value, str) and HYPERPARAMETER_NAME.fullmatch(name)
+            and not PROXY_VARIABLE.fullmatch(name)}
 
 
 def hyperparameter_text(hyperparameters: dict) -> dict[str, str]:

@@ -28,3 +28,15 @@ def test_peaks_of_a_multi_gpu_type_reach_the_loop_per_gpu_used():
 def test_distributed_workloads_are_bundled_ones_on_the_shared_loop():
     assert set(DISTRIBUTED_WORKLOADS) <= set(WORKLOADS) and "cartpole_pg" not in DISTRIBUTED_WORKLOADS
     assert {"cifar10_resnet", "gpt_tokens"} <= set(DISTRIBUTED_WORKLOADS)
+
+
+def test_a_task_adds_only_allowlisted_names_to_the_runs_environment():
+    """What validate refuses is dropped again where the task is read (an agent configuration written by
+    something other than this trainfleet): no tool variable, no proxy, no non-text value."""
+    from instance_benchmarks.core.contract import task_environment
+
+    hostile = {"HTTPS_PROXY": "http://evil:8080", "https_proxy": "http://evil", "SSL_CERT_FILE": "/tmp/ca.pem",
+               "LD_PRELOAD": "/tmp/x.so", "PYTHONPATH": "/tmp", "NODE_OPTIONS": "--require /tmp/x.js", "_x": "1",
+               "lr": "0.1", "batch_size": "32", "n": 3, "a b": "1"}
+    assert task_environment({"env": hostile}) == {"lr": "0.1", "batch_size": "32"}
+    assert task_environment({"env": ["lr"]}) == {} and task_environment({}) == {} and task_environment(None) == {}
