@@ -217,16 +217,31 @@ def interruptible():
     return handlers()
 
 
+def warn_log(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def checked_spec(spec_file: Path, *, offline: bool = False):
+    """A campaign file read, validated and preflighted (campaigns/preflight.py): bound to the commit its ref
+    names now, or one input-error line before anything starts."""
+    from instance_benchmarks.campaigns.preflight import preflight
+    from instance_benchmarks.campaigns.spec import load_spec
+
+    return preflight(load_spec(spec_file), source=str(spec_file), offline=offline, warn=warn_log)
+
+
 @campaign_app.command("validate")
-def campaign_validate(spec_file: Path = typer.Argument(..., help="Campaign YAML.")) -> None:
-    """Validate a campaign file and price it at catalog prices (no AWS call)."""
+def campaign_validate(spec_file: Path = typer.Argument(..., help="Campaign YAML."),
+                      offline: bool = typer.Option(False, "--offline", help="Skip the network check (a remote "
+                                                   "repository reachable, its ref resolving).")) -> None:
+    """Validate a campaign file, check it before launch (repository, ref, script, metrics) and price it at
+    catalog prices (no AWS call)."""
     from instance_benchmarks.backends.registry import backend_class
     from instance_benchmarks.campaigns.plan import estimate
-    from instance_benchmarks.campaigns.spec import load_spec
     from instance_benchmarks.catalog import load_catalog
     from instance_benchmarks.catalog.pricing import PriceQuote
 
-    spec = load_spec(spec_file)
+    spec = checked_spec(spec_file, offline=offline)
     catalog = load_catalog()
     backend = backend_class(spec.backend)
     quotes = {t: PriceQuote(t, spec.region, spec.market, price, price, f"catalog {catalog.as_of}", "")
@@ -234,6 +249,8 @@ def campaign_validate(spec_file: Path = typer.Argument(..., help="Campaign YAML.
               for price in [backend.list_price(catalog.get(t), spec.region)]}
     plan = estimate(spec, quotes)
     print_estimate(spec, plan)
+    code = f"commit {spec.commit[:12]} ({spec.ref})" if spec.commit else f"ref {spec.ref} not resolved (--offline)"
+    plain_log(f"code: {code}; run ids name the code and hyperparameters")
     for run in spec.runs():
         console.print(f"  {run.run_id}  {run.label}", markup=False, highlight=False)
     if not plan.within(spec.budget_usd):
@@ -249,9 +266,8 @@ def campaign_launch(
 ) -> None:
     """Launch a campaign on AWS: price it, refuse it over budget, start one instance or job per pending run."""
     from instance_benchmarks import runner
-    from instance_benchmarks.campaigns.spec import load_spec
 
-    spec = load_spec(spec_file)
+    spec = checked_spec(spec_file)
     env = aws_environment(region or spec.region, ssm_prefix)
 
     def confirm(plan, pending) -> bool:
@@ -468,6 +484,12 @@ def print_report(report, *, wide: bool = False) -> None:
     for row in report.incomplete:
         console.print(f"  incomplete: {row['run_id']} {row['label']} ({row['last_outcome']})", markup=False,
                       highlight=False)
+    if report.earlier:
+        from instance_benchmarks.campaigns.report import EARLIER_HEADING, earlier_line
+
+        plain_log(EARLIER_HEADING.format(n=len(report.earlier)))
+        for row in report.earlier:
+            plain_log(f"  {earlier_line(row)}")
 
 
 @campaign_app.command("run")
@@ -494,9 +516,8 @@ def campaign_run(
 
 def _campaign_run(spec_files, local, yes, out, detach, poll_seconds, region, ssm_prefix) -> None:
     from instance_benchmarks import runner
-    from instance_benchmarks.campaigns.spec import load_spec
 
-    specs = [load_spec(path) for path in spec_files]
+    specs = [checked_spec(path) for path in spec_files]
     if len({s.campaign for s in specs}) > 1:
         raise TrainfleetInputError("all campaign files given to one run must name the same campaign")
     if local and detach:

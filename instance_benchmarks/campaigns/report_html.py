@@ -9,7 +9,9 @@ import base64
 import html
 import json
 
-from instance_benchmarks.campaigns.report import COST_COLUMNS, PREDICTION_COLUMNS, PRICE_COLUMNS, format_value
+from instance_benchmarks.campaigns.report import (
+    COST_COLUMNS, EARLIER_HEADING, PREDICTION_COLUMNS, PRICE_COLUMNS, earlier_line, format_value,
+)
 from instance_benchmarks.campaigns.report_stats import CONFIG_COLUMNS, SCALING_NOTE, config_cells, recommendation_lines
 
 RUN_COLUMNS = [("run_id", "run"), ("config_key", "#"), ("instance_type", "instance"), ("label", "hyperparameters"),
@@ -179,6 +181,10 @@ def to_html(report, images: dict[str, bytes]) -> str:
                   f"final {_e(format_value(r['final_metric']))}</li>" for r in missed]
         parts += [f"<li>incomplete (no result.json): <code>{_e(r['run_id'])}</code> {_e(r['label'])}, "
                   f"{_e(r['attempts'])} attempt(s), last: {_e(r['last_outcome'])}</li>" for r in report.incomplete]
+        parts.append("</ul></section>")
+    if report.earlier:
+        parts.append(f'<section id="earlier-code"><h2>{_e(EARLIER_HEADING.format(n=len(report.earlier)))}</h2><ul>')
+        parts += [f"<li>{_e(earlier_line(r))}</li>" for r in report.earlier]
         parts.append("</ul></section>")
     parts.append('<section id="charts"><h2>Charts</h2>')
     for name in ("pareto.png", "throughput.png", "curves.png"):

@@ -110,6 +110,12 @@ class CampaignSpec:
     repeats: int = 1               # runs per configuration
     vary_seed: bool = False        # repeat n runs with seed = seed + n - 1
     nodes: int = 1                 # instances per run (backend sagemaker; torchrun across them)
+    commit: str | None = None      # what `ref` resolved to at launch (campaigns.code.resolved); part of run ids
+
+    def code(self) -> dict:
+        """Everything of the code that decides what a run runs (hyperparameters aside): part of its run id."""
+        return {"repo": self.repo, "commit": self.commit, "workdir": self.workdir, "script": self.script,
+                "setup": self.setup, "run": self.run}
 
     def runs(self) -> list[RunSpec]:
         prefix = backend_class(self.backend).RUN_PREFIX
@@ -122,6 +128,7 @@ class CampaignSpec:
             # the first backend (no prefix) keeps the hashes campaigns had before backends were named
             key = [self.backend, instance_type, hyper] if prefix else [instance_type, hyper]
             key += [{"nodes": self.nodes}] if self.nodes > 1 else []  # one node keeps the ids it always had
+            key += [{"code": self.code()}] if self.commit else []  # other code, other runs (unbound: as before)
             digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
             for repeat in range(1, self.repeats + 1):
                 run_id = readable_run_id(prefix, instance_type, values, digest, repeat)
@@ -134,7 +141,7 @@ class CampaignSpec:
         arguments, or the `run` commands; hyperparameters are environment variables as well."""
         # a bundled workload installs its own requirements, not the trainfleet repository's (CDK, moto, ...)
         requirements = WORKLOAD_REQUIREMENTS if self.workload and not self.setup else None
-        return {"repo": self.repo, "ref": self.ref, "workdir": self.workdir, "setup": self.setup,
+        return {"repo": self.repo, "ref": self.ref, "commit": self.commit, "workdir": self.workdir, "setup": self.setup,
                 "requirements": requirements,
                 "script": None if self.run else self.script, "run": self.run,
                 "args": [] if self.run else override_args(run.hyperparameters),

@@ -74,6 +74,33 @@ def spec_dict(**changes) -> dict:
     return base
 
 
+FAKE_COMMIT = "c0ffee00" * 5  # what `main` of https://github.com/acme/... resolves to in these tests
+
+
+@pytest.fixture(autouse=True)
+def fake_remotes(monkeypatch):
+    """`git ls-remote` without the network: https://github.com/acme/* lists a branch `main` at FAKE_COMMIT;
+    other URLs (file://, unreachable ones) go to git itself."""
+    from instance_benchmarks.campaigns import code
+
+    real = code.remote_refs
+
+    def remote_refs(repo: str) -> dict[str, str]:
+        if repo.startswith("https://github.com/acme/"):
+            return {"HEAD": FAKE_COMMIT, "refs/heads/main": FAKE_COMMIT}
+        return real(repo)
+
+    monkeypatch.setattr(code, "remote_refs", remote_refs)
+
+
+def bound_spec(data: dict, *args, **kwargs):
+    """parse_spec, then bound to the commit its ref names, as `campaign run` and `launch` bind it: the run
+    ids a launch uses (they name the code)."""
+    from instance_benchmarks.campaigns.code import resolved
+
+    return resolved(parse_spec(data, *args, **kwargs))
+
+
 @pytest.fixture
 def spec():
-    return parse_spec(spec_dict())
+    return bound_spec(spec_dict())
