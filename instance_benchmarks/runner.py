@@ -209,7 +209,8 @@ def _launch_run(env, backend: Backend, spec, run, record: dict, price: PriceQuot
     s3, bucket = env.client("s3"), env.infra.bucket
     location = run_location(s3, bucket, spec.campaign, run.run_id)
     candidates = _candidates(spec, run, price, quotes)
-    record.update(hyperparameters=run.hyperparameters, instance_type=run.instance_type, backend=spec.backend)
+    record.update(hyperparameters=run.hyperparameters, instance_type=run.instance_type, backend=spec.backend,
+                  code=spec.code())  # what the run is bound to: repo, commit, workdir, script, setup, run
     for candidate in candidates:
         attempt = len(record["attempts"]) + 1
         # written before the call: a launcher killed during it leaves an attempt that settle() resolves

@@ -239,7 +239,9 @@ def earlier_row(record: dict, label: str) -> dict:
     launch = record["launch"] if isinstance(record.get("launch"), dict) else {}
     result = record["result"] if isinstance(record.get("result"), dict) else {}
     attempts = [a for a in launch.get("attempts") or [] if isinstance(a, dict)]
-    commit = result.get("code") or next((a["commit"] for a in reversed(attempts) if a.get("commit")), None)
+    bound = launch.get("code") if isinstance(launch.get("code"), dict) else {}
+    commit = result.get("code") or bound.get("commit") or next((a["commit"] for a in reversed(attempts)
+                                                                 if a.get("commit")), None)
     outcome = ("complete" if result else attempts[-1].get("outcome") if attempts else "never launched")
     return {"run_id": record["run_id"], "label": label, "instance_type": launch.get("instance_type"),
             "code": str(commit)[:12] if commit else "unknown", "outcome": outcome,

@@ -54,6 +54,17 @@ def make_git_repo(path: Path, files: dict[str, str], message: str = "initial") -
     return subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, check=True, capture_output=True, text=True).stdout.strip()
 
 
+def commit_change(path: Path, files: dict[str, str], message: str = "change") -> str:
+    """Write `files` into the git repository at `path` and commit them; returns the new commit SHA."""
+    for name, text in files.items():
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_text(text)
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
+    subprocess.run([*git, "add", *files], cwd=path, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", message], cwd=path, check=True)
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, check=True, capture_output=True, text=True).stdout.strip()
+
+
 @pytest.fixture(scope="session")
 def workloads_repo(tmp_path_factory) -> Path:
     """A git repository holding this tree's training_scripts/ (the bundled workloads), as a user's fork would."""
