@@ -71,3 +71,12 @@ def test_an_unbound_spec_is_bound_by_launch_and_the_same_code_resumes(env, s3, i
     again = runner.launch(env, unbound)
     assert again.launched == [] and again.skipped_complete == [run.run_id]
     assert [r["run_id"] for r in build_report(s3, infra.bucket, "sweep").rows] == [run.run_id]
+
+
+def test_the_run_summary_counts_only_the_current_runs(capsys):
+    from instance_benchmarks.cli import print_summary
+
+    print_summary([{"status": "complete", "attempts": 1, "cost_usd": 0.5},
+                   {"status": "earlier code, complete", "attempts": 2, "cost_usd": 1.0}], 61)
+    assert ("summary: 1/1 complete (1 complete); 1 attempt(s); cost $0.5000; 1m01s; 1 run(s) of earlier code kept "
+            "apart") in capsys.readouterr().out
