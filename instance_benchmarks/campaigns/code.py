@@ -82,8 +82,8 @@ def resolve_commit(repo: str, ref: str) -> str:
         found = pick_ref(refs, ref)
         if found:
             return found
-        if _SHA.fullmatch(ref):  # a full commit id: instances fetch it by id (GitHub, GitLab, git >= 2.5 allow it)
-            return ref
+        if _SHA.fullmatch(ref):  # a full commit id no ref names: instances fetch it by id where the server allows
+            return ref           # it (uploadpack.allowReachableSHA1InWant; GitHub does); it is not checked here
         hint = " (an abbreviated commit cannot be fetched: give all 40 characters)" if _HEX.fullmatch(ref) else ""
     heads = sorted(name[len("refs/heads/"):] for name in refs if name.startswith("refs/heads/"))
     raise TrainfleetInputError(f"ref {ref!r} is not a branch, tag or commit of {redact(repo)}{hint}; branches: "

@@ -48,7 +48,7 @@ from instance_benchmarks.catalog import Catalog, load_catalog
 from instance_benchmarks.core.contract import MARKETS, hyperparameter_text, override_args  # noqa: F401 (re-exported)
 from instance_benchmarks.core.errors import TrainfleetInputError
 from instance_benchmarks.core.validation import (
-    validate_directory, validate_git_ref, validate_identifier, validate_local_repo, validate_positive,
+    redact, validate_directory, validate_git_ref, validate_identifier, validate_local_repo, validate_positive,
     validate_repo_url, validate_script_path, validate_snippet,
 )
 
@@ -239,7 +239,7 @@ def _repo(value: str, base_dir: Path | None, source: str) -> str:
         path = (base_dir or Path.cwd()) / path
     path = path.resolve()
     if not (path / ".git").exists():
-        raise TrainfleetInputError(f"{source}: repo {value!r} is neither an https:// URL nor a local git repository")
+        raise TrainfleetInputError(f"{source}: repo {redact(value)!r} is neither an https:// URL nor a local git repository")
     return validate_local_repo(f"file://{path}")
 
 

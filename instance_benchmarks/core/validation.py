@@ -34,7 +34,7 @@ def validate_repo_url(url: str) -> str:
     """Accept https://host/path only: instances clone without keys, so ssh URLs cannot work there."""
     if not isinstance(url, str) or not url:
         raise TrainfleetInputError("repo URL is empty")
-    if url.startswith("https://") and _USERINFO.search(url):
+    if url.startswith(("https://", "http://")) and _USERINFO.search(url):  # first: the messages below print the URL
         raise TrainfleetInputError(f"repo URL {redact(url)!r} holds credentials: give it without them (they would be "
                                    "stored with every run, and instances clone without credentials)")
     if not _SAFE_URL_CHARS.fullmatch(url):

@@ -66,6 +66,10 @@ def test_an_unreachable_repository_is_one_line_and_never_prints_a_token():
         validate_repo_url("https://oauth2:ghp_SECRET@github.com/acme/private.git")
     assert "SECRET" not in str(error.value) and "holds credentials" in str(error.value)
     assert redact("see https://me:tok@host/x and https://host/y") == "see https://***@host/x and https://host/y"
+    for url in ("http://me:ghp_SECRET@host/x.git", "https://me:ghp_SEC!RET@github.com/x.git", "ftp://me:ghp_SECRET@h/x"):
+        with pytest.raises(TrainfleetInputError) as error:
+            parse_spec(spec_dict(repo=url))
+        assert "SECRET" not in str(error.value) and "***@" in str(error.value)
 
 
 def test_run_ids_name_the_code_a_new_commit_or_repo_gives_new_runs(tmp_path):
