@@ -227,7 +227,10 @@ def checked_spec(spec_file: Path, *, offline: bool = False):
     from instance_benchmarks.campaigns.preflight import preflight
     from instance_benchmarks.campaigns.spec import load_spec
 
-    return preflight(load_spec(spec_file), source=str(spec_file), offline=offline, warn=warn_log)
+    spec = preflight(load_spec(spec_file), source=str(spec_file), offline=offline, warn=warn_log)
+    code = f"commit {spec.commit[:12]} ({spec.ref})" if spec.commit else f"ref {spec.ref} not resolved (--offline)"
+    plain_log(f"{spec.campaign}: code {code}; run ids name the code and hyperparameters (new code, new runs)")
+    return spec
 
 
 @campaign_app.command("validate")
@@ -249,8 +252,6 @@ def campaign_validate(spec_file: Path = typer.Argument(..., help="Campaign YAML.
               for price in [backend.list_price(catalog.get(t), spec.region)]}
     plan = estimate(spec, quotes)
     print_estimate(spec, plan)
-    code = f"commit {spec.commit[:12]} ({spec.ref})" if spec.commit else f"ref {spec.ref} not resolved (--offline)"
-    plain_log(f"code: {code}; run ids name the code and hyperparameters")
     for run in spec.runs():
         console.print(f"  {run.run_id}  {run.label}", markup=False, highlight=False)
     if not plan.within(spec.budget_usd):

@@ -123,7 +123,7 @@ def test_validate_names_the_commit_and_offline_skips_the_network(tmp_path):
     path.write_text(yaml.safe_dump(_data(repo)))
     result = _trainfleet("campaign", "validate", str(path))
     assert result.returncode == 0, result.stderr
-    assert "code: commit " in result.stdout
+    assert "code commit " in result.stdout
     gone = tmp_path / "gone.yaml"
     gone.write_text(yaml.safe_dump(spec_dict(repo="https://example.invalid/acme/gone.git")))
     assert _trainfleet("campaign", "validate", str(gone)).returncode == 2
