@@ -182,6 +182,7 @@ def launch(env, spec, *, catalog: Catalog | None = None, confirm=None) -> Launch
             prices[run.run_id] = _attempt_price(spec, run, record, quotes)
     # Live runs may still bill up to their worst case; count them, or a re-launch could overshoot.
     committed = sum(plan.per_run[r][1] for r in summary.skipped_live)
+    committed += sum(_earlier_worst(known.get(r), spec) for r in live if r not in plan.per_run)  # earlier code
     needed = sum(max(q.worst_cost(spec.max_runtime_minutes * 60) for q in _candidates(spec, r, prices[r.run_id], quotes))
                  for r in pending)
     check_budget(spec.budget_usd, needed=needed, already=summary.spent_usd + committed, count=len(pending))
@@ -200,6 +201,15 @@ def launch(env, spec, *, catalog: Catalog | None = None, confirm=None) -> Launch
             summary.not_started = [r.run_id for r in pending[index:]]
             break
     return summary
+
+
+def _earlier_worst(stored: dict | None, spec) -> float:
+    """The worst case of a live run of earlier code (still billing): its recorded price, at the higher of it and
+    on-demand, for max_runtime_minutes."""
+    attempts = ((stored or {}).get("launch") or {}).get("attempts") or [{}]
+    price = attempts[-1].get("price") if isinstance(attempts[-1].get("price"), dict) else {}
+    hourly = max(float(price.get("usd_per_hour") or 0.0), float(price.get("on_demand_usd_per_hour") or 0.0))
+    return cost_usd(spec.max_runtime_minutes * 60, hourly)
 
 
 def _launch_run(env, backend: Backend, spec, run, record: dict, price: PriceQuote, quotes: dict, catalog: Catalog,

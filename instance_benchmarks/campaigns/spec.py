@@ -2,7 +2,7 @@
 
     campaign: my-sweep
     repo: https://github.com/you/project.git   # your repository (a local path or file:// URL with --local)
-    ref: main
+    ref: main                            # resolved to its commit at launch: a new commit is measured as new runs
     script: train.py                     # a path in the repo; run as `python train.py --key=value ...`
     # workload: cartpole_pg              # or one of trainfleet's bundled workloads (then script is optional)
     # workdir: src                       # or, instead of script: shell commands run in a repo directory,

@@ -2,10 +2,13 @@
 runs, and the earlier runs (complete or given up) are kept, shown apart, never reported as current."""
 from dataclasses import replace
 
+import pytest
+
 from instance_benchmarks import runner
 from instance_benchmarks.campaigns.report import build_report, to_csv, to_markdown
 from instance_benchmarks.campaigns.report_html import to_html
 from instance_benchmarks.campaigns.store import run_location, write_json
+from instance_benchmarks.core.errors import TrainfleetInputError
 from tests.instance_benchmarks.campaigns.test_report import _result
 from tests.instance_benchmarks.conftest import FAKE_COMMIT, bound_spec, spec_dict
 
@@ -80,3 +83,13 @@ def test_the_run_summary_counts_only_the_current_runs(capsys):
                    {"status": "earlier code, complete", "attempts": 2, "cost_usd": 1.0}], 61)
     assert ("summary: 1/1 complete (1 complete); 1 attempt(s); cost $0.5000; 1m01s; 1 run(s) of earlier code kept "
             "apart") in capsys.readouterr().out
+
+
+def test_live_runs_of_earlier_code_count_in_the_budget(env, ec2):
+    old = replace(bound_spec(spec_dict(budget_usd=0.15, matrix={"instance_type": ["c5.xlarge"], "batch_size": [3]})),
+                  commit=OLD)
+    assert len(runner.launch(env, old).launched) == 1  # still running (a detached campaign, say)
+    worst = runner.launch(env, old).estimate_worst_usd
+    assert worst < 0.15 < 2 * worst
+    with pytest.raises(TrainfleetInputError, match=r"budget \$0.15 refused.*nothing launched"):
+        runner.launch(env, replace(old, commit=NEW))
