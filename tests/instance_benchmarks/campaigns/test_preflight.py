@@ -104,16 +104,24 @@ def _trainfleet(*args, cwd=ROOT):
                           cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.parametrize("command", [["campaign", "validate"], ["campaign", "run", "--local"],
-                                     ["campaign", "launch", "--yes"]])
-def test_the_cli_refuses_a_missing_script_in_one_line_before_anything_starts(tmp_path, command):
+@pytest.mark.parametrize("command, changes, message", [
+    (["campaign", "validate"], {"script": "trian.py"}, "script 'src/trian.py' is not in"),
+    (["campaign", "run", "--local"], {"script": "trian.py"}, "script 'src/trian.py' is not in"),
+    (["campaign", "launch", "--yes"], {"script": "trian.py"}, "script 'src/trian.py' is not in"),
+    (["campaign", "run", "--local"], {"target": {"metric": "val_mse", "value": 0.1}},
+     "target.metric needs the metric 'val_mse', but nothing produces it"),
+    (["campaign", "run", "--local"], {"benchmark": {"max_minutes": 1, "total_samples": 100}},
+     "needs the metric 'samples', but nothing produces it"),
+])
+def test_the_cli_refuses_in_one_line_before_anything_starts(tmp_path, command, changes, message):
     repo = _mine(tmp_path)
     path = tmp_path / "campaign.yaml"
-    path.write_text(yaml.safe_dump(_data(repo, script="trian.py")))
-    result = _trainfleet(*command, str(path))
+    path.write_text(yaml.safe_dump(_data(repo, **changes)))
+    result = _trainfleet(*command, "--out", str(tmp_path / "reports"), str(path)) if "run" in command else \
+        _trainfleet(*command, str(path))
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
-    assert "script 'src/trian.py' is not in" in result.stderr
+    assert message in result.stderr
     assert "moto" not in result.stdout and not (tmp_path / "reports").exists()  # nothing started
 
 
