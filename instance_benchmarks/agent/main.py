@@ -81,11 +81,14 @@ def clone(repo: str, ref: str, into: Path, commit: str | None = None) -> str:
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
     _run(["git", "init", "-q", "."], cwd=into, env=env, what="git init")
     _run(["git", "remote", "add", "origin", "--", repo], cwd=into, env=env, what="git remote add")
-    try:
-        if commit is None:
-            raise SetupError("no commit")
-        _run(["git", "fetch", "-q", "--depth", "1", "origin", "--", commit], cwd=into, env=env, what=f"git fetch {commit}")
-    except SetupError:
+    fetched = False
+    if commit is not None:
+        try:
+            _run(["git", "fetch", "-q", "--depth", "1", "origin", "--", commit], cwd=into, env=env, what="git fetch")
+            fetched = True
+        except SetupError:  # a server that serves no commit by its id, only at a ref
+            log(f"{commit} cannot be fetched by its id; fetching {ref}")
+    if not fetched:
         _run(["git", "fetch", "-q", "--depth", "1", "origin", "--", ref], cwd=into, env=env, what=f"git fetch {ref}")
     _run(["git", "checkout", "-q", "FETCH_HEAD"], cwd=into, env=env, what="git checkout")
     found = _run(["git", "rev-parse", "HEAD"], cwd=into, env=env, what="git rev-parse")

@@ -100,10 +100,16 @@ def test_uncommitted_changes_are_named_in_a_warning(tmp_path):
     assert code.uncommitted("https://github.com/acme/trainfleet.git") is None
 
 
-def test_the_agent_checks_out_the_commit_it_was_launched_for_even_after_the_ref_moved(tmp_path):
+def test_the_agent_checks_out_the_commit_it_was_launched_for_even_after_the_ref_moved(tmp_path, monkeypatch):
     repo, first = _mine(tmp_path)
-    commit_change(repo, {"train.py": "print('newer')\n"})
+    second = commit_change(repo, {"train.py": "print('newer')\n"})
     assert clone(f"file://{repo}", "main", tmp_path / "a", first) == first
     assert (tmp_path / "a" / "train.py").read_text() == 'print(\'{"loss": 1}\')\n'
     with pytest.raises(SetupError, match="not 0{40}"):
         clone(f"file://{repo}", "main", tmp_path / "b", "0" * 40)
+    # a server that serves commits at a ref only (git's protocol v0 without allowReachableSHA1InWant)
+    for key, value in {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "protocol.version", "GIT_CONFIG_VALUE_0": "0"}.items():
+        monkeypatch.setenv(key, value)
+    assert clone(f"file://{repo}", "main", tmp_path / "c", second) == second
+    with pytest.raises(SetupError, match=f"main is now {second}, not {first}"):
+        clone(f"file://{repo}", "main", tmp_path / "d", first)
