@@ -7,6 +7,7 @@ the report; backends (`backends/`) only make cloud calls, and the environment (`
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -208,8 +209,9 @@ def _earlier_worst(stored: dict | None, spec) -> float:
     on-demand, for max_runtime_minutes."""
     attempts = ((stored or {}).get("launch") or {}).get("attempts") or [{}]
     price = attempts[-1].get("price") if isinstance(attempts[-1].get("price"), dict) else {}
-    hourly = max(float(price.get("usd_per_hour") or 0.0), float(price.get("on_demand_usd_per_hour") or 0.0))
-    return cost_usd(spec.max_runtime_minutes * 60, hourly)
+    rates = [price.get(key) for key in ("usd_per_hour", "on_demand_usd_per_hour")]  # from the bucket: untrusted
+    rates = [r for r in rates if isinstance(r, (int, float)) and not isinstance(r, bool) and math.isfinite(r)]
+    return cost_usd(spec.max_runtime_minutes * 60, max(rates, default=0.0))
 
 
 def _launch_run(env, backend: Backend, spec, run, record: dict, price: PriceQuote, quotes: dict, catalog: Catalog,
@@ -354,7 +356,7 @@ def status_rows(env, campaign: str, now: datetime | None = None) -> list[dict]:
             cost += cost_usd(running, last["price"]["usd_per_hour"])
             elapsed += max(0.0, running)
         status = ("complete" if record["result"] else "running" if state else last.get("outcome") or "unknown")
-        if current is not None and record["run_id"] not in current and not state:
+        if current is not None and record["run_id"] not in current:
             status = f"earlier code, {status}"  # not one of the current runs: never counted as this code's
         pushed = read_progress(s3, bucket, campaign, record["run_id"], last["attempt"]) \
             if isinstance(last.get("attempt"), int) else None
