@@ -565,11 +565,11 @@ def print_summary(rows: list[dict], seconds: float) -> None:
     """The end of `campaign run`: runs by outcome, attempts, cost and wall time."""
     from collections import Counter
 
-    earlier = [row for row in rows if row["status"].startswith("earlier code")]  # kept apart, not this code's
-    rows = [row for row in rows if row not in earlier]
+    current = [row for row in rows if not row["status"].startswith("earlier code")]  # earlier: kept apart
+    kept = f"; {len(rows) - len(current)} run(s) of earlier code kept apart" if len(current) < len(rows) else ""
+    rows = current
     outcomes = Counter(row["status"] for row in rows)
     parts = ", ".join(f"{count} {status}" for status, count in sorted(outcomes.items(), key=lambda kv: -kv[1]))
-    kept = f"; {len(earlier)} run(s) of earlier code kept apart" if earlier else ""
     plain_log(f"summary: {outcomes.get('complete', 0)}/{len(rows)} complete ({parts or 'no runs'}); "
               f"{sum(row['attempts'] for row in rows)} attempt(s); cost ${sum(row['cost_usd'] for row in rows):.4f}; "
               f"{format_duration(seconds)}{kept}")
