@@ -28,7 +28,7 @@ def _first_campaign(env, s3, bucket):
     return spec, done, failed
 
 
-def test_a_new_commit_is_measured_as_new_runs_and_the_old_result_is_never_current(env, s3, infra):
+def test_a_new_commit_is_measured_as_new_runs_and_the_old_result_is_never_current(env, s3, infra, capsys):
     spec, done, failed = _first_campaign(env, s3, infra.bucket)
     assert [r["run_id"] for r in build_report(s3, infra.bucket, "sweep").rows] == [done.run_id]
     new = replace(spec, commit=NEW)
@@ -45,6 +45,13 @@ def test_a_new_commit_is_measured_as_new_runs_and_the_old_result_is_never_curren
     runs_part, earlier_part = markdown.split("## Earlier code or settings (2 run(s))")
     assert done.run_id not in runs_part and f"{done.run_id} c5.xlarge batch_size=3: commit {OLD[:12]}" in earlier_part
     assert 'id="earlier-code"' in to_html(report, {})
+    from instance_benchmarks.cli import print_report
+
+    capsys.readouterr()
+    print_report(report)
+    terminal = capsys.readouterr().out
+    assert done.run_id not in terminal.split("Earlier code or settings (2 run(s))")[0]
+    assert f"{done.run_id} c5.xlarge batch_size=3: commit {OLD[:12]}, complete" in terminal
     runner.teardown(env, "sweep")
     statuses = {row["run_id"]: row["status"] for row in runner.status_rows(env, "sweep")}
     assert statuses[done.run_id] == "earlier code, complete" and statuses[failed.run_id] == "earlier code, torn down"
