@@ -217,16 +217,34 @@ def interruptible():
     return handlers()
 
 
+def warn_log(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def checked_spec(spec_file: Path, *, offline: bool = False):
+    """A campaign file read, validated and preflighted (campaigns/preflight.py): bound to the commit its ref
+    names now, or one input-error line before anything starts."""
+    from instance_benchmarks.campaigns.preflight import preflight
+    from instance_benchmarks.campaigns.spec import load_spec
+
+    spec = preflight(load_spec(spec_file), source=str(spec_file), offline=offline, warn=warn_log)
+    code = f"commit {spec.commit[:12]} ({spec.ref})" if spec.commit else f"ref {spec.ref} not resolved (--offline)"
+    plain_log(f"{spec.campaign}: code {code}; run ids name the code and hyperparameters (new code, new runs)")
+    return spec
+
+
 @campaign_app.command("validate")
-def campaign_validate(spec_file: Path = typer.Argument(..., help="Campaign YAML.")) -> None:
-    """Validate a campaign file and price it at catalog prices (no AWS call)."""
+def campaign_validate(spec_file: Path = typer.Argument(..., help="Campaign YAML."),
+                      offline: bool = typer.Option(False, "--offline", help="Skip the network check (a remote "
+                                                   "repository reachable, its ref resolving).")) -> None:
+    """Validate a campaign file, check it before launch (repository, ref, script, metrics) and price it at
+    catalog prices (no AWS call)."""
     from instance_benchmarks.backends.registry import backend_class
     from instance_benchmarks.campaigns.plan import estimate
-    from instance_benchmarks.campaigns.spec import load_spec
     from instance_benchmarks.catalog import load_catalog
     from instance_benchmarks.catalog.pricing import PriceQuote
 
-    spec = load_spec(spec_file)
+    spec = checked_spec(spec_file, offline=offline)
     catalog = load_catalog()
     backend = backend_class(spec.backend)
     quotes = {t: PriceQuote(t, spec.region, spec.market, price, price, f"catalog {catalog.as_of}", "")
@@ -249,9 +267,8 @@ def campaign_launch(
 ) -> None:
     """Launch a campaign on AWS: price it, refuse it over budget, start one instance or job per pending run."""
     from instance_benchmarks import runner
-    from instance_benchmarks.campaigns.spec import load_spec
 
-    spec = load_spec(spec_file)
+    spec = checked_spec(spec_file)
     env = aws_environment(region or spec.region, ssm_prefix)
 
     def confirm(plan, pending) -> bool:
@@ -496,6 +513,12 @@ def print_report(report, *, wide: bool = False) -> None:
     for row in report.incomplete:
         console.print(f"  incomplete: {row['run_id']} {row['label']} ({row['last_outcome']})", markup=False,
                       highlight=False)
+    if report.earlier:
+        from instance_benchmarks.campaigns.report import EARLIER_HEADING, earlier_line
+
+        plain_log(EARLIER_HEADING.format(n=len(report.earlier)))
+        for row in report.earlier:
+            plain_log(f"  {earlier_line(row)}")
 
 
 @campaign_app.command("run")
@@ -522,9 +545,8 @@ def campaign_run(
 
 def _campaign_run(spec_files, local, yes, out, detach, poll_seconds, region, ssm_prefix) -> None:
     from instance_benchmarks import runner
-    from instance_benchmarks.campaigns.spec import load_spec
 
-    specs = [load_spec(path) for path in spec_files]
+    specs = [checked_spec(path) for path in spec_files]
     if len({s.campaign for s in specs}) > 1:
         raise TrainfleetInputError("all campaign files given to one run must name the same campaign")
     if local and detach:
@@ -571,11 +593,14 @@ def print_summary(rows: list[dict], seconds: float) -> None:
     """The end of `campaign run`: runs by outcome, attempts, cost and wall time."""
     from collections import Counter
 
+    current = [row for row in rows if not row["status"].startswith("earlier code")]  # earlier: kept apart
+    kept = f"; {len(rows) - len(current)} run(s) of earlier code kept apart" if len(current) < len(rows) else ""
+    rows = current
     outcomes = Counter(row["status"] for row in rows)
     parts = ", ".join(f"{count} {status}" for status, count in sorted(outcomes.items(), key=lambda kv: -kv[1]))
     plain_log(f"summary: {outcomes.get('complete', 0)}/{len(rows)} complete ({parts or 'no runs'}); "
               f"{sum(row['attempts'] for row in rows)} attempt(s); cost ${sum(row['cost_usd'] for row in rows):.4f}; "
-              f"{format_duration(seconds)}")
+              f"{format_duration(seconds)}{kept}")
 
 
 def format_duration(seconds: float | None) -> str:

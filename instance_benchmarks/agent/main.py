@@ -78,15 +78,29 @@ def _run(command: list[str], *, cwd: Path | None = None, env: dict | None = None
     return done.stdout.strip()
 
 
-def clone(repo: str, ref: str, into: Path) -> str:
-    """Fetch exactly `ref` (shallow) and check it out; returns the commit SHA."""
+def clone(repo: str, ref: str, into: Path, commit: str | None = None) -> str:
+    """Fetch exactly `commit` (what `ref` resolved to at launch), else `ref`, shallow, and check it out;
+    returns the commit SHA. A commit that cannot be fetched by its id is fetched through `ref`, and must
+    be what `ref` names now: a run never trains other code than the one it is recorded for."""
     into.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
     _run(["git", "init", "-q", "."], cwd=into, env=env, what="git init")
     _run(["git", "remote", "add", "origin", "--", repo], cwd=into, env=env, what="git remote add")
-    _run(["git", "fetch", "-q", "--depth", "1", "origin", "--", ref], cwd=into, env=env, what=f"git fetch {ref}")
+    fetched = False
+    if commit is not None:
+        try:
+            _run(["git", "fetch", "-q", "--depth", "1", "origin", "--", commit], cwd=into, env=env, what="git fetch")
+            fetched = True
+        except SetupError:  # a server that serves no commit by its id, only at a ref
+            log(f"{commit} cannot be fetched by its id; fetching {ref}")
+    if not fetched:
+        _run(["git", "fetch", "-q", "--depth", "1", "origin", "--", ref], cwd=into, env=env, what=f"git fetch {ref}")
     _run(["git", "checkout", "-q", "FETCH_HEAD"], cwd=into, env=env, what="git checkout")
-    return _run(["git", "rev-parse", "HEAD"], cwd=into, env=env, what="git rev-parse")
+    found = _run(["git", "rev-parse", "HEAD"], cwd=into, env=env, what="git rev-parse")
+    if commit is not None and found != commit:
+        raise SetupError(f"{ref} is now {found}, not {commit} (the commit this run was launched for), which "
+                         "cannot be fetched by its id")
+    return found
 
 
 def make_environment(root: Path) -> Path:
@@ -372,7 +386,7 @@ def run_agent(config: dict, root: Path, s3) -> int:
         contract.INSTANCE_TYPE_VAR: config["instance_type"], "PYTHONPATH": str(src), "PYTHONUNBUFFERED": "1",
     })
     try:
-        commit = clone(task["repo"], task["ref"], src)
+        commit = clone(task["repo"], task["ref"], src, task.get("commit"))
         log(f"cloned {task['repo']} at {task['ref']} = {commit}")
         cwd = (src / (task.get("workdir") or ".")).resolve()
         if not cwd.is_dir() or (cwd != src.resolve() and src.resolve() not in cwd.parents):

@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from instance_benchmarks.campaigns.harness import higher_is_better
-from instance_benchmarks.campaigns.store import campaign_prefix, load_run_records, read_json, run_location
+from instance_benchmarks.campaigns.store import (
+    campaign_prefix, current_run_ids, load_run_records, read_json, run_location,
+)
 from training_scripts.storage import S3Location
 
 COLUMNS = [
@@ -81,6 +83,7 @@ class Report:
     recommendation: dict = field(default_factory=dict)  # see report_stats.recommend
     metrics: list[str] = field(default_factory=list)    # the user's metrics the runs printed (see metric_names)
     metric_higher: dict = field(default_factory=dict)   # metric -> whether its best value is its highest
+    earlier: list[dict] = field(default_factory=list)   # runs of earlier code or settings: kept, never current
 
 
 def config_id(run_id: str) -> str:
@@ -204,7 +207,8 @@ def assemble_report(campaign: str, records: list[dict], document: dict, historie
     quotes = {key: quote for entry in entries for key, quote in (entry.get("quotes") or {}).items()}
     catalog_as_of = next((entry.get("catalog_as_of") for entry in entries if entry.get("catalog_as_of")), None)
     target = next((spec["target"] for spec in specs if spec.get("target")), None)
-    rows, incomplete, primary, higher = [], [], None, True
+    rows, incomplete, primary, higher, earlier = [], [], None, True, []
+    current = current_run_ids(document)
     varied = sorted({k for spec in specs for k in spec.get("matrix", {})} - {"instance_type"})
     order: dict[str, tuple] = {}
     for record in records:
@@ -213,6 +217,9 @@ def assemble_report(campaign: str, records: list[dict], document: dict, historie
         shown = {k: v for k, v in hyper.items() if k in varied} if varied else hyper
         label = " ".join(f"{k}={v}" for k, v in shown.items())
         order[record["run_id"]] = tuple(str(v).zfill(12) for v in shown.values())
+        if current is not None and record["run_id"] not in current:
+            earlier.append(earlier_row(record, label))
+            continue
         if record["result"] is None:
             attempts = launch.get("attempts", [])
             outcome = (f"unreadable: {record['unreadable']}" if record.get("unreadable")
@@ -232,7 +239,7 @@ def assemble_report(campaign: str, records: list[dict], document: dict, historie
     scaling_efficiency(rows)
     report = Report(campaign, rows, incomplete, primary or (target or {}).get("metric"),
                     {r["run_id"]: histories.get(r["run_id"], []) for r in rows}, higher, target=target, specs=specs,
-                    quotes=quotes, catalog_as_of=catalog_as_of)
+                    quotes=quotes, catalog_as_of=catalog_as_of, earlier=earlier)
     report.metrics = metric_names(report.histories[r["run_id"]] for r in rows)
     report.metric_higher = {name: higher if name == report.primary_metric else higher_is_better(name)
                             for name in report.metrics}
@@ -284,6 +291,31 @@ def shown_metric(report: Report) -> str | None:
         if name in report.metrics:
             return name
     return report.metrics[0] if report.metrics else None
+
+
+def earlier_row(record: dict, label: str) -> dict:
+    """A run that is not one of the campaign's current runs (other code, or settings no longer asked for):
+    its commit, outcome and final metric, shown apart and never ranked."""
+    launch = record["launch"] if isinstance(record.get("launch"), dict) else {}
+    result = record["result"] if isinstance(record.get("result"), dict) else {}
+    attempts = [a for a in launch.get("attempts") or [] if isinstance(a, dict)]
+    bound = launch.get("code") if isinstance(launch.get("code"), dict) else {}
+    commit = result.get("code") or bound.get("commit") or next((a["commit"] for a in reversed(attempts)
+                                                                 if a.get("commit")), None)
+    outcome = ("complete" if result else attempts[-1].get("outcome") if attempts else "never launched")
+    return {"run_id": record["run_id"], "label": label, "instance_type": launch.get("instance_type"),
+            "code": str(commit)[:12] if commit else "unknown", "outcome": outcome,
+            "final_metric": result.get("final_metric")}
+
+
+def earlier_line(row: dict) -> str:
+    """One line for a run of earlier code, as the Markdown, HTML and terminal reports show it."""
+    final = f", final {format_value(row['final_metric'])}" if row.get("final_metric") is not None else ""
+    return (f"{row['run_id']} {row['instance_type'] or ''} {row['label']}: commit {row['code']}, "
+            f"{row['outcome']}{final}").replace("  ", " ")
+
+
+EARLIER_HEADING = "Earlier code or settings ({n} run(s)): kept, not current, never ranked"
 
 
 def format_value(value) -> str:
@@ -410,6 +442,9 @@ def to_markdown(report: Report) -> str:
         lines += ["", f"## Incomplete runs ({len(report.incomplete)}): no result.json, not reported as results", ""]
         lines += [f"- `{r['run_id']}` {r['label']}: {r['attempts']} attempt(s), last: {r['last_outcome']}"
                   for r in report.incomplete]
+    if report.earlier:
+        lines += ["", f"## {EARLIER_HEADING.format(n=len(report.earlier))}", ""]
+        lines += [f"- {earlier_line(r)}" for r in report.earlier]
     lines += ["", "## Charts", "", "![Pareto front: time against cost to target](pareto.png)", "",
               "![Throughput per dollar](throughput.png)", "", "![Training curves](curves.png)", ""]
     lines += ["## Prices", ""] + _markdown_table(price_rows(report), PRICE_COLUMNS)

@@ -10,8 +10,8 @@ import html
 import json
 
 from instance_benchmarks.campaigns.report import (
-    COST_COLUMNS, METRIC_CONFIG_COLUMNS, METRIC_RUN_COLUMNS, METRIC_SOURCES, METRICS_NOTE, PREDICTION_COLUMNS,
-    PRICE_COLUMNS, format_value, metric_columns,
+    COST_COLUMNS, EARLIER_HEADING, METRIC_CONFIG_COLUMNS, METRIC_RUN_COLUMNS, METRIC_SOURCES, METRICS_NOTE,
+    PREDICTION_COLUMNS, PRICE_COLUMNS, earlier_line, format_value, metric_columns,
 )
 from instance_benchmarks.campaigns.report_stats import CONFIG_COLUMNS, SCALING_NOTE, config_cells, recommendation_lines
 
@@ -187,6 +187,10 @@ def to_html(report, images: dict[str, bytes]) -> str:
                   for r in silent]
         parts += [f"<li>incomplete (no result.json): <code>{_e(r['run_id'])}</code> {_e(r['label'])}, "
                   f"{_e(r['attempts'])} attempt(s), last: {_e(r['last_outcome'])}</li>" for r in report.incomplete]
+        parts.append("</ul></section>")
+    if report.earlier:
+        parts.append(f'<section id="earlier-code"><h2>{_e(EARLIER_HEADING.format(n=len(report.earlier)))}</h2><ul>')
+        parts += [f"<li>{_e(earlier_line(r))}</li>" for r in report.earlier]
         parts.append("</ul></section>")
     parts.append('<section id="charts"><h2>Charts</h2>')
     for name in ("pareto.png", "throughput.png", "curves.png"):

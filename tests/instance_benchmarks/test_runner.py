@@ -9,12 +9,11 @@ import pytest
 from instance_benchmarks import runner
 from instance_benchmarks.backends.ec2.instances import LIVE_STATES, campaign_instances, tag
 from instance_benchmarks.backends.infrastructure import resolve_infrastructure
-from instance_benchmarks.campaigns.spec import parse_spec
 from instance_benchmarks.campaigns.store import read_json, run_location, write_json
 from instance_benchmarks.core.bootstrap import agent_config_pointer
 from instance_benchmarks.core.contract import CAMPAIGN_TAG, RUN_TAG
 from instance_benchmarks.core.errors import TrainfleetInputError
-from tests.instance_benchmarks.conftest import spec_dict
+from tests.instance_benchmarks.conftest import bound_spec, spec_dict
 
 
 def test_launch_one_tagged_instance_per_run(env, ec2, s3, infra, spec):
@@ -60,7 +59,7 @@ def test_finished_runs_are_not_launched_again(env, s3, infra, spec):
 
 
 def test_over_budget_launches_nothing(env, ec2):
-    spec = parse_spec(spec_dict(budget_usd=0.2, matrix={"instance_type": ["g5.xlarge"], "batch_size": [3, 5]}))
+    spec = bound_spec(spec_dict(budget_usd=0.2, matrix={"instance_type": ["g5.xlarge"], "batch_size": [3, 5]}))
     with pytest.raises(TrainfleetInputError, match=r"budget \$0.20 refused.*nothing launched"):
         runner.launch(env, spec)
     assert campaign_instances(ec2, "sweep") == []
@@ -72,7 +71,7 @@ def test_declined_estimate_launches_nothing(env, ec2, spec):
 
 
 def test_max_attempts_stops_relaunching(env):
-    spec = parse_spec(spec_dict(max_attempts=1, matrix={"instance_type": ["c5.xlarge"], "batch_size": [3]}))
+    spec = bound_spec(spec_dict(max_attempts=1, matrix={"instance_type": ["c5.xlarge"], "batch_size": [3]}))
     runner.launch(env, spec)
     runner.teardown(env, "sweep")
     again = runner.launch(env, spec)
@@ -97,7 +96,7 @@ def test_torn_down_attempts_keep_their_cost(env, s3, infra, spec):
 
 
 def test_a_torn_down_cost_counts_in_the_budget_and_a_second_teardown_changes_nothing(env, s3, infra):
-    spec = parse_spec(spec_dict(budget_usd=0.2, max_runtime_minutes=60,
+    spec = bound_spec(spec_dict(budget_usd=0.2, max_runtime_minutes=60,
                                 matrix={"instance_type": ["c5.xlarge"], "batch_size": [3]}))
     runner.launch(env, spec)
     runner.teardown(env, "sweep")
@@ -112,7 +111,7 @@ def test_a_torn_down_cost_counts_in_the_budget_and_a_second_teardown_changes_not
 
 
 def test_input_errors_and_timeouts_are_not_retried(env, s3, infra):
-    spec = parse_spec(spec_dict(matrix={"instance_type": ["c5.xlarge"], "batch_size": [3, 5, 7]}))
+    spec = bound_spec(spec_dict(matrix={"instance_type": ["c5.xlarge"], "batch_size": [3, 5, 7]}))
     runner.launch(env, spec)
     runner.teardown(env, "sweep")
     outcomes = [{"outcome": "failed", "exit_code": 2}, {"outcome": "timeout", "exit_code": -9},
@@ -129,7 +128,7 @@ def test_input_errors_and_timeouts_are_not_retried(env, s3, infra):
 
 def test_teardown_leaves_nothing_running(env, ec2, spec):
     runner.launch(env, spec)
-    other = parse_spec(spec_dict(campaign="other", matrix={"instance_type": ["m5.large"], "batch_size": [3]}))
+    other = bound_spec(spec_dict(campaign="other", matrix={"instance_type": ["m5.large"], "batch_size": [3]}))
     runner.launch(env, other)
     [summary] = [s for s in runner.teardown(env, "sweep") if s.backend == "ec2"]
     assert len(summary.stopped) == 6
@@ -156,7 +155,7 @@ def test_status_rows_show_cost_so_far(env, spec):
 
 
 def test_local_repositories_are_refused_on_aws(env, workloads_repo):
-    spec = parse_spec(spec_dict(repo=str(workloads_repo)))
+    spec = bound_spec(spec_dict(repo=str(workloads_repo)))
     with pytest.raises(TrainfleetInputError, match="local repository: only the embedded default"):
         runner.launch(env, spec)
 
@@ -182,7 +181,7 @@ def _client_error(code: str):
 
 
 def test_no_capacity_in_one_az_tries_the_next(env, ec2, infra, monkeypatch):
-    spec = parse_spec(spec_dict(matrix={"instance_type": ["c5.xlarge"], "batch_size": [3]}))
+    spec = bound_spec(spec_dict(matrix={"instance_type": ["c5.xlarge"], "batch_size": [3]}))
     real, tried = ec2.run_instances, []
 
     def first_az_full(**kwargs):
@@ -217,7 +216,7 @@ def _is_spot(kwargs) -> bool:
 
 @pytest.mark.parametrize("code", ["VcpuLimitExceeded", "MaxSpotInstanceCountExceeded", "InstanceLimitExceeded"])
 def test_a_quota_error_stops_the_launch_and_names_the_quota_to_raise(env, ec2, s3, infra, monkeypatch, code):
-    spec = parse_spec(spec_dict(matrix={"instance_type": ["c5.xlarge", "g4dn.xlarge"], "batch_size": [3, 5]}))
+    spec = bound_spec(spec_dict(matrix={"instance_type": ["c5.xlarge", "g4dn.xlarge"], "batch_size": [3, 5]}))
     calls = _failing_run_instances(env, monkeypatch, code, lambda kw: kw["InstanceType"].startswith("g4dn"))
     summary = runner.launch(env, spec)
     assert [x["instance_type"] for x in summary.launched] == ["c5.xlarge", "c5.xlarge"]
@@ -247,7 +246,7 @@ def test_quota_names_follow_the_instance_class_and_market():
 @pytest.mark.parametrize("code, tries", [("InsufficientInstanceCapacity", 2), ("InsufficientCapacity", 2),
                                           ("SpotMaxPriceTooLow", 1)])
 def test_no_capacity_in_any_az_launches_the_specs_fallback(env, ec2, s3, infra, monkeypatch, code, tries):
-    spec = parse_spec(spec_dict(fallback={"market": "on-demand"}, matrix={"instance_type": ["c5.xlarge"], "batch_size": [3]}))
+    spec = bound_spec(spec_dict(fallback={"market": "on-demand"}, matrix={"instance_type": ["c5.xlarge"], "batch_size": [3]}))
     calls = _failing_run_instances(env, monkeypatch, code, _is_spot)
     summary = runner.launch(env, spec)
     assert len([c for c in calls if _is_spot(c)]) == tries  # every AZ, unless the price is the problem
@@ -260,7 +259,7 @@ def test_no_capacity_in_any_az_launches_the_specs_fallback(env, ec2, s3, infra, 
 
 
 def test_no_capacity_without_fallback_is_recorded_and_the_other_runs_go_on(env, ec2, s3, infra, monkeypatch):
-    spec = parse_spec(spec_dict(matrix={"instance_type": ["g4dn.xlarge", "c5.xlarge"], "batch_size": [3]}))
+    spec = bound_spec(spec_dict(matrix={"instance_type": ["g4dn.xlarge", "c5.xlarge"], "batch_size": [3]}))
     _failing_run_instances(env, monkeypatch, "InsufficientInstanceCapacity", lambda kw: kw["InstanceType"] == "g4dn.xlarge")
     summary = runner.launch(env, spec)
     assert [x["instance_type"] for x in summary.launched] == ["c5.xlarge"] and summary.stopped is None
@@ -269,7 +268,7 @@ def test_no_capacity_without_fallback_is_recorded_and_the_other_runs_go_on(env, 
 
 
 def test_a_type_not_offered_in_the_stacks_azs_stops_the_launch(env, ec2, monkeypatch):
-    spec = parse_spec(spec_dict(matrix={"instance_type": ["g6e.xlarge"], "batch_size": [3, 5]}))
+    spec = bound_spec(spec_dict(matrix={"instance_type": ["g6e.xlarge"], "batch_size": [3, 5]}))
     _failing_run_instances(env, monkeypatch, "Unsupported")
     summary = runner.launch(env, spec)
     assert summary.launched == [] and len(summary.not_started) == 2
@@ -277,7 +276,7 @@ def test_a_type_not_offered_in_the_stacks_azs_stops_the_launch(env, ec2, monkeyp
 
 
 def test_each_type_boots_its_images_template_and_t_types_use_standard_credits(env, ec2, infra, monkeypatch):
-    spec = parse_spec(spec_dict(matrix={"instance_type": ["c5.xlarge", "g5.xlarge", "t3.medium"], "batch_size": [3]}))
+    spec = bound_spec(spec_dict(matrix={"instance_type": ["c5.xlarge", "g5.xlarge", "t3.medium"], "batch_size": [3]}))
     calls = _failing_run_instances(env, monkeypatch, "never", lambda kw: False)
     runner.launch(env, spec)
     by_type = {c["InstanceType"]: c for c in calls}
@@ -290,7 +289,7 @@ def test_each_type_boots_its_images_template_and_t_types_use_standard_credits(en
 
 def test_the_budget_counts_the_fallback_when_it_costs_more(env, ec2):
     """c5.large spot may fall back to on-demand g5.xlarge: the worst case is the g5's price."""
-    spec = parse_spec(spec_dict(budget_usd=0.5, fallback={"instance_type": "g5.xlarge", "market": "on-demand"},
+    spec = bound_spec(spec_dict(budget_usd=0.5, fallback={"instance_type": "g5.xlarge", "market": "on-demand"},
                                 matrix={"instance_type": ["c5.large"], "batch_size": [3]}))
     with pytest.raises(TrainfleetInputError, match=r"worst case \$0\.5[0-9] for 1 runs"):
         runner.launch(env, spec)
@@ -299,7 +298,7 @@ def test_the_budget_counts_the_fallback_when_it_costs_more(env, ec2):
 
 def test_a_launcher_killed_during_run_instances_is_resolved(env, ec2, s3, infra, monkeypatch):
     """The attempt is written as `launching` before the call; the next launch adopts what started."""
-    spec = parse_spec(spec_dict(matrix={"instance_type": ["c5.xlarge"], "batch_size": [3, 5]}))
+    spec = bound_spec(spec_dict(matrix={"instance_type": ["c5.xlarge"], "batch_size": [3, 5]}))
     real = ec2.run_instances
     calls = []
 
@@ -329,7 +328,7 @@ def test_a_broken_record_is_reported_for_its_run_and_the_others_go_on(env, ec2, 
     can do that): status marks those runs unreadable, never relaunches them, and reports the rest."""
     from instance_benchmarks.campaigns.report import build_report
 
-    spec = parse_spec(spec_dict(matrix={"instance_type": ["c5.xlarge"], "batch_size": [3, 5, 7]}))
+    spec = bound_spec(spec_dict(matrix={"instance_type": ["c5.xlarge"], "batch_size": [3, 5, 7]}))
     runner.launch(env, spec)
     runner.teardown(env, "sweep")
     fine, truncated, listed = (r.run_id for r in spec.runs())
@@ -357,7 +356,7 @@ def _failed(attempt: int, exit_code, note=None) -> dict:
 def test_a_run_that_fails_the_same_way_twice_is_not_retried(env, s3, infra):
     """Retries are for interruptions and capacity: a failed script gets one more attempt, unless it failed
     on its input; two failures with the same exit status and last log line end the run."""
-    spec = parse_spec(spec_dict(max_attempts=5, matrix={"instance_type": ["c5.xlarge"], "batch_size": [3, 5, 7, 10, 12]}))
+    spec = bound_spec(spec_dict(max_attempts=5, matrix={"instance_type": ["c5.xlarge"], "batch_size": [3, 5, 7, 10, 12]}))
     runner.launch(env, spec)
     runner.teardown(env, "sweep")
     same_note, other_note, same_log, other_log, once = (r.run_id for r in spec.runs())
@@ -383,7 +382,7 @@ def test_a_run_that_fails_the_same_way_twice_is_not_retried(env, s3, infra):
 
 
 def test_a_torn_down_run_is_relaunched_but_bad_input_never(env, s3, infra):
-    spec = parse_spec(spec_dict(max_attempts=3, matrix={"instance_type": ["c5.xlarge"], "batch_size": [3, 5]}))
+    spec = bound_spec(spec_dict(max_attempts=3, matrix={"instance_type": ["c5.xlarge"], "batch_size": [3, 5]}))
     runner.launch(env, spec)
     runner.teardown(env, "sweep")
     torn, bad = (r.run_id for r in spec.runs())
@@ -397,7 +396,7 @@ def test_a_torn_down_run_is_relaunched_but_bad_input_never(env, s3, infra):
 
 
 def test_a_no_metrics_attempt_is_not_retried_and_its_note_is_the_failure_line(env, s3, infra):
-    spec = parse_spec(spec_dict(matrix={"instance_type": ["c5.xlarge"], "batch_size": [3]}))
+    spec = bound_spec(spec_dict(matrix={"instance_type": ["c5.xlarge"], "batch_size": [3]}))
     runner.launch(env, spec)
     runner.teardown(env, "sweep")
     [run] = spec.runs()

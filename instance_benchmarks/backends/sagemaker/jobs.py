@@ -127,7 +127,7 @@ def stage_source(into: Path, spec, run) -> dict:
     from instance_benchmarks.agent.main import clone
     from instance_benchmarks.backends.ec2.wheel import build_wheel
 
-    commit = clone(spec.repo, spec.ref, into / "repo")
+    commit = clone(spec.repo, spec.ref, into / "repo", spec.commit)
     shutil.rmtree(into / "repo" / ".git")
     wheel = build_wheel()
     with zipfile.ZipFile(wheel.path) as archive:

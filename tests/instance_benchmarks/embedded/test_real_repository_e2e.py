@@ -9,10 +9,9 @@ import pytest
 
 from instance_benchmarks import runner
 from instance_benchmarks.campaigns.models import download_run
-from instance_benchmarks.campaigns.spec import parse_spec
 from instance_benchmarks.campaigns.store import read_json, run_location
 from instance_benchmarks.embedded.environment import EmbeddedEnvironment
-from tests.instance_benchmarks.conftest import make_git_repo, spec_dict
+from tests.instance_benchmarks.conftest import bound_spec, make_git_repo, spec_dict
 
 MAIN = '''
 import argparse, math, time
@@ -76,7 +75,7 @@ def embedded():
 
 def _spec(repository, **changes):
     path, _ = repository
-    return parse_spec(spec_dict(**{
+    return bound_spec(spec_dict(**{
         "campaign": "wlm", "workload": None, "repo": str(path), "ref": "main", "workdir": "word_language_model",
         "setup": "pip install -r requirements.txt\n", "run": RUN, "metric_definitions": DEFINITIONS,
         "target": {"metric": "val_loss", "value": 100.0}, "hyperparameters": {"epochs": 2, "delay": 0.0},
