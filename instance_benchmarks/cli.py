@@ -301,7 +301,7 @@ STATUS_WIDE_COLUMNS = [("run_id", "run"), ("label", "run label"), ("status", "st
                        ("market", "market"), ("usd_per_hour", "$/h"), ("attempts", "attempts"),
                        ("cost_usd", "cost so far ($)")]
 REPORT_COLUMNS = [("run_id", "run"), ("instance_type", "instance"), ("label", "hyperparameters"), ("usd_per_hour", "$/h"),
-                  ("samples_per_s", "samples/s"), ("time_to_accuracy_s", "time (s)"),
+                  ("samples_per_s_text", "samples/s (CV)"), ("time_to_accuracy_s", "time (s)"),
                   ("cost_to_accuracy_usd", "cost ($)"), ("final_metric", "final"), ("status", "status")]
 # configurations with repeats: median, and the CV in brackets (! above 5 %)
 CONFIG_TERMINAL_COLUMNS = [("key", "#"), ("instance_type", "instance"), ("label", "hyperparameters"),
@@ -477,7 +477,7 @@ def _report(s3, bucket: str, campaign: str, out: Path, *, wide: bool = False):
 def print_report(report, *, wide: bool = False) -> None:
     """The recommendation first, then one line per run (and per configuration when repeated)."""
     from instance_benchmarks.campaigns.report import COLUMNS, PREDICTION_COLUMNS
-    from instance_benchmarks.campaigns.report_stats import recommendation_lines, terminal_cells
+    from instance_benchmarks.campaigns.report_stats import recommendation_lines, terminal_cells, terminal_run_cells
 
     lines = recommendation_lines(report)
     console.print(lines[0], style="bold", markup=False, highlight=False)
@@ -485,7 +485,8 @@ def print_report(report, *, wide: bool = False) -> None:
         console.print(f"  {line}", markup=False, highlight=False)  # a choice's own notes indent further
     target = "" if wide or not report.target else "; time and cost to target, final " + str(report.primary_metric)
     print_fit(fit_table(f"runs: {len(report.rows)} complete, {len(report.incomplete)} incomplete{target}",
-                        report.rows, COLUMNS if wide else REPORT_COLUMNS, wide=wide), wide=wide)
+                        [terminal_run_cells(r) for r in report.rows], COLUMNS if wide else REPORT_COLUMNS, wide=wide),
+              wide=wide)
     if any(c["runs"] > 1 for c in report.configs):
         print_fit(fit_table("configurations: median of the repeats (CV, ! above 5 %); time and cost to target",
                             [terminal_cells(c) for c in report.configs], CONFIG_TERMINAL_COLUMNS, wide=wide), wide=wide)
