@@ -35,7 +35,8 @@ COLUMNS = [
     ("boot_seconds", "boot (s)"), ("setup_seconds", "setup (s)"), ("train_seconds", "train (s)"),
     ("idle_seconds", "idle (s)"), ("billable_seconds", "billed (s)"), ("ebs_usd", "EBS ($)"),
     ("interrupted_usd", "interrupted attempts ($)"), ("cost_usd", "run cost ($)"), ("attempts", "attempts"),
-    ("spot_savings", "spot savings"), ("backend", "backend"), ("measured_on", "measured on"), ("code", "code"),
+    ("spot_savings", "spot savings"), ("backend", "backend"), ("measured_on", "measured on"),
+    ("host_other_cpus", "other processes (CPUs)"), ("code", "code"),
     ("price_source", "price source"), ("quoted_at", "priced at"),
     # benchmark slices: the whole job predicted from the slice (SkyPilot Benchmark's columns)
     ("slice_units", "slice steps"), ("pred_sec_per_unit", "sec/step (slice)"), ("pred_cv", "step time CV (slice)"),
@@ -138,12 +139,21 @@ def row_from_result(result: dict, label: str, launch: dict | None = None, target
         "billable_seconds": result.get("billable_seconds"),
         "spot_savings": result.get("spot_savings"),
         "code": result.get("code"),  # the commit the instance checked out
+        "host_other_cpus": _host_other_cpus(launch or {}),
         "world_size": result.get("world_size"),  # processes under torchrun, over all nodes (1: one process)
         "workload": result.get("workload"), "hyperparameters": result.get("hyperparameters"),
         "gpu_model": _gpu_model(result.get("instance_type")),  # scaling efficiency compares runs on one GPU model
         **cost_breakdown(result, launch or {}),
         **_prediction(result.get("prediction")),
     }
+
+
+def _host_other_cpus(launch: dict) -> float | None:
+    """CPUs other processes used on average while the run's last measured attempt ran (the embedded default
+    records `host_load`; None elsewhere)."""
+    loads = [a.get("host_load") for a in launch.get("attempts") or [] if isinstance(a, dict)]
+    loads = [load for load in loads if isinstance(load, dict)]
+    return _number(loads[-1].get("other_cpus")) if loads else None
 
 
 def _gpu_model(instance_type) -> str | None:

@@ -21,6 +21,8 @@ import math
 import statistics
 
 NOISY_CV = 0.05
+# other processes using this many CPUs on average while a run ran competed with it (embedded default: host_load)
+COMPETING_CPUS = 0.25
 # Figures summarised per configuration (median and CV over its complete runs).
 FIGURES = ("samples_per_s", "time_to_accuracy_s", "cost_to_accuracy_usd", "usd_per_1m_samples", "final_metric",
            "train_seconds", "cost_usd", "sec_per_step", "est_usd", "est_hours")
@@ -321,6 +323,12 @@ def recommendation_lines(report) -> list[str]:
     if rec["failed"]:
         lines.append("failed or incomplete (not recommended): " + "; ".join(
             f"{_name(c)} ({c['failed']} run(s))" for c in rec["failed"]))
+    loaded = [r for r in report.rows if (r.get("host_other_cpus") or 0.0) >= COMPETING_CPUS]
+    if loaded:
+        lines.append(f"host load: other processes competed for this machine's CPUs during {len(loaded)} of "
+                     f"{len(report.rows)} run(s) (up to {max(r['host_other_cpus'] for r in loaded):.1f} CPUs on "
+                     f"average: {', '.join(r['run_id'] for r in loaded)}): their figures are slower and noisier than "
+                     "on an idle machine")
     return lines
 
 

@@ -196,3 +196,16 @@ def test_repeats_and_step_times_both_count_in_the_spread():
     assert fastest["within_noise"] and fastest["cannot_rank"]
     assert "less than the spread (step-time CV 20.0% within the runs): cannot rank them; more repeats would" in \
         "\n".join(recommendation_lines(_report(records)))
+
+
+def test_runs_measured_while_other_processes_competed_for_the_cpus_are_flagged():
+    records = [_record("c5-a", "c5.xlarge", 32, rate=1000.0, tta=100.0), _record("m5-b", "m5.large", 32, rate=900.0, tta=150.0)]
+    records[1]["launch"]["attempts"][0]["host_load"] = {"cpus": 2, "seconds": 150.0, "busy_cpus": 2.0, "run_cpus": 0.7,
+                                                        "other_cpus": 1.3, "load_avg_1m": 3.1}
+    report = _report(records)
+    assert [r["host_other_cpus"] for r in report.rows] == [None, 1.3]
+    assert recommendation_lines(report)[-1] == (
+        "host load: other processes competed for this machine's CPUs during 1 of 2 run(s) (up to 1.3 CPUs on average: "
+        "m5-b): their figures are slower and noisier than on an idle machine")
+    records[1]["launch"]["attempts"][0]["host_load"]["other_cpus"] = 0.05  # background noise: no warning
+    assert not any(line.startswith("host load") for line in recommendation_lines(_report(records)))
