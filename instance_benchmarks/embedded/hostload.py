@@ -84,6 +84,24 @@ class HostLoadMeter:
                 "load_avg_1m": round(os.getloadavg()[0], 2)}
 
 
+def record_host_load(location, load: dict | None, run_id: str, log, **attempt) -> None:
+    """`load` as `host_load` on the attempt of the run's launch.json (at `location`) whose fields match
+    `attempt` (attempt=N, job_name=...), and a warning through `log` when other processes competed."""
+    from instance_benchmarks.campaigns.store import read_json, write_json
+
+    if load is None:
+        return
+    document = read_json(location, "launch.json") or {}
+    entries = [a for a in document.get("attempts") or [] if isinstance(a, dict)
+               and all(a.get(key) == value for key, value in attempt.items())]
+    for entry in entries:
+        entry["host_load"] = load
+    if entries:
+        write_json(location, "launch.json", document)
+    if warning := competition_warning(load, run_id):
+        log(warning)
+
+
 def competition_warning(load: dict | None, run_id: str) -> str | None:
     """One line when other processes competed for this machine's CPUs while `run_id` ran, else None."""
     if not load or load["other_cpus"] < COMPETING_CPUS:

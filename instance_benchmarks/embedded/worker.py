@@ -36,7 +36,8 @@ from pathlib import Path
 from instance_benchmarks.backends.ec2.instances import campaign_instances, tag
 from instance_benchmarks.core.contract import ATTEMPT_TAG, CAMPAIGN_TAG, RUN_TAG, now_iso, run_prefix
 from instance_benchmarks.embedded.guard import GRACE_SECONDS
-from instance_benchmarks.embedded.hostload import HostLoadMeter, competition_warning
+from instance_benchmarks.embedded.hostload import HostLoadMeter, record_host_load
+from training_scripts.storage import S3Location
 
 SHUTDOWN_STUB = """#!/bin/bash
 # trainfleet embedded default: stands in for shutdown(8); the worker terminates the instance in moto.
@@ -122,20 +123,12 @@ class LocalWorker:
                     self.on_progress()
 
     def record_load(self, instance: dict, load: dict | None) -> None:
-        """The machine's load while the instance ran, into its attempt in launch.json (`host_load`); a warning
-        when other processes competed for the CPUs."""
-        from instance_benchmarks.agent.main import update_attempt
-        from training_scripts.storage import S3Location
-
+        """The machine's load while the instance ran, into its attempt in launch.json (`host_load`)."""
         campaign, run_id, attempt = (tag(instance, name) for name in (CAMPAIGN_TAG, RUN_TAG, ATTEMPT_TAG))
-        if load is None or not (campaign and run_id and (attempt or "").isdigit()):
-            return
-        location = S3Location(self.cloud.outputs["Storage"]["BucketName"], run_prefix(campaign, run_id),
-                              self.cloud.client("s3"))
-        if location.read_bytes("launch.json") is not None:
-            update_attempt(location, int(attempt), host_load=load)
-        if warning := competition_warning(load, run_id):
-            self.log(warning)
+        if campaign and run_id and (attempt or "").isdigit():
+            location = S3Location(self.cloud.outputs["Storage"]["BucketName"], run_prefix(campaign, run_id),
+                                  self.cloud.client("s3"))
+            record_host_load(location, load, run_id, self.log, attempt=int(attempt))
 
     @staticmethod
     def _power_off(process: subprocess.Popen) -> int:

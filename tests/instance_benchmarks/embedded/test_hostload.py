@@ -84,3 +84,16 @@ def test_unreadable_proc_stat_records_nothing(tmp_path, text):
     stat.write_text(text)
     assert hostload.busy_cpu_seconds(str(stat)) is None
     assert hostload.busy_cpu_seconds(str(tmp_path / "missing")) is None
+
+
+def test_a_sagemaker_jobs_load_goes_to_the_attempt_of_that_job(s3, bucket):
+    from instance_benchmarks.embedded.hostload import record_host_load
+
+    location = S3Location(bucket, "campaigns/c/runs/sm-a", s3)
+    location.write_bytes("launch.json", json.dumps({"attempts": [{"attempt": 1, "job_name": "tf-sm-a-a1-1"},
+                                                                 {"attempt": 2, "job_name": "tf-sm-a-a2-1"}]}).encode())
+    load = {"cpus": 2, "seconds": 5.0, "busy_cpus": 1.0, "run_cpus": 0.9, "other_cpus": 0.0, "load_avg_1m": 1.0}
+    said = []
+    record_host_load(location, load, "sm-a", said.append, job_name="tf-sm-a-a2-1")
+    assert [a.get("host_load") for a in json.loads(location.read_bytes("launch.json"))["attempts"]] == [None, load]
+    assert said == []
