@@ -17,8 +17,8 @@ the commands then read and write them through the same boto3 code as on AWS.
   `manifest.json` (key -> SHA-256, metadata, content type) is replaced atomically after the objects it
   names are on disk, so a kill mid-save leaves the previous consistent state. A restored object's bytes
   are checked against the manifest's SHA-256 before they are uploaded.
-* Who: one writer at a time (`campaign run`/`collect --local` take an exclusive lock, `status`, `models`
-  and `local up` a shared one); a busy state is a one-line error, exit 2.
+* Who: one writer at a time (`campaign run`/`collect --local` take an exclusive lock, `status`, `logs`,
+  `models`, `info` and `local up` a shared one); a busy state is a one-line error, exit 2.
 """
 from __future__ import annotations
 
