@@ -38,18 +38,20 @@ DEFAULT_ARGS = {"tabular_mlp": ["--epochs=16", "--batch_size=256", "--hidden_lay
 
 
 # The plain-text repository: a miniature of PyTorch's word_language_model/main.py (same flags, same log lines,
-# `step` = the batch within its epoch), in a subdirectory, reading its data from a relative path.
+# `step` = the batch within its epoch), in a subdirectory, reading its data from a relative path; `--delay`
+# (seconds slept per batch) makes steps slow on purpose. The embedded default's end-to-end tests run it too.
 PLAIN_TEXT_MAIN = '''import argparse, math, time
 import torch
 from torch import nn
 
 parser = argparse.ArgumentParser(description="word-level language model (a miniature)")
 parser.add_argument("--data", default="./data/tiny")
-parser.add_argument("--epochs", type=int, default=4)
-parser.add_argument("--batch_size", type=int, default=64)
-parser.add_argument("--emsize", type=int, default=512)
+parser.add_argument("--epochs", type=int, default=2)
+parser.add_argument("--batch_size", type=int, default=8)
+parser.add_argument("--emsize", type=int, default=16)
 parser.add_argument("--lr", type=float, default=0.5)
 parser.add_argument("--log-interval", type=int, default=10)
+parser.add_argument("--delay", type=float, default=0.0)
 parser.add_argument("--save", default="model.pt")
 args = parser.parse_args()
 torch.manual_seed(0)
@@ -66,6 +68,7 @@ for epoch in range(1, args.epochs + 1):
         i = (batch - 1) * args.batch_size
         loss = nn.functional.cross_entropy(model(ids[i:i + args.batch_size]), ids[i + 1:i + 1 + args.batch_size])
         optimizer.zero_grad(); loss.backward(); optimizer.step()
+        time.sleep(args.delay)
         if batch % args.log_interval == 0:
             print("| epoch {:3d} | {:5d}/{:5d} batches | lr {:02.2f} | ms/batch {:5.2f} | loss {:5.2f} | ppl {:8.2f}".format(
                 epoch, batch, batches, args.lr, 1000 * (time.time() - start) / batch, loss.item(),
@@ -76,9 +79,9 @@ for epoch in range(1, args.epochs + 1):
         torch.save(model.state_dict(), f)
 '''
 PLAIN_TEXT_EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "word-language-model" / "campaign.yaml"
-# 1,920 steps (12 epochs of 160 batches) of ~12 ms on 2 idle CPU cores, a line every 5: ~30 s with interpreter
-# start and imports, so that a 20% slice holds a few dozen log intervals
-PLAIN_TEXT_ARGS = ["--epochs=12", "--batch_size=64", "--emsize=256", "--log-interval=5"]
+# 3,200 steps (20 epochs of 160 batches, a line every 10) of ~100 MFLOP each (emsize 512): about 30 s on 2 idle
+# CPU cores with interpreter start and imports, so that a 20% slice holds a few dozen log intervals
+PLAIN_TEXT_ARGS = ["--epochs=20", "--batch_size=64", "--emsize=512", "--log-interval=10"]
 
 
 def run_command(command: list[str], parser: MetricParser, *, cwd: Path | None = None, what: str,
