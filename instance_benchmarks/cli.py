@@ -377,7 +377,7 @@ def campaign_collect(campaign: str, out: Optional[Path] = OUT_OPTION,
     env = environment(local, region, ssm_prefix, writes=True, state=state)
     env = runner.campaign_environment(env, campaign, region)  # nothing is written for an unknown campaign
     runner.settle(env, campaign)
-    out = report_folder(out, getattr(env, "state", None))
+    out = report_folder(out, env.state if local else None)
     report = _report(env.client("s3"), env.infra.bucket, campaign, out / campaign, wide=wide)
     if report.incomplete:
         print_failures(env, campaign)

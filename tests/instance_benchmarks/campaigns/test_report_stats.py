@@ -209,3 +209,18 @@ def test_runs_measured_while_other_processes_competed_for_the_cpus_are_flagged()
         "m5-b): their figures are slower and noisier than on an idle machine")
     records[1]["launch"]["attempts"][0]["host_load"]["other_cpus"] = 0.05  # background noise: no warning
     assert not any(line.startswith("host load") for line in recommendation_lines(_report(records)))
+
+
+def test_each_runs_step_time_spread_is_in_every_report_format():
+    from instance_benchmarks.campaigns.report import to_csv, to_markdown
+    from instance_benchmarks.campaigns.report_html import to_html
+    from instance_benchmarks.campaigns.report_stats import terminal_run_cells
+
+    records = [_record("c5-a", "c5.xlarge", 32, rate=1000.0, tta=100.0), _record("m5-b", "m5.large", 32, rate=900.0, tta=150.0)]
+    records[0]["result"]["step_time_cv"] = 0.0712
+    report = _report(records)
+    assert "step_time_cv" in to_csv(report).decode().splitlines()[0] and ",0.0712," in to_csv(report).decode()
+    assert "step time CV" in to_markdown(report) and "| 0.0712 |" in to_markdown(report)
+    assert "step time CV" in to_html(report, {}) and "0.0712" in to_html(report, {})
+    assert terminal_run_cells(report.rows[0])["samples_per_s_text"] == "1,000.0 (7%!)"
+    assert terminal_run_cells(report.rows[1])["samples_per_s_text"] == "900.0"
