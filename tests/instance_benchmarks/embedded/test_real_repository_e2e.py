@@ -90,6 +90,8 @@ def test_a_benchmark_slice_predicts_the_whole_job(embedded, repository, tmp_path
         assert prediction["est_train_seconds"] > attempt["script_seconds"]
         assert prediction["est_usd_low"] <= prediction["est_usd"] <= prediction["est_usd_high"]
         assert row["est_usd"] == pytest.approx(prediction["est_usd"])
+        assert row["pred_cv"] == prediction["cv"] and prediction["cv"] >= 0  # the slice's spread, in the report
+        assert attempt["host_load"]["run_cpus"] > 0 and row["host_other_cpus"] == attempt["host_load"]["other_cpus"]
     markdown = (tmp_path / "report.md").read_text()
     assert "## Predicted full job" in markdown and "Cheapest predicted:" in markdown
 
