@@ -275,7 +275,7 @@ def _choice_line(title: str, choice: dict, unit: str, extra: str = "") -> list[s
             why = (f"differs by {gap:.1%}, less than the spread ({source}): cannot rank them; "
                    f"{'more repeats' if config['runs'] > 1 else '`repeats: 3`'} would tell them apart")
         else:
-            why = (f"differs by {gap:.1%}; their ranges (median +- spread: {noise(config, name)[1]}; "
+            why = (f"differs by {gap:.1%}; their ranges (median +- spread: {noise(config, name)[1] or 'no spread'}; "
                    f"{noise(other, name)[1] or 'no spread'}) overlap: either will do")
         lines.append(f"  within noise: {_name(other)} {why}")
         if choice["also_within_noise"]:
