@@ -33,17 +33,20 @@ COLUMNS = [
     ("run_id", "run"), ("config_id", "configuration"), ("repeat", "repeat"), ("label", "hyperparameters"),
     ("instance_type", "instance"), ("market", "market"), ("status", "status"),
     ("usd_per_hour", "$/h"), ("on_demand_usd_per_hour", "on-demand $/h"), ("samples_per_s", "samples/s"),
-    ("sec_per_step", "sec/step"), ("usd_per_epoch", "$/epoch"), ("usd_per_1m_samples", "$/1M samples"),
+    ("sec_per_step", "sec/step"), ("step_time_cv", "step time CV"), ("usd_per_epoch", "$/epoch"),
+    ("usd_per_1m_samples", "$/1M samples"),
     ("time_to_accuracy_s", "time to target (s)"), ("cost_to_accuracy_usd", "cost to target ($)"),
     ("final_metric", "final metric"), ("mfu", "MFU"), ("world_size", "processes"),
     ("samples_per_s_per_device", "samples/s per GPU"), ("scaling_efficiency", "scaling efficiency"),
     ("boot_seconds", "boot (s)"), ("setup_seconds", "setup (s)"), ("train_seconds", "train (s)"),
     ("idle_seconds", "idle (s)"), ("billable_seconds", "billed (s)"), ("ebs_usd", "EBS ($)"),
     ("interrupted_usd", "interrupted attempts ($)"), ("cost_usd", "run cost ($)"), ("attempts", "attempts"),
-    ("spot_savings", "spot savings"), ("backend", "backend"), ("measured_on", "measured on"), ("code", "code"),
+    ("spot_savings", "spot savings"), ("backend", "backend"), ("measured_on", "measured on"),
+    ("host_other_cpus", "other processes (CPUs)"), ("code", "code"),
     ("price_source", "price source"), ("quoted_at", "priced at"),
     # benchmark slices: the whole job predicted from the slice (SkyPilot Benchmark's columns)
-    ("slice_units", "slice steps"), ("pred_sec_per_unit", "sec/step (slice)"), ("usd_per_unit", "$/step"),
+    ("slice_units", "slice steps"), ("pred_sec_per_unit", "sec/step (slice)"), ("pred_cv", "step time CV (slice)"),
+    ("usd_per_unit", "$/step"),
     ("est_hours", "est time (h)"), ("est_usd", "est cost ($)"), ("est_usd_low", "est cost low ($)"),
     ("est_usd_high", "est cost high ($)"), ("est_on_demand_usd", "est cost on-demand ($)"),
 ]
@@ -62,7 +65,8 @@ COUNTERS = frozenset({"t", "train_t", "attempt", "step", "epoch", "samples", "in
 MAX_METRICS = 12  # the user's metrics reported: the first this many names the runs printed
 _METRIC_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")  # a name from the script's own lines is shown only if plain
 PREDICTION_COLUMNS = [("run_id", "run"), ("label", "hyperparameters"), ("instance_type", "instance"),
-                      ("slice_units", "STEPS"), ("pred_sec_per_unit", "SEC/STEP"), ("usd_per_unit", "$/STEP"),
+                      ("slice_units", "STEPS"), ("pred_sec_per_unit", "SEC/STEP"), ("pred_cv", "CV"),
+                      ("usd_per_unit", "$/STEP"),
                       ("est_hours", "EST TIME (h)"), ("est_usd", "EST COST ($)"), ("est_range", "EST COST range ($)"),
                       ("est_on_demand_usd", "on-demand ($)")]
 
@@ -139,6 +143,7 @@ def row_from_result(result: dict, label: str, launch: dict | None = None, target
         "storage_usd_per_hour": price.get("storage_usd_per_hour"),
         "price_source": price.get("source"), "quoted_at": price.get("quoted_at"),
         "samples_per_s": result.get("samples_per_s"), "sec_per_step": result.get("sec_per_step"),
+        "step_time_cv": result.get("step_time_cv"),  # the spread of the run's step times (harness.step_time_cv)
         "usd_per_epoch": result.get("usd_per_epoch"), "usd_per_1m_samples": result.get("usd_per_1m_samples"),
         "time_to_accuracy_s": tta, "cost_to_accuracy_usd": result.get("cost_to_accuracy_usd"),
         "final_metric": result.get("final_metric"), "mfu": result.get("mfu"), "train_seconds": result.get("train_seconds"),
@@ -149,12 +154,21 @@ def row_from_result(result: dict, label: str, launch: dict | None = None, target
         "billable_seconds": result.get("billable_seconds"),
         "spot_savings": result.get("spot_savings"),
         "code": result.get("code"),  # the commit the instance checked out
+        "host_other_cpus": _host_other_cpus(launch or {}),
         "world_size": result.get("world_size"),  # processes under torchrun, over all nodes (1: one process)
         "workload": result.get("workload"), "hyperparameters": result.get("hyperparameters"),
         "gpu_model": _gpu_model(result.get("instance_type")),  # scaling efficiency compares runs on one GPU model
         **cost_breakdown(result, launch or {}),
         **_prediction(result.get("prediction")),
     }
+
+
+def _host_other_cpus(launch: dict) -> float | None:
+    """CPUs other processes used on average while the run's last measured attempt ran (the embedded default
+    records `host_load`; None elsewhere)."""
+    loads = [a.get("host_load") for a in launch.get("attempts") or [] if isinstance(a, dict)]
+    loads = [load for load in loads if isinstance(load, dict)]
+    return _number(loads[-1].get("other_cpus")) if loads else None
 
 
 def _gpu_model(instance_type) -> str | None:
@@ -168,7 +182,7 @@ def _gpu_model(instance_type) -> str | None:
 def _prediction(prediction: dict | None) -> dict:
     """A benchmark slice's prediction of the whole job (None everywhere for a run trained to the end)."""
     p = prediction or {}
-    return {"slice_units": p.get("measured_units"), "pred_sec_per_unit": p.get("sec_per_unit"),
+    return {"slice_units": p.get("measured_units"), "pred_sec_per_unit": p.get("sec_per_unit"), "pred_cv": p.get("cv"),
             "usd_per_unit": p.get("usd_per_unit"), "est_hours": p["est_seconds"] / 3600 if p else None,
             "est_usd": p.get("est_usd"), "est_usd_low": p.get("est_usd_low"), "est_usd_high": p.get("est_usd_high"),
             "est_on_demand_usd": p.get("est_on_demand_usd"),

@@ -17,12 +17,12 @@ from instance_benchmarks.campaigns.report_stats import CONFIG_COLUMNS, SCALING_N
 
 RUN_COLUMNS = [("run_id", "run"), ("config_key", "#"), ("instance_type", "instance"), ("label", "hyperparameters"),
                ("status", "status"), ("market", "market"), ("usd_per_hour", "$/h"), ("samples_per_s", "samples/s"),
-               ("usd_per_1m_samples", "$/1M samples"), ("time_to_accuracy_s", "time to target (s)"),
+               ("step_time_cv", "step time CV"), ("usd_per_1m_samples", "$/1M samples"), ("time_to_accuracy_s", "time to target (s)"),
                ("cost_to_accuracy_usd", "cost to target ($)"), ("final_metric", "final metric"), ("mfu", "MFU"),
                ("sec_per_step", "sec/step"), ("usd_per_epoch", "$/epoch"), ("cost_usd", "run cost ($)"),
                ("attempts", "attempts"), ("world_size", "processes"),
                ("samples_per_s_per_device", "samples/s per GPU"), ("scaling_efficiency", "scaling efficiency"),
-               ("measured_on", "measured on"), ("code", "code")]
+               ("measured_on", "measured on"), ("host_other_cpus", "other processes (CPUs)"), ("code", "code")]
 CHART_CAPTIONS = {
     "pareto.png": "Time against cost to reach the target, one marker per configuration (median; small dots: "
                   "repeats). Hollow: missed the target, drawn at its whole training time and cost; never on the front.",

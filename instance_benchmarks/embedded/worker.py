@@ -13,7 +13,8 @@ up and runs the training script. Only what moto cannot do is stood in for, here 
   as the launch template's shutdown behaviour (terminate) would;
 * the metadata service: disabled (no spot notices) unless a test passes a fake IMDS endpoint;
 * the hardware: results are labelled as measured on this machine (`TRAINFLEET_HOST_LABEL`), not on
-  the instance type they are priced as;
+  the instance type they are priced as, and the machine's load while each instance ran is recorded in
+  its attempt (`host_load`, see `hostload.py`), with a warning when other processes competed for its CPUs;
 * the machine's power: each instance's user data runs under `guard` (a subreaper), so ending the
   instance (watchdog, Ctrl-C, teardown) ends every process it started, and a killed `trainfleet` takes
   its instances with it.
@@ -33,8 +34,10 @@ import time
 from pathlib import Path
 
 from instance_benchmarks.backends.ec2.instances import campaign_instances, tag
-from instance_benchmarks.core.contract import RUN_TAG, now_iso
+from instance_benchmarks.core.contract import ATTEMPT_TAG, CAMPAIGN_TAG, RUN_TAG, now_iso, run_prefix
 from instance_benchmarks.embedded.guard import GRACE_SECONDS
+from instance_benchmarks.embedded.hostload import HostLoadMeter, record_host_load
+from training_scripts.storage import S3Location
 
 SHUTDOWN_STUB = """#!/bin/bash
 # trainfleet embedded default: stands in for shutdown(8); the worker terminates the instance in moto.
@@ -87,6 +90,7 @@ class LocalWorker:
         self.log(f"[{instance_id}] {tag(instance, RUN_TAG)} on {instance['InstanceType']}: "
                  f"executing its user data in {sandbox} (local worker)")
         console = sandbox / "console.log"
+        meter = HostLoadMeter(own_pids=(self.cloud.server.pid,)).start()
         # the guard plays the machine: whatever the user data starts ends with it (or with this process)
         command = [sys.executable, "-m", "instance_benchmarks.embedded.guard", "--parent", str(os.getpid()),
                    "--grace", str(GRACE_SECONDS), "--", "/bin/bash", str(sandbox / "user-data.sh")]
@@ -100,6 +104,7 @@ class LocalWorker:
                 raise
             finally:
                 ec2.terminate_instances(InstanceIds=[instance_id])  # shutdown -h now, behaviour = terminate
+        self.record_load(instance, meter.stop())
         if code != 0:
             self.log(console.read_text(errors="replace")[-3000:])
         return code
@@ -116,6 +121,14 @@ class LocalWorker:
             except subprocess.TimeoutExpired:
                 if self.on_progress is not None:
                     self.on_progress()
+
+    def record_load(self, instance: dict, load: dict | None) -> None:
+        """The machine's load while the instance ran, into its attempt in launch.json (`host_load`)."""
+        campaign, run_id, attempt = (tag(instance, name) for name in (CAMPAIGN_TAG, RUN_TAG, ATTEMPT_TAG))
+        if campaign and run_id and (attempt or "").isdigit():
+            location = S3Location(self.cloud.outputs["Storage"]["BucketName"], run_prefix(campaign, run_id),
+                                  self.cloud.client("s3"))
+            record_host_load(location, load, run_id, self.log, attempt=int(attempt))
 
     @staticmethod
     def _power_off(process: subprocess.Popen) -> int:
