@@ -40,16 +40,14 @@ from training_scripts.throughput import loop_throughput
 from training_scripts import cifar10_resnet, cnn_digits, gpt_tokens, tabular_mlp
 from training_scripts.config import ConfigError
 from training_scripts.loop import (
-    autocast_dtype, count_flops_per_sample, fingerprint, fit, has_bf16_tensor_cores, precision_name, resolve_device,
-    synchronize,
+    autocast_dtype, compiled, count_flops_per_sample, fingerprint, fit, resolve_device, run_precision, synchronize,
 )
 
 CATALOG = Path(__file__).resolve().parents[1] / "instance_benchmarks" / "catalog" / "data" / "catalog.json"  # data only
 
 
-def _step(model, optimizer, loss_fn, x, y, autocast=contextlib.nullcontext, scaler=None) -> torch.Tensor:
-    with autocast():
-        loss = loss_fn(model(x), y)
+def _step(forward_loss, optimizer, x, y, scaler=None) -> torch.Tensor:
+    loss = forward_loss(x, y)
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None:
         scaler.scale(loss).backward()
@@ -62,7 +60,8 @@ def _step(model, optimizer, loss_fn, x, y, autocast=contextlib.nullcontext, scal
 
 
 def ceiling(task, config, device, steps: int, warmup: int) -> float:
-    """Forward/backward/step on one pre-staged batch, with the loop's optimizer, autocast and memory format."""
+    """Forward/backward/step on one pre-staged batch, with the loop's optimizer, autocast, memory format and,
+    with --compile, the loop's compiled forward and loss (loop.compiled)."""
     model = copy.deepcopy(task.model).to(device).train()
     channels_last = config.channels_last and task.data.train_x.dim() == 4
     if channels_last:
@@ -72,16 +71,22 @@ def ceiling(task, config, device, steps: int, warmup: int) -> float:
     dtype = autocast_dtype(config, device)
     autocast = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype else contextlib.nullcontext
     scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+
+    def forward_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with autocast():
+            return task.loss_fn(model(x), y)
+
+    step_loss = compiled(forward_loss, config, device)
     x = task.data.train_x[: config.batch_size].to(device)
     y = task.data.train_y[: config.batch_size].to(device)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     for _ in range(warmup):
-        _step(model, optimizer, task.loss_fn, x, y, autocast, scaler)
+        _step(step_loss, optimizer, x, y, scaler)
     synchronize(device)
     start = time.perf_counter()
     for _ in range(steps):
-        _step(model, optimizer, task.loss_fn, x, y, autocast, scaler)
+        _step(step_loss, optimizer, x, y, scaler)
     synchronize(device)
     return steps * x.shape[0] / (time.perf_counter() - start)
 
@@ -112,14 +117,15 @@ def conventional(task, config, device, steps: int, warmup: int) -> float:
             yield from loader
 
     stream = batches()
+    forward_loss = lambda x, y: task.loss_fn(model(x), y)  # noqa: E731
     for _ in range(warmup):
         x, y = next(stream)
-        _step(model, optimizer, task.loss_fn, x.to(device), y.to(device))
+        _step(forward_loss, optimizer, x.to(device), y.to(device))
     synchronize(device)
     start, samples = time.perf_counter(), 0
     for _ in range(steps):
         x, y = next(stream)
-        _step(model, optimizer, task.loss_fn, x.to(device), y.to(device))
+        _step(forward_loss, optimizer, x.to(device), y.to(device))
         samples += x.shape[0]
     synchronize(device)
     return samples / (time.perf_counter() - start)
@@ -146,21 +152,21 @@ GPU_SIZES = {"cifar10_resnet": dict(data="synthetic"), "gpt_tokens": dict(data="
 
 
 def catalog_peak(device, precision: str, path: Path = CATALOG) -> tuple[float | None, str]:
-    """Per-GPU peak TFLOP/s of this GPU at `precision` from the catalog, by the GPU model in its name."""
+    """Per-GPU dense peak TFLOP/s of this GPU at `precision` (fp32 / tf32 / bf16 / fp16) from the catalog's
+    `gpu_peaks`, by the GPU model in the device's name (the longest that matches: L40S before L4)."""
     if device.type != "cuda":
         return None, "no peak on a CPU"
     name = torch.cuda.get_device_name(device)
     try:
-        instances = json.loads(path.read_text())["instances"]
+        table = json.loads(path.read_text())["gpu_peaks"]
     except (OSError, ValueError, KeyError):
-        return None, f"no catalog at {path}"
-    for spec in sorted(instances.values(), key=lambda s: -len(s.get("gpu_model") or "")):
-        model = spec.get("gpu_model")
-        if model and spec.get("gpu_count") and model.lower() in name.lower():
-            key = "peak_fp32_tflops" if precision == "fp32" else "peak_fp16_tflops"
-            if precision == "bf16" and not has_bf16_tensor_cores(device):
-                return None, f"{name} has no bf16 tensor cores"
-            return spec[key] / spec["gpu_count"], f"catalog {model} {precision}"
+        return None, f"no gpu_peaks in a catalog at {path}"
+    for model in sorted((m for m, v in table.items() if isinstance(v, dict)), key=len, reverse=True):
+        if model.lower() in name.lower():
+            value = table[model].get(precision)
+            if value is None:
+                return None, f"{name} has no {precision} tensor cores"
+            return float(value), f"catalog {model} {precision} dense"
     return None, f"{name} is not in the catalog"
 
 
@@ -193,7 +199,7 @@ def main() -> None:
         config = replace(module.Config(), device=args.device, amp=args.amp or module.Config().amp,
                          compile=args.compile, **sizes)
         task = module.build_task(config)
-        precision = precision_name(autocast_dtype(config, device))
+        precision = run_precision(autocast_dtype(config, device), device, task.model)
         peak, _ = (args.peak_tflops, "given") if args.peak_tflops else catalog_peak(device, precision)
         rates = {"loop": [], "ceiling": [], "conventional": []}
         for _ in range(args.rounds):  # interleaved so machine noise hits all three alike
