@@ -41,6 +41,7 @@ from training_scripts import cifar10_resnet, cnn_digits, gpt_tokens, tabular_mlp
 from training_scripts.config import ConfigError
 from training_scripts.loop import (
     autocast_dtype, compiled, count_flops_per_sample, fingerprint, fit, resolve_device, run_precision, synchronize,
+    wants_compile,
 )
 
 CATALOG = Path(__file__).resolve().parents[1] / "instance_benchmarks" / "catalog" / "data" / "catalog.json"  # data only
@@ -191,33 +192,51 @@ def main() -> None:
     except ConfigError as error:
         parser.exit(2, f"error: {error}\n")
     print(json.dumps({"fingerprint": fingerprint(device)}))
-    print(f"{'workload':<16}{'loop':>12}{'ceiling':>12}{'conventional':>14}{'loop/ceil':>11}{'loop/conv':>11}"
-          f"{'mfu':>8}  (samples/s)")
+    print(HEADER)
     for name in names:
-        module = WORKLOADS[name]
-        sizes = (CPU_SIZES if device.type == "cpu" else GPU_SIZES).get(name, {})
-        config = replace(module.Config(), device=args.device, amp=args.amp or module.Config().amp,
-                         compile=args.compile, **sizes)
-        task = module.build_task(config)
-        precision = run_precision(autocast_dtype(config, device), device, task.model)
-        peak, _ = (args.peak_tflops, "given") if args.peak_tflops else catalog_peak(device, precision)
-        rates = {"loop": [], "ceiling": [], "conventional": []}
-        for _ in range(args.rounds):  # interleaved so machine noise hits all three alike
-            rates["loop"].append(shared_loop(module, config, args.steps + 20, peak))
-            rates["ceiling"].append(ceiling(task, config, device, args.steps, args.warmup))
-            if name in CONVENTIONAL:
-                rates["conventional"].append(conventional(task, config, device, args.steps, args.warmup))
-        loop_rate, ceiling_rate = max(rates["loop"]), max(rates["ceiling"])
-        conventional_rate = max(rates["conventional"]) if rates["conventional"] else None
-        flops = task.flops_per_sample or count_flops_per_sample(
-            copy.deepcopy(task.model).to(device), task.loss_fn, task.data.train_x[:8].to(device),
-            task.data.train_y[:8].to(device))
-        mfu = f"{flops * loop_rate / (peak * 1e12):>8.1%}" if peak else f"{'-':>8}"
-        conv_rate, conv_ratio = ((f"{conventional_rate:>14.0f}", f"{loop_rate / conventional_rate:>11.2f}")
-                                 if conventional_rate else (f"{'-':>14}", f"{'-':>11}"))
-        print(f"{name:<16}{loop_rate:>12.0f}{ceiling_rate:>12.0f}{conv_rate}{loop_rate / ceiling_rate:>11.2f}"
-              f"{conv_ratio}{mfu}  {precision}", flush=True)
+        print(row(measure(name, device, steps=args.steps, warmup=args.warmup, rounds=args.rounds, amp=args.amp,
+                          compile=args.compile, peak_tflops=args.peak_tflops)), flush=True)
 
+
+HEADER = (f"{'workload':<16}{'loop':>12}{'ceiling':>12}{'conventional':>14}{'loop/ceil':>11}{'loop/conv':>11}"
+          f"{'mfu':>8}  (samples/s)")
+
+
+def measure(name: str, device: torch.device, *, steps: int, warmup: int, rounds: int, amp: bool = False,
+            compile: bool = False, peak_tflops: float | None = None) -> dict:
+    """One workload's figures: the best samples/s of loop, ceiling (and conventional) over `rounds`
+    interleaved rounds, loop/ceiling, and MFU against the peak of the precision that runs."""
+    module = WORKLOADS[name]
+    sizes = (CPU_SIZES if device.type == "cpu" else GPU_SIZES).get(name, {})
+    config = replace(module.Config(), device=str(device), amp=amp or module.Config().amp, compile=compile, **sizes)
+    task = module.build_task(config)
+    precision = run_precision(autocast_dtype(config, device), device, task.model)
+    peak, peak_source = (peak_tflops, "given") if peak_tflops else catalog_peak(device, precision)
+    rates = {"loop": [], "ceiling": [], "conventional": []}
+    for _ in range(rounds):  # interleaved so machine noise hits all three alike
+        rates["loop"].append(shared_loop(module, config, steps + 20, peak))
+        rates["ceiling"].append(ceiling(task, config, device, steps, warmup))
+        if name in CONVENTIONAL:
+            rates["conventional"].append(conventional(task, config, device, steps, warmup))
+    loop_rate, ceiling_rate = max(rates["loop"]), max(rates["ceiling"])
+    conventional_rate = max(rates["conventional"]) if rates["conventional"] else None
+    flops = task.flops_per_sample or count_flops_per_sample(
+        copy.deepcopy(task.model).to(device), task.loss_fn, task.data.train_x[:8].to(device),
+        task.data.train_y[:8].to(device))
+    return {"workload": name, "loop": loop_rate, "ceiling": ceiling_rate, "conventional": conventional_rate,
+            "loop_over_ceiling": loop_rate / ceiling_rate, "compiled": wants_compile(config, device),
+            "precision": precision, "peak_tflops": peak, "peak_source": peak_source,
+            "mfu": flops * loop_rate / (peak * 1e12) if peak else None, "train_flops_per_sample": flops}
+
+
+def row(figures: dict) -> str:
+    """One line of the printed table."""
+    conventional_rate, loop_rate = figures["conventional"], figures["loop"]
+    mfu = f"{figures['mfu']:>8.1%}" if figures["mfu"] else f"{'-':>8}"
+    conv_rate, conv_ratio = ((f"{conventional_rate:>14.0f}", f"{loop_rate / conventional_rate:>11.2f}")
+                             if conventional_rate else (f"{'-':>14}", f"{'-':>11}"))
+    return (f"{figures['workload']:<16}{loop_rate:>12.0f}{figures['ceiling']:>12.0f}{conv_rate}"
+            f"{figures['loop_over_ceiling']:>11.2f}{conv_ratio}{mfu}  {figures['precision']}")
 
 if __name__ == "__main__":
     main()

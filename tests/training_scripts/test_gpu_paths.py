@@ -86,7 +86,7 @@ def test_checkpoint_saves_are_not_timed_as_training(tmp_path, monkeypatch):
     config = _small(tmp_path, epochs=1, log_every=1, checkpoint_every=1)  # a save right after every log line
     fit(config, tabular_mlp.build_task(config), echo=False)
     intervals = [r for r in _lines(tmp_path) if "interval_s" in r]
-    assert len(intervals) == 3 and all(r["interval_s"] < 0.3 for r in intervals), intervals
+    assert len(intervals) >= 3 and all(r["interval_s"] < 0.3 for r in intervals), intervals
 
 
 def test_the_last_partial_batch_is_dropped_so_every_step_has_one_shape(tmp_path):
