@@ -245,7 +245,8 @@ def collect_job(sagemaker_client, s3, bucket: str, campaign: str, run_id: str, r
     train.write_bytes("result.json", files["result.json"])
     price = _settle_completed(job, location, last)
     history = [json.loads(line) for line in files.get("metrics.jsonl", b"").splitlines() if line.strip()]
-    peak = peak_for(peak_tflops, train_result.get("precision") or "fp32")
+    precision = train_result.get("precision") or "fp32"
+    peak = peak_for(peak_tflops, precision)
     figures = summarize(history, script_result=train_result, usd_per_hour=price, peak_tflops=peak, target=target)
     _write_result(location, record, campaign, run_id, host=host, peak=peak, figures=figures,
                   workload=train_result.get("workload"), fingerprint=train_result.get("fingerprint"),
