@@ -499,8 +499,8 @@ def write_result(config: dict, location: S3Location, *, commit: str, artifacts: 
         peak = float(os.environ["TRAINFLEET_HOST_PEAK_TFLOPS"])
         peak_source = os.environ.get("TRAINFLEET_HOST_PEAK_SOURCE", "host")
     else:
-        key = "fp16" if precision in ("fp16", "bf16") else "fp32"
-        peak, peak_source = config["peak_tflops"][key], f"catalog {config['instance_type']} {key}"
+        peak = contract.peak_for(config["peak_tflops"], precision)
+        peak_source = f"catalog {config['instance_type']} {precision}"
     train_seconds = sum(a.get("script_seconds") or 0.0 for a in attempts)
     figures = summarize(history, script_result=script_result, train_seconds=train_seconds, usd_per_hour=price,
                         peak_tflops=peak, target=config.get("target"))

@@ -31,7 +31,7 @@ from pathlib import Path
 from instance_benchmarks.campaigns.harness import summarize
 from instance_benchmarks.campaigns.store import read_json, run_location, write_json
 from instance_benchmarks.core.contract import (
-    CAMPAIGN_TAG, CHECKPOINT_DIR_VAR, NO_METRICS, RUN_TAG, hyperparameter_text, now_iso, run_prefix,
+    CAMPAIGN_TAG, CHECKPOINT_DIR_VAR, NO_METRICS, RUN_TAG, hyperparameter_text, now_iso, peak_for, run_prefix,
 )
 from instance_benchmarks.core.errors import TrainfleetInputError
 import training_scripts
@@ -269,10 +269,10 @@ def collect_job(sagemaker_client, s3, bucket: str, campaign: str, run_id: str, r
     train.write_bytes("result.json", files["result.json"])
     price = _settle_completed(job, location, last)
     history = [json.loads(line) for line in files.get("metrics.jsonl", b"").splitlines() if line.strip()]
-    precision = "fp16" if train_result.get("precision") in ("fp16", "bf16") else "fp32"
-    figures = summarize(history, script_result=train_result, usd_per_hour=price, peak_tflops=peak_tflops[precision],
-                        target=target)
-    _write_result(location, record, campaign, run_id, host=host, peak=peak_tflops[precision], figures=figures,
+    precision = train_result.get("precision") or "fp32"
+    peak = peak_for(peak_tflops, precision)
+    figures = summarize(history, script_result=train_result, usd_per_hour=price, peak_tflops=peak, target=target)
+    _write_result(location, record, campaign, run_id, host=host, peak=peak, figures=figures,
                   workload=train_result.get("workload"), fingerprint=train_result.get("fingerprint"),
                   precision=precision, train_artifacts=train_result["artifacts"], final=train_result["final"],
                   world_size=train_result.get("world_size"))
