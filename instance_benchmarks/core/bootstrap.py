@@ -45,6 +45,10 @@ REQUIREMENT_FILES = ("requirements.txt", "requirements-instance.txt")
 LOGFILE = "$TRAINFLEET_ROOT/bootstrap.log"
 AGENT_CONFIG_VAR = "TRAINFLEET_AGENT_CONFIG"
 _AGENT_CONFIG_LINE = re.compile(rf"^{AGENT_CONFIG_VAR}='?([A-Za-z0-9+/=]+)'?$", re.MULTILINE)
+# what the agent needs beyond the standard library and boto3 (pinned as in requirements.txt): RE2 matches the
+# campaign's metric regexes in linear time (agent/metrics.py); its manylinux wheels cover CPython 3.9-3.14 on
+# x86_64 and aarch64, the instances' Python 3.12 and the SageMaker images' 3.13 included
+AGENT_REQUIREMENTS = ("google-re2==1.1.20251105",)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _WHEEL = re.compile(r"^[A-Za-z0-9_.]+-[A-Za-z0-9_.+]+-py3-none-any\.whl$")
 
@@ -159,6 +163,8 @@ def build_agent_user_data(spec: AgentBootstrap) -> str:
         f"TRAINFLEET_WHEEL=\"$TRAINFLEET_ROOT\"/{q(spec.wheel_name)}",
         *_python_prelude(py),
         f"{py} -c 'import boto3' 2>/dev/null || {py} -m pip install -q --target \"$TRAINFLEET_ROOT/agent\" boto3",
+        f"{py} -c 'import re2' 2>/dev/null || {py} -m pip install -q --target \"$TRAINFLEET_ROOT/agent\" "
+        f"{' '.join(q(r) for r in AGENT_REQUIREMENTS)}",
         f'PYTHONPATH="$TRAINFLEET_ROOT/agent" {py} -c {q(_S3_DOWNLOAD)} {q(spec.region)} {q(spec.bucket)} '
         f'{q(spec.wheel_key)} "$TRAINFLEET_WHEEL"',
         f'echo {q(spec.wheel_sha256)}"  $TRAINFLEET_WHEEL" | sha256sum -c --quiet -',
