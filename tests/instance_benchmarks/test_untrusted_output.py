@@ -103,6 +103,10 @@ def test_an_error_line_naming_bucket_content_stays_one_line(hostile, s3, infra, 
 
 @pytest.fixture
 def hostile_results(s3, bucket):
+    return _write_results(s3, bucket)
+
+
+def _write_results(s3, bucket: str) -> str:
     """Two complete runs whose result.json and metrics came from the script: formula cells, escapes, markup."""
     write_json(S3Location(bucket, "campaigns/sweep", s3), "campaign.json",
                {"backends": {"ec2": {"spec": {"matrix": {"instance_type": ["c5.xlarge"], "batch_size": [3, 5]}}}}})
@@ -113,7 +117,9 @@ def hostile_results(s3, bucket):
         write_json(location, "result.json", {
             "status": "complete", "run_id": run_id, "instance_type": instance_type, "market": "spot",
             "price": {"usd_per_hour": 0.06}, "samples_per_s": 100.0 * batch, "train_seconds": 10.0, "cost_usd": -0.001,
-            "final_metric": 1.0, "primary_metric": "loss", "attempts": 1, "host": f"@SUM(1){BIDI}"})
+            "final_metric": 1.0, "primary_metric": "loss", "attempts": 1, "host": f"@SUM(1){BIDI}",
+            "hyperparameters": {"batch_size": batch, "note": f"{CLEAR}\t{LINK}"}, "train_artifacts": {"model.pt": "ab" * 32}})
+        location.child("train").write_bytes("model.pt", b"weights")
         location.child("train").write_bytes("metrics.jsonl", json.dumps(
             {"step": 1, "=cmd|calc": 2, f"{TITLE}acc": 0.5, LINK: 1.5, "loss": -0.5}).encode() + b"\n")
     return bucket
@@ -136,3 +142,13 @@ def test_report_on_the_terminal_and_in_html_shows_record_text_as_text(s3, hostil
     page = to_html(report, {})
     assert "&lt;img src=x onerror=alert(1)&gt;" in page and HTML not in page  # and the rest as above
     assert '=HYPERLINK(&quot;http://evil.test&quot;,&quot;x&quot;)' in page and '"http://evil.test"' not in page
+
+
+@pytest.mark.parametrize("plain", [[], ["--plain"]], ids=["table", "plain"])
+def test_models_list_shows_record_text_as_text(env, s3, infra, monkeypatch, capsys, plain):
+    _write_results(s3, infra.bucket)
+    code, out, _ = _cli(monkeypatch, capsys, "models", "list", "--campaign", "sweep", *plain)
+    assert code == 0 and "\\x1b]0;pwned" in out  # the instance type
+    assert ("\\u001b[2J\\u001b[H" if plain else "\\x1b[2J\\x1b[H") in out  # hyperparameters: JSON, or a dict
+    if plain:  # one line per model, seven tab-separated fields whatever the values hold
+        assert [len(line.split("\t")) for line in out.splitlines()] == [7, 7]
