@@ -1,4 +1,4 @@
-"""The agent that runs on a training instance, installed from trainfleet's own wheel (stdlib + boto3 only).
+"""The agent that runs on a training instance, installed from trainfleet's own wheel (stdlib, boto3 and google-re2 only).
 
     python -m instance_benchmarks.agent run --root /opt/trainfleet --config-b64 <base64 JSON from the launcher>
     python -m instance_benchmarks.agent upload-log --root /opt/trainfleet --config-b64 <...>

@@ -46,7 +46,7 @@ LOGFILE = "$TRAINFLEET_ROOT/bootstrap.log"
 AGENT_CONFIG_VAR = "TRAINFLEET_AGENT_CONFIG"
 _AGENT_CONFIG_LINE = re.compile(rf"^{AGENT_CONFIG_VAR}='?([A-Za-z0-9+/=]+)'?$", re.MULTILINE)
 # what the agent needs beyond the standard library and boto3 (pinned as in requirements.txt): RE2 matches the
-# campaign's metric regexes in linear time (agent/metrics.py); its manylinux wheels cover CPython 3.9-3.14 on
+# campaign's metric regexes in linear time (agent/metrics.py); its manylinux wheels cover CPython 3.10-3.14 on
 # x86_64 and aarch64, the instances' Python 3.12 and the SageMaker images' 3.13 included
 AGENT_REQUIREMENTS = ("google-re2==1.1.20251105",)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
