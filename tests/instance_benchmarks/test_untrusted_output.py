@@ -14,10 +14,9 @@ import pytest
 from instance_benchmarks import cli, runner
 from instance_benchmarks.campaigns.report import build_report, to_csv
 from instance_benchmarks.campaigns.report_html import to_html
-from instance_benchmarks.campaigns.spec import parse_spec
 from instance_benchmarks.campaigns.store import attempt_logs, read_json, run_location, write_json
 from instance_benchmarks.core.safe_output import FORMULA_START
-from tests.instance_benchmarks.conftest import spec_dict
+from tests.instance_benchmarks.conftest import torn_down_run
 from training_scripts.storage import S3Location
 
 TITLE = "\x1b]0;pwned\x07"                      # retitles the terminal
@@ -37,15 +36,9 @@ def _clean(text: str) -> str:
 @pytest.fixture
 def hostile(env, s3, infra):
     """One launched and torn-down run whose records and logs the script (or anyone with the bucket) wrote."""
-    spec = parse_spec(spec_dict(matrix={"instance_type": ["c5.xlarge"], "batch_size": [3]}))
-    runner.launch(env, spec)
-    runner.teardown(env, "sweep")
-    [run] = spec.runs()
-    location = run_location(s3, infra.bucket, "sweep", run.run_id)
-    record = read_json(location, "launch.json")
-    record["label"] = f"{TITLE}{LINK}{BIDI}"
-    record["attempts"][-1].update(outcome="failed", exit_code=1, note=f"{CLEAR}crashed\nerror: a spoofed line")
-    write_json(location, "launch.json", record)
+    _, run, location = torn_down_run(env, infra.bucket, outcome="failed", exit_code=1,
+                                     note=f"{CLEAR}crashed\nerror: a spoofed line")
+    write_json(location, "launch.json", {**read_json(location, "launch.json"), "label": f"{TITLE}{LINK}{BIDI}"})
     logs = attempt_logs(s3, infra.bucket, "sweep", run.run_id, 1)
     logs.write_bytes("bootstrap.log", f"setup\n{TITLE}training {CLEAR}\x9b31m\r\nloss {BIDI}0.5\n".encode())
     write_json(logs, "progress.json", {"latest": {"step": 3, f"{TITLE}loss": 0.5}})

@@ -3,7 +3,6 @@ executor see what an instance (or a job's container) has on AWS plus what the st
 environment, so a host GITHUB_TOKEN or AWS credential cannot reach an untrusted script or its logs."""
 from __future__ import annotations
 
-from pathlib import Path
 from types import SimpleNamespace
 
 import boto3
