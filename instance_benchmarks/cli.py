@@ -177,8 +177,8 @@ def environment(local: bool, region: str | None, ssm_prefix: str = "/trainfleet"
     from instance_benchmarks.embedded.environment import EmbeddedEnvironment
     from instance_benchmarks.embedded.state import LocalState
 
-    def note(message: str) -> None:
-        print(message, file=sys.stderr)
+    def note(message: str) -> None:  # may quote an instance's console (untrusted output)
+        print(safe_text(message, multiline=True), file=sys.stderr)
 
     env = EmbeddedEnvironment.start(region=region or "us-east-1", state=LocalState(writable=writes, log=note), log=note)
     get_current_context().call_on_close(env.close)
