@@ -16,9 +16,11 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
+from rich.text import Text
 
 from instance_benchmarks.cli_jobs import jobs_app
 from instance_benchmarks.core.errors import TrainfleetInputError, did_you_mean
+from instance_benchmarks.core.safe_output import safe_text
 from instance_benchmarks.campaigns.report import format_value
 
 app = typer.Typer(no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False,
@@ -63,7 +65,7 @@ def build_table(title: str, rows: list[dict], columns: list[tuple[str, str]]) ->
     for _, heading in columns:
         table.add_column(heading, overflow="fold")
     for row in rows:
-        table.add_row(*(format_value(row.get(key)) for key, _ in columns))
+        table.add_row(*(Text(format_value(row.get(key))) for key, _ in columns))
     return table
 
 
@@ -103,7 +105,7 @@ def fit_table(title: str, rows: list[dict], columns: list[tuple[str, str]], *, w
         table.add_column(heading, no_wrap=True, overflow="ellipsis", justify="right" if numeric else "left",
                          max_width=None if wide or widths[i] == natural[i] else widths[i])
     for line in cells:
-        table.add_row(*line)
+        table.add_row(*map(Text, line))  # a cell is text, never Rich markup ([link=...])
     return table
 
 
@@ -121,7 +123,8 @@ def print_fit(table: Table, *, wide: bool = False) -> None:
 
 
 def plain_log(message: str) -> None:
-    console.print(message, markup=False, highlight=False)
+    """A message as text: no markup, and no control or bidi character of an untrusted part acts on the terminal."""
+    console.print(safe_text(message, multiline=True), markup=False, highlight=False)
 
 
 def print_estimate(spec, plan) -> None:
@@ -164,6 +167,11 @@ STATE_OPTION = typer.Option(None, "--state", help="With --local: the local state
                             "directory.")
 
 
+def note(message: str) -> None:
+    """A line on stderr that may quote an instance's console (untrusted output): control characters escaped."""
+    print(safe_text(message, multiline=True), file=sys.stderr)
+
+
 def local_state(local: bool, state: Path | None, *, writes: bool = False, log=None):
     """The `--local` state folder (embedded/state.py: --state, $TRAINFLEET_STATE or the XDG state directory),
     printed; None without --local, where --state is refused."""
@@ -173,7 +181,7 @@ def local_state(local: bool, state: Path | None, *, writes: bool = False, log=No
         return None
     from instance_benchmarks.embedded.state import LocalState
 
-    log = log or (lambda message: print(message, file=sys.stderr))  # stdout stays the command's output
+    log = log or note  # stdout stays the command's output
     chosen = LocalState(state, writable=writes, log=log)
     log(f"local state: {chosen.root}")
     return chosen
@@ -277,7 +285,7 @@ def campaign_validate(spec_file: Path = typer.Argument(..., help="Campaign YAML.
     plan = estimate(spec, quotes)
     print_estimate(spec, plan)
     for run in spec.runs():
-        console.print(f"  {run.run_id}  {run.label}", markup=False, highlight=False)
+        plain_log(f"  {run.run_id}  {safe_text(run.label)}")
     if not plan.within(spec.budget_usd):
         raise TrainfleetInputError(f"worst case ${plan.worst_case_usd:.2f} exceeds the budget ${spec.budget_usd:.2f}")
 
@@ -474,7 +482,7 @@ def campaign_logs(
         data = read_log(s3, bucket, campaign, run, attempt, name, start=offset)
         if data:
             offset += len(data)
-            sys.stdout.write(decoder.decode(data))
+            sys.stdout.write(safe_text(decoder.decode(data), multiline=True))  # the script's bytes, defused
             sys.stdout.flush()
         return data is not None
 
@@ -502,7 +510,7 @@ def print_failures(env, campaign: str) -> None:
     console.print(f"[red]{len(failures)} run(s) did not complete[/]")
     for failure in failures:
         for line in runner.failure_lines(failure):
-            plain_log(line)
+            plain_log(safe_text(line))  # a note or log line is one line, whatever it holds
 
 
 def _report(s3, bucket: str, campaign: str, out: Path, *, wide: bool = False):
@@ -521,9 +529,9 @@ def print_report(report, *, wide: bool = False) -> None:
     from instance_benchmarks.campaigns.report_stats import recommendation_lines, terminal_cells, terminal_run_cells, uses_target
 
     lines = recommendation_lines(report)
-    console.print(lines[0], style="bold", markup=False, highlight=False)
+    console.print(safe_text(lines[0]), style="bold", markup=False, highlight=False)
     for line in lines[1:]:
-        console.print(f"  {line}", markup=False, highlight=False)  # a choice's own notes indent further
+        plain_log(f"  {safe_text(line)}")  # a choice's own notes indent further
     metric = shown_metric(report)
     title = ("; time and cost to target" if uses_target(report) else "; training time and run cost") + (
         f"; {metric}: last, best ({'max' if report.metric_higher[metric] else 'min'})" if metric else "")
@@ -540,14 +548,13 @@ def print_report(report, *, wide: bool = False) -> None:
         print_fit(fit_table("predicted full job from benchmark slices (cheapest first)", predicted, PREDICTION_COLUMNS,
                             wide=wide), wide=wide)
     for row in report.incomplete:
-        console.print(f"  incomplete: {row['run_id']} {row['label']} ({row['last_outcome']})", markup=False,
-                      highlight=False)
+        plain_log(safe_text(f"  incomplete: {row['run_id']} {row['label']} ({row['last_outcome']})"))
     if report.earlier:
         from instance_benchmarks.campaigns.report import EARLIER_HEADING, earlier_line
 
         plain_log(EARLIER_HEADING.format(n=len(report.earlier)))
         for row in report.earlier:
-            plain_log(f"  {earlier_line(row)}")
+            plain_log(f"  {safe_text(earlier_line(row))}")
 
 
 @campaign_app.command("run")
@@ -655,7 +662,8 @@ class StatusDisplay:
         self.campaign, self.live, self.seen = campaign, None, {}
 
     def log(self, message: str) -> None:
-        (self.live.console if self.live else console).print(message, markup=False, highlight=False)
+        (self.live.console if self.live else console).print(safe_text(message, multiline=True), markup=False,
+                                                            highlight=False)
 
     def update(self, rows: list[dict]) -> None:
         title = (f"campaign {self.campaign}: {sum(r['live'] for r in rows)} running, "
@@ -676,9 +684,9 @@ class StatusDisplay:
             if self.seen.get(row["run_id"]) != state:
                 self.seen[row["run_id"]] = state
                 progress = ", ".join(p for p in (row.get("progress"), row.get("metric")) if p)
-                plain_log(f"  {row['run_id']}: {row['status']} ({row['resource'] or '-'} {row['state']}, attempt "
-                          f"{row['attempts']}{', ' + progress if progress else ''}, {row['elapsed']}, "
-                          f"${row['cost_usd']:.4f} so far)")
+                plain_log(safe_text(f"  {row['run_id']}: {row['status']} ({row['resource'] or '-'} {row['state']}, "
+                                    f"attempt {row['attempts']}{', ' + progress if progress else ''}, {row['elapsed']}, "
+                                    f"${row['cost_usd']:.4f} so far)"))
 
     def close(self) -> None:
         if self.live is not None:
@@ -713,14 +721,14 @@ def models_list(campaign: Optional[str] = typer.Option(None, help="Only this cam
         for row in rows:
             fields = [row["ref"], row["instance_type"], row["primary_metric"], row["final_metric"], row["size_bytes"],
                       row["sha256"], json.dumps(row["hyperparameters"], sort_keys=True, separators=(",", ":"))]
-            print("\t".join("" if value is None else str(value) for value in fields))
+            print("\t".join("" if value is None else safe_text(value) for value in fields))  # tabs escaped
         return
     table = Table(title=f"models in s3://{env.infra.bucket}")
     for key, heading in MODEL_COLUMNS:  # the run reference is never wrapped: it is copied into `models download`
         table.add_column(heading, no_wrap=key == "ref", overflow="ignore" if key == "ref" else "fold",
                          min_width=max((len(r["ref"]) for r in rows), default=3) if key == "ref" else None)
     for row in rows:
-        table.add_row(*(format_value(row.get(key)) for key, _ in MODEL_COLUMNS))
+        table.add_row(*(Text(format_value(row.get(key))) for key, _ in MODEL_COLUMNS))
     console.print(table)
 
 
@@ -898,5 +906,5 @@ def main() -> None:
 
 
 def _die(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
+    print(f"error: {safe_text(message)}", file=sys.stderr)  # one line, whatever a name from the bucket holds
     sys.exit(2)

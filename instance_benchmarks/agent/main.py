@@ -1,4 +1,4 @@
-"""The agent that runs on a training instance, installed from trainfleet's own wheel (stdlib + boto3 only).
+"""The agent that runs on a training instance, installed from trainfleet's own wheel (stdlib, boto3 and google-re2 only).
 
     python -m instance_benchmarks.agent run --root /opt/trainfleet --config <agent configuration JSON>
     python -m instance_benchmarks.agent upload-log --root /opt/trainfleet --config <...>
@@ -56,6 +56,9 @@ WATCHDOG_FILE = "watchdog-armed-at"  # written by the user data (core/bootstrap.
 TORCHRUN_EXITCODE = re.compile(r"^\s*exitcode\s*:\s*(-?\d+) \(pid: \d+\)")
 TORCHRUN_ROOT_CAUSE = "Root Cause (first observed failure):"
 UNMATCHED_LINES = 50       # the script's last lines that carried no metric, kept for the note
+MAX_LINE_BYTES = 1 << 20   # a longer output line is read (logged, parsed) in pieces of this size
+KEPT_LINE_CHARS = 1000     # what the note may quote of a line
+_LINE_END = re.compile(rb"[\r\n]")
 
 
 class SetupError(RuntimeError):
@@ -166,6 +169,29 @@ def check_cuda(config: dict, python: Path, cwd: Path, env: dict) -> str:
     return done.stdout.strip()
 
 
+def output_lines(stream, limit: int = MAX_LINE_BYTES):
+    """(text, terminator) for each piece of a script's output as soon as it arrives: a line ends at "\n"
+    or at "\r" (a progress bar redrawing itself, which may never print "\n"), and a line longer than
+    `limit` bytes comes in pieces of `limit`; memory stays bounded whatever the script prints."""
+    pending = bytearray()
+    while chunk := stream.read1(65536):
+        searched = len(pending)
+        pending += chunk
+        while True:
+            end = _LINE_END.search(pending, searched, limit + 1)
+            if end is not None:
+                cut, terminator = end.start(), pending[end.start():end.start() + 1]
+            elif len(pending) >= limit:
+                cut, terminator = limit, b""
+            else:
+                break
+            yield bytes(pending[:cut]).decode("utf-8", errors="replace"), terminator.decode()
+            del pending[:cut + len(terminator)]
+            searched = 0
+    if pending:
+        yield bytes(pending).decode("utf-8", errors="replace"), ""
+
+
 def watchdog_armed_at(root: Path) -> datetime | None:
     """When the user data armed the watchdog (`shutdown -h +N`), by this machine's own clock."""
     try:
@@ -198,16 +224,15 @@ class ScriptRun:
         self._reader.start()
 
     def _read(self) -> None:
-        for raw in self.process.stdout:
-            line = raw.decode("utf-8", errors="replace").rstrip("\n")
-            self._log.write(line + "\n")
+        for line, terminator in output_lines(self.process.stdout):
+            self._log.write(line + terminator)
             self._log.flush()
-            print(line, flush=True)
+            print(line, end=terminator, flush=True)
             if self.launcher:
                 self._launcher_line(line)
             record = self.parser.parse(line, time.monotonic() - self.started)
             if record is None and line.strip():
-                self.unmatched.append(line.strip())
+                self.unmatched.append(line.strip()[:KEPT_LINE_CHARS])
             if record is not None:
                 self.measured = self.measured or any(k != "t" and not isinstance(v, str) for k, v in record.items())
                 self.records.append(record)

@@ -27,6 +27,7 @@ from instance_benchmarks.campaigns.harness import higher_is_better
 from instance_benchmarks.campaigns.store import (
     campaign_prefix, current_run_ids, load_run_records, read_json, run_location,
 )
+from instance_benchmarks.core.safe_output import csv_cell, safe_text
 from training_scripts.storage import S3Location
 
 COLUMNS = [
@@ -333,6 +334,8 @@ EARLIER_HEADING = "Earlier code or settings ({n} run(s)): kept, not current, nev
 
 
 def format_value(value) -> str:
+    """A value as table text (terminal, Markdown): numbers rounded, text with its control and bidi characters
+    escaped (core/safe_output.py)."""
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -340,15 +343,15 @@ def format_value(value) -> str:
             return f"{value:g}"
         magnitude = abs(value)
         return f"{value:.3e}" if magnitude < 1e-3 else f"{value:.4f}" if magnitude < 10 else f"{value:,.1f}"
-    return str(value)
+    return safe_text(value)
 
 
 def to_csv(report: Report) -> bytes:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=[key for key, _ in COLUMNS + metric_columns(report)],
                             extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(report.rows)
+    writer.writerow({key: csv_cell(key) for key in writer.fieldnames})  # a metric's name comes from the script
+    writer.writerows({key: csv_cell(value) for key, value in row.items()} for row in report.rows)  # no formulas
     return buffer.getvalue().encode()
 
 

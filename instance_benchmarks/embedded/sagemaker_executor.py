@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
 import sys
 import tarfile
@@ -23,6 +22,7 @@ from pathlib import Path
 
 from instance_benchmarks.backends.sagemaker.jobs import OPT_ML, model_archive_key
 from instance_benchmarks.embedded.hostload import HostLoadMeter, record_host_load
+from instance_benchmarks.embedded.worker import instance_environment
 from training_scripts.storage import S3Location
 
 
@@ -78,12 +78,7 @@ class LocalSageMakerExecutor:
             hyperparameters = {k: local(_cli_value(v)) for k, v in (job.get("HyperParameters") or {}).items()}
             args = [part for key, value in hyperparameters.items() for part in (f"--{key}", value)]
             code_dir = root / "input/data/code"
-            env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-            env.update(self.env)
-            env.update({name: local(value) for name, value in (job.get("Environment") or {}).items()})
-            env.update(SM_MODEL_DIR=str(model_dir), SM_HPS=json.dumps(hyperparameters),
-                       SM_CHANNEL_CODE=str(code_dir), SM_CURRENT_HOST="algo-1",
-                       TRAINFLEET_HOST_LABEL=f"{self.host.label} for {job['ResourceConfig']['InstanceType']}")
+            env = self.job_environment(job, root, model_dir, code_dir, hyperparameters)
             self.log(f"[{job_name}] running {source['entry_script']} as a SageMaker job (local executor)")
             started = time.monotonic()
             meter = HostLoadMeter(self.own_pids).start()
@@ -118,6 +113,18 @@ class LocalSageMakerExecutor:
                         "training_seconds": seconds, "billable_seconds": seconds,
                         "source": "local executor (no spot capacity reclaimed: billable = training)"}).encode())
             return completed.returncode
+
+    def job_environment(self, job: dict, root: Path, model_dir: Path, code_dir: Path, hyperparameters: dict) -> dict:
+        """What the job's container would hold (its Environment, SM_* variables, a HOME) on the stand-ins'
+        allowlist (embedded/worker.instance_environment), never the host's environment."""
+        home = root / "home"
+        home.mkdir(exist_ok=True)
+        env = instance_environment(self.env, HOME=str(home))
+        env.update({name: value.replace(OPT_ML, str(root)) for name, value in (job.get("Environment") or {}).items()})
+        env.update(SM_MODEL_DIR=str(model_dir), SM_HPS=json.dumps(hyperparameters), SM_CHANNEL_CODE=str(code_dir),
+                   SM_CURRENT_HOST="algo-1",
+                   TRAINFLEET_HOST_LABEL=f"{self.host.label} for {job['ResourceConfig']['InstanceType']}")
+        return env
 
     @staticmethod
     def install_requirements(root: Path, code_dir: Path, requirements: str, env: dict):

@@ -115,3 +115,20 @@ def bound_spec(data: dict, *args, **kwargs):
 @pytest.fixture
 def spec():
     return bound_spec(spec_dict())
+
+
+def torn_down_run(env, bucket: str, **last_attempt):
+    """A one-run campaign `sweep` launched and torn down, its last attempt in launch.json updated with
+    `last_attempt`; returns (spec, run, the run's S3 location)."""
+    from instance_benchmarks import runner
+    from instance_benchmarks.campaigns.store import read_json, run_location, write_json
+
+    spec = bound_spec(spec_dict(matrix={"instance_type": ["c5.xlarge"], "batch_size": [3]}))
+    runner.launch(env, spec)
+    runner.teardown(env, "sweep")
+    [run] = spec.runs()
+    location = run_location(env.client("s3"), bucket, "sweep", run.run_id)
+    record = read_json(location, "launch.json")
+    record["attempts"][-1].update(last_attempt)
+    write_json(location, "launch.json", record)
+    return spec, run, location

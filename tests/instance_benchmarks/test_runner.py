@@ -13,7 +13,7 @@ from instance_benchmarks.campaigns.store import read_json, run_location, write_j
 from instance_benchmarks.core.bootstrap import agent_config_pointer
 from instance_benchmarks.core.contract import CAMPAIGN_TAG, RUN_TAG
 from instance_benchmarks.core.errors import TrainfleetInputError
-from tests.instance_benchmarks.conftest import bound_spec, spec_dict
+from tests.instance_benchmarks.conftest import bound_spec, spec_dict, torn_down_run
 
 
 def test_launch_one_tagged_instance_per_run(env, ec2, s3, infra, spec):
@@ -396,15 +396,8 @@ def test_a_torn_down_run_is_relaunched_but_bad_input_never(env, s3, infra):
 
 
 def test_a_no_metrics_attempt_is_not_retried_and_its_note_is_the_failure_line(env, s3, infra):
-    spec = bound_spec(spec_dict(matrix={"instance_type": ["c5.xlarge"], "batch_size": [3]}))
-    runner.launch(env, spec)
-    runner.teardown(env, "sweep")
-    [run] = spec.runs()
-    location = run_location(s3, infra.bucket, "sweep", run.run_id)
-    record = read_json(location, "launch.json")
     note = "no metrics: no output line matched metric_definitions (val_mse: regex 'val_mse=([0-9.]+)') in 300s"
-    record["attempts"][-1].update(outcome="no metrics", exit_code=-15, note=note)
-    write_json(location, "launch.json", record)
+    spec, run, _ = torn_down_run(env, infra.bucket, outcome="no metrics", exit_code=-15, note=note)
     again = runner.launch(env, spec)
     assert again.launched == [] and again.why_given_up == {run.run_id: "no metrics: not retried"}
     [failure] = runner.failure_report(env, "sweep")

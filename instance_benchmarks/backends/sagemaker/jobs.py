@@ -30,6 +30,7 @@ from pathlib import Path
 
 from instance_benchmarks.campaigns.harness import summarize
 from instance_benchmarks.campaigns.store import read_json, run_location, write_json
+from instance_benchmarks.core.bootstrap import AGENT_REQUIREMENTS
 from instance_benchmarks.core.contract import (
     CAMPAIGN_TAG, CHECKPOINT_DIR_VAR, NO_METRICS, RUN_TAG, hyperparameter_text, now_iso, peak_for, run_prefix,
 )
@@ -101,9 +102,15 @@ def default_image(region: str, instance) -> str:
     return uri
 
 
-ENTRY = """import pathlib, sys
+ENTRY = f"""import importlib, pathlib, subprocess, sys
 here = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(here / "_trainfleet"))
+try:
+    import re2  # noqa: F401  # the agent's linear-time metric regexes
+except ImportError:  # the image lacks it: install the pinned wheel beside trainfleet's
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--target", str(here / "_trainfleet"),
+                    *{list(AGENT_REQUIREMENTS)!r}], check=True)
+    importlib.invalidate_caches()
 from instance_benchmarks.agent.container import main
 sys.exit(main(here))
 """

@@ -14,7 +14,8 @@ def test_bench_runs_a_tiny_workload_and_predicts_it_from_a_slice(monkeypatch):
     # Wide layers: training (~2 s) must outlast 1/4 of interpreter start + torch import (~3 s) to reach into the slice.
     figures = bench("tabular_mlp", ["--epochs=3", "--batch_size=512", "--hidden_layers=512,512", "--log_every=6"],
                     slice_fraction=0.8)
-    assert figures["total_steps"] == 96  # 16,000 training rows / 512 per step = 32 steps x 3 epochs
+    assert figures["total_steps"] == 93  # 16,000 training rows / 512 per step = 31 full steps (the last partial
+    # batch is dropped) x 3 epochs
     est = figures["estimate"]
     assert est is not None and est.unit == "step" and est.measured_units > 0
     assert 0 < figures["slice_steps"] < figures["total_steps"]
