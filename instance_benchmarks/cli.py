@@ -16,9 +16,11 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
+from rich.text import Text
 
 from instance_benchmarks.cli_jobs import jobs_app
 from instance_benchmarks.core.errors import TrainfleetInputError, did_you_mean
+from instance_benchmarks.core.safe_output import safe_text
 from instance_benchmarks.campaigns.report import format_value
 
 app = typer.Typer(no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False,
@@ -63,7 +65,7 @@ def build_table(title: str, rows: list[dict], columns: list[tuple[str, str]]) ->
     for _, heading in columns:
         table.add_column(heading, overflow="fold")
     for row in rows:
-        table.add_row(*(format_value(row.get(key)) for key, _ in columns))
+        table.add_row(*(Text(format_value(row.get(key))) for key, _ in columns))
     return table
 
 
@@ -103,7 +105,7 @@ def fit_table(title: str, rows: list[dict], columns: list[tuple[str, str]], *, w
         table.add_column(heading, no_wrap=True, overflow="ellipsis", justify="right" if numeric else "left",
                          max_width=None if wide or widths[i] == natural[i] else widths[i])
     for line in cells:
-        table.add_row(*line)
+        table.add_row(*map(Text, line))  # a cell is text, never Rich markup ([link=...])
     return table
 
 
@@ -121,7 +123,8 @@ def print_fit(table: Table, *, wide: bool = False) -> None:
 
 
 def plain_log(message: str) -> None:
-    console.print(message, markup=False, highlight=False)
+    """A message as text: no markup, and no control or bidi character of an untrusted part acts on the terminal."""
+    console.print(safe_text(message, multiline=True), markup=False, highlight=False)
 
 
 def print_estimate(spec, plan) -> None:
@@ -158,13 +161,46 @@ def aws_environment(region: str | None, ssm_prefix: str = "/trainfleet"):
 
 
 LOCAL_OPTION = typer.Option(False, "--local", help="The embedded default: the results earlier `--local` commands "
-                            "kept in .trainfleet/local/ (or $TRAINFLEET_LOCAL_STATE).")
+                            "kept in the local state folder (see --state).")
+STATE_OPTION = typer.Option(None, "--state", help="With --local: the local state folder (default: $TRAINFLEET_STATE, "
+                            "else $XDG_STATE_HOME/trainfleet, else ~/.local/state/trainfleet), whatever the current "
+                            "directory.")
 
 
-def environment(local: bool, region: str | None, ssm_prefix: str = "/trainfleet", *, writes: bool = False):
+def note(message: str) -> None:
+    """A line on stderr that may quote an instance's console (untrusted output): control characters escaped."""
+    print(safe_text(message, multiline=True), file=sys.stderr)
+
+
+def local_state(local: bool, state: Path | None, *, writes: bool = False, log=None):
+    """The `--local` state folder (embedded/state.py: --state, $TRAINFLEET_STATE or the XDG state directory),
+    printed; None without --local, where --state is refused."""
+    if not local:
+        if state is not None:
+            raise TrainfleetInputError("--state names the --local state folder: add --local")
+        return None
+    from instance_benchmarks.embedded.state import LocalState
+
+    log = log or note  # stdout stays the command's output
+    chosen = LocalState(state, writable=writes, log=log)
+    log(f"local state: {chosen.root}")
+    return chosen
+
+
+def report_folder(out: Path | None, state) -> Path:
+    """--out, else reports/ in the local state folder with --local (nothing is written where the command
+    runs), else reports/ in the current directory."""
+    from instance_benchmarks.embedded.state import REPORTS
+
+    return out if out is not None else state.root / REPORTS if state is not None else Path("reports")
+
+
+def environment(local: bool, region: str | None, ssm_prefix: str = "/trainfleet", *, writes: bool = False,
+                state: Path | None = None):
     """AWS, or with --local the embedded default with the saved local state restored (the same code runs
     over boto3 against moto's server), stopped when the command ends; `writes`: saved back at the end."""
-    if not local:
+    saved = local_state(local, state, writes=writes)
+    if saved is None:
         return aws_environment(region, ssm_prefix)
     try:  # Typer 0.2x runs on its own copy of click
         from typer._click.globals import get_current_context
@@ -172,12 +208,8 @@ def environment(local: bool, region: str | None, ssm_prefix: str = "/trainfleet"
         from click import get_current_context
 
     from instance_benchmarks.embedded.environment import EmbeddedEnvironment
-    from instance_benchmarks.embedded.state import LocalState
 
-    def note(message: str) -> None:
-        print(message, file=sys.stderr)
-
-    env = EmbeddedEnvironment.start(region=region or "us-east-1", state=LocalState(writable=writes, log=note), log=note)
+    env = EmbeddedEnvironment.start(region=region or "us-east-1", state=saved, log=saved.log)
     get_current_context().call_on_close(env.close)
     return env
 
@@ -217,16 +249,34 @@ def interruptible():
     return handlers()
 
 
+def warn_log(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def checked_spec(spec_file: Path, *, offline: bool = False):
+    """A campaign file read, validated and preflighted (campaigns/preflight.py): bound to the commit its ref
+    names now, or one input-error line before anything starts."""
+    from instance_benchmarks.campaigns.preflight import preflight
+    from instance_benchmarks.campaigns.spec import load_spec
+
+    spec = preflight(load_spec(spec_file), source=str(spec_file), offline=offline, warn=warn_log)
+    code = f"commit {spec.commit[:12]} ({spec.ref})" if spec.commit else f"ref {spec.ref} not resolved (--offline)"
+    plain_log(f"{spec.campaign}: code {code}; run ids name the code and hyperparameters (new code, new runs)")
+    return spec
+
+
 @campaign_app.command("validate")
-def campaign_validate(spec_file: Path = typer.Argument(..., help="Campaign YAML.")) -> None:
-    """Validate a campaign file and price it at catalog prices (no AWS call)."""
+def campaign_validate(spec_file: Path = typer.Argument(..., help="Campaign YAML."),
+                      offline: bool = typer.Option(False, "--offline", help="Skip the network check (a remote "
+                                                   "repository reachable, its ref resolving).")) -> None:
+    """Validate a campaign file, check it before launch (repository, ref, script, metrics) and price it at
+    catalog prices (no AWS call)."""
     from instance_benchmarks.backends.registry import backend_class
     from instance_benchmarks.campaigns.plan import estimate
-    from instance_benchmarks.campaigns.spec import load_spec
     from instance_benchmarks.catalog import load_catalog
     from instance_benchmarks.catalog.pricing import PriceQuote
 
-    spec = load_spec(spec_file)
+    spec = checked_spec(spec_file, offline=offline)
     catalog = load_catalog()
     backend = backend_class(spec.backend)
     quotes = {t: PriceQuote(t, spec.region, spec.market, price, price, f"catalog {catalog.as_of}", "")
@@ -235,7 +285,7 @@ def campaign_validate(spec_file: Path = typer.Argument(..., help="Campaign YAML.
     plan = estimate(spec, quotes)
     print_estimate(spec, plan)
     for run in spec.runs():
-        console.print(f"  {run.run_id}  {run.label}", markup=False, highlight=False)
+        plain_log(f"  {run.run_id}  {safe_text(run.label)}")
     if not plan.within(spec.budget_usd):
         raise TrainfleetInputError(f"worst case ${plan.worst_case_usd:.2f} exceeds the budget ${spec.budget_usd:.2f}")
 
@@ -249,9 +299,8 @@ def campaign_launch(
 ) -> None:
     """Launch a campaign on AWS: price it, refuse it over budget, start one instance or job per pending run."""
     from instance_benchmarks import runner
-    from instance_benchmarks.campaigns.spec import load_spec
 
-    spec = load_spec(spec_file)
+    spec = checked_spec(spec_file)
     env = aws_environment(region or spec.region, ssm_prefix)
 
     def confirm(plan, pending) -> bool:
@@ -276,8 +325,9 @@ STATUS_WIDE_COLUMNS = [("run_id", "run"), ("label", "run label"), ("status", "st
                        ("instance_type", "instance"), ("resource", "instance/job"), ("state", "state"),
                        ("market", "market"), ("usd_per_hour", "$/h"), ("attempts", "attempts"),
                        ("cost_usd", "cost so far ($)")]
-REPORT_COLUMNS = [("run_id", "run"), ("instance_type", "instance"), ("label", "hyperparameters"), ("usd_per_hour", "$/h"),
-                  ("sec_per_step", "sec/step")]
+# the runs table at 100 columns: $/h is in the configurations table and --wide; sec/step carries its step-time CV
+REPORT_COLUMNS = [("run_id", "run"), ("instance_type", "instance"), ("label", "hyperparameters"),
+                  ("sec_per_step_text", "sec/step (CV)")]
 
 
 def report_columns(report) -> list[tuple[str, str]]:
@@ -308,12 +358,14 @@ def config_terminal_columns(report) -> list[tuple[str, str]]:
     shown = [(f"{metric}_last_text", "last (CV)"), (f"{metric}_best_text", "best (CV)")] if metric else []
     return CONFIG_TERMINAL_COLUMNS + timing + shown + [("status", "status")]
 WIDE_OPTION = typer.Option(False, "--wide", help="Every column (wider than a terminal); default: fits 100 columns.")
+OUT_OPTION = typer.Option(None, help="Local folder for the report (default: reports/ here; with --local: reports/ in "
+                          "the local state folder).")
 
 
 @campaign_app.command("status")
 def campaign_status(campaign: str, region: Optional[str] = REGION_OPTION, ssm_prefix: str = PREFIX_OPTION,
                     watch: float = typer.Option(0, help="Refresh every WATCH seconds until nothing is live."),
-                    local: bool = LOCAL_OPTION, wide: bool = WIDE_OPTION) -> None:
+                    local: bool = LOCAL_OPTION, wide: bool = WIDE_OPTION, state: Optional[Path] = STATE_OPTION) -> None:
     """A table of the campaign's runs on every backend: state, instance or job, price, attempts, cost so far."""
     import time
 
@@ -321,7 +373,7 @@ def campaign_status(campaign: str, region: Optional[str] = REGION_OPTION, ssm_pr
 
     from instance_benchmarks import runner
 
-    env = environment(local, region, ssm_prefix)
+    env = environment(local, region, ssm_prefix, state=state)
     env = runner.campaign_environment(env, campaign, region)  # exists? then its own region, unless --region
 
     def render():
@@ -364,16 +416,17 @@ def campaign_teardown(campaign: str, region: Optional[str] = REGION_OPTION, ssm_
 
 
 @campaign_app.command("collect")
-def campaign_collect(campaign: str, out: Path = typer.Option(Path("reports"), help="Local folder for the report."),
+def campaign_collect(campaign: str, out: Optional[Path] = OUT_OPTION,
                      region: Optional[str] = REGION_OPTION, ssm_prefix: str = PREFIX_OPTION,
-                     local: bool = LOCAL_OPTION, wide: bool = WIDE_OPTION) -> None:
+                     local: bool = LOCAL_OPTION, wide: bool = WIDE_OPTION, state: Optional[Path] = STATE_OPTION) -> None:
     """Settle finished runs and write the report (the recommendation, CSV, Parquet, Markdown, a self-contained
     report.html, PNG charts) to S3 and OUT/<campaign>/."""
     from instance_benchmarks import runner
 
-    env = environment(local, region, ssm_prefix, writes=True)
+    env = environment(local, region, ssm_prefix, writes=True, state=state)
     env = runner.campaign_environment(env, campaign, region)  # nothing is written for an unknown campaign
     runner.settle(env, campaign)
+    out = report_folder(out, env.state if local else None)
     report = _report(env.client("s3"), env.infra.bucket, campaign, out / campaign, wide=wide)
     if report.incomplete:
         print_failures(env, campaign)
@@ -393,6 +446,7 @@ def campaign_logs(
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines until the attempt settles."),
     poll_seconds: float = typer.Option(5.0, min=0.1, help="With --follow: seconds between reads."),
     region: Optional[str] = REGION_OPTION, ssm_prefix: str = PREFIX_OPTION,
+    local: bool = LOCAL_OPTION, state: Optional[Path] = STATE_OPTION,
 ) -> None:
     """Print a run's log from S3 (logs/attempt-N/ of the run); the agent pushes it while the script runs."""
     import codecs
@@ -402,7 +456,7 @@ def campaign_logs(
 
     if file not in LOG_FILES:
         raise TrainfleetInputError(f"--file {file!r} must be one of {', '.join(LOG_FILES)}")
-    env = aws_environment(region, ssm_prefix)
+    env = environment(local, region, ssm_prefix, state=state)
     env = runner.campaign_environment(env, campaign, region)
     s3, bucket = env.client("s3"), env.infra.bucket
     runs = list_runs(s3, bucket, campaign)
@@ -428,7 +482,7 @@ def campaign_logs(
         data = read_log(s3, bucket, campaign, run, attempt, name, start=offset)
         if data:
             offset += len(data)
-            sys.stdout.write(decoder.decode(data))
+            sys.stdout.write(safe_text(decoder.decode(data), multiline=True))  # the script's bytes, defused
             sys.stdout.flush()
         return data is not None
 
@@ -456,7 +510,7 @@ def print_failures(env, campaign: str) -> None:
     console.print(f"[red]{len(failures)} run(s) did not complete[/]")
     for failure in failures:
         for line in runner.failure_lines(failure):
-            plain_log(line)
+            plain_log(safe_text(line))  # a note or log line is one line, whatever it holds
 
 
 def _report(s3, bucket: str, campaign: str, out: Path, *, wide: bool = False):
@@ -472,17 +526,17 @@ def _report(s3, bucket: str, campaign: str, out: Path, *, wide: bool = False):
 def print_report(report, *, wide: bool = False) -> None:
     """The recommendation first, then one line per run (and per configuration when repeated)."""
     from instance_benchmarks.campaigns.report import COLUMNS, PREDICTION_COLUMNS, metric_columns, shown_metric
-    from instance_benchmarks.campaigns.report_stats import recommendation_lines, terminal_cells, uses_target
+    from instance_benchmarks.campaigns.report_stats import recommendation_lines, terminal_cells, terminal_run_cells, uses_target
 
     lines = recommendation_lines(report)
-    console.print(lines[0], style="bold", markup=False, highlight=False)
+    console.print(safe_text(lines[0]), style="bold", markup=False, highlight=False)
     for line in lines[1:]:
-        console.print(f"  {line}", markup=False, highlight=False)  # a choice's own notes indent further
+        plain_log(f"  {safe_text(line)}")  # a choice's own notes indent further
     metric = shown_metric(report)
     title = ("; time and cost to target" if uses_target(report) else "; training time and run cost") + (
         f"; {metric}: last, best ({'max' if report.metric_higher[metric] else 'min'})" if metric else "")
     print_fit(fit_table(f"runs: {len(report.rows)} complete, {len(report.incomplete)} incomplete{'' if wide else title}",
-                        report.rows, COLUMNS + metric_columns(report) if wide else report_columns(report), wide=wide),
+                        [terminal_run_cells(r) for r in report.rows], COLUMNS + metric_columns(report) if wide else report_columns(report), wide=wide),
               wide=wide)
     if any(c["runs"] > 1 for c in report.configs):
         shown = tuple(key[:-len("_text")] for key, _ in config_terminal_columns(report) if key.endswith("_text"))
@@ -494,8 +548,13 @@ def print_report(report, *, wide: bool = False) -> None:
         print_fit(fit_table("predicted full job from benchmark slices (cheapest first)", predicted, PREDICTION_COLUMNS,
                             wide=wide), wide=wide)
     for row in report.incomplete:
-        console.print(f"  incomplete: {row['run_id']} {row['label']} ({row['last_outcome']})", markup=False,
-                      highlight=False)
+        plain_log(safe_text(f"  incomplete: {row['run_id']} {row['label']} ({row['last_outcome']})"))
+    if report.earlier:
+        from instance_benchmarks.campaigns.report import EARLIER_HEADING, earlier_line
+
+        plain_log(EARLIER_HEADING.format(n=len(report.earlier)))
+        for row in report.earlier:
+            plain_log(f"  {safe_text(earlier_line(row))}")
 
 
 @campaign_app.command("run")
@@ -503,38 +562,39 @@ def campaign_run(
     spec_files: list[Path] = typer.Argument(..., help="Campaign YAML file(s) of one campaign (e.g. EC2 and SageMaker)."),
     local: bool = typer.Option(False, "--local", help="Run on the embedded default (moto's server + local workers)."),
     yes: bool = typer.Option(False, "--yes", "-y", help="On AWS: launch without asking after the estimate."),
-    out: Path = typer.Option(Path("reports"), help="Local folder for the report and the best model."),
+    out: Optional[Path] = typer.Option(None, help="Local folder for the report and the best model (default: reports/ "
+                                       "here; with --local: reports/ in the local state folder)."),
     detach: bool = typer.Option(False, "--detach", help="On AWS: on Ctrl-C/SIGTERM leave the runs going (default: "
                                 "tear them down)."),
     poll_seconds: float = typer.Option(30.0, min=0.1, help="On AWS: seconds between status polls."),
     region: Optional[str] = REGION_OPTION,
     ssm_prefix: str = PREFIX_OPTION,
+    state: Optional[Path] = STATE_OPTION,
 ) -> None:
     """Launch, run, collect, report and tear down a campaign end to end, with a live status table; Ctrl-C
     (or SIGTERM) stops launching and tears everything down unless --detach, exit 130 (143). With --local no
-    AWS account is needed, and results are kept in .trainfleet/local/: a rerun resumes."""
+    AWS account is needed, and results are kept in the local state folder (see --state): a rerun resumes."""
     with interruptible():
         try:
-            _campaign_run(spec_files, local, yes, out, detach, poll_seconds, region, ssm_prefix)
+            _campaign_run(spec_files, local, yes, out, detach, poll_seconds, region, ssm_prefix, state)
         except Interrupted as stop:  # after the runner tore down (or detached) and the local state was saved
             raise typer.Exit(stop.exit_status) from None
 
 
-def _campaign_run(spec_files, local, yes, out, detach, poll_seconds, region, ssm_prefix) -> None:
+def _campaign_run(spec_files, local, yes, out, detach, poll_seconds, region, ssm_prefix, state_dir=None) -> None:
     from instance_benchmarks import runner
-    from instance_benchmarks.campaigns.spec import load_spec
 
-    specs = [load_spec(path) for path in spec_files]
+    specs = [checked_spec(path) for path in spec_files]
     if len({s.campaign for s in specs}) > 1:
         raise TrainfleetInputError("all campaign files given to one run must name the same campaign")
     if local and detach:
         raise TrainfleetInputError("--detach needs AWS: with --local the runs execute inside this command; interrupt "
                                    "it and run the same command again to resume (completed runs are kept)")
+    state = local_state(local, state_dir, writes=True, log=plain_log)
+    out = report_folder(out, state)
     if local:
         from instance_benchmarks.embedded.environment import EmbeddedEnvironment
-        from instance_benchmarks.embedded.state import LocalState
 
-        state = LocalState(log=plain_log)
         plain_log("starting moto's server on 127.0.0.1 and deploying the Storage, Network and Compute stacks ...")
         env = EmbeddedEnvironment.start(region=region or specs[0].region, state=state, log=plain_log)
         plain_log(f"moto's server at {env.cloud.server.endpoint} (pid {env.cloud.server.pid}); results kept in "
@@ -571,11 +631,14 @@ def print_summary(rows: list[dict], seconds: float) -> None:
     """The end of `campaign run`: runs by outcome, attempts, cost and wall time."""
     from collections import Counter
 
+    current = [row for row in rows if not row["status"].startswith("earlier code")]  # earlier: kept apart
+    kept = f"; {len(rows) - len(current)} run(s) of earlier code kept apart" if len(current) < len(rows) else ""
+    rows = current
     outcomes = Counter(row["status"] for row in rows)
     parts = ", ".join(f"{count} {status}" for status, count in sorted(outcomes.items(), key=lambda kv: -kv[1]))
     plain_log(f"summary: {outcomes.get('complete', 0)}/{len(rows)} complete ({parts or 'no runs'}); "
               f"{sum(row['attempts'] for row in rows)} attempt(s); cost ${sum(row['cost_usd'] for row in rows):.4f}; "
-              f"{format_duration(seconds)}")
+              f"{format_duration(seconds)}{kept}")
 
 
 def format_duration(seconds: float | None) -> str:
@@ -599,7 +662,8 @@ class StatusDisplay:
         self.campaign, self.live, self.seen = campaign, None, {}
 
     def log(self, message: str) -> None:
-        (self.live.console if self.live else console).print(message, markup=False, highlight=False)
+        (self.live.console if self.live else console).print(safe_text(message, multiline=True), markup=False,
+                                                            highlight=False)
 
     def update(self, rows: list[dict]) -> None:
         title = (f"campaign {self.campaign}: {sum(r['live'] for r in rows)} running, "
@@ -620,9 +684,9 @@ class StatusDisplay:
             if self.seen.get(row["run_id"]) != state:
                 self.seen[row["run_id"]] = state
                 progress = ", ".join(p for p in (row.get("progress"), row.get("metric")) if p)
-                plain_log(f"  {row['run_id']}: {row['status']} ({row['resource'] or '-'} {row['state']}, attempt "
-                          f"{row['attempts']}{', ' + progress if progress else ''}, {row['elapsed']}, "
-                          f"${row['cost_usd']:.4f} so far)")
+                plain_log(safe_text(f"  {row['run_id']}: {row['status']} ({row['resource'] or '-'} {row['state']}, "
+                                    f"attempt {row['attempts']}{', ' + progress if progress else ''}, {row['elapsed']}, "
+                                    f"${row['cost_usd']:.4f} so far)"))
 
     def close(self) -> None:
         if self.live is not None:
@@ -640,14 +704,14 @@ def models_list(campaign: Optional[str] = typer.Option(None, help="Only this cam
                 plain: bool = typer.Option(False, "--plain", help="Tab-separated lines, no table or heading "
                                            "(run, instance, metric, final, bytes, sha256, hyperparameters as JSON)."),
                 region: Optional[str] = REGION_OPTION, ssm_prefix: str = PREFIX_OPTION,
-                local: bool = LOCAL_OPTION) -> None:
+                local: bool = LOCAL_OPTION, state: Optional[Path] = STATE_OPTION) -> None:
     """Models of complete runs, with their final metric and SHA-256; the run column is what `models
     download` takes."""
     from instance_benchmarks.campaigns.models import list_models
 
     from instance_benchmarks import runner
 
-    env = environment(local, region, ssm_prefix)
+    env = environment(local, region, ssm_prefix, state=state)
     if campaign is not None:
         runner.require_campaign(env, campaign)
     rows = list_models(env.client("s3"), env.infra.bucket, campaign)
@@ -657,14 +721,14 @@ def models_list(campaign: Optional[str] = typer.Option(None, help="Only this cam
         for row in rows:
             fields = [row["ref"], row["instance_type"], row["primary_metric"], row["final_metric"], row["size_bytes"],
                       row["sha256"], json.dumps(row["hyperparameters"], sort_keys=True, separators=(",", ":"))]
-            print("\t".join("" if value is None else str(value) for value in fields))
+            print("\t".join("" if value is None else safe_text(value) for value in fields))  # tabs escaped
         return
     table = Table(title=f"models in s3://{env.infra.bucket}")
     for key, heading in MODEL_COLUMNS:  # the run reference is never wrapped: it is copied into `models download`
         table.add_column(heading, no_wrap=key == "ref", overflow="ignore" if key == "ref" else "fold",
                          min_width=max((len(r["ref"]) for r in rows), default=3) if key == "ref" else None)
     for row in rows:
-        table.add_row(*(format_value(row.get(key)) for key, _ in MODEL_COLUMNS))
+        table.add_row(*(Text(format_value(row.get(key))) for key, _ in MODEL_COLUMNS))
     console.print(table)
 
 
@@ -672,14 +736,14 @@ def models_list(campaign: Optional[str] = typer.Option(None, help="Only this cam
 def models_download(run: str = typer.Argument(..., help="CAMPAIGN/RUN_ID"),
                     out: Path = typer.Option(..., help="Folder to write the model and its files to."),
                     region: Optional[str] = REGION_OPTION, ssm_prefix: str = PREFIX_OPTION,
-                    local: bool = LOCAL_OPTION) -> None:
+                    local: bool = LOCAL_OPTION, state: Optional[Path] = STATE_OPTION) -> None:
     """Download a run's model and training artifacts, verifying each SHA-256; the files are moved into OUT
     only when every checksum matches, so a refused or failed download leaves nothing behind."""
     from instance_benchmarks.campaigns.models import check_target, parse_run_ref
 
     campaign, run_id = parse_run_ref(run)
     check_target(out)  # before any AWS call
-    env = environment(local, region, ssm_prefix)
+    env = environment(local, region, ssm_prefix, state=state)
     from instance_benchmarks.runner import require_campaign
 
     require_campaign(env, campaign)  # a misspelt campaign names the ones that exist
@@ -715,13 +779,14 @@ from instance_benchmarks.core.contract import STACKS  # noqa: E402 (`info` and `
 
 @app.command("info")
 def info(region: Optional[str] = typer.Option(None, help="AWS region (default: your AWS config)."),
-         ssm_prefix: str = PREFIX_OPTION) -> None:
+         ssm_prefix: str = PREFIX_OPTION, local: bool = LOCAL_OPTION, state: Optional[Path] = STATE_OPTION) -> None:
     """Where trainfleet points: region, caller identity, bucket, the stacks and their status, the launch
-    templates the Compute stack exported, and the campaigns in the bucket."""
+    templates the Compute stack exported, and the campaigns in the bucket (with --local: the embedded
+    default's, restored from the local state folder)."""
     from instance_benchmarks import runner
     from instance_benchmarks.campaigns.store import list_campaigns
 
-    env = aws_environment(region, ssm_prefix)
+    env = environment(local, region, ssm_prefix, state=state)
     identity = env.client("sts").get_caller_identity()
     infra = env.infra  # a one-line error (exit 2) when the stacks are not deployed here
     stacks, unreadable = [], None
@@ -731,7 +796,8 @@ def info(region: Optional[str] = typer.Option(None, help="AWS region (default: y
             stacks += [s for s in page["Stacks"] if s["StackName"] in STACKS or s["StackName"].startswith("TrainingJob")]
     except cloudformation.exceptions.ClientError as error:  # the launcher policy need not allow DescribeStacks
         unreadable = f"cannot read ({error.response.get('Error', {}).get('Code', error)})"
-    lines = [("region", runner.env_region(env)), ("account", identity.get("Account")), ("caller", identity.get("Arn")),
+    lines = [("local state", str(env.state.root))] if local else []
+    lines += [("region", runner.env_region(env)), ("account", identity.get("Account")), ("caller", identity.get("Arn")),
              ("bucket", f"s3://{infra.bucket}"), ("ssm exports", f"{ssm_prefix}/*"),
              ("subnets", ", ".join(infra.subnet_ids)), ("security group", infra.security_group_id)]
     for name in STACKS + tuple(sorted(s["StackName"] for s in stacks if s["StackName"] not in STACKS)):
@@ -775,7 +841,8 @@ def local_deploy() -> None:
 
 
 @local_app.command("up")
-def local_up(region: str = typer.Option("us-east-1", help="The region moto's server answers for.")) -> None:
+def local_up(region: str = typer.Option("us-east-1", help="The region moto's server answers for."),
+             state_dir: Optional[Path] = typer.Option(None, "--state", help=STATE_OPTION.help)) -> None:
     """Run moto's server with the stacks deployed and the results of earlier `--local` commands restored,
     print how to point trainfleet or the AWS CLI at it, and keep it up until Ctrl-C or SIGTERM (read-only:
     nothing is saved back into the local state)."""
@@ -783,9 +850,8 @@ def local_up(region: str = typer.Option("us-east-1", help="The region moto's ser
     import threading
 
     from instance_benchmarks.embedded.environment import EmbeddedEnvironment
-    from instance_benchmarks.embedded.state import LocalState
 
-    state = LocalState(writable=False, log=plain_log)
+    state = local_state(True, state_dir, log=plain_log)
     env = EmbeddedEnvironment.start(region=region, state=state, log=plain_log)
     stop = threading.Event()
     try:
@@ -840,5 +906,5 @@ def main() -> None:
 
 
 def _die(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
+    print(f"error: {safe_text(message)}", file=sys.stderr)  # one line, whatever a name from the bucket holds
     sys.exit(2)

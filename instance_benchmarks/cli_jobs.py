@@ -5,6 +5,7 @@ Registered in cli.py with one `app.add_typer(jobs_app, name="jobs")`; errors end
 """
 from __future__ import annotations
 
+import codecs
 import sys
 from pathlib import Path
 from typing import Optional
@@ -12,6 +13,7 @@ from typing import Optional
 import typer
 
 from instance_benchmarks import jobs
+from instance_benchmarks.core.safe_output import safe_text
 
 jobs_app = typer.Typer(no_args_is_help=True, help="One-shot jobs (`cdk deploy TrainingJob-<job-id>`): list, logs, download.")
 
@@ -57,8 +59,10 @@ def jobs_logs(job: str = typer.Argument(..., help="The job id (see `trainfleet j
     row = _require(env, job)
     s3, bucket = env.client("s3"), env.infra.bucket
 
-    def write(chunk: bytes) -> None:
-        sys.stdout.buffer.write(chunk)
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def write(chunk: bytes) -> None:  # the job's output, its control and bidi characters escaped
+        sys.stdout.write(safe_text(decoder.decode(chunk), multiline=True))
         sys.stdout.flush()
 
     if not follow:

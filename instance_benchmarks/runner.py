@@ -7,16 +7,18 @@ the report; backends (`backends/`) only make cloud calls, and the environment (`
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from instance_benchmarks.backends.base import Backend, LaunchRefused, RunState, TeardownSummary
 from instance_benchmarks.backends.infrastructure import require_bucket
 from instance_benchmarks.backends.registry import BACKENDS, DEFAULT
+from instance_benchmarks.campaigns.code import resolved
 from instance_benchmarks.campaigns.plan import check_budget, estimate, spent_usd
 from instance_benchmarks.campaigns.store import (
-    campaign_document, campaign_region, campaign_specs, list_campaigns, load_run_records, log_tail, read_json,
-    read_progress, record_campaign, run_location, write_json,
+    campaign_document, campaign_region, campaign_specs, current_run_ids, list_campaigns, load_run_records, log_tail,
+    read_json, read_progress, record_campaign, run_location, write_json,
 )
 from instance_benchmarks.catalog import Catalog, load_catalog
 from instance_benchmarks.catalog.pricing import PriceQuote, billed_seconds, cost_usd
@@ -152,6 +154,7 @@ def launch(env, spec, *, catalog: Catalog | None = None, confirm=None) -> Launch
     """Price, check the budget, then launch every run that is neither complete, live nor given up."""
     catalog = catalog or load_catalog()
     env.check_repo(spec.repo)
+    spec = resolved(spec)  # bound to the commit its ref names now: other code is measured as other runs
     s3, bucket = env.client("s3"), env.infra.bucket
     require_bucket(s3, bucket)
     backend = env.backend(spec.backend)
@@ -188,6 +191,7 @@ def launch(env, spec, *, catalog: Catalog | None = None, confirm=None) -> Launch
             prices[run.run_id] = _attempt_price(spec, run, record, quotes)
     # Live runs may still bill up to their worst case; count them, or a re-launch could overshoot.
     committed = sum(plan.per_run[r][1] for r in summary.skipped_live)
+    committed += sum(_earlier_worst(known.get(r), spec) for r in live if r not in plan.per_run)  # earlier code
     needed = sum(max(q.worst_cost(spec.max_runtime_minutes * 60) for q in _candidates(spec, r, prices[r.run_id], quotes))
                  for r in pending)
     check_budget(spec.budget_usd, needed=needed, already=summary.spent_usd + committed, count=len(pending))
@@ -196,6 +200,7 @@ def launch(env, spec, *, catalog: Catalog | None = None, confirm=None) -> Launch
     record_campaign(s3, bucket, spec, {
         "catalog_as_of": catalog.as_of, "written_at": now_iso(),
         "estimate": {"worst_case_usd": plan.worst_case_usd, "expected_usd": plan.expected_usd, "runs": plan.runs},
+        "run_ids": sorted(plan.per_run),  # the current runs; the campaign's others were made from earlier code
         "quotes": {f"{t} {m}": q.to_dict() for (t, m), q in quotes.items()},
     })
     for index, run in enumerate(pending):
@@ -207,6 +212,16 @@ def launch(env, spec, *, catalog: Catalog | None = None, confirm=None) -> Launch
     return summary
 
 
+def _earlier_worst(stored: dict | None, spec) -> float:
+    """The worst case of a live run of earlier code (still billing): its recorded price, at the higher of it and
+    on-demand, for max_runtime_minutes."""
+    attempts = ((stored or {}).get("launch") or {}).get("attempts") or [{}]
+    price = attempts[-1].get("price") if isinstance(attempts[-1].get("price"), dict) else {}
+    rates = [price.get(key) for key in ("usd_per_hour", "on_demand_usd_per_hour")]  # from the bucket: untrusted
+    rates = [r for r in rates if isinstance(r, (int, float)) and not isinstance(r, bool) and math.isfinite(r)]
+    return cost_usd(spec.max_runtime_minutes * 60, max(rates, default=0.0))
+
+
 def _launch_run(env, backend: Backend, spec, run, record: dict, price: PriceQuote, quotes: dict, catalog: Catalog,
                 summary: LaunchSummary) -> LaunchRefused | None:
     """One attempt of one run, recorded before and after the call; with no capacity for its type in any of
@@ -214,7 +229,8 @@ def _launch_run(env, backend: Backend, spec, run, record: dict, price: PriceQuot
     s3, bucket = env.client("s3"), env.infra.bucket
     location = run_location(s3, bucket, spec.campaign, run.run_id)
     candidates = _candidates(spec, run, price, quotes)
-    record.update(hyperparameters=run.hyperparameters, instance_type=run.instance_type, backend=spec.backend)
+    record.update(hyperparameters=run.hyperparameters, instance_type=run.instance_type, backend=spec.backend,
+                  code=spec.code())  # what the run is bound to: repo, commit, workdir, script, setup, run
     for candidate in candidates:
         attempt = len(record["attempts"]) + 1
         # written before the call: a launcher killed during it leaves an attempt that settle() resolves
@@ -339,6 +355,7 @@ def status_rows(env, campaign: str, now: datetime | None = None) -> list[dict]:
     live = live_runs(env, campaign)
     s3, bucket = env.client("s3"), env.infra.bucket
     target = _target_metric(campaign_specs(s3, bucket, campaign))
+    current = current_run_ids(campaign_document(s3, bucket, campaign))
     rows = []
     for record in load_run_records(s3, bucket, campaign):
         attempts = record["launch"].get("attempts", [])
@@ -351,6 +368,8 @@ def status_rows(env, campaign: str, now: datetime | None = None) -> list[dict]:
             cost += cost_usd(running, last["price"]["usd_per_hour"])
             elapsed += max(0.0, running)
         status = ("complete" if record["result"] else "running" if state else last.get("outcome") or "unknown")
+        if current is not None and record["run_id"] not in current:
+            status = f"earlier code, {status}"  # not one of the current runs: never counted as this code's
         pushed = read_progress(s3, bucket, campaign, record["run_id"], last["attempt"]) \
             if isinstance(last.get("attempt"), int) else None
         latest = pushed.get("latest") if isinstance((pushed or {}).get("latest"), dict) else None
@@ -372,10 +391,13 @@ def failure_report(env, campaign: str, *, lines: int = 10) -> list[dict]:
     """Each run without a result: its last outcome, exit status, why, and the last lines of its log in S3
     (the script's, else the bootstrap log), for `campaign run` and `collect` to print before exiting 1."""
     s3, bucket = env.client("s3"), env.infra.bucket
+    current = current_run_ids(campaign_document(s3, bucket, campaign))
     failures = []
     for record in load_run_records(s3, bucket, campaign):
         if record["result"] is not None and not record.get("unreadable"):
             continue
+        if current is not None and record["run_id"] not in current:
+            continue  # a run of earlier code: the report lists it apart
         attempts = record["launch"].get("attempts") or []
         last = attempts[-1] if attempts else {}
         tail = log_tail(s3, bucket, campaign, record["run_id"], last["attempt"], lines) \
@@ -428,6 +450,7 @@ def run_campaign(env, specs: list, *, log=print, confirm=None, progress=None) ->
     status rows after every poll. A launch stopped by a quota (or a type not offered) raises a one-line
     error: the caller tears down what did start."""
     campaign = specs[0].campaign
+    specs = [resolved(spec) for spec in specs]  # once: a ref that moves during the campaign changes nothing
     summaries = [launch(env, spec, confirm=confirm) for spec in specs]
     for summary in summaries:
         expected = f", expected ${summary.estimate_expected_usd:.4f}" if summary.estimate_expected_usd is not None else ""

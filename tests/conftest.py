@@ -22,6 +22,14 @@ settings.register_profile("fuzz", max_examples=2000, deadline=None, print_blob=T
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
 
 
+@pytest.fixture(autouse=True)
+def local_state_folder(tmp_path_factory, monkeypatch):
+    """`--local` state never lands in the real home: each test gets its own folder (TRAINFLEET_STATE)."""
+    folder = tmp_path_factory.mktemp("trainfleet-state")
+    monkeypatch.setenv("TRAINFLEET_STATE", str(folder))
+    return folder
+
+
 @pytest.fixture
 def aws_credentials(monkeypatch):
     """Fake credentials so nothing can ever reach a real account."""

@@ -40,16 +40,15 @@ from training_scripts.throughput import loop_throughput
 from training_scripts import cifar10_resnet, cnn_digits, gpt_tokens, tabular_mlp
 from training_scripts.config import ConfigError
 from training_scripts.loop import (
-    autocast_dtype, count_flops_per_sample, fingerprint, fit, has_bf16_tensor_cores, precision_name, resolve_device,
-    synchronize,
+    autocast_dtype, compiled, count_flops_per_sample, fingerprint, fit, resolve_device, run_precision, synchronize,
+    wants_compile,
 )
 
 CATALOG = Path(__file__).resolve().parents[1] / "instance_benchmarks" / "catalog" / "data" / "catalog.json"  # data only
 
 
-def _step(model, optimizer, loss_fn, x, y, autocast=contextlib.nullcontext, scaler=None) -> torch.Tensor:
-    with autocast():
-        loss = loss_fn(model(x), y)
+def _step(forward_loss, optimizer, x, y, scaler=None) -> torch.Tensor:
+    loss = forward_loss(x, y)
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None:
         scaler.scale(loss).backward()
@@ -62,7 +61,8 @@ def _step(model, optimizer, loss_fn, x, y, autocast=contextlib.nullcontext, scal
 
 
 def ceiling(task, config, device, steps: int, warmup: int) -> float:
-    """Forward/backward/step on one pre-staged batch, with the loop's optimizer, autocast and memory format."""
+    """Forward/backward/step on one pre-staged batch, with the loop's optimizer, autocast, memory format and,
+    with --compile, the loop's compiled forward and loss (loop.compiled)."""
     model = copy.deepcopy(task.model).to(device).train()
     channels_last = config.channels_last and task.data.train_x.dim() == 4
     if channels_last:
@@ -72,16 +72,22 @@ def ceiling(task, config, device, steps: int, warmup: int) -> float:
     dtype = autocast_dtype(config, device)
     autocast = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype else contextlib.nullcontext
     scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+
+    def forward_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with autocast():
+            return task.loss_fn(model(x), y)
+
+    step_loss = compiled(forward_loss, config, device)
     x = task.data.train_x[: config.batch_size].to(device)
     y = task.data.train_y[: config.batch_size].to(device)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     for _ in range(warmup):
-        _step(model, optimizer, task.loss_fn, x, y, autocast, scaler)
+        _step(step_loss, optimizer, x, y, scaler)
     synchronize(device)
     start = time.perf_counter()
     for _ in range(steps):
-        _step(model, optimizer, task.loss_fn, x, y, autocast, scaler)
+        _step(step_loss, optimizer, x, y, scaler)
     synchronize(device)
     return steps * x.shape[0] / (time.perf_counter() - start)
 
@@ -112,14 +118,15 @@ def conventional(task, config, device, steps: int, warmup: int) -> float:
             yield from loader
 
     stream = batches()
+    forward_loss = lambda x, y: task.loss_fn(model(x), y)  # noqa: E731
     for _ in range(warmup):
         x, y = next(stream)
-        _step(model, optimizer, task.loss_fn, x.to(device), y.to(device))
+        _step(forward_loss, optimizer, x.to(device), y.to(device))
     synchronize(device)
     start, samples = time.perf_counter(), 0
     for _ in range(steps):
         x, y = next(stream)
-        _step(model, optimizer, task.loss_fn, x.to(device), y.to(device))
+        _step(forward_loss, optimizer, x.to(device), y.to(device))
         samples += x.shape[0]
     synchronize(device)
     return samples / (time.perf_counter() - start)
@@ -146,21 +153,21 @@ GPU_SIZES = {"cifar10_resnet": dict(data="synthetic"), "gpt_tokens": dict(data="
 
 
 def catalog_peak(device, precision: str, path: Path = CATALOG) -> tuple[float | None, str]:
-    """Per-GPU peak TFLOP/s of this GPU at `precision` from the catalog, by the GPU model in its name."""
+    """Per-GPU dense peak TFLOP/s of this GPU at `precision` (fp32 / tf32 / bf16 / fp16) from the catalog's
+    `gpu_peaks`, by the GPU model in the device's name (the longest that matches: L40S before L4)."""
     if device.type != "cuda":
         return None, "no peak on a CPU"
     name = torch.cuda.get_device_name(device)
     try:
-        instances = json.loads(path.read_text())["instances"]
+        table = json.loads(path.read_text())["gpu_peaks"]
     except (OSError, ValueError, KeyError):
-        return None, f"no catalog at {path}"
-    for spec in sorted(instances.values(), key=lambda s: -len(s.get("gpu_model") or "")):
-        model = spec.get("gpu_model")
-        if model and spec.get("gpu_count") and model.lower() in name.lower():
-            key = "peak_fp32_tflops" if precision == "fp32" else "peak_fp16_tflops"
-            if precision == "bf16" and not has_bf16_tensor_cores(device):
-                return None, f"{name} has no bf16 tensor cores"
-            return spec[key] / spec["gpu_count"], f"catalog {model} {precision}"
+        return None, f"no gpu_peaks in a catalog at {path}"
+    for model in sorted((m for m, v in table.items() if isinstance(v, dict)), key=len, reverse=True):
+        if model.lower() in name.lower():
+            value = table[model].get(precision)
+            if value is None:
+                return None, f"{name} has no {precision} tensor cores"
+            return float(value), f"catalog {model} {precision} dense"
     return None, f"{name} is not in the catalog"
 
 
@@ -185,33 +192,51 @@ def main() -> None:
     except ConfigError as error:
         parser.exit(2, f"error: {error}\n")
     print(json.dumps({"fingerprint": fingerprint(device)}))
-    print(f"{'workload':<16}{'loop':>12}{'ceiling':>12}{'conventional':>14}{'loop/ceil':>11}{'loop/conv':>11}"
-          f"{'mfu':>8}  (samples/s)")
+    print(HEADER)
     for name in names:
-        module = WORKLOADS[name]
-        sizes = (CPU_SIZES if device.type == "cpu" else GPU_SIZES).get(name, {})
-        config = replace(module.Config(), device=args.device, amp=args.amp or module.Config().amp,
-                         compile=args.compile, **sizes)
-        task = module.build_task(config)
-        precision = precision_name(autocast_dtype(config, device))
-        peak, _ = (args.peak_tflops, "given") if args.peak_tflops else catalog_peak(device, precision)
-        rates = {"loop": [], "ceiling": [], "conventional": []}
-        for _ in range(args.rounds):  # interleaved so machine noise hits all three alike
-            rates["loop"].append(shared_loop(module, config, args.steps + 20, peak))
-            rates["ceiling"].append(ceiling(task, config, device, args.steps, args.warmup))
-            if name in CONVENTIONAL:
-                rates["conventional"].append(conventional(task, config, device, args.steps, args.warmup))
-        loop_rate, ceiling_rate = max(rates["loop"]), max(rates["ceiling"])
-        conventional_rate = max(rates["conventional"]) if rates["conventional"] else None
-        flops = task.flops_per_sample or count_flops_per_sample(
-            copy.deepcopy(task.model).to(device), task.loss_fn, task.data.train_x[:8].to(device),
-            task.data.train_y[:8].to(device))
-        mfu = f"{flops * loop_rate / (peak * 1e12):>8.1%}" if peak else f"{'-':>8}"
-        conv_rate, conv_ratio = ((f"{conventional_rate:>14.0f}", f"{loop_rate / conventional_rate:>11.2f}")
-                                 if conventional_rate else (f"{'-':>14}", f"{'-':>11}"))
-        print(f"{name:<16}{loop_rate:>12.0f}{ceiling_rate:>12.0f}{conv_rate}{loop_rate / ceiling_rate:>11.2f}"
-              f"{conv_ratio}{mfu}  {precision}", flush=True)
+        print(row(measure(name, device, steps=args.steps, warmup=args.warmup, rounds=args.rounds, amp=args.amp,
+                          compile=args.compile, peak_tflops=args.peak_tflops)), flush=True)
 
+
+HEADER = (f"{'workload':<16}{'loop':>12}{'ceiling':>12}{'conventional':>14}{'loop/ceil':>11}{'loop/conv':>11}"
+          f"{'mfu':>8}  (samples/s)")
+
+
+def measure(name: str, device: torch.device, *, steps: int, warmup: int, rounds: int, amp: bool = False,
+            compile: bool = False, peak_tflops: float | None = None) -> dict:
+    """One workload's figures: the best samples/s of loop, ceiling (and conventional) over `rounds`
+    interleaved rounds, loop/ceiling, and MFU against the peak of the precision that runs."""
+    module = WORKLOADS[name]
+    sizes = (CPU_SIZES if device.type == "cpu" else GPU_SIZES).get(name, {})
+    config = replace(module.Config(), device=str(device), amp=amp or module.Config().amp, compile=compile, **sizes)
+    task = module.build_task(config)
+    precision = run_precision(autocast_dtype(config, device), device, task.model)
+    peak, peak_source = (peak_tflops, "given") if peak_tflops else catalog_peak(device, precision)
+    rates = {"loop": [], "ceiling": [], "conventional": []}
+    for _ in range(rounds):  # interleaved so machine noise hits all three alike
+        rates["loop"].append(shared_loop(module, config, steps + 20, peak))
+        rates["ceiling"].append(ceiling(task, config, device, steps, warmup))
+        if name in CONVENTIONAL:
+            rates["conventional"].append(conventional(task, config, device, steps, warmup))
+    loop_rate, ceiling_rate = max(rates["loop"]), max(rates["ceiling"])
+    conventional_rate = max(rates["conventional"]) if rates["conventional"] else None
+    flops = task.flops_per_sample or count_flops_per_sample(
+        copy.deepcopy(task.model).to(device), task.loss_fn, task.data.train_x[:8].to(device),
+        task.data.train_y[:8].to(device))
+    return {"workload": name, "loop": loop_rate, "ceiling": ceiling_rate, "conventional": conventional_rate,
+            "loop_over_ceiling": loop_rate / ceiling_rate, "compiled": wants_compile(config, device),
+            "precision": precision, "peak_tflops": peak, "peak_source": peak_source,
+            "mfu": flops * loop_rate / (peak * 1e12) if peak else None, "train_flops_per_sample": flops}
+
+
+def row(figures: dict) -> str:
+    """One line of the printed table."""
+    conventional_rate, loop_rate = figures["conventional"], figures["loop"]
+    mfu = f"{figures['mfu']:>8.1%}" if figures["mfu"] else f"{'-':>8}"
+    conv_rate, conv_ratio = ((f"{conventional_rate:>14.0f}", f"{loop_rate / conventional_rate:>11.2f}")
+                             if conventional_rate else (f"{'-':>14}", f"{'-':>11}"))
+    return (f"{figures['workload']:<16}{loop_rate:>12.0f}{figures['ceiling']:>12.0f}{conv_rate}"
+            f"{figures['loop_over_ceiling']:>11.2f}{conv_ratio}{mfu}  {figures['precision']}")
 
 if __name__ == "__main__":
     main()

@@ -226,12 +226,22 @@ def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.reshape(-1))
 
 
+EVAL_LOGITS = 1 << 26  # logits per evaluation chunk: 256 MiB in fp32 (plus the model's own half-precision copy)
+
+
+def eval_chunk(block_size: int, vocab_size: int, budget: int = EVAL_LOGITS) -> int:
+    """Sequences per evaluation chunk so that one chunk's logits stay within `budget` values: 1024 sequences
+    for the byte-level default (256 x 256), 1 for GPT-2's 1024 x 50304 (64 sequences there would need ~33 GB)."""
+    return max(1, budget // (block_size * vocab_size))
+
+
 def evaluate(model: nn.Module, data: TensorData) -> dict:
     model.eval()
     total, n = 0.0, data.val_x.shape[0]
+    chunk = eval_chunk(data.val_x.shape[1], model.lm_head.out_features)
     with torch.no_grad():
-        for start in range(0, n, 64):
-            x, y = data.val_x[start:start + 64], data.val_y[start:start + 64]
+        for start in range(0, n, chunk):
+            x, y = data.val_x[start:start + chunk], data.val_y[start:start + chunk]
             total += lm_loss(model(x), y).item() * x.shape[0]
     loss = total / n
     return {"val_loss": loss, "val_bits_per_token": loss / math.log(2)}
@@ -281,7 +291,7 @@ def build_task(config: Config) -> SupervisedTask:
     seed_everything(config.seed)
     model = build_model(config)
     n_params = non_embedding_params(model)
-    steps_per_epoch = math.ceil(train_x.shape[0] / min(config.batch_size, train_x.shape[0]))
+    steps_per_epoch = train_x.shape[0] // min(config.batch_size, train_x.shape[0])  # the loop drops a partial batch
     preprocessing = json.dumps({"workload": "gpt_tokens", "input": "N,T token ids (bytes of UTF-8 text)",
                                 "tokens": "bytes", "vocab_size": config.vocab_size, "data": source}).encode()
     return SupervisedTask(

@@ -36,6 +36,7 @@ from training_scripts.throughput import loop_throughput
 
 EXIT_INPUT_ERROR = 2
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: checkpointed on request (spot notice / SIGTERM); relaunch to resume
+STOP_POLL_STEPS = 8  # under DDP, steps between polls of the stop flag (an all-reduce over gloo)
 # The numbers `fit` puts in metric lines besides the task's evaluate() figures (and tokens_per_s for sequence
 # tasks); mfu only when the peak is known. A workload's METRICS (what it emits) is these plus its own.
 LOOP_METRICS = ("step", "epoch", "loss", "samples_per_s", "sec_per_step", "interval_s", "train_seconds", "mfu")
@@ -83,7 +84,9 @@ def set_rng_state(state: dict) -> None:
     np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        # the GPUs this machine has: a run resumed on a smaller type (a fallback) restores those, not all saved
+        for index, cuda_state in enumerate(state["cuda"][:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state, index)
 
 
 class StopFlag:
@@ -282,11 +285,30 @@ def precision_name(dtype: torch.dtype | None) -> str:
     return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
 
 
+def fp32_runs_as_tf32(device: torch.device, model: nn.Module) -> bool:
+    """Whether PyTorch will run this model's fp32 matmuls or convolutions on TF32 tensor cores: Ampere (sm80)
+    and newer, with TF32 allowed for matmuls (`allow_tf32`, or float32 matmul precision "high"/"medium") or,
+    for a model with convolutions, for cuDNN (`torch.backends.cudnn.allow_tf32`, True by default)."""
+    if device.type != "cuda" or torch.cuda.get_device_capability(device) < (8, 0):
+        return False
+    matmul = torch.backends.cuda.matmul.allow_tf32 or torch.get_float32_matmul_precision() != "highest"
+    convolutions = any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
+    return matmul or (convolutions and torch.backends.cudnn.allow_tf32)
+
+
+def run_precision(dtype: torch.dtype | None, device: torch.device, model: nn.Module) -> str:
+    """The precision that actually runs: bf16 / fp16 under autocast, else tf32 or fp32 (see fp32_runs_as_tf32)."""
+    if dtype is None and fp32_runs_as_tf32(device, model):
+        return "tf32"
+    return precision_name(dtype)
+
+
 def peak_tflops(device: torch.device, precision: str, world: int = 1, env=os.environ) -> float | None:
     """The peak FLOP/s (in TFLOP/s) of the devices this run uses at its precision, from
-    TRAINFLEET_PEAK_TFLOPS = {"device": "cuda", "gpu_count": n, "fp32": .., "fp16": .., "bf16": ..} (catalog
-    totals over the instance's GPUs). None when unknown: MFU is then omitted, never guessed. bf16 dense
-    equals fp16 dense on Ampere and newer, so a missing bf16 figure is the fp16 one there."""
+    TRAINFLEET_PEAK_TFLOPS = {"device": "cuda", "gpu_count": n, "fp32": .., "tf32": .., "fp16": .., "bf16": ..}
+    (catalog totals over the instance's GPUs; dense). None when unknown: MFU is then omitted, never guessed
+    (a tf32 run is never measured against the fp32 peak). bf16 dense equals fp16 dense on Ampere and newer,
+    so a missing bf16 figure is the fp16 one there."""
     text = env.get(PEAK_TFLOPS_VAR)
     if not text:
         return None
@@ -349,7 +371,8 @@ class SupervisedTask:
 class Batches:
     """Training batches by index. Device-resident data is indexed where it lies; host-resident data (too
     big for the device, or --data_placement=host) is gathered on the host into one of two pinned staging
-    buffers and copied with non_blocking=True, so the copy of one batch overlaps the previous step."""
+    buffers and copied with non_blocking=True on a copy stream of its own; the loop `prefetch`es the next
+    batch as soon as a step is queued, so its copy overlaps that step instead of waiting behind it."""
 
     def __init__(self, data: TensorData, device: torch.device, resident: bool, batch: int) -> None:
         self.device, self.resident = device, resident
@@ -361,16 +384,32 @@ class Batches:
                           for _ in range(2)]
             self.events: list = [None, None]
             self.turn = 0
+            self.stream = torch.cuda.Stream(device)
+        self.ahead: tuple | None = None  # (key, x, y) of the batch prefetched for step `key`
 
     @property
     def index_device(self) -> torch.device:
         return self.device if self.resident else torch.device("cpu")
 
-    def get(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def prefetch(self, key, index: torch.Tensor) -> None:
+        """Start copying the batch of step `key` (host-resident data on a GPU only; elsewhere nothing to overlap)."""
+        if self.pinned:
+            self.ahead = (key, *self._copy(index))
+
+    def get(self, index: torch.Tensor, key=None) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.pinned:
+            ahead, self.ahead = self.ahead, None
+            x, y = ahead[1:] if ahead is not None and key is not None and ahead[0] == key else self._copy(index)
+            compute = torch.cuda.current_stream(self.device)
+            compute.wait_stream(self.stream)
+            x.record_stream(compute)
+            y.record_stream(compute)
+            return x, y
         if self.resident:
             return self.x.index_select(0, index), self.y.index_select(0, index)
-        if not self.pinned:
-            return self.x.index_select(0, index).to(self.device), self.y.index_select(0, index).to(self.device)
+        return self.x.index_select(0, index).to(self.device), self.y.index_select(0, index).to(self.device)
+
+    def _copy(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         slot, self.turn = self.turn, 1 - self.turn
         if self.events[slot] is not None:
             self.events[slot].synchronize()  # the copy that last read this buffer has finished
@@ -378,9 +417,10 @@ class Batches:
         bx, by = (buffer.narrow(0, 0, n) for buffer in self.slots[slot])
         torch.index_select(self.x, 0, index, out=bx)
         torch.index_select(self.y, 0, index, out=by)
-        x, y = bx.to(self.device, non_blocking=True), by.to(self.device, non_blocking=True)
-        self.events[slot] = torch.cuda.Event()
-        self.events[slot].record()
+        with torch.cuda.stream(self.stream):
+            x, y = bx.to(self.device, non_blocking=True), by.to(self.device, non_blocking=True)
+            self.events[slot] = torch.cuda.Event()
+            self.events[slot].record(self.stream)
         return x, y
 
 
@@ -424,8 +464,10 @@ def _fit(config: TrainConfig, task: SupervisedTask, d: ddp.Dist, device: torch.d
     output, checkpoint_location = output_locations(config, task.name)
     checkpointer = Checkpointer(checkpoint_location)
     amp_dtype = autocast_dtype(config, device)
-    precision = precision_name(amp_dtype)
+    precision = run_precision(amp_dtype, device, task.model)
     peak = peak if peak is not None else peak_tflops(device, precision, d.world)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # every step has the same shapes (the last partial batch is dropped)
     channels_last = config.channels_last and task.data.train_x.dim() == 4
     model = task.model.to(device)
     if channels_last:
@@ -435,8 +477,9 @@ def _fit(config: TrainConfig, task: SupervisedTask, d: ddp.Dist, device: torch.d
     batch = min(config.batch_size, n_train)
     if d.active and batch < d.world:
         raise ConfigError(f"--batch_size={batch} is smaller than the {d.world} DDP ranks (it is the global batch)")
-    # DDP drops the last partial global batch so that no rank is ever left without samples
-    steps_per_epoch = n_train // batch if d.active else math.ceil(n_train / batch)
+    # the last partial batch is dropped (a fresh permutation each epoch, so every sample still takes part): one
+    # shape for torch.compile and cuDNN's autotuner, and no rank under DDP is ever left without samples
+    steps_per_epoch = n_train // batch
     batches = Batches(task.data, device, resident, batch)
     val_x, val_y = task.data.val_x.to(device), task.data.val_y.to(device)
     if channels_last:
@@ -466,7 +509,8 @@ def _fit(config: TrainConfig, task: SupervisedTask, d: ddp.Dist, device: torch.d
         check_resumable(saved["config"], config, checkpoint_location.uri)
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
-        scaler.load_state_dict(saved["scaler"])
+        if saved["scaler"]:  # empty when the checkpoint's run had no scaler (bf16 or fp32; e.g. a fallback to a T4)
+            scaler.load_state_dict(saved["scaler"])
         ranks = saved.get("rng_ranks") or [saved["rng"]]
         if len(ranks) == d.world:
             set_rng_state(ranks[d.rank])
@@ -481,7 +525,12 @@ def _fit(config: TrainConfig, task: SupervisedTask, d: ddp.Dist, device: torch.d
 
     train_model = nn.parallel.DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None) if d.active else model
-    step_model = torch.compile(train_model) if config.compile and device.type == "cuda" else train_model
+
+    def forward_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with autocast():
+            return task.loss_fn(train_model(x), y)
+
+    step_loss = compiled(forward_loss, config, device)  # the loss inside the compiled graph too
 
     def save_checkpoint() -> None:
         rngs = d.gather(rng_state())
@@ -501,6 +550,14 @@ def _fit(config: TrainConfig, task: SupervisedTask, d: ddp.Dist, device: torch.d
             with autocast():
                 metrics = task.evaluate(model, eval_data)
         return d.broadcast(metrics)
+
+    def untimed(action: Callable[[], None]) -> float:
+        """Run `action` (a checkpoint save) and return the seconds it took, to keep out of throughput intervals;
+        the device work queued before it is finished first, so that it stays in the interval it belongs to."""
+        synchronize(device)
+        start = time.perf_counter()
+        action()
+        return time.perf_counter() - start
 
     def interval_record(now: float, start: float, samples: int, steps: int, loss: torch.Tensor) -> dict:
         seconds = now - start
@@ -523,7 +580,7 @@ def _fit(config: TrainConfig, task: SupervisedTask, d: ddp.Dist, device: torch.d
         interval_start, interval_samples, interval_steps = time.perf_counter(), 0, 0
         while step_in_epoch < steps_per_epoch:
             global_index = order[step_in_epoch * batch:(step_in_epoch + 1) * batch]
-            x, y = batches.get(ddp.shard(global_index, d))
+            x, y = batches.get(ddp.shard(global_index, d), key=(epoch, step_in_epoch))
             if task.augment:
                 with torch.no_grad():
                     x = task.augment(x)
@@ -533,12 +590,14 @@ def _fit(config: TrainConfig, task: SupervisedTask, d: ddp.Dist, device: torch.d
                 scale = task.lr_schedule(global_step / steps_per_epoch)
                 for group, base in zip(optimizer.param_groups, base_lrs):
                     group["lr"] = base * scale
-            with autocast():
-                loss = task.loss_fn(step_model(x), y)
+            loss = step_loss(x, y)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
+            if step_in_epoch + 1 < steps_per_epoch:  # the next batch's copy overlaps this step
+                ahead = order[(step_in_epoch + 1) * batch:(step_in_epoch + 2) * batch]
+                batches.prefetch((epoch, step_in_epoch + 1), ddp.shard(ahead, d))
             step_in_epoch += 1
             global_step += 1
             interval_samples += global_index.shape[0]
@@ -550,10 +609,12 @@ def _fit(config: TrainConfig, task: SupervisedTask, d: ddp.Dist, device: torch.d
                 recorder.log(**interval_record(now, interval_start, interval_samples, interval_steps, loss))
                 interval_start, interval_samples, interval_steps = time.perf_counter(), 0, 0
             if global_step % config.checkpoint_every == 0:
-                save_checkpoint()
-            if d.any(should_stop()):
+                interval_start += untimed(save_checkpoint)
+            # under DDP the stop flag is a collective: polled every STOP_POLL_STEPS steps, not every step
+            if (not d.active or global_step % STOP_POLL_STEPS == 0) and d.any(should_stop()):
                 recorder.log(event="preempted", step=global_step, epoch=epoch)
                 save_checkpoint()
+                d.barrier()  # no rank exits (and torchrun stops the others) before rank 0's checkpoint is written
                 raise Preempted(f"stopped at step {global_step}; checkpoint saved")
             if config.max_steps and global_step >= config.max_steps:
                 done = True
@@ -580,7 +641,7 @@ def _fit(config: TrainConfig, task: SupervisedTask, d: ddp.Dist, device: torch.d
     info = {
         "workload": task.name, "primary_metric": task.primary_metric, "higher_is_better": task.higher_is_better,
         "train_seconds": train_seconds, "attempts": attempts, "train_flops_per_sample": flops_per_sample,
-        "precision": precision, "compiled": bool(config.compile and device.type == "cuda"),
+        "precision": precision, "compiled": wants_compile(config, device),
         "channels_last": channels_last, "data_placement": "device" if resident else "host",
         "world_size": d.world, "samples_per_s": samples_per_s,
         "samples_per_s_per_device": samples_per_s / d.world if samples_per_s else None,
@@ -599,6 +660,17 @@ def _fit(config: TrainConfig, task: SupervisedTask, d: ddp.Dist, device: torch.d
     extra = task.extra_artifacts(model, eval_data) if task.extra_artifacts else None
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     return write_artifacts(output, config, model_state=state, recorder=recorder, final=final, extra=extra, info=info)
+
+
+def wants_compile(config: TrainConfig, device: torch.device) -> bool:
+    """--compile applies on GPUs (on a CPU it would only add minutes of compilation to a smoke run)."""
+    return bool(config.compile) and device.type == "cuda"
+
+
+def compiled(fn: Callable, config: TrainConfig, device: torch.device) -> Callable:
+    """`fn` (a module or a function of tensors) under torch.compile when --compile applies; shared by the loop and
+    bench_loop's ceiling, so both run the same kind of graph."""
+    return torch.compile(fn) if wants_compile(config, device) else fn
 
 
 def run_supervised(config: TrainConfig, build_task: Callable[[TrainConfig], SupervisedTask],

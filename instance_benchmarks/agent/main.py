@@ -1,4 +1,4 @@
-"""The agent that runs on a training instance, installed from trainfleet's own wheel (stdlib + boto3 only).
+"""The agent that runs on a training instance, installed from trainfleet's own wheel (stdlib, boto3 and google-re2 only).
 
     python -m instance_benchmarks.agent run --root /opt/trainfleet --config <agent configuration JSON>
     python -m instance_benchmarks.agent upload-log --root /opt/trainfleet --config <...>
@@ -56,6 +56,9 @@ WATCHDOG_FILE = "watchdog-armed-at"  # written by the user data (core/bootstrap.
 TORCHRUN_EXITCODE = re.compile(r"^\s*exitcode\s*:\s*(-?\d+) \(pid: \d+\)")
 TORCHRUN_ROOT_CAUSE = "Root Cause (first observed failure):"
 UNMATCHED_LINES = 50       # the script's last lines that carried no metric, kept for the note
+MAX_LINE_BYTES = 1 << 20   # a longer output line is read (logged, parsed) in pieces of this size
+KEPT_LINE_CHARS = 1000     # what the note may quote of a line
+_LINE_END = re.compile(rb"[\r\n]")
 
 
 class SetupError(RuntimeError):
@@ -78,15 +81,29 @@ def _run(command: list[str], *, cwd: Path | None = None, env: dict | None = None
     return done.stdout.strip()
 
 
-def clone(repo: str, ref: str, into: Path) -> str:
-    """Fetch exactly `ref` (shallow) and check it out; returns the commit SHA."""
+def clone(repo: str, ref: str, into: Path, commit: str | None = None) -> str:
+    """Fetch exactly `commit` (what `ref` resolved to at launch), else `ref`, shallow, and check it out;
+    returns the commit SHA. A commit that cannot be fetched by its id is fetched through `ref`, and must
+    be what `ref` names now: a run never trains other code than the one it is recorded for."""
     into.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
     _run(["git", "init", "-q", "."], cwd=into, env=env, what="git init")
     _run(["git", "remote", "add", "origin", "--", repo], cwd=into, env=env, what="git remote add")
-    _run(["git", "fetch", "-q", "--depth", "1", "origin", "--", ref], cwd=into, env=env, what=f"git fetch {ref}")
+    fetched = False
+    if commit is not None:
+        try:
+            _run(["git", "fetch", "-q", "--depth", "1", "origin", "--", commit], cwd=into, env=env, what="git fetch")
+            fetched = True
+        except SetupError:  # a server that serves no commit by its id, only at a ref
+            log(f"{commit} cannot be fetched by its id; fetching {ref}")
+    if not fetched:
+        _run(["git", "fetch", "-q", "--depth", "1", "origin", "--", ref], cwd=into, env=env, what=f"git fetch {ref}")
     _run(["git", "checkout", "-q", "FETCH_HEAD"], cwd=into, env=env, what="git checkout")
-    return _run(["git", "rev-parse", "HEAD"], cwd=into, env=env, what="git rev-parse")
+    found = _run(["git", "rev-parse", "HEAD"], cwd=into, env=env, what="git rev-parse")
+    if commit is not None and found != commit:
+        raise SetupError(f"{ref} is now {found}, not {commit} (the commit this run was launched for), which "
+                         "cannot be fetched by its id")
+    return found
 
 
 def make_environment(root: Path) -> Path:
@@ -152,6 +169,29 @@ def check_cuda(config: dict, python: Path, cwd: Path, env: dict) -> str:
     return done.stdout.strip()
 
 
+def output_lines(stream, limit: int = MAX_LINE_BYTES):
+    """(text, terminator) for each piece of a script's output as soon as it arrives: a line ends at "\n"
+    or at "\r" (a progress bar redrawing itself, which may never print "\n"), and a line longer than
+    `limit` bytes comes in pieces of `limit`; memory stays bounded whatever the script prints."""
+    pending = bytearray()
+    while chunk := stream.read1(65536):
+        searched = len(pending)
+        pending += chunk
+        while True:
+            end = _LINE_END.search(pending, searched, limit + 1)
+            if end is not None:
+                cut, terminator = end.start(), pending[end.start():end.start() + 1]
+            elif len(pending) >= limit:
+                cut, terminator = limit, b""
+            else:
+                break
+            yield bytes(pending[:cut]).decode("utf-8", errors="replace"), terminator.decode()
+            del pending[:cut + len(terminator)]
+            searched = 0
+    if pending:
+        yield bytes(pending).decode("utf-8", errors="replace"), ""
+
+
 def watchdog_armed_at(root: Path) -> datetime | None:
     """When the user data armed the watchdog (`shutdown -h +N`), by this machine's own clock."""
     try:
@@ -184,16 +224,15 @@ class ScriptRun:
         self._reader.start()
 
     def _read(self) -> None:
-        for raw in self.process.stdout:
-            line = raw.decode("utf-8", errors="replace").rstrip("\n")
-            self._log.write(line + "\n")
+        for line, terminator in output_lines(self.process.stdout):
+            self._log.write(line + terminator)
             self._log.flush()
-            print(line, flush=True)
+            print(line, end=terminator, flush=True)
             if self.launcher:
                 self._launcher_line(line)
             record = self.parser.parse(line, time.monotonic() - self.started)
             if record is None and line.strip():
-                self.unmatched.append(line.strip())
+                self.unmatched.append(line.strip()[:KEPT_LINE_CHARS])
             if record is not None:
                 self.measured = self.measured or any(k != "t" and not isinstance(v, str) for k, v in record.items())
                 self.records.append(record)
@@ -372,7 +411,7 @@ def run_agent(config: dict, root: Path, s3) -> int:
         contract.INSTANCE_TYPE_VAR: config["instance_type"], "PYTHONPATH": str(src), "PYTHONUNBUFFERED": "1",
     })
     try:
-        commit = clone(task["repo"], task["ref"], src)
+        commit = clone(task["repo"], task["ref"], src, task.get("commit"))
         log(f"cloned {task['repo']} at {task['ref']} = {commit}")
         cwd = (src / (task.get("workdir") or ".")).resolve()
         if not cwd.is_dir() or (cwd != src.resolve() and src.resolve() not in cwd.parents):
@@ -485,8 +524,8 @@ def write_result(config: dict, location: S3Location, *, commit: str, artifacts: 
         peak = float(os.environ["TRAINFLEET_HOST_PEAK_TFLOPS"])
         peak_source = os.environ.get("TRAINFLEET_HOST_PEAK_SOURCE", "host")
     else:
-        key = "fp16" if precision in ("fp16", "bf16") else "fp32"
-        peak, peak_source = config["peak_tflops"][key], f"catalog {config['instance_type']} {key}"
+        peak = contract.peak_for(config["peak_tflops"], precision)
+        peak_source = f"catalog {config['instance_type']} {precision}"
     train_seconds = sum(a.get("script_seconds") or 0.0 for a in attempts)
     figures = summarize(history, script_result=script_result, train_seconds=train_seconds, usd_per_hour=price,
                         peak_tflops=peak, target=config.get("target"))

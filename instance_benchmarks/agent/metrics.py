@@ -1,7 +1,13 @@
-"""Metric records from a training script's stdout (stdlib only: runs on the bare training instance).
+"""Metric records from a training script's stdout (stdlib and RE2 only: runs on the bare training instance).
 
 The script knows nothing of trainfleet. Each stdout line is either a JSON object (a metric record
 as is) or plain text from which SageMaker-style metric definitions ({"name", "regex"}) pull numbers.
+
+The regexes are the campaign's, i.e. untrusted, and run on every line of an untrusted script: they are
+matched by RE2 (`google-re2`), whose time is linear in the line's length whatever the pattern, so that
+`(a+)+$` cannot hold the agent's threads (deadline, spot notice, checkpoint and progress pushes) as
+Python's backtracking `re` would. What RE2 cannot run (backreferences, lookaround, `\Z`, huge repeats)
+is refused by `parse_definitions`, i.e. at validate.
 """
 from __future__ import annotations
 
@@ -10,8 +16,12 @@ import math
 import re
 from dataclasses import dataclass
 
+import re2
+
 MAX_STRING = 200
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_RE2 = re2.Options()
+_RE2.log_errors = False  # the error comes back as an exception, not as lines on stderr
 
 
 class MetricDefinitionError(ValueError):
@@ -48,13 +58,30 @@ def parse_definitions(raw) -> tuple[MetricDefinition, ...]:
         if not isinstance(regex, str):
             raise MetricDefinitionError(f"{where}.regex must be a string, got {type(regex).__name__}")
         try:
-            groups = re.compile(regex).groups
-        except re.error as exc:
+            groups = compile_regex(regex).groups
+        except re2.error as exc:
+            why = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+            raise MetricDefinitionError(f"{where}.regex {regex!r} does not compile: {why} (metric regexes run "
+                                        "under RE2, in linear time: no backreferences, lookaround or \\Z)") from None
+        except (UnicodeError, ValueError, TypeError) as exc:
             raise MetricDefinitionError(f"{where}.regex {regex!r} does not compile: {exc}") from None
         if groups != 1:
             raise MetricDefinitionError(f"{where}.regex {regex!r} must have exactly one capturing group (has {groups})")
         definitions.append(MetricDefinition(name, regex))
     return tuple(definitions)
+
+
+def compile_regex(regex: str):
+    """`regex` compiled by RE2 (raises re2.error for what RE2 cannot run)."""
+    return re2.compile(regex, _RE2)
+
+
+def _search(pattern, text: str):
+    """pattern.search(text); a lone surrogate (no UTF-8, which RE2 needs) is searched as '?'."""
+    try:
+        return pattern.search(text)
+    except UnicodeError:
+        return pattern.search(text.encode("utf-8", "replace").decode("utf-8"))
 
 
 def _keep(value) -> bool:
@@ -92,7 +119,7 @@ class MetricParser:
     """Turns stdout lines into metric records ({name: value, ..., "t": seconds since start})."""
 
     def __init__(self, definitions: tuple[MetricDefinition, ...] = ()) -> None:
-        self._patterns = tuple((d.name, re.compile(d.regex)) for d in definitions)
+        self._patterns = tuple((d.name, compile_regex(d.regex)) for d in definitions)
 
     def parse(self, line: str, t: float) -> dict | None:
         """The record a line carries, with "t": round(t, 6) (overwriting any "t" of its own); None if none."""
@@ -103,7 +130,7 @@ class MetricParser:
         else:
             record = {}
             for name, pattern in self._patterns:
-                match = pattern.search(text)
+                match = _search(pattern, text)
                 value = _finite_float(match.group(1)) if match else None
                 if value is not None:
                     record[name] = value

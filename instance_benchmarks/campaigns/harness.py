@@ -3,7 +3,8 @@
 * samples/s: steady state = all logged intervals except the first after each (re)start (warm-up:
   allocator, caches, torch.compile), as total samples / total seconds; intervals are timed by the
   loop with device synchronisation.
-* sec/step: median over the same intervals.
+* sec/step: median over the same intervals; `step_time_cv` is their spread: the coefficient of variation
+  of the seconds per step (per sample where no step is logged) of those intervals, None under two.
 * time-to-accuracy / cost-to-accuracy (DAWNBench): training seconds until the target metric is first
   reached, times the run's hourly price.
 * $/epoch and $/1M samples at the run's price; MFU = counted FLOPs/sample x samples/s / peak FLOP/s.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import re
 import statistics
 
+from instance_benchmarks.campaigns.report_stats import spread
 from training_scripts.throughput import loop_throughput, steady_intervals  # noqa: F401 (re-exported)
 
 
@@ -43,6 +45,16 @@ def throughput(history: list[dict]) -> tuple[float | None, float | None]:
     samples_per_s = sum(u for _, u in by_samples) / sum(t for t, _ in by_samples) if by_samples else None
     sec_per_step = statistics.median(t / u for t, u in by_steps) if by_steps else None
     return samples_per_s, sec_per_step
+
+
+def step_time_cv(history: list[dict]) -> float | None:
+    """The spread of a run's step times: CV (sample standard deviation / mean) of the seconds per step of its
+    steady intervals (the loop's own, else the `step`, else the `samples` counter's); None under two."""
+    rates = [r["sec_per_step"] for r in steady_intervals(history) if r.get("sec_per_step")]
+    for counter in ("step", "samples"):
+        if len(rates) < 2:
+            rates = [t / u for t, u in counter_intervals(history, counter)]
+    return spread(rates)[1]
 
 
 # Per-unit costs (ms_per_batch, sec_per_step) shrink too; rates (samples_per_s, tokens_per_second) do not match.
@@ -96,6 +108,7 @@ def summarize(history: list[dict], *, usd_per_hour: float, peak_tflops: float | 
     return {
         "samples_per_s": samples_per_s,
         "sec_per_step": sec_per_step,
+        "step_time_cv": step_time_cv(history),
         "train_seconds": seconds,
         "usd_per_epoch": per_second * seconds / epochs if epochs else None,
         "usd_per_1m_samples": per_second * 1e6 / samples_per_s if samples_per_s else None,

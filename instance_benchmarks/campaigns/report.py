@@ -24,24 +24,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from instance_benchmarks.campaigns.harness import higher_is_better
-from instance_benchmarks.campaigns.store import campaign_prefix, load_run_records, read_json, run_location
+from instance_benchmarks.campaigns.store import (
+    campaign_prefix, current_run_ids, load_run_records, read_json, run_location,
+)
+from instance_benchmarks.core.safe_output import csv_cell, safe_text
 from training_scripts.storage import S3Location
 
 COLUMNS = [
     ("run_id", "run"), ("config_id", "configuration"), ("repeat", "repeat"), ("label", "hyperparameters"),
     ("instance_type", "instance"), ("market", "market"), ("status", "status"),
     ("usd_per_hour", "$/h"), ("on_demand_usd_per_hour", "on-demand $/h"), ("samples_per_s", "samples/s"),
-    ("sec_per_step", "sec/step"), ("usd_per_epoch", "$/epoch"), ("usd_per_1m_samples", "$/1M samples"),
+    ("sec_per_step", "sec/step"), ("step_time_cv", "step time CV"), ("usd_per_epoch", "$/epoch"),
+    ("usd_per_1m_samples", "$/1M samples"),
     ("time_to_accuracy_s", "time to target (s)"), ("cost_to_accuracy_usd", "cost to target ($)"),
     ("final_metric", "final metric"), ("mfu", "MFU"), ("world_size", "processes"),
     ("samples_per_s_per_device", "samples/s per GPU"), ("scaling_efficiency", "scaling efficiency"),
     ("boot_seconds", "boot (s)"), ("setup_seconds", "setup (s)"), ("train_seconds", "train (s)"),
     ("idle_seconds", "idle (s)"), ("billable_seconds", "billed (s)"), ("ebs_usd", "EBS ($)"),
     ("interrupted_usd", "interrupted attempts ($)"), ("cost_usd", "run cost ($)"), ("attempts", "attempts"),
-    ("spot_savings", "spot savings"), ("backend", "backend"), ("measured_on", "measured on"), ("code", "code"),
+    ("spot_savings", "spot savings"), ("backend", "backend"), ("measured_on", "measured on"),
+    ("host_other_cpus", "other processes (CPUs)"), ("code", "code"),
     ("price_source", "price source"), ("quoted_at", "priced at"),
     # benchmark slices: the whole job predicted from the slice (SkyPilot Benchmark's columns)
-    ("slice_units", "slice steps"), ("pred_sec_per_unit", "sec/step (slice)"), ("usd_per_unit", "$/step"),
+    ("slice_units", "slice steps"), ("pred_sec_per_unit", "sec/step (slice)"), ("pred_cv", "step time CV (slice)"),
+    ("usd_per_unit", "$/step"),
     ("est_hours", "est time (h)"), ("est_usd", "est cost ($)"), ("est_usd_low", "est cost low ($)"),
     ("est_usd_high", "est cost high ($)"), ("est_on_demand_usd", "est cost on-demand ($)"),
 ]
@@ -60,7 +66,8 @@ COUNTERS = frozenset({"t", "train_t", "attempt", "step", "epoch", "samples", "in
 MAX_METRICS = 12  # the user's metrics reported: the first this many names the runs printed
 _METRIC_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")  # a name from the script's own lines is shown only if plain
 PREDICTION_COLUMNS = [("run_id", "run"), ("label", "hyperparameters"), ("instance_type", "instance"),
-                      ("slice_units", "STEPS"), ("pred_sec_per_unit", "SEC/STEP"), ("usd_per_unit", "$/STEP"),
+                      ("slice_units", "STEPS"), ("pred_sec_per_unit", "SEC/STEP"), ("pred_cv", "CV"),
+                      ("usd_per_unit", "$/STEP"),
                       ("est_hours", "EST TIME (h)"), ("est_usd", "EST COST ($)"), ("est_range", "EST COST range ($)"),
                       ("est_on_demand_usd", "on-demand ($)")]
 
@@ -81,6 +88,7 @@ class Report:
     recommendation: dict = field(default_factory=dict)  # see report_stats.recommend
     metrics: list[str] = field(default_factory=list)    # the user's metrics the runs printed (see metric_names)
     metric_higher: dict = field(default_factory=dict)   # metric -> whether its best value is its highest
+    earlier: list[dict] = field(default_factory=list)   # runs of earlier code or settings: kept, never current
 
 
 def config_id(run_id: str) -> str:
@@ -136,6 +144,7 @@ def row_from_result(result: dict, label: str, launch: dict | None = None, target
         "storage_usd_per_hour": price.get("storage_usd_per_hour"),
         "price_source": price.get("source"), "quoted_at": price.get("quoted_at"),
         "samples_per_s": result.get("samples_per_s"), "sec_per_step": result.get("sec_per_step"),
+        "step_time_cv": result.get("step_time_cv"),  # the spread of the run's step times (harness.step_time_cv)
         "usd_per_epoch": result.get("usd_per_epoch"), "usd_per_1m_samples": result.get("usd_per_1m_samples"),
         "time_to_accuracy_s": tta, "cost_to_accuracy_usd": result.get("cost_to_accuracy_usd"),
         "final_metric": result.get("final_metric"), "mfu": result.get("mfu"), "train_seconds": result.get("train_seconds"),
@@ -146,12 +155,21 @@ def row_from_result(result: dict, label: str, launch: dict | None = None, target
         "billable_seconds": result.get("billable_seconds"),
         "spot_savings": result.get("spot_savings"),
         "code": result.get("code"),  # the commit the instance checked out
+        "host_other_cpus": _host_other_cpus(launch or {}),
         "world_size": result.get("world_size"),  # processes under torchrun, over all nodes (1: one process)
         "workload": result.get("workload"), "hyperparameters": result.get("hyperparameters"),
         "gpu_model": _gpu_model(result.get("instance_type")),  # scaling efficiency compares runs on one GPU model
         **cost_breakdown(result, launch or {}),
         **_prediction(result.get("prediction")),
     }
+
+
+def _host_other_cpus(launch: dict) -> float | None:
+    """CPUs other processes used on average while the run's last measured attempt ran (the embedded default
+    records `host_load`; None elsewhere)."""
+    loads = [a.get("host_load") for a in launch.get("attempts") or [] if isinstance(a, dict)]
+    loads = [load for load in loads if isinstance(load, dict)]
+    return _number(loads[-1].get("other_cpus")) if loads else None
 
 
 def _gpu_model(instance_type) -> str | None:
@@ -165,7 +183,7 @@ def _gpu_model(instance_type) -> str | None:
 def _prediction(prediction: dict | None) -> dict:
     """A benchmark slice's prediction of the whole job (None everywhere for a run trained to the end)."""
     p = prediction or {}
-    return {"slice_units": p.get("measured_units"), "pred_sec_per_unit": p.get("sec_per_unit"),
+    return {"slice_units": p.get("measured_units"), "pred_sec_per_unit": p.get("sec_per_unit"), "pred_cv": p.get("cv"),
             "usd_per_unit": p.get("usd_per_unit"), "est_hours": p["est_seconds"] / 3600 if p else None,
             "est_usd": p.get("est_usd"), "est_usd_low": p.get("est_usd_low"), "est_usd_high": p.get("est_usd_high"),
             "est_on_demand_usd": p.get("est_on_demand_usd"),
@@ -204,7 +222,8 @@ def assemble_report(campaign: str, records: list[dict], document: dict, historie
     quotes = {key: quote for entry in entries for key, quote in (entry.get("quotes") or {}).items()}
     catalog_as_of = next((entry.get("catalog_as_of") for entry in entries if entry.get("catalog_as_of")), None)
     target = next((spec["target"] for spec in specs if spec.get("target")), None)
-    rows, incomplete, primary, higher = [], [], None, True
+    rows, incomplete, primary, higher, earlier = [], [], None, True, []
+    current = current_run_ids(document)
     varied = sorted({k for spec in specs for k in spec.get("matrix", {})} - {"instance_type"})
     order: dict[str, tuple] = {}
     for record in records:
@@ -213,6 +232,9 @@ def assemble_report(campaign: str, records: list[dict], document: dict, historie
         shown = {k: v for k, v in hyper.items() if k in varied} if varied else hyper
         label = " ".join(f"{k}={v}" for k, v in shown.items())
         order[record["run_id"]] = tuple(str(v).zfill(12) for v in shown.values())
+        if current is not None and record["run_id"] not in current:
+            earlier.append(earlier_row(record, label))
+            continue
         if record["result"] is None:
             attempts = launch.get("attempts", [])
             outcome = (f"unreadable: {record['unreadable']}" if record.get("unreadable")
@@ -232,7 +254,7 @@ def assemble_report(campaign: str, records: list[dict], document: dict, historie
     scaling_efficiency(rows)
     report = Report(campaign, rows, incomplete, primary or (target or {}).get("metric"),
                     {r["run_id"]: histories.get(r["run_id"], []) for r in rows}, higher, target=target, specs=specs,
-                    quotes=quotes, catalog_as_of=catalog_as_of)
+                    quotes=quotes, catalog_as_of=catalog_as_of, earlier=earlier)
     report.metrics = metric_names(report.histories[r["run_id"]] for r in rows)
     report.metric_higher = {name: higher if name == report.primary_metric else higher_is_better(name)
                             for name in report.metrics}
@@ -286,7 +308,34 @@ def shown_metric(report: Report) -> str | None:
     return report.metrics[0] if report.metrics else None
 
 
+def earlier_row(record: dict, label: str) -> dict:
+    """A run that is not one of the campaign's current runs (other code, or settings no longer asked for):
+    its commit, outcome and final metric, shown apart and never ranked."""
+    launch = record["launch"] if isinstance(record.get("launch"), dict) else {}
+    result = record["result"] if isinstance(record.get("result"), dict) else {}
+    attempts = [a for a in launch.get("attempts") or [] if isinstance(a, dict)]
+    bound = launch.get("code") if isinstance(launch.get("code"), dict) else {}
+    commit = result.get("code") or bound.get("commit") or next((a["commit"] for a in reversed(attempts)
+                                                                 if a.get("commit")), None)
+    outcome = ("complete" if result else attempts[-1].get("outcome") if attempts else "never launched")
+    return {"run_id": record["run_id"], "label": label, "instance_type": launch.get("instance_type"),
+            "code": str(commit)[:12] if commit else "unknown", "outcome": outcome,
+            "final_metric": result.get("final_metric")}
+
+
+def earlier_line(row: dict) -> str:
+    """One line for a run of earlier code, as the Markdown, HTML and terminal reports show it."""
+    final = f", final {format_value(row['final_metric'])}" if row.get("final_metric") is not None else ""
+    return (f"{row['run_id']} {row['instance_type'] or ''} {row['label']}: commit {row['code']}, "
+            f"{row['outcome']}{final}").replace("  ", " ")
+
+
+EARLIER_HEADING = "Earlier code or settings ({n} run(s)): kept, not current, never ranked"
+
+
 def format_value(value) -> str:
+    """A value as table text (terminal, Markdown): numbers rounded, text with its control and bidi characters
+    escaped (core/safe_output.py)."""
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -294,15 +343,15 @@ def format_value(value) -> str:
             return f"{value:g}"
         magnitude = abs(value)
         return f"{value:.3e}" if magnitude < 1e-3 else f"{value:.4f}" if magnitude < 10 else f"{value:,.1f}"
-    return str(value)
+    return safe_text(value)
 
 
 def to_csv(report: Report) -> bytes:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=[key for key, _ in COLUMNS + metric_columns(report)],
                             extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(report.rows)
+    writer.writerow({key: csv_cell(key) for key in writer.fieldnames})  # a metric's name comes from the script
+    writer.writerows({key: csv_cell(value) for key, value in row.items()} for row in report.rows)  # no formulas
     return buffer.getvalue().encode()
 
 
@@ -410,6 +459,9 @@ def to_markdown(report: Report) -> str:
         lines += ["", f"## Incomplete runs ({len(report.incomplete)}): no result.json, not reported as results", ""]
         lines += [f"- `{r['run_id']}` {r['label']}: {r['attempts']} attempt(s), last: {r['last_outcome']}"
                   for r in report.incomplete]
+    if report.earlier:
+        lines += ["", f"## {EARLIER_HEADING.format(n=len(report.earlier))}", ""]
+        lines += [f"- {earlier_line(r)}" for r in report.earlier]
     lines += ["", "## Charts", "", "![Pareto front: time against cost to target](pareto.png)", "",
               "![Throughput per dollar](throughput.png)", "", "![Training curves](curves.png)", ""]
     lines += ["## Prices", ""] + _markdown_table(price_rows(report), PRICE_COLUMNS)

@@ -10,19 +10,19 @@ import html
 import json
 
 from instance_benchmarks.campaigns.report import (
-    COST_COLUMNS, METRIC_CONFIG_COLUMNS, METRIC_RUN_COLUMNS, METRIC_SOURCES, METRICS_NOTE, PREDICTION_COLUMNS,
-    PRICE_COLUMNS, format_value, metric_columns,
+    COST_COLUMNS, EARLIER_HEADING, METRIC_CONFIG_COLUMNS, METRIC_RUN_COLUMNS, METRIC_SOURCES, METRICS_NOTE,
+    PREDICTION_COLUMNS, PRICE_COLUMNS, earlier_line, format_value, metric_columns,
 )
 from instance_benchmarks.campaigns.report_stats import CONFIG_COLUMNS, SCALING_NOTE, config_cells, recommendation_lines
 
 RUN_COLUMNS = [("run_id", "run"), ("config_key", "#"), ("instance_type", "instance"), ("label", "hyperparameters"),
                ("status", "status"), ("market", "market"), ("usd_per_hour", "$/h"), ("samples_per_s", "samples/s"),
-               ("usd_per_1m_samples", "$/1M samples"), ("time_to_accuracy_s", "time to target (s)"),
+               ("step_time_cv", "step time CV"), ("usd_per_1m_samples", "$/1M samples"), ("time_to_accuracy_s", "time to target (s)"),
                ("cost_to_accuracy_usd", "cost to target ($)"), ("final_metric", "final metric"), ("mfu", "MFU"),
                ("sec_per_step", "sec/step"), ("usd_per_epoch", "$/epoch"), ("cost_usd", "run cost ($)"),
                ("attempts", "attempts"), ("world_size", "processes"),
                ("samples_per_s_per_device", "samples/s per GPU"), ("scaling_efficiency", "scaling efficiency"),
-               ("measured_on", "measured on"), ("code", "code")]
+               ("measured_on", "measured on"), ("host_other_cpus", "other processes (CPUs)"), ("code", "code")]
 CHART_CAPTIONS = {
     "pareto.png": "Time against cost to reach the target, one marker per configuration (median; small dots: "
                   "repeats). Hollow: missed the target, drawn at its whole training time and cost; never on the front.",
@@ -187,6 +187,10 @@ def to_html(report, images: dict[str, bytes]) -> str:
                   for r in silent]
         parts += [f"<li>incomplete (no result.json): <code>{_e(r['run_id'])}</code> {_e(r['label'])}, "
                   f"{_e(r['attempts'])} attempt(s), last: {_e(r['last_outcome'])}</li>" for r in report.incomplete]
+        parts.append("</ul></section>")
+    if report.earlier:
+        parts.append(f'<section id="earlier-code"><h2>{_e(EARLIER_HEADING.format(n=len(report.earlier)))}</h2><ul>')
+        parts += [f"<li>{_e(earlier_line(r))}</li>" for r in report.earlier]
         parts.append("</ul></section>")
     parts.append('<section id="charts"><h2>Charts</h2>')
     for name in ("pareto.png", "throughput.png", "curves.png"):

@@ -7,9 +7,13 @@ coefficient of variation (sample standard deviation / mean) as the spread; a fig
 
 The recommendation considers only configurations whose every complete run reached the campaign's
 target: the cheapest (median cost to target), the fastest (median time to target), the best $/1M
-samples, and what spot saved against the on-demand price. Two choices are "within noise" when their
-medians differ by less than twice the larger CV of the two (about two standard deviations); with single
-runs (no CV) a gap under 5 % is reported as possibly noise. Runs that missed the target, never printed it
+samples, and what spot saved against the on-demand price. Each figure carries its spread (`noise`): the
+larger of the CV between repeats and, for the figures step times drive (throughput, time, cost, a slice's
+prediction), the CV of the step times within the runs (`step_time_cv`, a slice's `pred_cv`; median over
+the runs). Two choices are "within noise" when their intervals, median x (1 +- spread), overlap; when the
+spread is larger than their difference the report cannot rank them and says so, suggesting `repeats`
+(with no spread at all, single runs that logged under two intervals, a gap under 5 % is treated so).
+Runs that missed the target, never printed it
 (`no metric`) or failed are listed apart.
 """
 from __future__ import annotations
@@ -18,12 +22,17 @@ import math
 import statistics
 
 NOISY_CV = 0.05
+# other processes using this many CPUs on average while a run ran competed with it (embedded default: host_load)
+COMPETING_CPUS = 0.25
 # Figures summarised per configuration (median and CV over its complete runs).
 FIGURES = ("samples_per_s", "time_to_accuracy_s", "cost_to_accuracy_usd", "usd_per_1m_samples", "final_metric",
            "train_seconds", "cost_usd", "sec_per_step", "est_usd", "est_hours")
+# figures that step times drive: their spread includes the run's own step-time CV
+TIMED = {"samples_per_s", "time_to_accuracy_s", "cost_to_accuracy_usd", "usd_per_1m_samples", "train_seconds",
+         "cost_usd", "sec_per_step", "est_usd", "est_hours"}
 CONFIG_COLUMNS = [("key", "#"), ("config_id", "configuration"), ("instance_type", "instance"),
                   ("label", "hyperparameters"), ("runs_text", "runs"), ("usd_per_hour", "$/h"),
-                  ("samples_per_s", "samples/s"), ("time_to_accuracy_s", "time to target (s)"),
+                  ("samples_per_s", "samples/s"), ("step_time_cv", "step time CV (median of runs)"), ("time_to_accuracy_s", "time to target (s)"),
                   ("cost_to_accuracy_usd", "cost to target ($)"), ("usd_per_1m_samples", "$/1M samples"),
                   ("final_metric", "final metric"), ("status", "status"), ("front", "Pareto front")]
 
@@ -66,6 +75,9 @@ def aggregate(report) -> list[dict]:
                   "usd_per_hour": runs[0]["usd_per_hour"] if runs else None,
                   "on_demand_usd_per_hour": runs[0].get("on_demand_usd_per_hour") if runs else None,
                   "price_source": runs[0].get("price_source") if runs else None}
+        # the spread of step times within the runs: a slice's own (its prediction's), else the run's
+        config["step_time_cv"] = spread(r.get("pred_cv") if r["status"] == "slice" else r.get("step_time_cv")
+                                        for r in runs)[0]
         for name in figures:
             config[name], config[f"{name}_cv"] = spread(r.get(name) for r in runs)
             values = [r[name] for r in runs if isinstance(r.get(name), (int, float))]
@@ -143,26 +155,47 @@ def _gap(winner: dict, other: dict, name: str) -> float | None:
     return abs(b - a) / abs(a) if a and b is not None else None
 
 
+def noise(config: dict, name: str) -> tuple[float | None, str]:
+    """A configuration's relative spread on a figure, and where it comes from: the larger of the CV between
+    its repeats and (figures in TIMED) the CV of its step times within the runs; (None, "") without either."""
+    found = []
+    if config.get(f"{name}_cv") is not None:
+        found.append((config[f"{name}_cv"], f"CV {config[f'{name}_cv']:.1%} between {config['runs']} repeats"))
+    if name in TIMED and config.get("step_time_cv") is not None:
+        found.append((config["step_time_cv"], f"step-time CV {config['step_time_cv']:.1%} within the run"
+                      + ("s" if config["runs"] > 1 else "")))
+    return max(found, key=lambda f: f[0]) if found else (None, "")
+
+
 def within_noise(winner: dict, other: dict, name: str) -> tuple[bool, float | None, float | None]:
-    """(within noise?, relative gap, the noise it was compared with: None for single runs)."""
+    """(within noise?, relative gap, the larger spread of the two: None when neither has one). Within noise:
+    the intervals median x (1 +- spread) overlap; without any spread, a gap under NOISY_CV."""
     gap = _gap(winner, other, name)
-    cvs = [c for c in (winner.get(f"{name}_cv"), other.get(f"{name}_cv")) if c is not None]
     if gap is None:
         return False, None, None
-    if len(cvs) == 2:
-        return gap <= 2 * max(cvs), gap, max(cvs)
-    return gap < NOISY_CV, gap, None
+    spreads = [noise(winner, name)[0], noise(other, name)[0]]
+    if spreads == [None, None]:
+        return gap < NOISY_CV, gap, None
+    (a, sa), (b, sb) = ((c[name], s or 0.0) for c, s in zip((winner, other), spreads))
+    low, high = max(a - abs(a) * sa, b - abs(b) * sb), min(a + abs(a) * sa, b + abs(b) * sb)
+    return low <= high, gap, max(s for s in spreads if s is not None)
 
 
 def _best(configs: list[dict], name: str, *, lowest: bool = True) -> dict | None:
-    """The winner by median `name`, with its runner-up and whether they are within noise."""
+    """The winner by median `name`, with its runner-up, whether they are within noise and whether the spread
+    is larger than their difference (`cannot_rank`), and every other choice within noise of the winner."""
     ranked = sorted((c for c in configs if c.get(name) is not None), key=lambda c: c[name], reverse=not lowest)
     if not ranked:
         return None
-    choice = {"config": ranked[0], "figure": name, "runner_up": None, "within_noise": False}
-    if len(ranked) > 1:
-        noisy, gap, noise = within_noise(ranked[0], ranked[1], name)
-        choice.update(runner_up=ranked[1], within_noise=noisy, gap=gap, noise=noise)
+    choice = {"config": ranked[0], "figure": name, "runner_up": None, "within_noise": False, "cannot_rank": False,
+              "also_within_noise": []}
+    for other in ranked[1:]:
+        noisy, gap, spread_ = within_noise(ranked[0], other, name)
+        if other is ranked[1]:
+            choice.update(runner_up=other, within_noise=noisy, gap=gap, noise=spread_,
+                          cannot_rank=noisy and (spread_ is None or spread_ > gap))
+        elif noisy:
+            choice["also_within_noise"].append((other, gap))
     return choice
 
 
@@ -192,6 +225,9 @@ def recommend(report) -> dict:
         rec["headline"] = (f"{_name(cheapest)} is the cheapest to reach {_target_text(report)}" if target
                            else f"{_name(cheapest)} is the cheapest predicted for the whole job" if slices
                            else f"{_name(cheapest)} is the cheapest run")
+        if rec["cheapest"]["within_noise"]:  # the answer is a tie, and the headline says so
+            rec["headline"] += (f", within noise of {_name(rec['cheapest']['runner_up'])}"
+                                + (" (cannot rank them: run more repeats)" if rec["cheapest"]["cannot_rank"] else ""))
     return rec
 
 
@@ -222,11 +258,13 @@ def _fmt(value) -> str:
 
 def _spread_text(config: dict, name: str) -> str:
     cv = config.get(f"{name}_cv")
+    within = config.get("step_time_cv") if name in TIMED else None
+    steps = f", step-time CV {within:.1%}" + (" (noisy)" if within > NOISY_CV else "") if within is not None else ""
     if config["runs"] < 2:
-        return "1 run"
+        return "1 run" + steps
     if cv is None:
-        return f"median of {config['runs']}"
-    return f"median of {config['runs']}, CV {cv:.1%}" + (" (noisy)" if cv > NOISY_CV else "")
+        return f"median of {config['runs']}" + steps
+    return f"median of {config['runs']}, CV {cv:.1%}" + (" (noisy)" if cv > NOISY_CV else "") + steps
 
 
 def _choice_line(title: str, choice: dict, unit: str, extra: str = "") -> list[str]:
@@ -234,11 +272,21 @@ def _choice_line(title: str, choice: dict, unit: str, extra: str = "") -> list[s
     value = f"${_fmt(config[name])}" if unit == "$" else f"{_fmt(config[name])} {unit}".strip()
     lines = [f"{title}: {_name(config)}: {value}{extra} ({_spread_text(config, name)})"]
     if choice["within_noise"] and choice["runner_up"] is not None:
-        other = choice["runner_up"]
-        noise = (f"within twice their spread (CV up to {choice['noise']:.1%})" if choice["noise"] is not None
-                 else "under 5 % with single runs; repeats would tell them apart")
-        lines.append(f"  within noise: {_name(other)} differs by {choice['gap']:.1%} on this figure, {noise}: "
-                     "either will do")
+        other, gap = choice["runner_up"], choice["gap"]
+        if choice["noise"] is None:
+            why = (f"differs by {gap:.1%}, under 5 % with single runs and no step-time spread: cannot rank them; "
+                   "`repeats: 3` would tell them apart")
+        elif choice["cannot_rank"]:
+            source = max((noise(c, name) for c in (config, other)), key=lambda n: n[0] or 0.0)[1]
+            why = (f"differs by {gap:.1%}, less than the spread ({source}): cannot rank them; "
+                   f"{'more repeats' if config['runs'] > 1 else '`repeats: 3`'} would tell them apart")
+        else:
+            why = (f"differs by {gap:.1%}; their ranges (median +- spread: {noise(config, name)[1] or 'no spread'}; "
+                   f"{noise(other, name)[1] or 'no spread'}) overlap: either will do")
+        lines.append(f"  within noise: {_name(other)} {why}")
+        if choice["also_within_noise"]:
+            lines.append("  also within noise: " + "; ".join(f"{_name(c)} ({gap:.1%} apart)"
+                                                              for c, gap in choice["also_within_noise"]))
     return lines
 
 
@@ -284,6 +332,12 @@ def recommendation_lines(report) -> list[str]:
     if rec["failed"]:
         lines.append("failed or incomplete (not recommended): " + "; ".join(
             f"{_name(c)} ({c['failed']} run(s))" for c in rec["failed"]))
+    loaded = [r for r in report.rows if (r.get("host_other_cpus") or 0.0) >= COMPETING_CPUS]
+    if loaded:
+        lines.append(f"host load: other processes competed for this machine's CPUs during {len(loaded)} of "
+                     f"{len(report.rows)} run(s) (up to {max(r['host_other_cpus'] for r in loaded):.1f} CPUs on "
+                     f"average: {', '.join(r['run_id'] for r in loaded)}): their figures are slower and noisier than "
+                     "on an idle machine")
     return lines
 
 
@@ -302,13 +356,24 @@ def config_cells(config: dict, extra: tuple = ()) -> dict:
     return cells
 
 
-def terminal_cells(config: dict, names: tuple = ("samples_per_s", "time_to_accuracy_s", "cost_to_accuracy_usd")) -> dict:
-    """Compact cells (`<name>_text`) for the terminal: `26.9 (7%!)` = median 26.9, CV 7 % (over 5 %: marked)."""
+def _with_cv(value, cv) -> str:
+    """`26.9 (7%!)`: the value, its CV in brackets when known (over 5 %: marked)."""
     from instance_benchmarks.campaigns.report import format_value
 
+    return format_value(value) + (f" ({cv:.0%}{'!' if cv > NOISY_CV else ''})" if cv is not None else "")
+
+
+def terminal_cells(config: dict, names: tuple = ("samples_per_s", "time_to_accuracy_s", "cost_to_accuracy_usd")) -> dict:
+    """Compact cells (`<name>_text`) for the terminal: `26.9 (7%!)` = median 26.9, CV 7 % between repeats (over
+    5 %: marked)."""
     cells = dict(config)
     cells["runs_text"] = f"{config['runs']}" + (f" +{config['failed']} failed" if config["failed"] else "")
     for name in names:
-        value, cv = config.get(name), config.get(f"{name}_cv")
-        cells[f"{name}_text"] = format_value(value) + (f" ({cv:.0%}{'!' if cv > NOISY_CV else ''})" if cv is not None else "")
+        cells[f"{name}_text"] = _with_cv(config.get(name), config.get(f"{name}_cv"))
     return cells
+
+
+def terminal_run_cells(row: dict) -> dict:
+    """A run's cells for the terminal: its samples/s and sec/step with the CV of its step times, `1,204.3 (3%)`."""
+    return {**row, **{f"{name}_text": _with_cv(row.get(name), row.get("step_time_cv"))
+                      for name in ("samples_per_s", "sec_per_step")}}

@@ -2,7 +2,7 @@
 
     campaign: my-sweep
     repo: https://github.com/you/project.git   # your repository (a local path or file:// URL with --local)
-    ref: main
+    ref: main                            # resolved to its commit at launch: a new commit is measured as new runs
     script: train.py                     # a path in the repo; run as `python train.py --key=value ...`
     # workload: cartpole_pg              # or one of trainfleet's bundled workloads (then script is optional)
     # workdir: src                       # or, instead of script: shell commands run in a repo directory,
@@ -51,7 +51,7 @@ from instance_benchmarks.core.contract import (  # noqa: F401 (MARKETS, override
 )
 from instance_benchmarks.core.errors import TrainfleetInputError
 from instance_benchmarks.core.validation import (
-    validate_directory, validate_git_ref, validate_identifier, validate_local_repo, validate_positive,
+    redact, validate_directory, validate_git_ref, validate_identifier, validate_local_repo, validate_positive,
     validate_repo_url, validate_script_path, validate_snippet,
 )
 
@@ -112,6 +112,12 @@ class CampaignSpec:
     vary_seed: bool = False        # repeat n runs with seed = seed + n - 1
     nodes: int = 1                 # instances per run (backend sagemaker; torchrun across them)
     metrics_grace_minutes: float = METRICS_GRACE_MINUTES  # no metric line by then: the attempt ends `no metrics`
+    commit: str | None = None      # what `ref` resolved to at launch (campaigns.code.resolved); part of run ids
+
+    def code(self) -> dict:
+        """Everything of the code that decides what a run runs (hyperparameters aside): part of its run id."""
+        return {"repo": self.repo, "commit": self.commit, "workdir": self.workdir, "script": self.script,
+                "setup": self.setup, "run": self.run}
 
     def runs(self) -> list[RunSpec]:
         prefix = backend_class(self.backend).RUN_PREFIX
@@ -124,6 +130,7 @@ class CampaignSpec:
             # the first backend (no prefix) keeps the hashes campaigns had before backends were named
             key = [self.backend, instance_type, hyper] if prefix else [instance_type, hyper]
             key += [{"nodes": self.nodes}] if self.nodes > 1 else []  # one node keeps the ids it always had
+            key += [{"code": self.code()}] if self.commit else []  # other code, other runs (unbound: as before)
             digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
             for repeat in range(1, self.repeats + 1):
                 run_id = readable_run_id(prefix, instance_type, values, digest, repeat)
@@ -136,7 +143,7 @@ class CampaignSpec:
         arguments, or the `run` commands; hyperparameters are environment variables as well."""
         # a bundled workload installs its own requirements, not the trainfleet repository's (CDK, moto, ...)
         requirements = WORKLOAD_REQUIREMENTS if self.workload and not self.setup else None
-        return {"repo": self.repo, "ref": self.ref, "workdir": self.workdir, "setup": self.setup,
+        return {"repo": self.repo, "ref": self.ref, "commit": self.commit, "workdir": self.workdir, "setup": self.setup,
                 "requirements": requirements,
                 "script": None if self.run else self.script, "run": self.run,
                 "args": [] if self.run else override_args(run.hyperparameters),
@@ -241,7 +248,7 @@ def _repo(value: str, base_dir: Path | None, source: str) -> str:
         path = (base_dir or Path.cwd()) / path
     path = path.resolve()
     if not (path / ".git").exists():
-        raise TrainfleetInputError(f"{source}: repo {value!r} is neither an https:// URL nor a local git repository")
+        raise TrainfleetInputError(f"{source}: repo {redact(value)!r} is neither an https:// URL nor a local git repository")
     return validate_local_repo(f"file://{path}")
 
 

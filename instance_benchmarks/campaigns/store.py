@@ -96,6 +96,15 @@ def campaign_specs(s3, bucket: str, campaign: str) -> list[dict]:
             if isinstance(entry, dict) and isinstance(entry.get("spec"), dict)]
 
 
+def current_run_ids(document: dict | None) -> set[str] | None:
+    """The runs of the campaign's current code and settings (each backend's `run_ids`, written at its last
+    launch); its other runs were made from earlier code or settings. None: campaign.json from before run ids
+    were recorded, when every run counts as current."""
+    entries = [entry for entry in ((document or {}).get("backends") or {}).values() if isinstance(entry, dict)]
+    lists = [entry["run_ids"] for entry in entries if isinstance(entry.get("run_ids"), list)]
+    return {str(run_id) for ids in lists for run_id in ids} if lists else None
+
+
 def campaign_region(document: dict | None) -> str | None:
     """The region a campaign was launched in: campaign.json's `region`, else its specs' (older records)."""
     document = document or {}

@@ -14,6 +14,7 @@ from typing import Mapping
 from instance_benchmarks.core.errors import TrainfleetInputError, did_you_mean
 
 CATALOG_PATH = Path(__file__).parent / "data" / "catalog.json"
+PRECISIONS = ("fp32", "tf32", "fp16", "bf16")  # the precisions a run records (training_scripts.loop.run_precision)
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class InstanceSpec:
     image: str | None = None      # the machine image kind it boots on EC2 (catalog `images`); None: refused
     refused: str | None = None    # why trainfleet will not launch it on EC2 (no working image, too little memory)
     burstable: bool = False       # T family: launched in standard credit mode (no surplus-credit charges)
+    gpu_peaks: Mapping[str, float | None] = field(default_factory=dict)  # per-GPU dense TFLOP/s (catalog `gpu_peaks`)
 
     @property
     def family(self) -> str:
@@ -79,8 +81,19 @@ class InstanceSpec:
             raise TrainfleetInputError(f"{self.name} cannot run trainfleet on EC2: {self.refused}")
         return self
 
-    def peak_tflops(self, precision: str = "fp32") -> float:
-        return self.peak_fp16_tflops if precision in ("fp16", "bf16") else self.peak_fp32_tflops
+    def peak_tflops(self, precision: str = "fp32") -> float | None:
+        """Dense peak TFLOP/s of the whole type at `precision` (fp32 / tf32 / bf16 / fp16): for a GPU type its
+        model's figure in the catalog's `gpu_peaks` x gpu_count, None where the GPU has no such tensor cores
+        (a T4's tf32 or bf16); for a CPU type its fp32 figure (none for tf32)."""
+        return self.peaks().get(precision)
+
+    def peaks(self) -> dict[str, float | None]:
+        """Every precision's dense peak (TFLOP/s over the type's GPUs), as runs receive them for MFU."""
+        if self.is_gpu and self.gpu_peaks:
+            return {p: (round(self.gpu_peaks[p] * self.gpu_count, 3) if self.gpu_peaks.get(p) else None)
+                    for p in PRECISIONS}
+        return {"fp32": self.peak_fp32_tflops, "tf32": None,  # never the fp32 figure in its place
+                "fp16": self.peak_fp16_tflops, "bf16": self.peak_fp16_tflops}
 
 
 @dataclass(frozen=True)
@@ -168,8 +181,11 @@ def price_dates(name: str, fields: Mapping) -> dict[str, dict[str, str]]:
 
 
 def parse_catalog(data: Mapping) -> Catalog:
+    gpu_peaks = data.get("gpu_peaks", {})
     instances = {
-        name: InstanceSpec(name=name, **{**fields, **price_dates(name, fields), **_family_fields(name, fields, data)})
+        name: InstanceSpec(name=name, **{**fields, **price_dates(name, fields), **_family_fields(name, fields, data)},
+                           gpu_peaks={p: gpu_peaks[fields["gpu_model"]].get(p) for p in PRECISIONS}
+                           if fields.get("gpu_model") in gpu_peaks else {})
         for name, fields in data["instances"].items()
     }
     images = {kind: MachineImage(kind=kind, **fields) for kind, fields in data.get("images", {}).items()}

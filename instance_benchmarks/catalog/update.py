@@ -23,14 +23,13 @@ from instance_benchmarks.catalog import CATALOG_PATH, load_catalog
 from instance_benchmarks.catalog.instances import price_dates
 from instance_benchmarks.core.errors import TrainfleetInputError
 
-# Vendor dense peaks per GPU (FP32, FP16/BF16 tensor), TFLOPS.
-GPU_PEAKS = {"V100": (15.7, 125.0), "T4": (8.1, 65.0), "A10G": (31.2, 70.0), "L4": (30.3, 121.0),
-             "L40S": (91.6, 362.0), "A100": (19.5, 312.0), "H100": (67.0, 989.0), "H200": (67.0, 989.0)}
 LOCATION_FILTER = "regionCode"
 REGIONS = ("us-east-1", "us-east-2", "us-west-2", "eu-west-1", "eu-west-2", "eu-central-1", "ap-northeast-1")
 
 
-def hardware(ec2, instance_types: list[str]) -> dict[str, dict]:
+def hardware(ec2, instance_types: list[str], gpu_peaks: dict) -> dict[str, dict]:
+    """What describe_instance_types says of each type; GPU peaks from the catalog's curated `gpu_peaks` (dense
+    TFLOP/s per GPU model) x the GPU count."""
     found = {}
     paginator = ec2.get_paginator("describe_instance_types")
     for page in paginator.paginate(InstanceTypes=instance_types):
@@ -42,7 +41,8 @@ def hardware(ec2, instance_types: list[str]) -> dict[str, dict]:
             gpu = gpus[0] if gpus else None
             count = sum(g["Count"] for g in gpus)
             cpu_peak = round(cores * ghz * 32 / 1000, 3)
-            fp32, fp16 = (GPU_PEAKS[gpu["Name"]] if gpu and gpu["Name"] in GPU_PEAKS else (cpu_peak, cpu_peak))
+            peaks = gpu_peaks.get(gpu["Name"], {}) if gpu else {}
+            fp32, fp16 = (peaks["fp32"], peaks["fp16"]) if peaks else (cpu_peak, cpu_peak)
             found[item["InstanceType"]] = {
                 "vcpus": vcpus,
                 "memory_gib": round(item["MemoryInfo"]["SizeInMiB"] / 1024, 1),
@@ -76,14 +76,14 @@ def on_demand_price(pricing, instance_type: str, region: str) -> float | None:
 
 
 def build_catalog(ec2, pricing, instance_types: list[str], regions: list[str], today: str) -> dict:
-    hw = hardware(ec2, instance_types)
+    current = json.loads(CATALOG_PATH.read_text())
+    hw = hardware(ec2, instance_types, current.get("gpu_peaks", {}))
     instances = {}
     for name in instance_types:
         if name not in hw:
             continue
         prices = {r: p for r in regions if (p := on_demand_price(pricing, name, r)) is not None}
         instances[name] = {**hw[name], "on_demand_usd_per_hour": prices, "on_demand_as_of": today}
-    current = json.loads(CATALOG_PATH.read_text())
     for name, fields in instances.items():  # curated: SageMaker prices are not in the EC2 Pricing API
         old = current["instances"].get(name, {})
         if old.get("sagemaker_usd_per_hour"):  # kept with the dates they were established
@@ -93,7 +93,7 @@ def build_catalog(ec2, pricing, instance_types: list[str], regions: list[str], t
     return {
         "as_of": today,
         "source": "describe_instance_types and the AWS Pricing API (Linux, shared tenancy, on-demand)",
-        **kept,  # notes, images, families, min_memory_gib, EBS price: curated, not in these APIs
+        **kept,  # notes, images, families, gpu_peaks, min_memory_gib, EBS price: curated, not in these APIs
         "instances": instances,
     }
 

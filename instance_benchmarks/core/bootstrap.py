@@ -54,6 +54,10 @@ USER_DATA_LIMIT = 16 * 1024  # bytes EC2 accepts, in raw form before base64 (EC2
 # characters, region names far fewer than 25.
 LONGEST_BUCKET, LONGEST_REGION = "b" * 63, "r" * 25
 _AGENT_CONFIG_LINE = re.compile(r"^# agent configuration: s3 key (\S+) sha256 ([0-9a-f]{64})$", re.MULTILINE)
+# what the agent needs beyond the standard library and boto3 (pinned as in requirements.txt): RE2 matches the
+# campaign's metric regexes in linear time (agent/metrics.py); its manylinux wheels cover CPython 3.10-3.14 on
+# x86_64 and aarch64, the instances' Python 3.12 and the SageMaker images' 3.13 included
+AGENT_REQUIREMENTS = ("google-re2==1.1.20251105",)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _WHEEL = re.compile(r"^[A-Za-z0-9_.]+-[A-Za-z0-9_.+]+-py3-none-any\.whl$")
 
@@ -216,6 +220,8 @@ def build_agent_user_data(spec: AgentBootstrap) -> str:
         f"TRAINFLEET_WHEEL=\"$TRAINFLEET_ROOT\"/{q(spec.wheel_name)}",
         *_python_prelude(py),
         f"{py} -c 'import boto3' 2>/dev/null || {py} -m pip install -q --target \"$TRAINFLEET_ROOT/agent\" boto3",
+        f"{py} -c 'import re2' 2>/dev/null || {py} -m pip install -q --target \"$TRAINFLEET_ROOT/agent\" "
+        f"{' '.join(q(r) for r in AGENT_REQUIREMENTS)}",
         f'{download} {q(spec.wheel_key)} "$TRAINFLEET_WHEEL"',
         f'echo {q(spec.wheel_sha256)}"  $TRAINFLEET_WHEEL" | sha256sum -c --quiet -',
         f'{download} {q(spec.config_key)} "${AGENT_CONFIG_VAR}"',

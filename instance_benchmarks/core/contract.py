@@ -83,8 +83,9 @@ SAGEMAKER_MODEL_DIR_VAR = "SM_MODEL_DIR"          # alias of the output dir, as 
 CHECKPOINT_DIR_VAR = "TRAINFLEET_CHECKPOINT_DIR"  # restored before an attempt, synced to S3 during and after it
 RUN_ID_VAR = "TRAINFLEET_RUN_ID"
 INSTANCE_TYPE_VAR = "TRAINFLEET_INSTANCE_TYPE"
-# JSON {"device": "cuda"|"cpu", "gpu_count": n, "fp32": TFLOP/s, "fp16": ...}: the catalog's peaks (totals over
-# the instance's GPUs) for MFU; training_scripts/loop.py reads it (bf16 = fp16 dense on Ampere and newer).
+# JSON {"device": "cuda"|"cpu", "gpu_count": n, "fp32": TFLOP/s, "tf32": .., "fp16": .., "bf16": ..}: the catalog's
+# dense peaks (totals over the instance's GPUs) for MFU; training_scripts/loop.py reads the one of the precision
+# that ran (bf16 = fp16 dense on Ampere and newer).
 PEAK_TFLOPS_VAR = "TRAINFLEET_PEAK_TFLOPS"
 
 EXIT_INPUT_ERROR = 2
@@ -152,6 +153,15 @@ def peak_tflops_env(peaks: dict, gpu_count: int) -> str:
     """The value of PEAK_TFLOPS_VAR for an instance type's catalog peaks."""
     device = {"device": "cuda", "gpu_count": gpu_count} if gpu_count else {"device": "cpu"}
     return json.dumps({**device, **{k: v for k, v in peaks.items() if v}}, sort_keys=True)
+
+
+def peak_for(peaks: dict, precision: str) -> float | None:
+    """The dense peak for the precision a run recorded (fp32 / tf32 / fp16 / bf16) from an instance type's peaks
+    (InstanceSpec.peaks()); None when the GPU has none for it: a tf32 run is never measured against fp32.
+    Peaks recorded before tf32 existed carry fp32 and fp16 only: bf16 reads the fp16 figure there."""
+    if precision in peaks:
+        return peaks[precision]
+    return peaks.get("fp16") if precision == "bf16" else None
 
 
 def script_command(python: str, script: str, args: list[str], processes: int = 1) -> list[str]:

@@ -22,10 +22,21 @@ _SNIPPET = re.compile(r"^[^\x00-\x08\x0b-\x1f\x7f]*$")  # shell text: lines and 
 _ARG = re.compile(r"^[A-Za-z0-9._=,:/+@%-]*$")
 
 
+_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")  # https://user:token@host/... -> https://***@host/...
+
+
+def redact(text: str) -> str:
+    """`text` with the user name and password (a token) of any URL in it replaced by `***`: never printed."""
+    return _USERINFO.sub("***@", str(text))
+
+
 def validate_repo_url(url: str) -> str:
     """Accept https://host/path only: instances clone without keys, so ssh URLs cannot work there."""
     if not isinstance(url, str) or not url:
         raise TrainfleetInputError("repo URL is empty")
+    if url.startswith(("https://", "http://")) and _USERINFO.search(url):  # first: the messages below print the URL
+        raise TrainfleetInputError(f"repo URL {redact(url)!r} holds credentials: give it without them (they would be "
+                                   "stored with every run, and instances clone without credentials)")
     if not _SAFE_URL_CHARS.fullmatch(url):
         raise TrainfleetInputError(f"repo URL {url!r} contains characters that are not allowed in a git URL")
     if url.startswith("-"):

@@ -168,7 +168,7 @@ class EmbeddedEnvironment(Environment):
                 if name not in self._ran_jobs]
         if jobs:
             executor = LocalSageMakerExecutor(self.client("sagemaker"), self.client("s3"), self.cloud.server.env,
-                                              host=self.host, log=self.log)
+                                              host=self.host, log=self.log, own_pids=(self.cloud.server.pid,))
             for name in sorted(jobs):
                 self._ran_jobs.add(name)
                 executor.run_job(name)

@@ -6,13 +6,13 @@ requirements file with the SDK's own installer (as the SDK's sm_train.sh does), 
 job's hyperparameters as `--key value` and SM_* variables (paths under /opt/ml mapped to a temporary
 folder), then syncs checkpoints back and uploads `model.tar.gz` to the output path. It writes the
 seconds it measured to `sagemaker-timing.json` beside the run (moto reports none); with no spot
-capacity to reclaim here, billable = training seconds.
+capacity to reclaim here, billable = training seconds. The machine's load while the job ran goes into
+its attempt (`host_load`, see `hostload.py`).
 """
 from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
 import sys
 import tarfile
@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 
 from instance_benchmarks.backends.sagemaker.jobs import OPT_ML, model_archive_key
+from instance_benchmarks.embedded.hostload import HostLoadMeter, record_host_load
+from instance_benchmarks.embedded.worker import instance_environment
 from training_scripts.storage import S3Location
 
 
@@ -53,8 +55,9 @@ def _cli_value(value: str) -> str:
 
 
 class LocalSageMakerExecutor:
-    def __init__(self, sagemaker_client, s3, env: dict, *, host, log=print) -> None:
+    def __init__(self, sagemaker_client, s3, env: dict, *, host, log=print, own_pids: tuple[int, ...] = ()) -> None:
         self.sm, self.s3, self.env, self.host, self.log = sagemaker_client, s3, env, host, log
+        self.own_pids = own_pids  # moto's server: trainfleet's own CPU time, not a competitor's
 
     def run_job(self, job_name: str) -> int:
         job = self.sm.describe_training_job(TrainingJobName=job_name)
@@ -75,14 +78,10 @@ class LocalSageMakerExecutor:
             hyperparameters = {k: local(_cli_value(v)) for k, v in (job.get("HyperParameters") or {}).items()}
             args = [part for key, value in hyperparameters.items() for part in (f"--{key}", value)]
             code_dir = root / "input/data/code"
-            env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-            env.update(self.env)
-            env.update({name: local(value) for name, value in (job.get("Environment") or {}).items()})
-            env.update(SM_MODEL_DIR=str(model_dir), SM_HPS=json.dumps(hyperparameters),
-                       SM_CHANNEL_CODE=str(code_dir), SM_CURRENT_HOST="algo-1",
-                       TRAINFLEET_HOST_LABEL=f"{self.host.label} for {job['ResourceConfig']['InstanceType']}")
+            env = self.job_environment(job, root, model_dir, code_dir, hyperparameters)
             self.log(f"[{job_name}] running {source['entry_script']} as a SageMaker job (local executor)")
             started = time.monotonic()
+            meter = HostLoadMeter(self.own_pids).start()
             if source.get("requirements"):
                 installed = self.install_requirements(root, code_dir, source["requirements"], env)
                 if installed.returncode != 0:
@@ -92,10 +91,15 @@ class LocalSageMakerExecutor:
                                        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                        timeout=job["StoppingCondition"]["MaxRuntimeInSeconds"])
             seconds = time.monotonic() - started
+            load = meter.stop()
             if completed.returncode != 0:
                 self.log(completed.stdout[-2000:])
             if checkpoint.get("S3Uri"):
                 _upload_dir(self.s3, checkpoint_dir, checkpoint["S3Uri"])
+                run_bucket, run_prefix = _split(checkpoint["S3Uri"])
+                run_prefix = run_prefix.rsplit("/checkpoints", 1)[0]
+                record_host_load(S3Location(run_bucket, run_prefix, self.s3), load, run_prefix.rsplit("/", 1)[-1],
+                                 self.log, job_name=job_name)
             if completed.returncode == 0:
                 buffer = io.BytesIO()
                 with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
@@ -104,12 +108,23 @@ class LocalSageMakerExecutor:
                             archive.add(path, arcname=path.relative_to(model_dir).as_posix())
                 bucket, key = model_archive_key(job)
                 self.s3.put_object(Bucket=bucket, Key=key, Body=buffer.getvalue())
-                run_prefix = _split(checkpoint["S3Uri"])[1].rsplit("/checkpoints", 1)[0]
-                S3Location(_split(checkpoint["S3Uri"])[0], run_prefix, self.s3).write_bytes(
+                S3Location(run_bucket, run_prefix, self.s3).write_bytes(
                     "sagemaker-timing.json", json.dumps({
                         "training_seconds": seconds, "billable_seconds": seconds,
                         "source": "local executor (no spot capacity reclaimed: billable = training)"}).encode())
             return completed.returncode
+
+    def job_environment(self, job: dict, root: Path, model_dir: Path, code_dir: Path, hyperparameters: dict) -> dict:
+        """What the job's container would hold (its Environment, SM_* variables, a HOME) on the stand-ins'
+        allowlist (embedded/worker.instance_environment), never the host's environment."""
+        home = root / "home"
+        home.mkdir(exist_ok=True)
+        env = instance_environment(self.env, HOME=str(home))
+        env.update({name: value.replace(OPT_ML, str(root)) for name, value in (job.get("Environment") or {}).items()})
+        env.update(SM_MODEL_DIR=str(model_dir), SM_HPS=json.dumps(hyperparameters), SM_CHANNEL_CODE=str(code_dir),
+                   SM_CURRENT_HOST="algo-1",
+                   TRAINFLEET_HOST_LABEL=f"{self.host.label} for {job['ResourceConfig']['InstanceType']}")
+        return env
 
     @staticmethod
     def install_requirements(root: Path, code_dir: Path, requirements: str, env: dict):

@@ -6,8 +6,10 @@ checkpoints, logs, result.json, reports: the whole campaign state, which lives i
 into a folder, and restores them into a freshly deployed bucket when the next `--local` command starts;
 the commands then read and write them through the same boto3 code as on AWS.
 
-* Where: `$TRAINFLEET_LOCAL_STATE` if set, else `.trainfleet/local/` under the current directory (beside
-  `reports/`). One mirror for every region: the embedded default is one local account.
+* Where: one folder, whatever the current directory: `--state DIR`, else `$TRAINFLEET_STATE`, else
+  `$XDG_STATE_HOME/trainfleet`, else `~/.local/state/trainfleet` (`state_dir`). The mirror is its
+  `manifest.json`, `objects/` and `lock`; `--local` reports go to its `reports/` unless `--out` says
+  otherwise. One mirror for every region: the embedded default is one local account.
 * When: `campaign run --local` saves after each launch round, every 30 s while an instance runs (its
   checkpoints) and after each instance ends, so a SIGKILL loses at most the attempt that was running
   (its `launch.json` is there: the next run settles it as lost and relaunches it).
@@ -15,8 +17,8 @@ the commands then read and write them through the same boto3 code as on AWS.
   `manifest.json` (key -> SHA-256, metadata, content type) is replaced atomically after the objects it
   names are on disk, so a kill mid-save leaves the previous consistent state. A restored object's bytes
   are checked against the manifest's SHA-256 before they are uploaded.
-* Who: one writer at a time (`campaign run`/`collect --local` take an exclusive lock, `status`, `models`
-  and `local up` a shared one); a busy state is a one-line error, exit 2.
+* Who: one writer at a time (`campaign run`/`collect --local` take an exclusive lock, `status`, `logs`,
+  `models`, `info` and `local up` a shared one); a busy state is a one-line error, exit 2.
 """
 from __future__ import annotations
 
@@ -29,21 +31,29 @@ from pathlib import Path
 from instance_benchmarks.core.errors import TrainfleetInputError
 from training_scripts.storage import atomic_write
 
-STATE_ENV = "TRAINFLEET_LOCAL_STATE"
-DEFAULT_STATE = Path(".trainfleet") / "local"
+STATE_ENV = "TRAINFLEET_STATE"
 MANIFEST = "manifest.json"
+REPORTS = "reports"  # `--local` reports without --out: <state>/reports/<campaign>/
 VERSION = 1
 
 
-def default_state_dir() -> Path:
-    return Path(os.environ.get(STATE_ENV) or DEFAULT_STATE)
+def state_dir(explicit: Path | str | None = None) -> Path:
+    """The `--local` state folder, absolute and independent of the current directory: `explicit` (--state),
+    else $TRAINFLEET_STATE, else $XDG_STATE_HOME/trainfleet (an absolute XDG_STATE_HOME only, as the XDG
+    base directory specification says), else ~/.local/state/trainfleet."""
+    chosen = explicit or os.environ.get(STATE_ENV)
+    if chosen:
+        return Path(chosen).expanduser().absolute()
+    xdg = os.environ.get("XDG_STATE_HOME", "")
+    base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".local" / "state"
+    return base / "trainfleet"
 
 
 class LocalState:
     """A folder mirroring the embedded bucket. `open()` takes the lock; `restore` and `save` move objects."""
 
     def __init__(self, root: Path | str | None = None, *, writable: bool = True, log=print) -> None:
-        self.root = Path(root) if root is not None else default_state_dir()
+        self.root = state_dir(root)
         self.writable, self.log = writable, log
         self._lock = None
         self._etags: dict[str, str] = {}  # key -> ETag in this server's bucket, for what the manifest holds
@@ -63,7 +73,7 @@ class LocalState:
             self._lock = None
             raise TrainfleetInputError(
                 f"local state {self.root} is in use by another trainfleet --local command; wait for it to end "
-                f"(or point {STATE_ENV} at another folder)") from None
+                f"(or give it another --state folder)") from None
         self.entries = self._read_manifest()
         return self
 

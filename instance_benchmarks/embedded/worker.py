@@ -14,10 +14,13 @@ up and runs the training script. Only what moto cannot do is stood in for, here 
   as the launch template's shutdown behaviour (terminate) would;
 * the metadata service: disabled (no spot notices) unless a test passes a fake IMDS endpoint;
 * the hardware: results are labelled as measured on this machine (`TRAINFLEET_HOST_LABEL`), not on
-  the instance type they are priced as;
+  the instance type they are priced as, and the machine's load while each instance ran is recorded in
+  its attempt (`host_load`, see `hostload.py`), with a warning when other processes competed for its CPUs;
 * the machine's power: each instance's user data runs under `guard` (a subreaper), so ending the
   instance (watchdog, Ctrl-C, teardown) ends every process it started, and a killed `trainfleet` takes
-  its instances with it.
+  its instances with it;
+* the environment: an instance's is built from an allowlist (`instance_environment`), never from the host's
+  (whose GITHUB_TOKEN or AWS credentials an untrusted script would print into its logs).
 """
 from __future__ import annotations
 
@@ -34,14 +37,39 @@ import time
 from pathlib import Path
 
 from instance_benchmarks.backends.ec2.instances import campaign_instances, tag
-from instance_benchmarks.core.contract import RUN_TAG, now_iso
+from instance_benchmarks.core.contract import ATTEMPT_TAG, CAMPAIGN_TAG, RUN_TAG, now_iso, run_prefix
 from instance_benchmarks.embedded.guard import GRACE_SECONDS
+from instance_benchmarks.embedded.hostload import HostLoadMeter, record_host_load
+from training_scripts.storage import S3Location
 
 SHUTDOWN_STUB = """#!/bin/bash
 # trainfleet embedded default: stands in for shutdown(8); the worker terminates the instance in moto.
 echo "shutdown $*" >> "${0%/bin/shutdown}/shutdown.log"
 """
 _WATCHDOG = re.compile(r"^shutdown -h \+(\d+) ", re.MULTILINE)
+
+# What a stand-in takes from the host's environment, by name, and nothing else: how this machine reaches the
+# network and its package index (an instance reaches PyPI and GitHub directly), its locale, time zone, temporary
+# folder and GPU selection. Values are the host's own settings; none is a credential of trainfleet's.
+HOST_PASSTHROUGH = (
+    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+    "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
+    "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_TRUSTED_HOST", "PIP_CERT", "PIP_CONSTRAINT",
+    "PIP_NO_INDEX", "PIP_DEFAULT_TIMEOUT",
+    "LANG", "LC_ALL", "TZ", "TMPDIR", "CUDA_VISIBLE_DEVICES",
+)
+
+
+def instance_environment(cloud_env: dict, *, bin_dirs: tuple[str, ...] = (), **needs: str) -> dict:
+    """The environment of a stand-in instance or SageMaker job: what one has on AWS (a system PATH, a UTF-8
+    locale, AWS credentials and region, here moto's `cloud_env`), the host's HOST_PASSTHROUGH, and the
+    stand-in's own `needs` (its disk, boot time, host label...). Nothing else of the host's comes through."""
+    env = {"LANG": "C.UTF-8", **{k: os.environ[k] for k in HOST_PASSTHROUGH if k in os.environ}}
+    env.update(cloud_env)
+    env.update(PATH=os.pathsep.join([*bin_dirs, str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"]),
+               AWS_EC2_METADATA_DISABLED="true", PIP_DISABLE_PIP_VERSION_CHECK="1")
+    env.update(needs)
+    return env
 
 
 class LocalWorker:
@@ -56,20 +84,16 @@ class LocalWorker:
         self.on_progress, self.progress_seconds = on_progress, progress_seconds
 
     def env(self, instance: dict, sandbox: Path) -> dict:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TRAINFLEET_", "PYTHON", "VIRTUAL_ENV"))}
-        env.update(self.cloud.server.env)
-        env.update(
-            PATH=os.pathsep.join([str(sandbox / "bin"), str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"]),
+        env = instance_environment(
+            self.cloud.server.env, bin_dirs=(str(sandbox / "bin"),),
             HOME=str(sandbox / "home"),
             TRAINFLEET_ROOT=str(sandbox / "disk"),
             TRAINFLEET_LAUNCHED_AT=now_iso(),
             TRAINFLEET_HOST_LABEL=f"{self.host.label} for {instance['InstanceType']}",
             TRAINFLEET_HOST_PEAK_TFLOPS=str(self.host.peak_tflops),
             TRAINFLEET_HOST_PEAK_SOURCE=self.host.peak_source,
-            AWS_EC2_METADATA_DISABLED="true",
-            PIP_DISABLE_PIP_VERSION_CHECK="1",
         )
-        env.update(self.extra_env)
+        env.update(self.extra_env)  # what a test or the caller adds on purpose (a fake IMDS, shorter intervals)
         return env
 
     def run_instance(self, instance: dict) -> int:
@@ -89,6 +113,7 @@ class LocalWorker:
         self.log(f"[{instance_id}] {tag(instance, RUN_TAG)} on {instance['InstanceType']}: "
                  f"executing its user data in {sandbox} (local worker)")
         console = sandbox / "console.log"
+        meter = HostLoadMeter(own_pids=(self.cloud.server.pid,)).start()
         # the guard plays the machine: whatever the user data starts ends with it (or with this process)
         command = [sys.executable, "-m", "instance_benchmarks.embedded.guard", "--parent", str(os.getpid()),
                    "--grace", str(GRACE_SECONDS), "--", "/bin/bash", str(sandbox / "user-data.sh")]
@@ -106,6 +131,7 @@ class LocalWorker:
                 ec2.terminate_instances(InstanceIds=[instance_id])
                 raise
             ec2.terminate_instances(InstanceIds=[instance_id])  # shutdown -h now, behaviour = terminate
+        self.record_load(instance, meter.stop())
         if code != 0:
             self.log(console.read_text(errors="replace")[-3000:])
         return code
@@ -122,6 +148,14 @@ class LocalWorker:
             except subprocess.TimeoutExpired:
                 if self.on_progress is not None:
                     self.on_progress()
+
+    def record_load(self, instance: dict, load: dict | None) -> None:
+        """The machine's load while the instance ran, into its attempt in launch.json (`host_load`)."""
+        campaign, run_id, attempt = (tag(instance, name) for name in (CAMPAIGN_TAG, RUN_TAG, ATTEMPT_TAG))
+        if campaign and run_id and (attempt or "").isdigit():
+            location = S3Location(self.cloud.outputs["Storage"]["BucketName"], run_prefix(campaign, run_id),
+                                  self.cloud.client("s3"))
+            record_host_load(location, load, run_id, self.log, attempt=int(attempt))
 
     @staticmethod
     def _power_off(process: subprocess.Popen) -> int:

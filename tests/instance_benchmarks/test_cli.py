@@ -49,7 +49,7 @@ def test_bad_campaign_file_exits_2_with_one_line(tmp_path):
 def test_over_budget_validate_exits_2(tmp_path):
     spec = tmp_path / "big.yaml"
     spec.write_text(yaml.safe_dump(spec_dict(budget_usd=0.5, matrix={"instance_type": ["g5.xlarge"], "batch_size": [3, 5]})))
-    result = _trainfleet("campaign", "validate", str(spec))
+    result = _trainfleet("campaign", "validate", "--offline", str(spec))  # its repo is not reached from here
     assert result.returncode == 2 and "exceeds the budget" in result.stderr
 
 
@@ -95,3 +95,17 @@ def test_expired_credentials_is_one_line(monkeypatch, capsys):
         cli.main()
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == "error: AWS rejected the credentials (ExpiredTokenException): refresh them and try again\n"
+
+
+def test_every_read_command_takes_local_and_state():
+    for command in (["campaign", "status"], ["campaign", "collect"], ["campaign", "logs"], ["campaign", "run"],
+                    ["models", "list"], ["models", "download"], ["info"], ["local", "up"]):
+        result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, result.output
+        assert "--state" in result.output and ("--local" in result.output or command == ["local", "up"]), command
+
+
+def test_state_without_local_is_refused_before_any_aws_call(tmp_path):
+    result = _trainfleet("models", "list", "--state", str(tmp_path / "s"))
+    assert result.returncode == 2 and result.stderr.strip() == "error: --state names the --local state folder: add --local"
+    assert not (tmp_path / "s").exists()

@@ -52,6 +52,7 @@ def cloud(tmp_path_factory):
     rewrite = {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": f"url.{repo.as_uri()}.insteadOf", "GIT_CONFIG_VALUE_0": URL,
                "TRAINFLEET_PROGRESS_SECONDS": "0.2"}
     env = EmbeddedEnvironment.start(worker_env=rewrite, log=lambda message: None)
+    env.git_rewrite = {key: value for key, value in rewrite.items() if key.startswith("GIT_")}  # the user's git too
     yield env
     env.close()
 
@@ -66,7 +67,8 @@ def _spec(tmp_path: Path, campaign: str, **changes) -> Path:
 
 
 def _env(cloud, **extra) -> dict:
-    return {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, **cloud.cloud.server.env, **extra}
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, **cloud.cloud.server.env,
+            **cloud.git_rewrite, **extra}
 
 
 def _start(cloud, *args, **extra) -> subprocess.Popen:

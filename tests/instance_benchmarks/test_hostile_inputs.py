@@ -145,6 +145,10 @@ FILES = {  # case id -> campaign file content (str or bytes)
                                                                       "a": list(range(30)), "b": list(range(30))}),
     "target metric never emitted": _yaml(target={"metric": "val_accuracy", "value": 0.9}),
     "target shape": _yaml(target={"metric": "final10_reward"}),
+    # metric regexes run under RE2 (linear time): what it cannot run is refused at validate, naming the field
+    "metric regex backreference": _yaml(metric_definitions=[{"name": "loss", "regex": r"(\d)\1"}]),
+    "metric regex lookbehind": _yaml(metric_definitions=[{"name": "loss", "regex": r"(?<=loss=)([0-9.]+)"}]),
+    "metric regex huge repeat": _yaml(metric_definitions=[{"name": "loss", "regex": "((x{1000}){1000})"}]),
     "max runtime over a week": _yaml(max_runtime_minutes=7 * 24 * 60 + 1),
     "budget negative": _yaml(budget_usd=-1),
     "budget text": _yaml(budget_usd="ten"),

@@ -158,3 +158,12 @@ def test_cli_refuses_unknown_jobs_and_bad_targets_with_exit_2(monkeypatch, capsy
     assert not (tmp_path / "x").exists()
     code, _, err = _cli(monkeypatch, capsys, "logs", "broke")  # no log pushed: says so, not success
     assert code == 1 and "no bootstrap.log" in err
+
+
+@pytest.mark.parametrize("follow", [[], ["--follow", "--poll-seconds", "1"]], ids=["logs", "follow"])
+def test_a_jobs_output_reaches_the_terminal_defused(monkeypatch, capsys, fleet, deployed, s3, follow):
+    """The job's script wrote its log: its escapes are shown as text, lines stay lines."""
+    end = "trainfleet: bootstrap finished with status 0\n"
+    _put(s3, fleet, "done", {"bootstrap.log": f"\x1b]0;pwned\x07ok \u202eexe\r\n\x9b2Jend\n{end}".encode()})
+    code, out, _ = _cli(monkeypatch, capsys, "logs", "done", *follow)
+    assert code == 0 and out == f"\\x1b]0;pwned\\x07ok \\u202eexe\n\\x9b2Jend\n{end}"

@@ -9,12 +9,11 @@ import pytest
 from instance_benchmarks import runner
 from instance_benchmarks.backends.ec2.instances import LIVE_STATES, campaign_instances, tag
 from instance_benchmarks.backends.infrastructure import resolve_infrastructure
-from instance_benchmarks.campaigns.spec import parse_spec
 from instance_benchmarks.campaigns.store import read_json, run_location, write_json
 from instance_benchmarks.core.bootstrap import agent_config_pointer
 from instance_benchmarks.core.contract import CAMPAIGN_TAG, RUN_TAG
 from instance_benchmarks.core.errors import TrainfleetInputError
-from tests.instance_benchmarks.conftest import spec_dict
+from tests.instance_benchmarks.conftest import bound_spec, spec_dict, torn_down_run
 
 
 def test_launch_one_tagged_instance_per_run(env, ec2, s3, infra, spec):
@@ -60,7 +59,7 @@ def test_finished_runs_are_not_launched_again(env, s3, infra, spec):
 
 
 def test_over_budget_launches_nothing(env, ec2):
-    spec = parse_spec(spec_dict(budget_usd=0.2, matrix={"instance_type": ["g5.xlarge"], "batch_size": [3, 5]}))
+    spec = bound_spec(spec_dict(budget_usd=0.2, matrix={"instance_type": ["g5.xlarge"], "batch_size": [3, 5]}))
     with pytest.raises(TrainfleetInputError, match=r"budget \$0.20 refused.*nothing launched"):
         runner.launch(env, spec)
     assert campaign_instances(ec2, "sweep") == []
@@ -79,7 +78,7 @@ def _end_last_attempt(s3, infra, run_id: str, outcome: str) -> None:
 
 
 def test_max_attempts_stops_relaunching(env, s3, infra):
-    spec = parse_spec(spec_dict(max_attempts=1, matrix={"instance_type": ["c5.xlarge"], "batch_size": [3]}))
+    spec = bound_spec(spec_dict(max_attempts=1, matrix={"instance_type": ["c5.xlarge"], "batch_size": [3]}))
     runner.launch(env, spec)
     runner.teardown(env, "sweep")
     _end_last_attempt(s3, infra, spec.runs()[0].run_id, "interrupted")  # as if spot had reclaimed it
@@ -91,7 +90,7 @@ def test_max_attempts_stops_relaunching(env, s3, infra):
 def test_teardowns_and_never_started_attempts_do_not_count_against_max_attempts(env, s3, infra):
     """Two Ctrl-Cs (each a teardown) and a launcher killed mid-launch with max_attempts 2: the run is
     launched again, each earlier attempt kept with its cost. Before, it was given up after two."""
-    spec = parse_spec(spec_dict(max_attempts=2, matrix={"instance_type": ["c5.xlarge"], "batch_size": [3]}))
+    spec = bound_spec(spec_dict(max_attempts=2, matrix={"instance_type": ["c5.xlarge"], "batch_size": [3]}))
     run_id = spec.runs()[0].run_id
     for _ in range(2):
         runner.launch(env, spec)
@@ -125,7 +124,7 @@ def test_torn_down_attempts_keep_their_cost(env, s3, infra, spec):
 
 
 def test_a_torn_down_cost_counts_in_the_budget_and_a_second_teardown_changes_nothing(env, s3, infra):
-    spec = parse_spec(spec_dict(budget_usd=0.2, max_runtime_minutes=60,
+    spec = bound_spec(spec_dict(budget_usd=0.2, max_runtime_minutes=60,
                                 matrix={"instance_type": ["c5.xlarge"], "batch_size": [3]}))
     runner.launch(env, spec)
     runner.teardown(env, "sweep")
@@ -140,7 +139,7 @@ def test_a_torn_down_cost_counts_in_the_budget_and_a_second_teardown_changes_not
 
 
 def test_input_errors_and_timeouts_are_not_retried(env, s3, infra):
-    spec = parse_spec(spec_dict(matrix={"instance_type": ["c5.xlarge"], "batch_size": [3, 5, 7]}))
+    spec = bound_spec(spec_dict(matrix={"instance_type": ["c5.xlarge"], "batch_size": [3, 5, 7]}))
     runner.launch(env, spec)
     runner.teardown(env, "sweep")
     outcomes = [{"outcome": "failed", "exit_code": 2}, {"outcome": "timeout", "exit_code": -9},
@@ -157,7 +156,7 @@ def test_input_errors_and_timeouts_are_not_retried(env, s3, infra):
 
 def test_teardown_leaves_nothing_running(env, ec2, spec):
     runner.launch(env, spec)
-    other = parse_spec(spec_dict(campaign="other", matrix={"instance_type": ["m5.large"], "batch_size": [3]}))
+    other = bound_spec(spec_dict(campaign="other", matrix={"instance_type": ["m5.large"], "batch_size": [3]}))
     runner.launch(env, other)
     [summary] = [s for s in runner.teardown(env, "sweep") if s.backend == "ec2"]
     assert len(summary.stopped) == 6
@@ -184,7 +183,7 @@ def test_status_rows_show_cost_so_far(env, spec):
 
 
 def test_local_repositories_are_refused_on_aws(env, workloads_repo):
-    spec = parse_spec(spec_dict(repo=str(workloads_repo)))
+    spec = bound_spec(spec_dict(repo=str(workloads_repo)))
     with pytest.raises(TrainfleetInputError, match="local repository: only the embedded default"):
         runner.launch(env, spec)
 
@@ -210,7 +209,7 @@ def _client_error(code: str):
 
 
 def test_no_capacity_in_one_az_tries_the_next(env, ec2, infra, monkeypatch):
-    spec = parse_spec(spec_dict(matrix={"instance_type": ["c5.xlarge"], "batch_size": [3]}))
+    spec = bound_spec(spec_dict(matrix={"instance_type": ["c5.xlarge"], "batch_size": [3]}))
     real, tried = ec2.run_instances, []
 
     def first_az_full(**kwargs):
@@ -245,7 +244,7 @@ def _is_spot(kwargs) -> bool:
 
 @pytest.mark.parametrize("code", ["VcpuLimitExceeded", "MaxSpotInstanceCountExceeded", "InstanceLimitExceeded"])
 def test_a_quota_error_stops_the_launch_and_names_the_quota_to_raise(env, ec2, s3, infra, monkeypatch, code):
-    spec = parse_spec(spec_dict(matrix={"instance_type": ["c5.xlarge", "g4dn.xlarge"], "batch_size": [3, 5]}))
+    spec = bound_spec(spec_dict(matrix={"instance_type": ["c5.xlarge", "g4dn.xlarge"], "batch_size": [3, 5]}))
     calls = _failing_run_instances(env, monkeypatch, code, lambda kw: kw["InstanceType"].startswith("g4dn"))
     summary = runner.launch(env, spec)
     assert [x["instance_type"] for x in summary.launched] == ["c5.xlarge", "c5.xlarge"]
@@ -275,7 +274,7 @@ def test_quota_names_follow_the_instance_class_and_market():
 @pytest.mark.parametrize("code, tries", [("InsufficientInstanceCapacity", 2), ("InsufficientCapacity", 2),
                                           ("SpotMaxPriceTooLow", 1)])
 def test_no_capacity_in_any_az_launches_the_specs_fallback(env, ec2, s3, infra, monkeypatch, code, tries):
-    spec = parse_spec(spec_dict(fallback={"market": "on-demand"}, matrix={"instance_type": ["c5.xlarge"], "batch_size": [3]}))
+    spec = bound_spec(spec_dict(fallback={"market": "on-demand"}, matrix={"instance_type": ["c5.xlarge"], "batch_size": [3]}))
     calls = _failing_run_instances(env, monkeypatch, code, _is_spot)
     summary = runner.launch(env, spec)
     assert len([c for c in calls if _is_spot(c)]) == tries  # every AZ, unless the price is the problem
@@ -288,7 +287,7 @@ def test_no_capacity_in_any_az_launches_the_specs_fallback(env, ec2, s3, infra, 
 
 
 def test_no_capacity_without_fallback_is_recorded_and_the_other_runs_go_on(env, ec2, s3, infra, monkeypatch):
-    spec = parse_spec(spec_dict(matrix={"instance_type": ["g4dn.xlarge", "c5.xlarge"], "batch_size": [3]}))
+    spec = bound_spec(spec_dict(matrix={"instance_type": ["g4dn.xlarge", "c5.xlarge"], "batch_size": [3]}))
     _failing_run_instances(env, monkeypatch, "InsufficientInstanceCapacity", lambda kw: kw["InstanceType"] == "g4dn.xlarge")
     summary = runner.launch(env, spec)
     assert [x["instance_type"] for x in summary.launched] == ["c5.xlarge"] and summary.stopped is None
@@ -297,7 +296,7 @@ def test_no_capacity_without_fallback_is_recorded_and_the_other_runs_go_on(env, 
 
 
 def test_a_type_not_offered_in_the_stacks_azs_stops_the_launch(env, ec2, monkeypatch):
-    spec = parse_spec(spec_dict(matrix={"instance_type": ["g6e.xlarge"], "batch_size": [3, 5]}))
+    spec = bound_spec(spec_dict(matrix={"instance_type": ["g6e.xlarge"], "batch_size": [3, 5]}))
     _failing_run_instances(env, monkeypatch, "Unsupported")
     summary = runner.launch(env, spec)
     assert summary.launched == [] and len(summary.not_started) == 2
@@ -305,7 +304,7 @@ def test_a_type_not_offered_in_the_stacks_azs_stops_the_launch(env, ec2, monkeyp
 
 
 def test_each_type_boots_its_images_template_and_t_types_use_standard_credits(env, ec2, infra, monkeypatch):
-    spec = parse_spec(spec_dict(matrix={"instance_type": ["c5.xlarge", "g5.xlarge", "t3.medium"], "batch_size": [3]}))
+    spec = bound_spec(spec_dict(matrix={"instance_type": ["c5.xlarge", "g5.xlarge", "t3.medium"], "batch_size": [3]}))
     calls = _failing_run_instances(env, monkeypatch, "never", lambda kw: False)
     runner.launch(env, spec)
     by_type = {c["InstanceType"]: c for c in calls}
@@ -318,7 +317,7 @@ def test_each_type_boots_its_images_template_and_t_types_use_standard_credits(en
 
 def test_the_budget_counts_the_fallback_when_it_costs_more(env, ec2):
     """c5.large spot may fall back to on-demand g5.xlarge: the worst case is the g5's price."""
-    spec = parse_spec(spec_dict(budget_usd=0.5, fallback={"instance_type": "g5.xlarge", "market": "on-demand"},
+    spec = bound_spec(spec_dict(budget_usd=0.5, fallback={"instance_type": "g5.xlarge", "market": "on-demand"},
                                 matrix={"instance_type": ["c5.large"], "batch_size": [3]}))
     with pytest.raises(TrainfleetInputError, match=r"worst case \$0\.5[0-9] for 1 runs"):
         runner.launch(env, spec)
@@ -327,7 +326,7 @@ def test_the_budget_counts_the_fallback_when_it_costs_more(env, ec2):
 
 def test_a_launcher_killed_during_run_instances_is_resolved(env, ec2, s3, infra, monkeypatch):
     """The attempt is written as `launching` before the call; the next launch adopts what started."""
-    spec = parse_spec(spec_dict(matrix={"instance_type": ["c5.xlarge"], "batch_size": [3, 5]}))
+    spec = bound_spec(spec_dict(matrix={"instance_type": ["c5.xlarge"], "batch_size": [3, 5]}))
     real = ec2.run_instances
     calls = []
 
@@ -357,7 +356,7 @@ def test_a_broken_record_is_reported_for_its_run_and_the_others_go_on(env, ec2, 
     can do that): status marks those runs unreadable, never relaunches them, and reports the rest."""
     from instance_benchmarks.campaigns.report import build_report
 
-    spec = parse_spec(spec_dict(matrix={"instance_type": ["c5.xlarge"], "batch_size": [3, 5, 7]}))
+    spec = bound_spec(spec_dict(matrix={"instance_type": ["c5.xlarge"], "batch_size": [3, 5, 7]}))
     runner.launch(env, spec)
     runner.teardown(env, "sweep")
     fine, truncated, listed = (r.run_id for r in spec.runs())
@@ -385,7 +384,7 @@ def _failed(attempt: int, exit_code, note=None) -> dict:
 def test_a_run_that_fails_the_same_way_twice_is_not_retried(env, s3, infra):
     """Retries are for interruptions and capacity: a failed script gets one more attempt, unless it failed
     on its input; two failures with the same exit status and last log line end the run."""
-    spec = parse_spec(spec_dict(max_attempts=5, matrix={"instance_type": ["c5.xlarge"], "batch_size": [3, 5, 7, 10, 12]}))
+    spec = bound_spec(spec_dict(max_attempts=5, matrix={"instance_type": ["c5.xlarge"], "batch_size": [3, 5, 7, 10, 12]}))
     runner.launch(env, spec)
     runner.teardown(env, "sweep")
     same_note, other_note, same_log, other_log, once = (r.run_id for r in spec.runs())
@@ -411,7 +410,7 @@ def test_a_run_that_fails_the_same_way_twice_is_not_retried(env, s3, infra):
 
 
 def test_a_torn_down_run_is_relaunched_but_bad_input_never(env, s3, infra):
-    spec = parse_spec(spec_dict(max_attempts=3, matrix={"instance_type": ["c5.xlarge"], "batch_size": [3, 5]}))
+    spec = bound_spec(spec_dict(max_attempts=3, matrix={"instance_type": ["c5.xlarge"], "batch_size": [3, 5]}))
     runner.launch(env, spec)
     runner.teardown(env, "sweep")
     torn, bad = (r.run_id for r in spec.runs())
@@ -425,15 +424,8 @@ def test_a_torn_down_run_is_relaunched_but_bad_input_never(env, s3, infra):
 
 
 def test_a_no_metrics_attempt_is_not_retried_and_its_note_is_the_failure_line(env, s3, infra):
-    spec = parse_spec(spec_dict(matrix={"instance_type": ["c5.xlarge"], "batch_size": [3]}))
-    runner.launch(env, spec)
-    runner.teardown(env, "sweep")
-    [run] = spec.runs()
-    location = run_location(s3, infra.bucket, "sweep", run.run_id)
-    record = read_json(location, "launch.json")
     note = "no metrics: no output line matched metric_definitions (val_mse: regex 'val_mse=([0-9.]+)') in 300s"
-    record["attempts"][-1].update(outcome="no metrics", exit_code=-15, note=note)
-    write_json(location, "launch.json", record)
+    spec, run, _ = torn_down_run(env, infra.bucket, outcome="no metrics", exit_code=-15, note=note)
     again = runner.launch(env, spec)
     assert again.launched == [] and again.why_given_up == {run.run_id: "no metrics: not retried"}
     [failure] = runner.failure_report(env, "sweep")
@@ -461,7 +453,7 @@ def test_a_planted_wheel_at_the_agent_key_is_replaced(env, s3, infra, spec, plan
 def test_an_instance_ended_before_it_ran_is_not_billed(env, s3, infra, monkeypatch):
     """EC2 bills from the running state: an instance a teardown ends while still pending (on the embedded
     default: still queued, never booted) is recorded torn down at $0, not at the 60-second minimum."""
-    spec = parse_spec(spec_dict(matrix={"instance_type": ["c5.xlarge"], "batch_size": [3, 5]}))
+    spec = bound_spec(spec_dict(matrix={"instance_type": ["c5.xlarge"], "batch_size": [3, 5]}))
     queued = spec.runs()[1].run_id
     real = env.started_at
     monkeypatch.setattr(env, "started_at", lambda instance: None if tag(instance, RUN_TAG) == queued else real(instance))

@@ -20,8 +20,8 @@ from training_scripts.loop import Preempted, fit
 ROOT = Path(__file__).resolve().parents[2]
 GPT = dict(n_layer=2, n_head=2, n_embd=32, block_size=16, batch_size=8, data="synthetic", synthetic_tokens=3000,
            window_stride=16, epochs=2, checkpoint_every=5, log_every=4, dropout=0.1, warmup_steps=3, device="cpu")
-CIFAR = dict(width=8, synthetic_size=128, data="synthetic", batch_size=32, epochs=2, checkpoint_every=3, log_every=2,
-             device="cpu")
+CIFAR = dict(width=8, synthetic_size=128, data="synthetic", batch_size=24, epochs=2, checkpoint_every=3, log_every=2,
+             device="cpu")  # 5 steps an epoch: the stop flag's first poll (step 8) is mid-epoch
 
 
 class Crash(Exception):
@@ -63,13 +63,15 @@ def _worker(rank: int, world: int, ports: list[int], out: str, workload: str) ->
         return fit(config, module.build_task(config), should_stop=should_stop, echo=False)
 
     attempt("a", ports[0])
+    # the flag is polled every loop.STOP_POLL_STEPS (8) steps: poll 1 is step 8, poll 2 step 16, poll 3 step 24
+    first = 2 if workload == "gpt_tokens" else 1
     with pytest.raises(Preempted):  # only rank 1 is asked to stop: every rank stops at the same step
-        attempt("b", ports[1], _stopper(6, (lambda: True) if rank == 1 else None))
+        attempt("b", ports[1], _stopper(first, (lambda: True) if rank == 1 else None))
     attempt("b", ports[2])
     if workload != "gpt_tokens":  # the crash path is the same code for every workload: once is enough
         return
     with pytest.raises(Crash):
-        attempt("c", ports[3], _stopper(7, _crash))
+        attempt("c", ports[3], _stopper(3, _crash))
     attempt("c", ports[4])
 
 
@@ -92,7 +94,8 @@ def test_two_gloo_ranks_resume_to_identical_weights(tmp_path, workload):
     assert ckpt["world_size"] == 2 and len(ckpt["rng_ranks"]) == 2
     assert not torch.equal(ckpt["rng_ranks"][0]["torch"], ckpt["rng_ranks"][1]["torch"])  # own streams per rank
     history = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in history if r.get("event") == "preempted"] == [6]
+    stopped_at = {"gpt_tokens": 16, "cifar10_resnet": 8}[workload]  # the poll (every 8 steps) after the request
+    assert [r["step"] for r in history if r.get("event") == "preempted"] == [stopped_at]
 
 
 def test_ranks_take_disjoint_shards_of_each_global_batch():

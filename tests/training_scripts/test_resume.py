@@ -47,7 +47,7 @@ def tabular_reference(tmp_path_factory):
     return config, _weights(out)
 
 
-@pytest.mark.parametrize("stop_at", [1, 5, 6, 14])
+@pytest.mark.parametrize("stop_at", [1, 4, 5, 11])  # 4 steps an epoch (1200 rows // 256), 12 in all
 def test_graceful_stop_then_resume_matches(tmp_path, tabular_reference, stop_at):
     config, reference = tabular_reference
     config = replace(config, output=str(tmp_path))
@@ -58,7 +58,7 @@ def test_graceful_stop_then_resume_matches(tmp_path, tabular_reference, stop_at)
     _assert_same(_weights(tmp_path), reference)
 
 
-@pytest.mark.parametrize("crash_at", [5, 8, 14])
+@pytest.mark.parametrize("crash_at", [4, 8, 11])
 def test_hard_crash_resumes_from_last_checkpoint_and_matches(tmp_path, tabular_reference, crash_at):
     config, reference = tabular_reference
     config = replace(config, output=str(tmp_path))
@@ -67,8 +67,8 @@ def test_hard_crash_resumes_from_last_checkpoint_and_matches(tmp_path, tabular_r
     tabular_mlp.run(config)
     _assert_same(_weights(tmp_path), reference)
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
-    # the first checkpoint is written at the end of epoch 0 (after step 5); a crash before it restarts from scratch
-    assert any('"event": "resumed"' in line for line in lines) == (crash_at > 5)
+    # the first checkpoint is written at the end of epoch 0 (after step 4); a crash before it restarts from scratch
+    assert any('"event": "resumed"' in line for line in lines) == (crash_at > 4)
 
 
 def test_lstm_resume_matches(tmp_path):
@@ -76,7 +76,7 @@ def test_lstm_resume_matches(tmp_path):
     lstm_regressor.run(replace(base, output=str(tmp_path / "a")))
     interrupted = replace(base, output=str(tmp_path / "b"))
     with pytest.raises(Preempted):
-        fit(interrupted, lstm_regressor.build_task(interrupted), should_stop=_stopper(9, None), echo=False)
+        fit(interrupted, lstm_regressor.build_task(interrupted), should_stop=_stopper(6, None), echo=False)  # of 8 steps (624 // 128 an epoch)
     lstm_regressor.run(interrupted)
     _assert_same(_weights(tmp_path / "a"), _weights(tmp_path / "b"))
 

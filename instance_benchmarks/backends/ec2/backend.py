@@ -99,7 +99,7 @@ class Ec2Backend(Backend):
             "bucket": self.env.infra.bucket, "region": spec.region, "task": spec.task_dict(run),
             "hyperparameters": run.hyperparameters, "instance_type": price.instance_type, "market": price.market,
             "price": price.to_dict(), "max_runtime_minutes": spec.max_runtime_minutes, "target": spec.target,
-            "peak_tflops": {"fp32": instance.peak_fp32_tflops, "fp16": instance.peak_fp16_tflops},
+            "peak_tflops": instance.peaks(),
             "gpu_count": instance.gpu_count, "pip_extra_index_url": image.pip_extra_index_url,
         }
 

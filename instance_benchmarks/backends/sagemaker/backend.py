@@ -161,7 +161,7 @@ class SageMakerBackend(Backend):
         else:
             instance = load_catalog().get(record["attempts"][-1]["instance_type"])
             nodes = last.get("nodes") or 1  # the peaks are per instance; MFU counts the whole cluster's
-            peak = {"fp32": instance.peak_fp32_tflops * nodes, "fp16": instance.peak_fp16_tflops * nodes}
+            peak = {precision: value * nodes if value else None for precision, value in instance.peaks().items()}
         return jobs.collect_job(self.env.client("sagemaker"), self.env.client("s3"), self.env.infra.bucket,
                                 spec["campaign"], run_id, record, peak_tflops=peak,
                                 host=host.label if host else None, target=spec.get("target"))

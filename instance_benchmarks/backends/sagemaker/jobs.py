@@ -30,8 +30,9 @@ from pathlib import Path
 
 from instance_benchmarks.campaigns.harness import summarize
 from instance_benchmarks.campaigns.store import read_json, run_location, write_json
+from instance_benchmarks.core.bootstrap import AGENT_REQUIREMENTS
 from instance_benchmarks.core.contract import (
-    CAMPAIGN_TAG, CHECKPOINT_DIR_VAR, NO_METRICS, RUN_TAG, hyperparameter_text, now_iso, run_prefix,
+    CAMPAIGN_TAG, CHECKPOINT_DIR_VAR, NO_METRICS, RUN_TAG, hyperparameter_text, now_iso, peak_for, run_prefix,
 )
 from instance_benchmarks.core.errors import TrainfleetInputError
 import training_scripts
@@ -101,9 +102,15 @@ def default_image(region: str, instance) -> str:
     return uri
 
 
-ENTRY = """import pathlib, sys
+ENTRY = f"""import importlib, pathlib, subprocess, sys
 here = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(here / "_trainfleet"))
+try:
+    import re2  # noqa: F401  # the agent's linear-time metric regexes
+except ImportError:  # the image lacks it: install the pinned wheel beside trainfleet's
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--target", str(here / "_trainfleet"),
+                    *{list(AGENT_REQUIREMENTS)!r}], check=True)
+    importlib.invalidate_caches()
 from instance_benchmarks.agent.container import main
 sys.exit(main(here))
 """
@@ -127,7 +134,7 @@ def stage_source(into: Path, spec, run) -> dict:
     from instance_benchmarks.agent.main import clone
     from instance_benchmarks.backends.ec2.wheel import build_wheel
 
-    commit = clone(spec.repo, spec.ref, into / "repo")
+    commit = clone(spec.repo, spec.ref, into / "repo", spec.commit)
     shutil.rmtree(into / "repo" / ".git")
     wheel = build_wheel()
     with zipfile.ZipFile(wheel.path) as archive:
@@ -269,10 +276,10 @@ def collect_job(sagemaker_client, s3, bucket: str, campaign: str, run_id: str, r
     train.write_bytes("result.json", files["result.json"])
     price = _settle_completed(job, location, last)
     history = [json.loads(line) for line in files.get("metrics.jsonl", b"").splitlines() if line.strip()]
-    precision = "fp16" if train_result.get("precision") in ("fp16", "bf16") else "fp32"
-    figures = summarize(history, script_result=train_result, usd_per_hour=price, peak_tflops=peak_tflops[precision],
-                        target=target)
-    _write_result(location, record, campaign, run_id, host=host, peak=peak_tflops[precision], figures=figures,
+    precision = train_result.get("precision") or "fp32"
+    peak = peak_for(peak_tflops, precision)
+    figures = summarize(history, script_result=train_result, usd_per_hour=price, peak_tflops=peak, target=target)
+    _write_result(location, record, campaign, run_id, host=host, peak=peak, figures=figures,
                   workload=train_result.get("workload"), fingerprint=train_result.get("fingerprint"),
                   precision=precision, train_artifacts=train_result["artifacts"], final=train_result["final"],
                   world_size=train_result.get("world_size"))

@@ -1,4 +1,4 @@
-"""The agent runs on a bare instance: it may import the standard library, boto3 and its own package only."""
+"""The agent runs on a bare instance: it may import the standard library, boto3, google-re2 (re2) and its own package only."""
 import subprocess
 import sys
 from pathlib import Path

@@ -23,9 +23,8 @@ import pytest  # noqa: E402
 
 from instance_benchmarks import runner  # noqa: E402
 from instance_benchmarks.backends.ec2.instances import LIVE_STATES, campaign_instances  # noqa: E402
-from instance_benchmarks.campaigns.spec import parse_spec  # noqa: E402
 from instance_benchmarks.campaigns.store import read_json, run_location  # noqa: E402
-from tests.instance_benchmarks.conftest import spec_dict  # noqa: E402
+from tests.instance_benchmarks.conftest import bound_spec, spec_dict  # noqa: E402
 from tests.instance_benchmarks.test_runner import _failing_run_instances, _is_spot  # noqa: E402
 
 
@@ -38,7 +37,7 @@ from tests.instance_benchmarks.test_runner import _failing_run_instances, _is_sp
 def test_an_account_not_set_up_stops_the_launch_with_the_fix(env, ec2, s3, infra, monkeypatch, code, fix):
     """A fresh account: no spot service-linked role (and no iam:CreateServiceLinkedRole), or not verified yet.
     Before, the ClientError escaped and the campaign crashed mid-launch."""
-    spec = parse_spec(spec_dict(matrix={"instance_type": ["c5.xlarge", "g4dn.xlarge"], "batch_size": [3]}))
+    spec = bound_spec(spec_dict(matrix={"instance_type": ["c5.xlarge", "g4dn.xlarge"], "batch_size": [3]}))
     calls = _failing_run_instances(env, monkeypatch, code, _is_spot)
     summary = runner.launch(env, spec)
     assert summary.launched == [] and len(calls) == 1  # no other AZ, no other run: nothing changes until fixed
@@ -51,7 +50,7 @@ def test_an_account_not_set_up_stops_the_launch_with_the_fix(env, ec2, s3, infra
 
 
 def test_unfulfillable_spot_capacity_tries_the_other_az_then_the_fallback(env, ec2, infra, monkeypatch):
-    spec = parse_spec(spec_dict(fallback={"market": "on-demand"}, matrix={"instance_type": ["c5.xlarge"],
+    spec = bound_spec(spec_dict(fallback={"market": "on-demand"}, matrix={"instance_type": ["c5.xlarge"],
                                                                           "batch_size": [3]}))
     calls = _failing_run_instances(env, monkeypatch, "UnfulfillableCapacity", _is_spot)
     summary = runner.launch(env, spec)

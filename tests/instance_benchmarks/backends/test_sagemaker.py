@@ -19,7 +19,7 @@ from instance_benchmarks.campaigns.spec import parse_spec
 from instance_benchmarks.campaigns.store import read_json, record_campaign, run_location, write_json
 from instance_benchmarks.core.errors import TrainfleetInputError
 from instance_benchmarks.environment import Environment
-from tests.instance_benchmarks.conftest import spec_dict
+from tests.instance_benchmarks.conftest import bound_spec, spec_dict
 
 
 def sm_spec(**changes):
@@ -426,7 +426,7 @@ def test_other_create_training_job_errors_propagate(sm_env, monkeypatch):
 
 def test_the_runner_records_a_refused_sagemaker_launch(sm_env, monkeypatch, s3, bucket):
     _refuse_create_training_job(sm_env, monkeypatch, "ResourceLimitExceeded", QUOTA_MESSAGE)
-    spec = parse_spec(sm_spec(matrix={"instance_type": ["g5.xlarge"], "batch_size": [3]}))
+    spec = bound_spec(sm_spec(matrix={"instance_type": ["g5.xlarge"], "batch_size": [3]}))
     summary = runner.launch(sm_env, spec)
     [run] = spec.runs()
     assert summary.launched == [] and [r["run_id"] for r in summary.refused] == [run.run_id]

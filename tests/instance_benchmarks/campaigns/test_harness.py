@@ -1,3 +1,5 @@
+import statistics
+
 import pytest
 
 from instance_benchmarks.campaigns.harness import (
@@ -86,3 +88,16 @@ def test_direction_follows_the_metric_name():
     assert not any(higher_is_better(name) for name in ("ms_per_batch", "sec_per_step", "s_per_iter", "latency_ms", "val_nll"))
     assert all(higher_is_better(name) for name in ("samples_per_s", "tokens_per_second", "items_per_sec", "mfu"))
     assert time_to_target([{"loss": 0.4, "train_t": 2.0}], "loss", 0.5, higher_is_better("loss")) == 2.0
+
+
+def test_the_spread_of_step_times_is_recorded_with_each_run():
+    from instance_benchmarks.campaigns.harness import step_time_cv
+
+    assert step_time_cv(FOREIGN) == pytest.approx(0.0)  # three steady intervals of 1 s per 10 steps
+    assert step_time_cv(HISTORY) == pytest.approx(statistics.stdev([0.1, 0.1, 0.2]) / statistics.mean([0.1, 0.1, 0.2]))
+    uneven = [{"t": float(t), "step": step} for t, step in ((0, 0), (1, 10), (2, 10 + 10), (4, 30), (5, 40))]
+    rates = [0.1, 0.2, 0.1]  # the first interval is warm-up
+    cv = statistics.stdev(rates) / statistics.mean(rates)
+    assert step_time_cv(uneven) == pytest.approx(cv)
+    assert summarize(uneven, usd_per_hour=1.0, peak_tflops=None, target=None)["step_time_cv"] == pytest.approx(cv)
+    assert step_time_cv(uneven[:3]) is None  # one steady interval: no spread

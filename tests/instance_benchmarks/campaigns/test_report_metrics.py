@@ -87,7 +87,7 @@ def test_the_terminal_table_shows_the_first_metric_beside_sec_per_step_time_and_
     text = out.getvalue()
     assert "training time and run cost; valid_loss: last, best (min)" in text
     header = next(line for line in text.splitlines() if line.startswith("run "))
-    assert header.split()[-8:] == ["sec/step", "train", "(s)", "cost", "($)", "last", "best", "status"]
+    assert header.split()[-9:] == ["sec/step", "(CV)", "train", "(s)", "cost", "($)", "last", "best", "status"]
     line = next(line for line in text.splitlines() if line.startswith("c5-xlarge-aa "))
     assert line.split()[-5:] == ["30.0", "0.0030", "4.5000", "4.0000", "complete"]
     out.seek(0), out.truncate()

@@ -95,7 +95,9 @@ def test_without_a_target_the_cheapest_complete_run_is_named():
     report = _report([_record("c5-a", "c5.xlarge", 32, rate=1000.0, tta=None, price=0.1),
                       _record("m5-b", "m5.large", 32, rate=1000.0, tta=None, price=0.4)], target=None)
     assert [r["status"] for r in report.rows] == ["complete", "complete"]
-    assert report.recommendation["headline"] == "c5.xlarge batch_size=32 is the cheapest run"
+    # both runs cost $0.01 (the fixture's): named, and said to be a tie
+    assert report.recommendation["headline"] == ("c5.xlarge batch_size=32 is the cheapest run, within noise of m5.large "
+                                                 "batch_size=32 (cannot rank them: run more repeats)")
 
 
 def test_cost_breakdown_bills_boot_setup_training_idle_ebs_and_interrupted_attempts():
@@ -127,3 +129,98 @@ def test_benchmark_slices_are_ranked_by_their_prediction_not_the_target():
     assert [r["status"] for r in report.rows] == ["slice", "slice"] and not report.recommendation["missed"]
     assert report.recommendation["headline"] == "m5.large batch_size=32 is the cheapest predicted for the whole job"
     assert recommendation_lines(report)[1] == "cheapest: m5.large batch_size=32: $1.5000 predicted for the whole job, 1.5000 h (1 run)"
+
+
+def _slices(*configs):
+    """Slice runs: (run id, instance type, predicted $, CV of the slice's step times)."""
+    records = []
+    for run_id, itype, usd, cv in configs:
+        record = _record(run_id, itype, 32, rate=1000.0, tta=None)
+        record["result"]["step_time_cv"] = cv
+        record["result"]["prediction"] = {"measured_units": 100, "sec_per_unit": 0.1, "usd_per_unit": 1e-5, "cv": cv,
+                                          "est_seconds": 3600 * usd, "est_usd": usd, "est_usd_low": usd * 0.9,
+                                          "est_usd_high": usd * 1.1, "est_on_demand_usd": usd * 2}
+        records.append(record)
+    return _report(records)
+
+
+def _cheapest_lines(report):
+    """The recommendation's lines about the cheapest choice (up to the fastest's)."""
+    lines = recommendation_lines(report)
+    return lines[1:next(i for i, line in enumerate(lines) if line.startswith("fastest"))]
+
+
+def test_slices_that_differ_less_than_their_spread_are_within_noise_and_not_ranked():
+    report = _slices(("c5-a", "c5.xlarge", 1.00, 0.12), ("m5-b", "m5.large", 1.08, 0.10))  # 8 % apart, CV 10-12 %
+    cheapest = report.recommendation["cheapest"]
+    assert cheapest["within_noise"] and cheapest["cannot_rank"]
+    assert report.recommendation["headline"] == ("c5.xlarge batch_size=32 is the cheapest predicted for the whole job, "
+                                                 "within noise of m5.large batch_size=32 (cannot rank them: run more "
+                                                 "repeats)")
+    lines = recommendation_lines(report)
+    assert lines[1] == ("cheapest: c5.xlarge batch_size=32: $1.0000 predicted for the whole job, 1.0000 h "
+                        "(1 run, step-time CV 12.0% (noisy))")
+    assert lines[2] == ("  within noise: m5.large batch_size=32 differs by 8.0%, less than the spread (step-time CV "
+                        "12.0% within the run): cannot rank them; `repeats: 3` would tell them apart")
+    assert report.configs[0]["step_time_cv"] == 0.12 and report.rows[0]["pred_cv"] == 0.12
+
+
+def test_slices_whose_ranges_overlap_are_within_noise_but_ranked_when_the_gap_exceeds_the_spread():
+    report = _slices(("c5-a", "c5.xlarge", 1.00, 0.05), ("m5-b", "m5.large", 1.08, 0.04), ("m6-c", "m6i.large", 1.5, 0.04))
+    cheapest = report.recommendation["cheapest"]
+    assert cheapest["within_noise"] and not cheapest["cannot_rank"]  # [0.95, 1.05] and [1.037, 1.123] overlap
+    assert report.recommendation["headline"].endswith("within noise of m5.large batch_size=32")
+    assert recommendation_lines(report)[2] == (
+        "  within noise: m5.large batch_size=32 differs by 8.0%; their ranges (median +- spread: step-time CV 5.0% "
+        "within the run; step-time CV 4.0% within the run) overlap: either will do")
+    apart = _slices(("c5-a", "c5.xlarge", 1.00, 0.02), ("m5-b", "m5.large", 1.08, 0.02))
+    assert not apart.recommendation["cheapest"]["within_noise"]
+    assert not any("within noise" in line for line in _cheapest_lines(apart))
+
+
+def test_every_choice_within_noise_of_the_winner_is_named():
+    report = _slices(("c5-a", "c5.xlarge", 1.00, 0.10), ("m5-b", "m5.large", 1.02, 0.10), ("m6-c", "m6i.large", 1.05, 0.1),
+                     ("r5-d", "r5.large", 2.0, 0.01))
+    lines = _cheapest_lines(report)
+    assert "  also within noise: m6i.large batch_size=32 (5.0% apart)" in lines
+    assert not any("r5.large" in line for line in lines)
+
+
+def test_repeats_and_step_times_both_count_in_the_spread():
+    records = [_record("c5-a", "c5.xlarge", 32, rate=1000.0, tta=100.0), _record("c5-a-r2", "c5.xlarge", 32, rate=1000.0, tta=101.0),
+               _record("m5-b", "m5.large", 32, rate=1000.0, tta=110.0), _record("m5-b-r2", "m5.large", 32, rate=1000.0, tta=111.0)]
+    assert not _report(records).recommendation["fastest"]["within_noise"]  # repeats agree to 1 %: 10 % apart is real
+    for record in records:
+        record["result"]["step_time_cv"] = 0.2  # but each run's step times spread by 20 %
+    fastest = _report(records).recommendation["fastest"]
+    assert fastest["within_noise"] and fastest["cannot_rank"]
+    assert "less than the spread (step-time CV 20.0% within the runs): cannot rank them; more repeats would" in \
+        "\n".join(recommendation_lines(_report(records)))
+
+
+def test_runs_measured_while_other_processes_competed_for_the_cpus_are_flagged():
+    records = [_record("c5-a", "c5.xlarge", 32, rate=1000.0, tta=100.0), _record("m5-b", "m5.large", 32, rate=900.0, tta=150.0)]
+    records[1]["launch"]["attempts"][0]["host_load"] = {"cpus": 2, "seconds": 150.0, "busy_cpus": 2.0, "run_cpus": 0.7,
+                                                        "other_cpus": 1.3, "load_avg_1m": 3.1}
+    report = _report(records)
+    assert [r["host_other_cpus"] for r in report.rows] == [None, 1.3]
+    assert recommendation_lines(report)[-1] == (
+        "host load: other processes competed for this machine's CPUs during 1 of 2 run(s) (up to 1.3 CPUs on average: "
+        "m5-b): their figures are slower and noisier than on an idle machine")
+    records[1]["launch"]["attempts"][0]["host_load"]["other_cpus"] = 0.05  # background noise: no warning
+    assert not any(line.startswith("host load") for line in recommendation_lines(_report(records)))
+
+
+def test_each_runs_step_time_spread_is_in_every_report_format():
+    from instance_benchmarks.campaigns.report import to_csv, to_markdown
+    from instance_benchmarks.campaigns.report_html import to_html
+    from instance_benchmarks.campaigns.report_stats import terminal_run_cells
+
+    records = [_record("c5-a", "c5.xlarge", 32, rate=1000.0, tta=100.0), _record("m5-b", "m5.large", 32, rate=900.0, tta=150.0)]
+    records[0]["result"]["step_time_cv"] = 0.0712
+    report = _report(records)
+    assert "step_time_cv" in to_csv(report).decode().splitlines()[0] and ",0.0712," in to_csv(report).decode()
+    assert "step time CV" in to_markdown(report) and "| 0.0712 |" in to_markdown(report)
+    assert "step time CV" in to_html(report, {}) and "0.0712" in to_html(report, {})
+    assert terminal_run_cells(report.rows[0])["samples_per_s_text"] == "1,000.0 (7%!)"
+    assert terminal_run_cells(report.rows[1])["samples_per_s_text"] == "900.0"

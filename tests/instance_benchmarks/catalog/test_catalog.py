@@ -63,3 +63,15 @@ def test_a_type_whose_family_has_no_image_is_refused_naming_the_gap():
     catalog = parse_catalog(data)
     with pytest.raises(TrainfleetInputError, match="z1d.large cannot run trainfleet on EC2: its family has no machine image"):
         catalog.image_for("z1d.large")
+
+
+def test_gpu_peaks_come_from_the_per_model_table_times_the_gpu_count():
+    catalog = load_catalog()
+    for spec in catalog.instances.values():
+        if spec.is_gpu:
+            assert spec.gpu_peaks, f"{spec.gpu_model} has no row in gpu_peaks"
+            assert spec.peak_tflops("fp32") == pytest.approx(spec.peak_fp32_tflops)  # the instance line agrees
+            assert spec.peak_tflops("fp16") == pytest.approx(spec.peak_fp16_tflops)
+    assert catalog.get("p5.48xlarge").peak_tflops("tf32") == pytest.approx(8 * 494.5)
+    assert catalog.get("g4dn.xlarge").peak_tflops("tf32") is None  # Turing: no TF32, never the fp32 figure
+    assert catalog.get("c5.xlarge").peak_tflops("tf32") is None

@@ -30,6 +30,9 @@ def test_build_catalog_from_stubbed_aws():
     assert c5["peak_fp32_tflops"] == 0.192 and c5["on_demand_usd_per_hour"] == {"us-east-1": 0.17}
     assert catalog["images"]["gpu"]["ssm_parameter"].startswith("/aws/service/deeplearning")  # curated sections kept
     assert catalog["families"]["p3"]["refused"] and catalog["min_memory_gib"] == 2
+    assert (g5["peak_fp32_tflops"], g5["peak_fp16_tflops"]) == (35.0, 70.0)  # from the curated gpu_peaks, kept too
+    h100, h200 = catalog["gpu_peaks"]["H100"], catalog["gpu_peaks"]["H200"]
+    assert all(h200[p] == h100[p] for p in ("fp32", "tf32", "fp16", "bf16"))
     # every price with its date: the fetched ones today's, the kept SageMaker prices the date they were set
     assert g5["on_demand_as_of"] == "2026-11-22" and g5["sagemaker_as_of"]["us-east-1"] == "2025-06-01"
 

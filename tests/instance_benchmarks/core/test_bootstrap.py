@@ -327,3 +327,22 @@ def test_a_job_whose_user_data_would_pass_16_kb_is_refused_before_deploy():
 def test_the_configurations_key_is_built_from_validated_ids_only(field, value):
     with pytest.raises(TrainfleetInputError):
         AgentBootstrap(**{**AGENT.__dict__, "agent_config": {**AGENT.agent_config, field: value}})
+
+
+def test_an_instance_without_re2_installs_the_pinned_wheel_beside_the_agent(sandbox, tmp_path):
+    """The agent matches metric regexes with RE2: an image without it gets requirements.txt's pin, next to the
+    agent (the pin is the one the launcher and the embedded default use)."""
+    from instance_benchmarks.backends.sagemaker.jobs import ENTRY
+    from instance_benchmarks.core.bootstrap import AGENT_REQUIREMENTS
+
+    pinned = Path(__file__).resolve().parents[3].joinpath("requirements.txt").read_text().splitlines()
+    assert AGENT_REQUIREMENTS == ("google-re2==1.1.20251105",) and set(AGENT_REQUIREMENTS) <= set(pinned)
+    shutil.copytree(sandbox / "bin", tmp_path / "bin", symlinks=True)
+    stub = (tmp_path / "bin" / "python3")
+    stub.write_text(stub.read_text().replace("exit 0\n", 'if [ "$2" = "import re2" ]; then exit 1; fi\nexit 0\n'))
+    calls = run_in_sandbox(tmp_path, build_agent_user_data(AGENT), "no-re2")
+    base = tmp_path / "no-re2"
+    install = ["python3", "-m", "pip", "install", "-q", "--target", str(base / "agent"), *AGENT_REQUIREMENTS]
+    assert install in calls and calls.index(install) < calls.index(
+        next(c for c in calls if c[:4] == ["python3", "-m", "instance_benchmarks.agent", "run"]))
+    assert repr(list(AGENT_REQUIREMENTS)) in ENTRY  # a SageMaker image without it installs the same pin

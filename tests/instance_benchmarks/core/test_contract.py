@@ -18,8 +18,12 @@ def test_one_gpu_runs_the_script_plainly_and_more_run_one_process_per_gpu():
 
 def test_peaks_of_a_multi_gpu_type_reach_the_loop_per_gpu_used():
     spec = load_catalog().get("g5.12xlarge")
-    text = contract.peak_tflops_env({"fp32": spec.peak_fp32_tflops, "fp16": spec.peak_fp16_tflops}, spec.gpu_count)
-    assert json.loads(text) == {"device": "cuda", "gpu_count": 4, "fp32": 124.8, "fp16": 280.0}
+    text = contract.peak_tflops_env(spec.peaks(), spec.gpu_count)
+    assert json.loads(text) == {"device": "cuda", "gpu_count": 4, "fp32": 140.0, "tf32": 140.0, "fp16": 280.0,
+                                "bf16": 280.0}
+    t4 = load_catalog().get("g4dn.xlarge")
+    assert json.loads(contract.peak_tflops_env(t4.peaks(), 1)) == {"device": "cuda", "gpu_count": 1, "fp32": 8.1,
+                                                                   "fp16": 65.0}  # no tf32, no bf16 on a T4
     assert contract.PEAK_TFLOPS_VAR == loop.PEAK_TFLOPS_VAR  # the script reads what the agent writes
     cpu = contract.peak_tflops_env({"fp32": 1.5, "fp16": 0}, 0)
     assert json.loads(cpu) == {"device": "cpu", "fp32": 1.5}  # no fp16 figure: no fp16 MFU
@@ -40,3 +44,11 @@ def test_a_task_adds_only_allowlisted_names_to_the_runs_environment():
                "lr": "0.1", "batch_size": "32", "n": 3, "a b": "1"}
     assert task_environment({"env": hostile}) == {"lr": "0.1", "batch_size": "32"}
     assert task_environment({"env": ["lr"]}) == {} and task_environment({}) == {} and task_environment(None) == {}
+
+
+def test_a_run_is_measured_against_the_peak_of_the_precision_it_recorded():
+    a100 = load_catalog().get("p4d.24xlarge").peaks()
+    assert (contract.peak_for(a100, "fp32"), contract.peak_for(a100, "tf32"), contract.peak_for(a100, "bf16")) == \
+        (156.0, 1248.0, 2496.0)  # 8 x 19.5, 8 x 156, 8 x 312 dense
+    legacy = {"fp32": 19.5, "fp16": 312.0}  # peaks recorded before tf32 was
+    assert contract.peak_for(legacy, "bf16") == 312.0 and contract.peak_for(legacy, "tf32") is None

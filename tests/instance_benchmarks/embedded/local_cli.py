@@ -1,5 +1,5 @@
 """Helpers for tests that run `trainfleet ... --local` as a user would: its own process, its own local state
-folder (`TRAINFLEET_LOCAL_STATE`), a tiny two-run campaign whose second run can be held until a file goes."""
+folder (`TRAINFLEET_STATE`), a tiny two-run campaign whose second run can be held until a file goes."""
 from __future__ import annotations
 
 import json
@@ -57,11 +57,13 @@ class Command:
     """`trainfleet ARGS` in its own process; stdout read line by line on a thread, so a test can wait for a
     line (an event), not for a time."""
 
-    def __init__(self, state: Path, *args: str) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TRAINFLEET_"))}
-        env["TRAINFLEET_LOCAL_STATE"] = str(state)
+    def __init__(self, state: Path | None, *args: str, cwd: Path = ROOT, env: dict | None = None) -> None:
+        """`state`: the TRAINFLEET_STATE folder (None: unset, `env` says where); `env`: variables added."""
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TRAINFLEET_"))}, **(env or {})}
+        if state is not None:
+            env["TRAINFLEET_STATE"] = str(state)
         self.process = subprocess.Popen([sys.executable, "-c", "from instance_benchmarks.cli import main; main()", *args],
-                                        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines: list[str] = []
         self._queue: queue.Queue = queue.Queue()
         self._reader = threading.Thread(target=self._read, daemon=True)

@@ -46,6 +46,7 @@ def cloud(tmp_path_factory):
     # the instances' git fetches the https URL from the local repository (the only stand-in here)
     rewrite = {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": f"url.{repo.as_uri()}.insteadOf", "GIT_CONFIG_VALUE_0": URL}
     env = EmbeddedEnvironment.start(worker_env=rewrite, log=lambda message: None)
+    env.git_rewrite = rewrite  # and the user's git resolves the ref there too (campaign run's ls-remote)
     yield env
     env.close()
 
@@ -60,7 +61,8 @@ def _spec(tmp_path: Path, campaign: str, **changes) -> Path:
 
 
 def _run(cloud, *args) -> subprocess.Popen:
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, **cloud.cloud.server.env}
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, **cloud.cloud.server.env,
+           **cloud.git_rewrite}
     return subprocess.Popen([sys.executable, "-c", "from instance_benchmarks.cli import main; main()", *args],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

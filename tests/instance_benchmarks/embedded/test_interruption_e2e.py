@@ -8,10 +8,9 @@ from dataclasses import replace
 import torch
 
 from instance_benchmarks import runner
-from instance_benchmarks.campaigns.spec import parse_spec
 from instance_benchmarks.campaigns.store import read_json, run_location
 from instance_benchmarks.embedded.environment import EmbeddedEnvironment
-from tests.instance_benchmarks.conftest import make_git_repo, spec_dict
+from tests.instance_benchmarks.conftest import bound_spec, make_git_repo, spec_dict
 from tests.instance_benchmarks.embedded.fake_imds import FakeIMDS
 from training_scripts import cartpole_pg
 
@@ -44,7 +43,7 @@ def _interrupted_run(spec, tmp_path, checkpoint_name: str):
 
 
 def test_interrupted_bundled_run_resumes_to_the_same_weights(tmp_path, workloads_repo):
-    spec = parse_spec(spec_dict(campaign="interrupt", repo=str(workloads_repo), max_attempts=3,
+    spec = bound_spec(spec_dict(campaign="interrupt", repo=str(workloads_repo), max_attempts=3,
                                 fallback={"market": "on-demand"}, hyperparameters=HYPER,
                                 matrix={"instance_type": ["c5.xlarge"]}))
     outcome, record, _ = _interrupted_run(spec, tmp_path, "latest.pt")
@@ -87,7 +86,7 @@ open(os.path.join(os.environ["TRAINFLEET_OUTPUT_DIR"], "done.txt"), "w").write("
 
 def test_a_foreign_script_resumes_from_its_checkpoint_dir(tmp_path):
     make_git_repo(tmp_path / "slow", {"train.py": SLOW_SCRIPT})
-    spec = parse_spec(spec_dict(campaign="foreign-resume", workload=None, repo=str(tmp_path / "slow"), ref="main",
+    spec = bound_spec(spec_dict(campaign="foreign-resume", workload=None, repo=str(tmp_path / "slow"), ref="main",
                                 script="train.py", target=None, hyperparameters={}, max_attempts=3,
                                 matrix={"instance_type": ["c5.xlarge"]}))
     outcome, record, history = _interrupted_run(spec, tmp_path, "state.json")

@@ -7,10 +7,9 @@ import pytest
 
 from instance_benchmarks import runner
 from instance_benchmarks.campaigns.models import download_run
-from instance_benchmarks.campaigns.spec import parse_spec
 from instance_benchmarks.campaigns.store import read_json, run_location
 from instance_benchmarks.embedded.environment import EmbeddedEnvironment
-from tests.instance_benchmarks.conftest import make_git_repo, spec_dict
+from tests.instance_benchmarks.conftest import bound_spec, make_git_repo, spec_dict
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -25,7 +24,7 @@ def test_a_foreign_repository_is_cloned_measured_and_reported(embedded, tmp_path
     """A plain PyTorch script in its own git repo (knows two env variables, prints JSON lines)."""
     example = ROOT / "examples" / "bring-your-own"
     commit = make_git_repo(tmp_path / "mine", {name: (example / name).read_text() for name in ("train.py", "requirements.txt")})
-    spec = parse_spec(spec_dict(campaign="byo", workload=None, repo=str(tmp_path / "mine"), ref="main", script="train.py",
+    spec = bound_spec(spec_dict(campaign="byo", workload=None, repo=str(tmp_path / "mine"), ref="main", script="train.py",
                                 hyperparameters={"epochs": 4}, target={"metric": "val_accuracy", "value": 0.95},
                                 matrix={"instance_type": ["c5.xlarge", "m5.large"], "batch_size": [64, 256]}))
     outcome = runner.run_to_report(embedded, [spec], out=tmp_path / "out", log=lambda *_: None)
@@ -54,7 +53,7 @@ def test_hostile_hyperparameter_values_reach_the_script_as_literal_text(embedded
               "open(os.path.join(os.environ['TRAINFLEET_OUTPUT_DIR'], 'argv.json'), 'w').write(json.dumps(sys.argv[1:]))\n")
     make_git_repo(tmp_path / "echo", {"echo.py": script})
     values = ["$(touch /tmp/trainfleet-pwned)", "; rm -rf / #", "`id`", "'quoted' \"twice\""]
-    spec = parse_spec(spec_dict(campaign="literal", workload=None, repo=str(tmp_path / "echo"), ref="main",
+    spec = bound_spec(spec_dict(campaign="literal", workload=None, repo=str(tmp_path / "echo"), ref="main",
                                 script="echo.py", target=None, hyperparameters={},
                                 matrix={"instance_type": ["c5.xlarge"], "note": values}))
     outcome = runner.run_to_report(embedded, [spec], out=tmp_path / "out", log=lambda *_: None)
@@ -88,7 +87,7 @@ def test_a_planted_wheel_is_replaced_and_the_campaign_completes(embedded, tmp_pa
 
 
 def test_bundled_workloads_from_a_fork(embedded, workloads_repo, tmp_path):
-    spec = parse_spec(spec_dict(campaign="bundled", repo=str(workloads_repo), hyperparameters={"epochs": 3, "max_episode_steps": 60},
+    spec = bound_spec(spec_dict(campaign="bundled", repo=str(workloads_repo), hyperparameters={"epochs": 3, "max_episode_steps": 60},
                                 matrix={"instance_type": ["c5.xlarge", "m5.large"], "batch_size": [3, 5]}))
     outcome = runner.run_to_report(embedded, [spec], out=tmp_path, log=lambda *_: None)
     report = outcome["report"]
@@ -108,7 +107,7 @@ def test_bundled_workloads_from_a_fork(embedded, workloads_repo, tmp_path):
 
 def test_a_broken_repository_fails_its_runs_and_says_why(embedded, tmp_path):
     make_git_repo(tmp_path / "broken", {"train.py": "raise SystemExit('no data here')\n"})
-    spec = parse_spec(spec_dict(campaign="broken", workload=None, repo=str(tmp_path / "broken"), ref="main",
+    spec = bound_spec(spec_dict(campaign="broken", workload=None, repo=str(tmp_path / "broken"), ref="main",
                                 script="train.py", target=None, hyperparameters={}, max_attempts=2,
                                 matrix={"instance_type": ["c5.xlarge"]}))
     outcome = runner.run_to_report(embedded, [spec], out=tmp_path / "out", log=lambda *_: None)
@@ -123,8 +122,8 @@ def test_sagemaker_runs_land_beside_ec2_runs_in_one_report(embedded, workloads_r
     hyper = {"epochs": 3, "max_episode_steps": 60}
     common = dict(campaign="mixed", repo=str(workloads_repo), hyperparameters=hyper,
                   matrix={"instance_type": ["c5.xlarge"], "batch_size": [3, 5]})
-    ec2 = parse_spec(spec_dict(**common))
-    sm = parse_spec(spec_dict(**common, backend="sagemaker", sagemaker={"max_wait_minutes": 60}))
+    ec2 = bound_spec(spec_dict(**common))
+    sm = bound_spec(spec_dict(**common, backend="sagemaker", sagemaker={"max_wait_minutes": 60}))
     outcome = runner.run_to_report(embedded, [ec2, sm], out=tmp_path, log=lambda *_: None)
     rows = outcome["report"].rows
     assert sorted(r["backend"] for r in rows) == ["ec2", "ec2", "sagemaker", "sagemaker"]
@@ -145,7 +144,7 @@ def test_a_foreign_repository_runs_unchanged_on_sagemaker(embedded, tmp_path):
     common = dict(campaign="byo-sm", workload=None, repo=str(tmp_path / "mine"), ref="main", script="train.py",
                   hyperparameters={"epochs": 3}, target={"metric": "val_accuracy", "value": 0.95},
                   matrix={"instance_type": ["c5.xlarge"], "batch_size": [256]})
-    specs = [parse_spec(spec_dict(**common)), parse_spec(spec_dict(**common, backend="sagemaker"))]
+    specs = [bound_spec(spec_dict(**common)), bound_spec(spec_dict(**common, backend="sagemaker"))]
     outcome = runner.run_to_report(embedded, specs, out=tmp_path / "out", log=lambda *_: None)
     rows = outcome["report"].rows
     assert sorted(r["backend"] for r in rows) == ["ec2", "sagemaker"]

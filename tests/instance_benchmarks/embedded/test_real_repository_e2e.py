@@ -8,47 +8,13 @@ import re
 import pytest
 
 from instance_benchmarks import runner
+from instance_benchmarks.campaigns.bench_slice import PLAIN_TEXT_MAIN
 from instance_benchmarks.campaigns.models import download_run
-from instance_benchmarks.campaigns.spec import parse_spec
 from instance_benchmarks.campaigns.store import read_json, run_location
 from instance_benchmarks.embedded.environment import EmbeddedEnvironment
-from tests.instance_benchmarks.conftest import make_git_repo, spec_dict
+from tests.instance_benchmarks.conftest import bound_spec, make_git_repo, spec_dict
 
-MAIN = '''
-import argparse, math, time
-import torch
-from torch import nn
-
-parser = argparse.ArgumentParser(description="word-level language model (a miniature)")
-parser.add_argument("--data", default="./data/tiny")
-parser.add_argument("--epochs", type=int, default=2)
-parser.add_argument("--batch_size", type=int, default=8)
-parser.add_argument("--lr", type=float, default=0.5)
-parser.add_argument("--log-interval", type=int, default=10)
-parser.add_argument("--delay", type=float, default=0.0)
-parser.add_argument("--save", default="model.pt")
-args = parser.parse_args()
-words = open(f"{args.data}/train.txt").read().split()
-vocab = {w: i for i, w in enumerate(sorted(set(words)))}
-ids = torch.tensor([vocab[w] for w in words])
-model = nn.Sequential(nn.Embedding(len(vocab), 16), nn.Linear(16, len(vocab)))
-optimizer = torch.optim.SGD(model.parameters(), lr=args.lr)
-batches = (len(ids) - 1) // args.batch_size
-for epoch in range(1, args.epochs + 1):
-    start = time.time()
-    for batch in range(1, batches + 1):
-        i = (batch - 1) * args.batch_size
-        loss = nn.functional.cross_entropy(model(ids[i:i + args.batch_size]), ids[i + 1:i + 1 + args.batch_size])
-        optimizer.zero_grad(); loss.backward(); optimizer.step()
-        time.sleep(args.delay)
-        if batch % args.log_interval == 0:
-            print("| epoch {:3d} | {:5d}/{:5d} batches | lr {:02.2f} | ms/batch {:5.2f} | loss {:5.2f} | ppl {:8.2f}".format(
-                epoch, batch, batches, args.lr, 1.0, loss.item(), math.exp(loss.item())), flush=True)
-    print("| end of epoch {:3d} | time: {:5.2f}s | valid loss {:5.2f} | valid ppl {:8.2f}".format(
-        epoch, time.time() - start, loss.item(), math.exp(loss.item())), flush=True)
-    with open(args.save, "wb") as f:
-        torch.save(model.state_dict(), f)
-'''
+MAIN = PLAIN_TEXT_MAIN  # the slice benchmark's miniature of PyTorch's word_language_model/main.py
 DEFINITIONS = [
     {"name": "epoch", "regex": r"\| epoch +(\d+) "},
     {"name": "step", "regex": r"\| +(\d+)/ *\d+ batches"},
@@ -76,7 +42,7 @@ def embedded():
 
 def _spec(repository, **changes):
     path, _ = repository
-    return parse_spec(spec_dict(**{
+    return bound_spec(spec_dict(**{
         "campaign": "wlm", "workload": None, "repo": str(path), "ref": "main", "workdir": "word_language_model",
         "setup": "pip install -r requirements.txt\n", "run": RUN, "metric_definitions": DEFINITIONS,
         "target": {"metric": "val_loss", "value": 100.0}, "hyperparameters": {"epochs": 2, "delay": 0.0},
@@ -124,6 +90,8 @@ def test_a_benchmark_slice_predicts_the_whole_job(embedded, repository, tmp_path
         assert prediction["est_train_seconds"] > attempt["script_seconds"]
         assert prediction["est_usd_low"] <= prediction["est_usd"] <= prediction["est_usd_high"]
         assert row["est_usd"] == pytest.approx(prediction["est_usd"])
+        assert row["pred_cv"] == prediction["cv"] and prediction["cv"] >= 0  # the slice's spread, in the report
+        assert attempt["host_load"]["run_cpus"] > 0 and row["host_other_cpus"] == attempt["host_load"]["other_cpus"]
     markdown = (tmp_path / "report.md").read_text()
     assert "## Predicted full job" in markdown and "Cheapest predicted:" in markdown
 

@@ -68,3 +68,23 @@ def test_an_unreadable_manifest_is_one_line(tmp_path):
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(TrainfleetInputError, match="cannot be read"):
         LocalState(tmp_path).open()
+
+
+def test_state_folder_is_one_place_whatever_the_current_directory(tmp_path, monkeypatch):
+    from instance_benchmarks.embedded.state import state_dir
+
+    monkeypatch.delenv("TRAINFLEET_STATE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_STATE_HOME", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert state_dir() == tmp_path / "home" / ".local" / "state" / "trainfleet"
+    monkeypatch.setenv("XDG_STATE_HOME", "relative/xdg")  # the XDG spec: relative paths are ignored
+    assert state_dir() == tmp_path / "home" / ".local" / "state" / "trainfleet"
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    assert state_dir() == tmp_path / "xdg" / "trainfleet"
+    monkeypatch.setenv("TRAINFLEET_STATE", str(tmp_path / "env"))
+    assert state_dir() == tmp_path / "env"
+    assert state_dir("given") == tmp_path / "given"  # --state: made absolute, so a later chdir changes nothing
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert state_dir() == tmp_path / "env" and LocalState().root == tmp_path / "env"

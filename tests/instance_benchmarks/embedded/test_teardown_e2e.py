@@ -24,6 +24,15 @@ def cloud():
     cloud.server.stop()
 
 
+@pytest.fixture(autouse=True)
+def acme_remote(workloads_repo, monkeypatch):
+    """`campaign launch` resolves spec_dict's https://github.com/acme/ repository with the user's git, here
+    rewritten (insteadOf) to a local repository: no network."""
+    for key, value in {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": f"url.{workloads_repo.as_uri()}.insteadOf",
+                       "GIT_CONFIG_VALUE_0": spec_dict()["repo"]}.items():
+        monkeypatch.setenv(key, value)
+
+
 # `trainfleet` whose RunInstances call number LIMIT + 1 announces itself on a pipe and then waits to be
 # killed: the launcher dies at a known point (LIMIT instances started, the next attempt recorded as
 # `launching`, its RunInstances never sent), whatever the machine's speed.
