@@ -1,4 +1,4 @@
-"""Metric records from a training script's stdout (stdlib and RE2 only: runs on the bare training instance).
+r"""Metric records from a training script's stdout (stdlib and RE2 only: runs on the bare training instance).
 
 The script knows nothing of trainfleet. Each stdout line is either a JSON object (a metric record
 as is) or plain text from which SageMaker-style metric definitions ({"name", "regex"}) pull numbers.
