@@ -7,7 +7,7 @@ import pytest
 from instance_benchmarks import runner
 from instance_benchmarks.campaigns.report import build_report, to_csv, to_markdown
 from instance_benchmarks.campaigns.report_html import to_html
-from instance_benchmarks.campaigns.store import run_location, write_json
+from instance_benchmarks.campaigns.store import read_json, run_location, write_json
 from instance_benchmarks.core.errors import TrainfleetInputError
 from tests.instance_benchmarks.campaigns.test_report import _result
 from tests.instance_benchmarks.conftest import FAKE_COMMIT, bound_spec, spec_dict
@@ -16,12 +16,17 @@ OLD, NEW = "a" * 40, "b" * 40
 
 
 def _first_campaign(env, s3, bucket):
-    """One complete run and one given up (its attempts used up), both of commit OLD."""
+    """One complete run and one given up (its one attempt lost), both of commit OLD."""
     spec = replace(bound_spec(spec_dict(max_attempts=1, matrix={"instance_type": ["c5.xlarge"], "batch_size": [3, 5]})),
                    commit=OLD)
     runner.launch(env, spec)
     runner.teardown(env, "sweep")
     done, failed = spec.runs()
+    # A torn-down attempt does not count against max_attempts (ended by the user): say the instance was lost.
+    location = run_location(s3, bucket, "sweep", failed.run_id)
+    record = read_json(location, "launch.json")
+    record["attempts"][-1]["outcome"] = "lost"
+    write_json(location, "launch.json", record)
     write_json(run_location(s3, bucket, "sweep", done.run_id), "result.json",
                {**_result(done.run_id, 3, 900.0, 200.0, 4.0), "code": OLD})
     assert runner.launch(env, spec).gave_up == [failed.run_id]
@@ -39,7 +44,7 @@ def test_a_new_commit_is_measured_as_new_runs_and_the_old_result_is_never_curren
     assert report.rows == [] and runner.best_run(report) is None  # the old result is not this code's
     assert sorted(r["run_id"] for r in report.incomplete) == sorted(r.run_id for r in new.runs())
     assert [(r["run_id"], r["code"], r["outcome"]) for r in report.earlier] == sorted(
-        [(done.run_id, OLD[:12], "complete"), (failed.run_id, OLD[:12], "torn down")])
+        [(done.run_id, OLD[:12], "complete"), (failed.run_id, OLD[:12], "lost")])
     assert done.run_id not in to_csv(report).decode()
     markdown = to_markdown(report)
     runs_part, earlier_part = markdown.split("## Earlier code or settings (2 run(s))")
@@ -54,7 +59,7 @@ def test_a_new_commit_is_measured_as_new_runs_and_the_old_result_is_never_curren
     assert f"{done.run_id} c5.xlarge batch_size=3: commit {OLD[:12]}, complete" in terminal
     runner.teardown(env, "sweep")
     statuses = {row["run_id"]: row["status"] for row in runner.status_rows(env, "sweep")}
-    assert statuses[done.run_id] == "earlier code, complete" and statuses[failed.run_id] == "earlier code, torn down"
+    assert statuses[done.run_id] == "earlier code, complete" and statuses[failed.run_id] == "earlier code, lost"
     assert failed.run_id not in {f["run_id"] for f in runner.failure_report(env, "sweep")}
 
 
