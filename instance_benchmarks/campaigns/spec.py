@@ -41,33 +41,32 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from instance_benchmarks.backends.base import FALLBACK
+from pydantic import ValidationError
 
-WORKLOAD_REQUIREMENTS = "training_scripts/requirements.txt"  # in the repository, for `workload:` campaigns
+from instance_benchmarks.agent.metrics import MetricDefinitionError, parse_definitions
+from instance_benchmarks.backends.base import FALLBACK
 from instance_benchmarks.backends.registry import BACKENDS, DEFAULT, backend_class
 from instance_benchmarks.catalog import Catalog, load_catalog
 from instance_benchmarks.core.contract import (  # noqa: F401 (MARKETS, override_args re-exported)
     HYPERPARAMETER_NAME, MARKETS, PROXY_VARIABLE, hyperparameter_text, override_args,
 )
-from instance_benchmarks.core.errors import TrainfleetInputError
+from instance_benchmarks.campaigns.spec_models import (  # noqa: F401 (constants re-exported)
+    BENCHMARK_KEYS, KNOWN_KEYS, MAX_NODES, METRICS_GRACE_MINUTES, WORKLOADS, CampaignFile, describe, schema_text,
+    validate_file, where,
+)
+from instance_benchmarks.campaigns.yamlfile import load_yaml_lines
+from instance_benchmarks.core.errors import TrainfleetInputError, did_you_mean
 from instance_benchmarks.core.validation import (
-    redact, validate_directory, validate_git_ref, validate_identifier, validate_local_repo, validate_positive,
-    validate_repo_url, validate_script_path, validate_snippet,
+    redact, validate_directory, validate_git_ref, validate_identifier, validate_local_repo, validate_repo_url,
+    validate_script_path, validate_snippet,
 )
 
-WORKLOADS = ("tabular_mlp", "cnn_digits", "lstm_regressor", "cartpole_pg", "cifar10_resnet", "gpt_tokens")
+WORKLOAD_REQUIREMENTS = "training_scripts/requirements.txt"  # in the repository, for `workload:` campaigns
 # Workloads on the shared loop's DistributedDataParallel path: torchrun, one process per GPU, on multi-GPU types.
 DISTRIBUTED_WORKLOADS = ("tabular_mlp", "cnn_digits", "lstm_regressor", "cifar10_resnet", "gpt_tokens")
 # Options the agent sets itself; a bundled workload may not override them.
 RESERVED = {"output", "checkpoint", "dry_run"}
-KNOWN_KEYS = {"campaign", "workload", "repo", "ref", "script", "region", "market", "max_runtime_minutes",
-              "estimated_minutes", "budget_usd", "target", "hyperparameters", "matrix", "backend", "max_attempts",
-              "fallback", "metric_definitions", "metrics_grace_minutes", "workdir", "setup", "run", "benchmark", "repeats", "vary_seed", "nodes",
-              *BACKENDS}
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # a metric's name
 _TEXT = re.compile(r"^[^\x00-\x1f\x7f]*$")        # printable: no newline, tab or other control character
-METRICS_GRACE_MINUTES = 5.0  # default: how long an attempt may run before its first metric line
-BENCHMARK_KEYS = {"max_minutes", "max_steps", "total_steps", "total_samples", "warmup_steps", "warmup_seconds"}
 
 
 @dataclass(frozen=True)
@@ -239,7 +238,7 @@ def _check_hyperparameter(workload: str | None, name, value, where: str) -> None
         raise TrainfleetInputError(f"{where}: {error}") from None
 
 
-def _repo(value: str, base_dir: Path | None, source: str) -> str:
+def _repo(value: str, base_dir: Path | None) -> str:
     """An https URL as given; a local repository (path or file:// URL) as file:///absolute/path."""
     if value.startswith("https://") or "@" in value.split("/")[0] or value.startswith("ssh://"):
         return validate_repo_url(value)
@@ -248,205 +247,151 @@ def _repo(value: str, base_dir: Path | None, source: str) -> str:
         path = (base_dir or Path.cwd()) / path
     path = path.resolve()
     if not (path / ".git").exists():
-        raise TrainfleetInputError(f"{source}: repo {redact(value)!r} is neither an https:// URL nor a local git repository")
+        raise TrainfleetInputError(f"repo {redact(value)!r} is neither an https:// URL nor a local git repository")
     return validate_local_repo(f"file://{path}")
 
 
-def parse_spec(data, catalog: Catalog | None = None, source: str = "campaign", base_dir: Path | None = None) -> CampaignSpec:
-    """Validate a loaded YAML document; every problem is one TrainfleetInputError line."""
+def parse_spec(data, catalog: Catalog | None = None, source: str = "campaign", base_dir: Path | None = None,
+               lines: dict | None = None) -> CampaignSpec:
+    """Validate a loaded YAML document (`lines`: each key path's line, from yamlfile.load_yaml_lines); every
+    problem is one TrainfleetInputError line naming the file, the line where known, and the field."""
     catalog = catalog or load_catalog()
     if not isinstance(data, dict):
         raise TrainfleetInputError(f"{source}: expected a mapping of campaign settings at the top level")
     data = {key: value for key, value in data.items() if value is not None}  # `key:` left empty = not given
-    unknown = sorted(set(map(str, data)) - KNOWN_KEYS)
-    if unknown:
-        raise TrainfleetInputError(f"{source}: unknown keys {', '.join(unknown)}")
-    for key in ("campaign", "repo", "ref", "region", "max_runtime_minutes", "budget_usd", "matrix"):
-        if key not in data:
-            raise TrainfleetInputError(f"{source}: missing required key {key!r}")
-    for key in ("campaign", "workload", "repo", "ref", "script", "region", "market", "backend"):
-        if key in data and not isinstance(data[key], str):
-            raise TrainfleetInputError(f"{source}: {key} must be a string, got {type(data[key]).__name__}")
-    campaign = validate_identifier(data["campaign"], f"{source}: campaign")
-    workload = data.get("workload")
-    if workload is not None and workload not in WORKLOADS:
-        raise TrainfleetInputError(f"{source}: workload {workload!r} is not one of {', '.join(WORKLOADS)}")
-    if "run" in data and ("script" in data or workload is not None):
-        raise TrainfleetInputError(f"{source}: give either run (shell commands) or script / workload, not both")
-    if workload is None and "script" not in data and "run" not in data:
-        raise TrainfleetInputError(f"{source}: give the script to run (a path in the repo), run commands, or a bundled workload")
-    repo = _repo(data["repo"], base_dir, source)
-    ref = validate_git_ref(str(data["ref"]))
-    script = validate_script_path(data.get("script", f"training_scripts/{workload}.py")) if "run" not in data else ""
-    workdir = validate_directory(data["workdir"], f"{source}: workdir") if "workdir" in data else None
-    setup, run = (validate_snippet(data[key], f"{source}: {key}") if key in data else None for key in ("setup", "run"))
-    region = catalog.require_region(data["region"])
-    market = data.get("market", "spot")
-    if market not in MARKETS:
-        raise TrainfleetInputError(f"{source}: market {market!r} must be spot or on-demand")
-    backend = data.get("backend", DEFAULT)
+    try:
+        model = validate_file(data)
+    except ValidationError as error:
+        raise TrainfleetInputError(describe(error, source, lines)) from None
+
+    def at(*path) -> str:
+        return where(source, lines, path)
+
+    def checked(path: tuple, check, *args):
+        """`check(*args)`, its input error prefixed with the file and line of `path`."""
+        try:
+            return check(*args)
+        except TrainfleetInputError as error:
+            raise TrainfleetInputError(f"{at(*path)}: {error}") from None
+
+    workload, backend = model.workload, model.backend
+    campaign = checked(("campaign",), validate_identifier, model.campaign, "campaign")
+    if model.run is not None and (model.script is not None or workload is not None):
+        raise TrainfleetInputError(f"{at('run')}: give either run (shell commands) or script / workload, not both")
+    if workload is None and model.script is None and model.run is None:
+        raise TrainfleetInputError(f"{at()}: give the script to run (a path in the repo), run commands, or a bundled workload")
+    repo = checked(("repo",), _repo, model.repo, base_dir)
+    ref = checked(("ref",), validate_git_ref, model.ref)
+    script = "" if model.run else checked(("script",), validate_script_path, model.script or f"training_scripts/{workload}.py")
+    workdir = checked(("workdir",), validate_directory, model.workdir) if model.workdir is not None else None
+    setup, run = (checked((key,), validate_snippet, getattr(model, key), key) if getattr(model, key) is not None else None
+                  for key in ("setup", "run"))
+    region = checked(("region",), catalog.require_region, model.region)
     if backend not in BACKENDS:
-        raise TrainfleetInputError(f"{source}: backend {backend!r} is not supported (use: {', '.join(BACKENDS)})")
+        raise TrainfleetInputError(f"{at('backend')}: backend {backend!r} is not supported (use: {', '.join(BACKENDS)})"
+                                   + did_you_mean(backend, BACKENDS))
     backend_cls = backend_class(backend)
     if workload is None and "any_repo" not in backend_cls.CAPABILITIES:
-        raise TrainfleetInputError(f"{source}: backend {backend} runs trainfleet's bundled workloads only: name a workload")
-    max_runtime = validate_positive(data["max_runtime_minutes"], f"{source}: max_runtime_minutes")
-    if max_runtime > 7 * 24 * 60:
-        raise TrainfleetInputError(f"{source}: max_runtime_minutes {max_runtime} is over a week")
-    budget = validate_positive(data["budget_usd"], f"{source}: budget_usd", integer=False)
-    if not math.isfinite(budget):
-        raise TrainfleetInputError(f"{source}: budget_usd must be a finite number")
-    estimated = data.get("estimated_minutes")
-    if estimated is not None:
-        validate_positive(estimated, f"{source}: estimated_minutes", integer=False)
-        if not estimated <= max_runtime:
-            raise TrainfleetInputError(f"{source}: estimated_minutes {estimated} exceeds max_runtime_minutes {max_runtime}")
-    max_attempts = validate_positive(data.get("max_attempts", 3), f"{source}: max_attempts")
+        raise TrainfleetInputError(f"{at('backend')}: backend {backend} runs trainfleet's bundled workloads only: name a workload")
+    max_runtime = model.max_runtime_minutes
+    if model.estimated_minutes is not None and not model.estimated_minutes <= max_runtime:
+        raise TrainfleetInputError(f"{at('estimated_minutes')}: estimated_minutes {model.estimated_minutes:g} exceeds "
+                                   f"max_runtime_minutes {max_runtime}")
     fallback = data.get("fallback")
     if fallback is not None:
         if FALLBACK not in backend_cls.CAPABILITIES:
-            raise TrainfleetInputError(f"{source}: backend {backend} does not support fallback")
-        if not isinstance(fallback, dict) or not fallback or set(fallback) - {"instance_type", "market"}:
-            raise TrainfleetInputError(f"{source}: fallback must be {{instance_type: TYPE, market: spot|on-demand}}")
+            raise TrainfleetInputError(f"{at('fallback')}: backend {backend} does not support fallback")
         if "instance_type" in fallback:
-            backend_cls.list_price(catalog.get(str(fallback["instance_type"])), region)
-        if fallback.get("market", market) not in MARKETS:
-            raise TrainfleetInputError(f"{source}: fallback market {fallback['market']!r} must be spot or on-demand")
+            checked(("fallback", "instance_type"), backend_cls.list_price, catalog.get(fallback["instance_type"]), region)
     for name in BACKENDS:
         if name != backend and data.get(name) is not None:
-            raise TrainfleetInputError(f"{source}: a {name} section needs backend: {name}")
-    settings = backend_cls.check_settings(data.get(backend), data, source)
+            raise TrainfleetInputError(f"{at(name)}: a {name} section needs backend: {name}")
+    settings = backend_cls.check_settings(data.get(backend), data, at(backend))
 
     hyper = data.get("hyperparameters") or {}
-    if not isinstance(hyper, dict):
-        raise TrainfleetInputError(f"{source}: hyperparameters must be a mapping")
     for name, value in hyper.items():
-        _check_hyperparameter(workload, name, value, f"{source}: hyperparameters")
-
-    matrix = data["matrix"]
-    if not isinstance(matrix, dict) or "instance_type" not in matrix:
-        raise TrainfleetInputError(f"{source}: matrix must be a mapping with an instance_type list")
-    clean_matrix: dict = {}
+        _check_hyperparameter(workload, name, value, f"{at('hyperparameters', name)}: hyperparameters")
+    matrix = {str(name): list(values) for name, values in data["matrix"].items()}  # as written: run ids follow it
     for name, values in matrix.items():
-        if not isinstance(values, list) or not values:
-            raise TrainfleetInputError(f"{source}: matrix.{name} must be a non-empty list")
         if len(set(map(repr, values))) != len(values):
-            raise TrainfleetInputError(f"{source}: matrix.{name} lists a value twice")
-        if name == "instance_type":
-            for itype in values:
-                backend_cls.list_price(catalog.get(str(itype)), region)
-        else:
-            if name in hyper:
-                raise TrainfleetInputError(f"{source}: {name} is both fixed and in the matrix")
-            for value in values:
-                _check_hyperparameter(workload, name, value, f"{source}: matrix.{name}")
-        clean_matrix[str(name)] = list(values)
-    runs = math.prod(len(values) for values in clean_matrix.values())
-    repeats, vary_seed = _repeats(data, workload, hyper, clean_matrix, source)
-    nodes = _nodes(data, backend, workload, source)
-    if runs * repeats > 500:
-        times = f" x {repeats} repeats" if repeats > 1 else ""
-        raise TrainfleetInputError(f"{source}: the matrix expands to {runs} runs{times} (at most 500)")
-
+            raise TrainfleetInputError(f"{at('matrix', name)}: matrix.{name} lists a value twice")
+        if name in hyper:
+            raise TrainfleetInputError(f"{at('matrix', name)}: {name} is both fixed and in the matrix")
+        for index, value in enumerate(values):
+            if name == "instance_type":
+                checked(("matrix", name, index), backend_cls.list_price, catalog.get(value), region)
+            else:
+                _check_hyperparameter(workload, name, value, f"{at('matrix', name, index)}: matrix.{name}")
+    runs = math.prod(len(values) for values in matrix.values())
+    _check_repeats(model, workload, hyper, matrix, at)
+    _check_nodes(model, backend_cls, workload, at)
+    if runs * model.repeats > 500:
+        times = f" x {model.repeats} repeats" if model.repeats > 1 else ""
+        raise TrainfleetInputError(f"{at('matrix')}: the matrix expands to {runs} runs{times} (at most 500)")
     target = data.get("target")
-    if target is not None:
-        if not isinstance(target, dict) or set(target) != {"metric", "value"} or isinstance(target["value"], bool) \
-                or not isinstance(target["value"], (int, float)) or not math.isfinite(target["value"]) \
-                or not isinstance(target["metric"], str) or not _NAME.fullmatch(target["metric"]):
-            raise TrainfleetInputError(f"{source}: target must be {{metric: NAME, value: NUMBER}}")
-        if workload is not None and target["metric"] not in _workload_metrics(workload):
-            raise TrainfleetInputError(f"{source}: target.metric {target['metric']!r}: {workload} emits "
-                                       f"{', '.join(_workload_metrics(workload))}")
-    definitions = _metric_definitions(data.get("metric_definitions"), source)
-    benchmark = _benchmark(data.get("benchmark"), max_runtime, source)
-    grace = _number(data.get("metrics_grace_minutes", METRICS_GRACE_MINUTES), f"{source}: metrics_grace_minutes")
+    if target is not None and workload is not None and target["metric"] not in _workload_metrics(workload):
+        raise TrainfleetInputError(f"{at('target', 'metric')}: target.metric {target['metric']!r}: {workload} emits "
+                                   f"{', '.join(_workload_metrics(workload))}")
+    definitions = checked(("metric_definitions",), _metric_definitions, data.get("metric_definitions"))
+    benchmark = model.benchmark.model_dump(exclude_none=True) if model.benchmark else None
+    if benchmark and benchmark.get("max_minutes", 0) >= max_runtime:
+        raise TrainfleetInputError(f"{at('benchmark', 'max_minutes')}: benchmark.max_minutes must be below "
+                                   f"max_runtime_minutes {max_runtime}")
     return CampaignSpec(campaign=campaign, workload=workload, repo=repo, ref=ref, script=script, region=region,
-                        market=market, max_runtime_minutes=max_runtime, budget_usd=float(budget),
-                        matrix=clean_matrix, hyperparameters=dict(hyper), estimated_minutes=estimated,
-                        target=target, backend=backend, max_attempts=max_attempts, fallback=fallback,
+                        market=model.market, max_runtime_minutes=max_runtime, budget_usd=model.budget_usd,
+                        matrix=matrix, hyperparameters=dict(hyper), estimated_minutes=data.get("estimated_minutes"),
+                        target=target, backend=backend, max_attempts=model.max_attempts, fallback=fallback,
                         backend_settings=settings, metric_definitions=definitions, workdir=workdir,
-                        setup=setup, run=run, benchmark=benchmark, repeats=repeats, vary_seed=vary_seed, nodes=nodes,
-                        metrics_grace_minutes=float(grace))
+                        setup=setup, run=run, benchmark=benchmark, repeats=model.repeats, vary_seed=model.vary_seed,
+                        nodes=model.nodes, metrics_grace_minutes=model.metrics_grace_minutes)
 
 
-def _repeats(data: dict, workload: str | None, hyper: dict, matrix: dict, source: str) -> tuple[int, bool]:
-    """`repeats: N` (1-20) runs each configuration N times; `vary_seed: true` gives repeat n seed + n - 1."""
-    repeats = data.get("repeats", 1)
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or not 1 <= repeats <= 20:
-        raise TrainfleetInputError(f"{source}: repeats must be a whole number from 1 to 20, got {repeats!r}")
-    vary_seed = data.get("vary_seed", False)
-    if not isinstance(vary_seed, bool):
-        raise TrainfleetInputError(f"{source}: vary_seed must be true or false, got {vary_seed!r}")
-    if vary_seed:
-        if "seed" in matrix:
-            raise TrainfleetInputError(f"{source}: vary_seed sets seed per repeat; seed cannot be in the matrix too")
-        if isinstance(hyper.get("seed", 0), bool) or not isinstance(hyper.get("seed", 0), int):
-            raise TrainfleetInputError(f"{source}: vary_seed needs a whole-number seed, got {hyper['seed']!r}")
-        _check_hyperparameter(workload, "seed", hyper.get("seed", 0) + repeats - 1, f"{source}: vary_seed")
-    return repeats, vary_seed
+def _check_repeats(model: CampaignFile, workload: str | None, hyper: dict, matrix: dict, at) -> None:
+    """`vary_seed: true` gives repeat n the seed + n - 1: a whole-number seed, not in the matrix, valid up to the last."""
+    if not model.vary_seed:
+        return
+    if "seed" in matrix:
+        raise TrainfleetInputError(f"{at('vary_seed')}: vary_seed sets seed per repeat; seed cannot be in the matrix too")
+    seed = hyper.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TrainfleetInputError(f"{at('hyperparameters', 'seed')}: vary_seed needs a whole-number seed, got {seed!r}")
+    _check_hyperparameter(workload, "seed", seed + model.repeats - 1, f"{at('vary_seed')}: vary_seed")
 
 
-MAX_NODES = 16
-
-
-def _nodes(data: dict, backend: str, workload: str | None, source: str) -> int:
-    """`nodes: N` (1-16): a multi-node job, backend sagemaker only, for a workload on the DDP path (torchrun)."""
-    nodes = data.get("nodes", 1)
-    if isinstance(nodes, bool) or not isinstance(nodes, int) or not 1 <= nodes <= MAX_NODES:
-        raise TrainfleetInputError(f"{source}: nodes must be a whole number from 1 to {MAX_NODES}, got {nodes!r}")
-    if nodes > 1 and "multi_node" not in backend_class(backend).CAPABILITIES:
-        raise TrainfleetInputError(f"{source}: nodes: {nodes} needs backend: sagemaker (backend {backend} runs each "
-                                   "run on one instance; its multi-GPU types use torchrun within it)")
+def _check_nodes(model: CampaignFile, backend_cls, workload: str | None, at) -> None:
+    """`nodes: N` above 1: a multi-node job, on a backend that runs them, for a workload on the DDP path (torchrun)."""
+    nodes = model.nodes
+    if nodes > 1 and "multi_node" not in backend_cls.CAPABILITIES:
+        raise TrainfleetInputError(f"{at('nodes')}: nodes: {nodes} needs backend: sagemaker (backend "
+                                   f"{backend_cls.NAME} runs each run on one instance; its multi-GPU types use "
+                                   "torchrun within it)")
     if nodes > 1 and workload not in DISTRIBUTED_WORKLOADS:
-        raise TrainfleetInputError(f"{source}: nodes: {nodes} runs a bundled workload under torchrun: one of "
+        raise TrainfleetInputError(f"{at('nodes')}: nodes: {nodes} runs a bundled workload under torchrun: one of "
                                    f"{', '.join(DISTRIBUTED_WORKLOADS)}")
-    return nodes
 
 
-def _number(value, what: str, *, integer: bool = False, minimum: float = 0.0, inclusive: bool = False):
-    kind = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value) \
-            or not (value >= minimum if inclusive else value > minimum):
-        bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
-        raise TrainfleetInputError(f"{what} must be {'a whole' if integer else 'a'} number {bound}, got {value!r}")
-    return value
-
-
-def _benchmark(raw, max_runtime: int, source: str) -> dict | None:
-    """`benchmark:` train a slice (max_minutes and/or max_steps), predict the job of total_steps or total_samples."""
-    if raw is None:
-        return None
-    where = f"{source}: benchmark"
-    if not isinstance(raw, dict) or set(raw) - BENCHMARK_KEYS:
-        raise TrainfleetInputError(f"{where} takes {', '.join(sorted(BENCHMARK_KEYS))}")
-    if not {"max_minutes", "max_steps"} & set(raw):
-        raise TrainfleetInputError(f"{where} needs max_minutes or max_steps (the slice to train)")
-    if len({"total_steps", "total_samples"} & set(raw)) != 1:
-        raise TrainfleetInputError(f"{where} needs the whole job's length: total_steps or total_samples (one of them)")
-    out = {}
-    for key, value in raw.items():
-        integer = key in ("max_steps", "total_steps", "total_samples", "warmup_steps")
-        out[key] = _number(value, f"{where}.{key}", integer=integer, inclusive=key.startswith("warmup"))
-    if out.get("max_minutes", 0) >= max_runtime:
-        raise TrainfleetInputError(f"{where}.max_minutes must be below max_runtime_minutes {max_runtime}")
-    return out
-
-
-def _metric_definitions(raw, source: str) -> tuple:
+def _metric_definitions(raw) -> tuple:
     if raw is None:
         return ()
-    from instance_benchmarks.agent.metrics import MetricDefinitionError, parse_definitions
-
     try:
         return tuple({"name": d.name, "regex": d.regex} for d in parse_definitions(raw))
     except MetricDefinitionError as error:
-        raise TrainfleetInputError(f"{source}: {error}") from None
+        raise TrainfleetInputError(str(error)) from None
 
 
 def load_spec(path: str | Path, catalog: Catalog | None = None) -> CampaignSpec:
     """Read a campaign file (as untrusted input: see campaigns/yamlfile.py) and validate it."""
-    from instance_benchmarks.campaigns.yamlfile import load_yaml_file
-
     path = Path(path)
-    data = load_yaml_file(path)
-    return parse_spec(data, catalog, source=str(path), base_dir=path.resolve().parent)
+    data, lines = load_yaml_lines(path)
+    return parse_spec(data, catalog, source=str(path), base_dir=path.resolve().parent, lines=lines)
+
+
+def schema_command(out: Path | None = None) -> str:
+    """`trainfleet campaign schema`: the campaign file's JSON Schema, written to `out` or returned for stdout."""
+    text = schema_text()
+    if out is not None:
+        try:
+            out.write_text(text)
+        except OSError as error:
+            raise TrainfleetInputError(f"{out}: cannot write the schema ({error.strerror})") from None
+    return text
