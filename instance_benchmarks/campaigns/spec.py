@@ -302,7 +302,7 @@ def parse_spec(data, catalog: Catalog | None = None, source: str = "campaign", b
         if FALLBACK not in backend_cls.CAPABILITIES:
             raise TrainfleetInputError(f"{at('fallback')}: backend {backend} does not support fallback")
         if "instance_type" in fallback:
-            checked(("fallback", "instance_type"), backend_cls.list_price, catalog.get(fallback["instance_type"]), region)
+            checked(("fallback", "instance_type"), _list_price, backend_cls, catalog, fallback["instance_type"], region)
     for name in BACKENDS:
         if name != backend and data.get(name) is not None:
             raise TrainfleetInputError(f"{at(name)}: a {name} section needs backend: {name}")
@@ -319,7 +319,7 @@ def parse_spec(data, catalog: Catalog | None = None, source: str = "campaign", b
             raise TrainfleetInputError(f"{at('matrix', name)}: {name} is both fixed and in the matrix")
         for index, value in enumerate(values):
             if name == "instance_type":
-                checked(("matrix", name, index), backend_cls.list_price, catalog.get(value), region)
+                checked(("matrix", name, index), _list_price, backend_cls, catalog, value, region)
             else:
                 _check_hyperparameter(workload, name, value, f"{at('matrix', name, index)}: matrix.{name}")
     runs = math.prod(len(values) for values in matrix.values())
@@ -344,6 +344,11 @@ def parse_spec(data, catalog: Catalog | None = None, source: str = "campaign", b
                         backend_settings=settings, metric_definitions=definitions, workdir=workdir,
                         setup=setup, run=run, benchmark=benchmark, repeats=model.repeats, vary_seed=model.vary_seed,
                         nodes=model.nodes, metrics_grace_minutes=model.metrics_grace_minutes)
+
+
+def _list_price(backend_cls, catalog: Catalog, instance_type: str, region: str) -> float:
+    """The backend's catalog price of an instance type (a one-line input error if it has none, or cannot run it)."""
+    return backend_cls.list_price(catalog.get(instance_type), region)
 
 
 def _check_repeats(model: CampaignFile, workload: str | None, hyper: dict, matrix: dict, at) -> None:
