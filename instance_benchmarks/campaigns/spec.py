@@ -51,19 +51,14 @@ from instance_benchmarks.core.contract import (  # noqa: F401 (MARKETS, override
     HYPERPARAMETER_NAME, MARKETS, PROXY_VARIABLE, hyperparameter_text, override_args,
 )
 from instance_benchmarks.campaigns.spec_models import (  # noqa: F401 (constants re-exported)
-    BENCHMARK_KEYS, KNOWN_KEYS, MAX_NODES, METRICS_GRACE_MINUTES, WORKLOADS, CampaignFile, describe, schema_text,
-    validate_file, where,
+    BENCHMARK_KEYS, DISTRIBUTED_WORKLOADS, KNOWN_KEYS, MAX_NODES, METRICS_GRACE_MINUTES, WORKLOADS, CampaignFile,
+    describe, schema_text, validate_file, where,
 )
 from instance_benchmarks.campaigns.yamlfile import load_yaml_lines
 from instance_benchmarks.core.errors import TrainfleetInputError, did_you_mean
-from instance_benchmarks.core.validation import (
-    redact, validate_directory, validate_git_ref, validate_identifier, validate_local_repo, validate_repo_url,
-    validate_script_path, validate_snippet,
-)
+from instance_benchmarks.core.validation import redact, validate_local_repo, validate_repo_url
 
 WORKLOAD_REQUIREMENTS = "training_scripts/requirements.txt"  # in the repository, for `workload:` campaigns
-# Workloads on the shared loop's DistributedDataParallel path: torchrun, one process per GPU, on multi-GPU types.
-DISTRIBUTED_WORKLOADS = ("tabular_mlp", "cnn_digits", "lstm_regressor", "cifar10_resnet", "gpt_tokens")
 # Options the agent sets itself; a bundled workload may not override them.
 RESERVED = {"output", "checkpoint", "dry_run"}
 _TEXT = re.compile(r"^[^\x00-\x1f\x7f]*$")        # printable: no newline, tab or other control character
@@ -254,7 +249,9 @@ def _repo(value: str, base_dir: Path | None) -> str:
 def parse_spec(data, catalog: Catalog | None = None, source: str = "campaign", base_dir: Path | None = None,
                lines: dict | None = None) -> CampaignSpec:
     """Validate a loaded YAML document (`lines`: each key path's line, from yamlfile.load_yaml_lines); every
-    problem is one TrainfleetInputError line naming the file, the line where known, and the field."""
+    problem is one TrainfleetInputError line naming the file, the line where known, and the field. The models
+    (campaigns/spec_models.py) check the file's shape; what follows needs the catalog, the repository, a bundled
+    workload's own hyperparameters or the backend."""
     catalog = catalog or load_catalog()
     if not isinstance(data, dict):
         raise TrainfleetInputError(f"{source}: expected a mapping of campaign settings at the top level")
@@ -264,115 +261,85 @@ def parse_spec(data, catalog: Catalog | None = None, source: str = "campaign", b
     except ValidationError as error:
         raise TrainfleetInputError(describe(error, source, lines)) from None
 
-    def at(*path) -> str:
-        return where(source, lines, path)
-
     def checked(path: tuple, check, *args):
         """`check(*args)`, its input error prefixed with the file and line of `path`."""
         try:
             return check(*args)
         except TrainfleetInputError as error:
-            raise TrainfleetInputError(f"{at(*path)}: {error}") from None
+            raise TrainfleetInputError(f"{where(source, lines, path)}: {error}") from None
 
-    workload, backend = model.workload, model.backend
-    campaign = checked(("campaign",), validate_identifier, model.campaign, "campaign")
-    if model.run is not None and (model.script is not None or workload is not None):
-        raise TrainfleetInputError(f"{at('run')}: give either run (shell commands) or script / workload, not both")
-    if workload is None and model.script is None and model.run is None:
-        raise TrainfleetInputError(f"{at()}: give the script to run (a path in the repo), run commands, or a bundled workload")
+    workload, backend, hyper = model.workload, model.backend, data.get("hyperparameters") or {}
     repo = checked(("repo",), _repo, model.repo, base_dir)
-    ref = checked(("ref",), validate_git_ref, model.ref)
-    script = "" if model.run else checked(("script",), validate_script_path, model.script or f"training_scripts/{workload}.py")
-    workdir = checked(("workdir",), validate_directory, model.workdir) if model.workdir is not None else None
-    setup, run = (checked((key,), validate_snippet, getattr(model, key), key) if getattr(model, key) is not None else None
-                  for key in ("setup", "run"))
     region = checked(("region",), catalog.require_region, model.region)
-    if backend not in BACKENDS:
-        raise TrainfleetInputError(f"{at('backend')}: backend {backend!r} is not supported (use: {', '.join(BACKENDS)})"
-                                   + did_you_mean(backend, BACKENDS))
-    backend_cls = backend_class(backend)
-    if workload is None and "any_repo" not in backend_cls.CAPABILITIES:
-        raise TrainfleetInputError(f"{at('backend')}: backend {backend} runs trainfleet's bundled workloads only: name a workload")
-    max_runtime = model.max_runtime_minutes
-    if model.estimated_minutes is not None and not model.estimated_minutes <= max_runtime:
-        raise TrainfleetInputError(f"{at('estimated_minutes')}: estimated_minutes {model.estimated_minutes:g} exceeds "
-                                   f"max_runtime_minutes {max_runtime}")
-    fallback = data.get("fallback")
-    if fallback is not None:
-        if FALLBACK not in backend_cls.CAPABILITIES:
-            raise TrainfleetInputError(f"{at('fallback')}: backend {backend} does not support fallback")
-        if "instance_type" in fallback:
-            checked(("fallback", "instance_type"), _list_price, backend_cls, catalog, fallback["instance_type"], region)
-    for name in BACKENDS:
-        if name != backend and data.get(name) is not None:
-            raise TrainfleetInputError(f"{at(name)}: a {name} section needs backend: {name}")
-    settings = backend_cls.check_settings(data.get(backend), data, at(backend))
-
-    hyper = data.get("hyperparameters") or {}
-    for name, value in hyper.items():
-        _check_hyperparameter(workload, name, value, f"{at('hyperparameters', name)}: hyperparameters")
-    matrix = {str(name): list(values) for name, values in data["matrix"].items()}  # as written: run ids follow it
-    for name, values in matrix.items():
-        if len(set(map(repr, values))) != len(values):
-            raise TrainfleetInputError(f"{at('matrix', name)}: matrix.{name} lists a value twice")
-        if name in hyper:
-            raise TrainfleetInputError(f"{at('matrix', name)}: {name} is both fixed and in the matrix")
-        for index, value in enumerate(values):
-            if name == "instance_type":
-                checked(("matrix", name, index), _list_price, backend_cls, catalog, value, region)
-            else:
-                _check_hyperparameter(workload, name, value, f"{at('matrix', name, index)}: matrix.{name}")
-    runs = math.prod(len(values) for values in matrix.values())
-    _check_repeats(model, workload, hyper, matrix, at)
-    _check_nodes(model, backend_cls, workload, at)
-    if runs * model.repeats > 500:
-        times = f" x {model.repeats} repeats" if model.repeats > 1 else ""
-        raise TrainfleetInputError(f"{at('matrix')}: the matrix expands to {runs} runs{times} (at most 500)")
+    backend_cls = checked(("backend",), _backend, model, data)
+    for path, instance_type in _instance_types(data):
+        checked(path, _list_price, backend_cls, catalog, instance_type, region)
+    settings = backend_cls.check_settings(data.get(backend), data, where(source, lines, (backend,)))
+    for path, name, value in _hyperparameters(data):
+        checked(path, _check_hyperparameter, workload, name, value, f"matrix.{name}" if path[0] == "matrix" else path[0])
+    if model.vary_seed:
+        checked(("vary_seed",), _check_hyperparameter, workload, "seed", hyper.get("seed", 0) + model.repeats - 1,
+                "vary_seed")
     target = data.get("target")
     if target is not None and workload is not None and target["metric"] not in _workload_metrics(workload):
-        raise TrainfleetInputError(f"{at('target', 'metric')}: target.metric {target['metric']!r}: {workload} emits "
-                                   f"{', '.join(_workload_metrics(workload))}")
+        raise TrainfleetInputError(f"{where(source, lines, ('target', 'metric'))}: target.metric {target['metric']!r}: "
+                                   f"{workload} emits {', '.join(_workload_metrics(workload))}")
     definitions = checked(("metric_definitions",), _metric_definitions, data.get("metric_definitions"))
-    benchmark = model.benchmark.model_dump(exclude_none=True) if model.benchmark else None
-    if benchmark and benchmark.get("max_minutes", 0) >= max_runtime:
-        raise TrainfleetInputError(f"{at('benchmark', 'max_minutes')}: benchmark.max_minutes must be below "
-                                   f"max_runtime_minutes {max_runtime}")
-    return CampaignSpec(campaign=campaign, workload=workload, repo=repo, ref=ref, script=script, region=region,
-                        market=model.market, max_runtime_minutes=max_runtime, budget_usd=model.budget_usd,
-                        matrix=matrix, hyperparameters=dict(hyper), estimated_minutes=data.get("estimated_minutes"),
-                        target=target, backend=backend, max_attempts=model.max_attempts, fallback=fallback,
-                        backend_settings=settings, metric_definitions=definitions, workdir=workdir,
-                        setup=setup, run=run, benchmark=benchmark, repeats=model.repeats, vary_seed=model.vary_seed,
-                        nodes=model.nodes, metrics_grace_minutes=model.metrics_grace_minutes)
+    return CampaignSpec(campaign=model.campaign, workload=workload, repo=repo, ref=model.ref, region=region,
+                        script="" if model.run else model.script or f"training_scripts/{workload}.py",
+                        market=model.market, max_runtime_minutes=model.max_runtime_minutes,
+                        budget_usd=model.budget_usd, matrix={str(k): list(v) for k, v in data["matrix"].items()},
+                        hyperparameters=dict(hyper), estimated_minutes=data.get("estimated_minutes"), target=target,
+                        backend=backend, max_attempts=model.max_attempts, fallback=data.get("fallback"),
+                        backend_settings=settings, metric_definitions=definitions, workdir=model.workdir,
+                        setup=model.setup, run=model.run,
+                        benchmark=model.benchmark.model_dump(exclude_none=True) if model.benchmark else None,
+                        repeats=model.repeats, vary_seed=model.vary_seed, nodes=model.nodes,
+                        metrics_grace_minutes=model.metrics_grace_minutes)
+
+
+def _backend(model: CampaignFile, data: dict):
+    """The campaign's backend class, once it is known to do what the campaign asks of it."""
+    if model.backend not in BACKENDS:
+        raise TrainfleetInputError(f"backend {model.backend!r} is not supported (use: {', '.join(BACKENDS)})"
+                                   + did_you_mean(model.backend, BACKENDS))
+    backend_cls = backend_class(model.backend)
+    asked = {"any_repo": model.workload is None, FALLBACK: model.fallback is not None, "multi_node": model.nodes > 1}
+    lacking = [capability for capability, wanted in asked.items() if wanted and capability not in backend_cls.CAPABILITIES]
+    if lacking:
+        raise TrainfleetInputError(_LACKING[lacking[0]].format(backend=model.backend, nodes=model.nodes))
+    other = [name for name in BACKENDS if name != model.backend and data.get(name) is not None]
+    if other:
+        raise TrainfleetInputError(f"a {other[0]} section needs backend: {other[0]}")
+    return backend_cls
+
+
+_LACKING = {  # a capability the campaign needs -> why the backend cannot run it
+    "any_repo": "backend {backend} runs trainfleet's bundled workloads only: name a workload",
+    FALLBACK: "backend {backend} does not support fallback",
+    "multi_node": "nodes: {nodes} needs backend: sagemaker (backend {backend} runs each run on one instance; its "
+                  "multi-GPU types use torchrun within it)",
+}
+
+
+def _instance_types(data: dict):
+    """(path, instance type) of every instance type the campaign names: the matrix's and the fallback's."""
+    yield from ((("matrix", "instance_type", i), name) for i, name in enumerate(data["matrix"]["instance_type"]))
+    if "instance_type" in (data.get("fallback") or {}):
+        yield ("fallback", "instance_type"), data["fallback"]["instance_type"]
+
+
+def _hyperparameters(data: dict):
+    """(path, name, value) of every hyperparameter value: the fixed ones and each matrix entry."""
+    yield from ((("hyperparameters", name), name, value) for name, value in (data.get("hyperparameters") or {}).items())
+    for name, values in data["matrix"].items():
+        if name != "instance_type":
+            yield from ((("matrix", name, i), name, value) for i, value in enumerate(values))
 
 
 def _list_price(backend_cls, catalog: Catalog, instance_type: str, region: str) -> float:
     """The backend's catalog price of an instance type (a one-line input error if it has none, or cannot run it)."""
     return backend_cls.list_price(catalog.get(instance_type), region)
-
-
-def _check_repeats(model: CampaignFile, workload: str | None, hyper: dict, matrix: dict, at) -> None:
-    """`vary_seed: true` gives repeat n the seed + n - 1: a whole-number seed, not in the matrix, valid up to the last."""
-    if not model.vary_seed:
-        return
-    if "seed" in matrix:
-        raise TrainfleetInputError(f"{at('vary_seed')}: vary_seed sets seed per repeat; seed cannot be in the matrix too")
-    seed = hyper.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TrainfleetInputError(f"{at('hyperparameters', 'seed')}: vary_seed needs a whole-number seed, got {seed!r}")
-    _check_hyperparameter(workload, "seed", seed + model.repeats - 1, f"{at('vary_seed')}: vary_seed")
-
-
-def _check_nodes(model: CampaignFile, backend_cls, workload: str | None, at) -> None:
-    """`nodes: N` above 1: a multi-node job, on a backend that runs them, for a workload on the DDP path (torchrun)."""
-    nodes = model.nodes
-    if nodes > 1 and "multi_node" not in backend_cls.CAPABILITIES:
-        raise TrainfleetInputError(f"{at('nodes')}: nodes: {nodes} needs backend: sagemaker (backend "
-                                   f"{backend_cls.NAME} runs each run on one instance; its multi-GPU types use "
-                                   "torchrun within it)")
-    if nodes > 1 and workload not in DISTRIBUTED_WORKLOADS:
-        raise TrainfleetInputError(f"{at('nodes')}: nodes: {nodes} runs a bundled workload under torchrun: one of "
-                                   f"{', '.join(DISTRIBUTED_WORKLOADS)}")
 
 
 def _metric_definitions(raw) -> tuple:

@@ -12,15 +12,19 @@ validation error becomes one line naming the file, the YAML line and the field:
 from __future__ import annotations
 
 import json
+import math
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, model_validator
 from pydantic_core import PydanticCustomError
 
 from instance_benchmarks.core.contract import MARKETS
-from instance_benchmarks.core.errors import did_you_mean
+from instance_benchmarks.core.errors import TrainfleetInputError, did_you_mean
+from instance_benchmarks.core.validation import (
+    validate_directory, validate_git_ref, validate_identifier, validate_script_path, validate_snippet,
+)
 
 SCHEMA_FILE = Path(__file__).with_name("campaign.schema.json")
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -30,6 +34,9 @@ MAX_RUNTIME_MINUTES = 7 * 24 * 60  # a week
 METRICS_GRACE_MINUTES = 5.0        # default: how long an attempt may run before its first metric line
 MAX_REPEATS = 20
 MAX_NODES = 16
+MAX_RUNS = 500                     # configurations x repeats
+# Workloads on the shared loop's DistributedDataParallel path: torchrun, one process per GPU, on multi-GPU types.
+DISTRIBUTED_WORKLOADS = ("tabular_mlp", "cnn_digits", "lstm_regressor", "cifar10_resnet", "gpt_tokens")
 METRIC_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 # A hyperparameter's value: validated further in campaigns.spec (names, control characters, the workload's own
@@ -37,6 +44,21 @@ METRIC_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _SCALAR = {"type": ["boolean", "integer", "number", "string"]}
 _VALUE_SCHEMA = {"anyOf": [_SCALAR, {"type": "array", "items": _SCALAR}]}
 HyperValue = Annotated[Any, WithJsonSchema(_VALUE_SCHEMA)]
+
+
+def refusal(message: str, *path) -> PydanticCustomError:
+    """A validation error with `message` as it is (today's wording), at `path` when given (else where raised)."""
+    return PydanticCustomError("spec", "{message}", {"message": message, "path": path})
+
+
+def _checked(check, *args) -> AfterValidator:
+    """A core.validation check as a field validator: its one-line message kept, its value returned."""
+    def validate(value):
+        try:
+            return check(value, *args)
+        except TrainfleetInputError as error:
+            raise refusal(str(error)) from None
+    return AfterValidator(validate)
 
 
 class _Strict(BaseModel):
@@ -90,7 +112,7 @@ class Benchmark(_Strict):
 class SageMakerSection(_Strict):
     role_arn: str | None = Field(None, description="The execution role the jobs run as "
                                  "(arn:aws:iam::<account>:role/<name>); created for you on the embedded default.")
-    image_uri: str | None = Field(None, min_length=1, description="The training image (default: the PyTorch "
+    image_uri: str | None = Field(None, description="The training image (default: the PyTorch "
                                   "training DLC for each run's instance type).")
     max_wait_minutes: int | None = Field(None, ge=1, description="How long a managed spot job may wait and run "
                                          "(>= max_runtime_minutes; default twice it).")
@@ -110,17 +132,17 @@ class CampaignFile(_Strict):
 
     model_config = ConfigDict(title="trainfleet campaign")
 
-    campaign: str = Field(description="The campaign's name: 1-63 lowercase letters, digits or '-' (S3 prefix, tags).")
+    campaign: Annotated[str, _checked(validate_identifier, "campaign")] = Field(description="The campaign's name: 1-63 lowercase letters, digits or '-' (S3 prefix, tags).")
     repo: str = Field(description="Your repository: an https:// URL, or (embedded default) a local path or file:// "
                       "URL, relative to the campaign file.")
-    ref: str = Field(description="Branch, tag or commit; resolved to its commit at launch (new commit, new runs).")
-    script: str | None = Field(None, description="A .py or .sh path in the repo, run as `python SCRIPT --key=value "
+    ref: Annotated[str, _checked(validate_git_ref)] = Field(description="Branch, tag or commit; resolved to its commit at launch (new commit, new runs).")
+    script: Annotated[str, _checked(validate_script_path)] | None = Field(None, description="A .py or .sh path in the repo, run as `python SCRIPT --key=value "
                                "...` (default for a workload: training_scripts/<workload>.py).")
     workload: Literal[WORKLOADS] | None = Field(None, description="One of trainfleet's bundled workloads (then "
                                                 "script is optional).")
-    workdir: str | None = Field(None, description="The repo directory the script or commands run in.")
-    setup: str | None = Field(None, description="Shell commands before training (billed as setup).")
-    run: str | None = Field(None, description="Shell commands that train, instead of script: each hyperparameter is "
+    workdir: Annotated[str, _checked(validate_directory, "workdir")] | None = Field(None, description="The repo directory the script or commands run in.")
+    setup: Annotated[str, _checked(validate_snippet, "setup")] | None = Field(None, description="Shell commands before training (billed as setup).")
+    run: Annotated[str, _checked(validate_snippet, "run")] | None = Field(None, description="Shell commands that train, instead of script: each hyperparameter is "
                             "an environment variable.")
     benchmark: Benchmark | None = Field(None, description="Train a slice only and predict the whole job's time and "
                                         "cost.")
@@ -149,6 +171,42 @@ class CampaignFile(_Strict):
                                                           "each a number, true/false, text or a list of those.")
     matrix: Matrix = Field(description="Cartesian product of lists, one run per combination: instance_type and "
                            "hyperparameters.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CampaignFile:
+        """The rules between keys that need no catalog, repository or backend."""
+        if self.run is not None and (self.script is not None or self.workload is not None):
+            raise refusal("give either run (shell commands) or script / workload, not both", "run")
+        if self.workload is None and self.script is None and self.run is None:
+            raise refusal("give the script to run (a path in the repo), run commands, or a bundled workload")
+        if self.estimated_minutes is not None and self.estimated_minutes > self.max_runtime_minutes:
+            raise refusal(f"estimated_minutes {self.estimated_minutes:g} exceeds max_runtime_minutes "
+                          f"{self.max_runtime_minutes}", "estimated_minutes")
+        if self.benchmark and (self.benchmark.max_minutes or 0) >= self.max_runtime_minutes:
+            raise refusal(f"benchmark.max_minutes must be below max_runtime_minutes {self.max_runtime_minutes}",
+                          "benchmark", "max_minutes")
+        if self.nodes > 1 and self.workload not in DISTRIBUTED_WORKLOADS:
+            raise refusal(f"nodes: {self.nodes} runs a bundled workload under torchrun: one of "
+                          f"{', '.join(DISTRIBUTED_WORKLOADS)}", "nodes")
+        self._check_matrix()
+        return self
+
+    def _check_matrix(self) -> None:
+        hyper, matrix = self.hyperparameters or {}, {"instance_type": self.matrix.instance_type, **self.matrix.model_extra}
+        for name, values in matrix.items():
+            if len(set(map(repr, values))) != len(values):
+                raise refusal(f"matrix.{name} lists a value twice", "matrix", name)
+            if name in hyper:
+                raise refusal(f"{name} is both fixed and in the matrix", "matrix", name)
+        runs = math.prod(len(values) for values in matrix.values())
+        if runs * self.repeats > MAX_RUNS:
+            times = f" x {self.repeats} repeats" if self.repeats > 1 else ""
+            raise refusal(f"the matrix expands to {runs} runs{times} (at most {MAX_RUNS})", "matrix")
+        if self.vary_seed and "seed" in matrix:
+            raise refusal("vary_seed sets seed per repeat; seed cannot be in the matrix too", "vary_seed")
+        seed = hyper.get("seed", 0)
+        if self.vary_seed and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise refusal(f"vary_seed needs a whole-number seed, got {seed!r}", "hyperparameters", "seed")
 
 
 # ----------------------------------------------------------------------------------------------- schema
@@ -235,7 +293,7 @@ _KINDS = {"none_required": "empty", "bool_type": "true or false", "string_type":
 
 def _message(error: dict) -> str:
     """One pydantic error as a sentence naming its field (today's wording where there was one)."""
-    path, kind, value = tuple(error["loc"]), error["type"], error.get("input")
+    path, kind, value = _path(error), error["type"], error.get("input")
     name, shown = dotted(path), repr(value)[:80]
     parent, last = path[:-1], path[-1] if path else None
     prefix = f"{dotted(parent)}: " if parent else ""
@@ -262,12 +320,17 @@ def _message(error: dict) -> str:
     return f"{name}: {error['msg']}" if name else error["msg"]
 
 
+def _path(error: dict) -> tuple:
+    """Where an error is: the path a cross-field rule names, else pydantic's own location."""
+    return tuple((error.get("ctx") or {}).get("path") or error["loc"])
+
+
 def describe(error: ValidationError, source: str, lines: dict | None) -> str:
     """The first problem of a ValidationError as one line: `file:LINE: field message (and N more)`."""
     errors = error.errors(include_url=False)
     first = errors[0]
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"{where(source, lines, tuple(first['loc']))}: {_message(first)}{more}"
+    return f"{where(source, lines, _path(first))}: {_message(first)}{more}"
 
 
 def validate_file(data: dict) -> CampaignFile:
