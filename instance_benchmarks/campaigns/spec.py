@@ -50,9 +50,8 @@ from instance_benchmarks.catalog import Catalog, load_catalog
 from instance_benchmarks.core.contract import (  # noqa: F401 (MARKETS, override_args re-exported)
     HYPERPARAMETER_NAME, MARKETS, PROXY_VARIABLE, hyperparameter_text, override_args,
 )
-from instance_benchmarks.campaigns.spec_models import (  # noqa: F401 (constants re-exported)
-    BENCHMARK_KEYS, DISTRIBUTED_WORKLOADS, KNOWN_KEYS, MAX_NODES, METRICS_GRACE_MINUTES, WORKLOADS, CampaignFile,
-    describe, schema_text, validate_file, where,
+from instance_benchmarks.campaigns.spec_models import (  # noqa: F401 (WORKLOADS re-exported)
+    DISTRIBUTED_WORKLOADS, METRICS_GRACE_MINUTES, WORKLOADS, CampaignFile, describe, schema_text, validate_file, where,
 )
 from instance_benchmarks.campaigns.yamlfile import load_yaml_lines
 from instance_benchmarks.core.errors import TrainfleetInputError, did_you_mean

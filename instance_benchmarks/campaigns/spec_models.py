@@ -1,8 +1,9 @@
 """The campaign file as pydantic v2 models: every key, its type and its bounds in one place.
 
-The models check the shape of a campaign file (known keys only, types, finite numbers, stated bounds, the
-allowed words); `campaigns.spec.parse_spec` checks what needs more than the file (the catalog, the
-repository, a bundled workload's own hyperparameters, the backend's capabilities). The JSON Schema an editor
+The models check everything the file alone decides: known keys only, types, finite numbers, stated bounds,
+the allowed words, names and paths (core.validation), and the rules between keys (script or run, estimate
+within the watchdog, matrix size, ...). `campaigns.spec.parse_spec` checks what needs more than the file: the
+catalog, the repository, a bundled workload's own hyperparameters, the backend's capabilities. The JSON Schema an editor
 reads (`trainfleet campaign schema`, `campaign.schema.json` beside this module) is generated from them, and a
 validation error becomes one line naming the file, the YAML line and the field:
 
@@ -311,6 +312,8 @@ def _message(error: dict) -> str:
         return f"{name} {shown} must be {_words(allowed)}" + did_you_mean(str(value), allowed)
     if kind == "too_short":
         return f"{name} must be a non-empty list"
+    if kind == "string_too_short":
+        return f"{name} must not be empty"
     if kind == "string_pattern_mismatch":
         return f"{name} {shown} must match {error['ctx']['pattern']}"
     if kind in _KINDS:
@@ -337,6 +340,3 @@ def validate_file(data: dict) -> CampaignFile:
     """The model of a loaded campaign file (raises ValidationError)."""
     return CampaignFile.model_validate(data)
 
-
-KNOWN_KEYS = frozenset(CampaignFile.model_fields)
-BENCHMARK_KEYS = frozenset(Benchmark.model_fields)
