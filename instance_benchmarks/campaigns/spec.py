@@ -275,7 +275,8 @@ def parse_spec(data, catalog: Catalog | None = None, source: str = "campaign", b
         checked(path, _list_price, backend_cls, catalog, instance_type, region)
     settings = backend_cls.check_settings(data.get(backend), data, where(source, lines, (backend,)))
     for path, name, value in _hyperparameters(data):
-        checked(path, _check_hyperparameter, workload, name, value, f"matrix.{name}" if path[0] == "matrix" else path[0])
+        label = f"matrix.{name}" if path[0] == "matrix" else "hyperparameters"
+        checked(path, _check_hyperparameter, workload, name, value, label)
     if model.vary_seed:
         checked(("vary_seed",), _check_hyperparameter, workload, "seed", hyper.get("seed", 0) + model.repeats - 1,
                 "vary_seed")
@@ -304,7 +305,7 @@ def _backend(model: CampaignFile, data: dict):
                                    + did_you_mean(model.backend, BACKENDS))
     backend_cls = backend_class(model.backend)
     asked = {"any_repo": model.workload is None, FALLBACK: model.fallback is not None, "multi_node": model.nodes > 1}
-    lacking = [capability for capability, wanted in asked.items() if wanted and capability not in backend_cls.CAPABILITIES]
+    lacking = [need for need, wanted in asked.items() if wanted and need not in backend_cls.CAPABILITIES]
     if lacking:
         raise TrainfleetInputError(_LACKING[lacking[0]].format(backend=model.backend, nodes=model.nodes))
     other = [name for name in BACKENDS if name != model.backend and data.get(name) is not None]

@@ -87,7 +87,7 @@ class Fallback(_Strict):
     @model_validator(mode="after")
     def _not_empty(self) -> Fallback:
         if self.instance_type is None and self.market is None:
-            raise PydanticCustomError("spec", "fallback needs instance_type, market or both")
+            raise refusal("fallback needs instance_type, market or both")
         return self
 
 
@@ -103,10 +103,9 @@ class Benchmark(_Strict):
     @model_validator(mode="after")
     def _slice_and_job(self) -> Benchmark:
         if self.max_minutes is None and self.max_steps is None:
-            raise PydanticCustomError("spec", "benchmark needs max_minutes or max_steps (the slice to train)")
+            raise refusal("benchmark needs max_minutes or max_steps (the slice to train)")
         if (self.total_steps is None) == (self.total_samples is None):
-            raise PydanticCustomError("spec", "benchmark needs the whole job's length: total_steps or total_samples "
-                                      "(one of them)")
+            raise refusal("benchmark needs the whole job's length: total_steps or total_samples (one of them)")
         return self
 
 
@@ -133,21 +132,27 @@ class CampaignFile(_Strict):
 
     model_config = ConfigDict(title="trainfleet campaign")
 
-    campaign: Annotated[str, _checked(validate_identifier, "campaign")] = Field(description="The campaign's name: 1-63 lowercase letters, digits or '-' (S3 prefix, tags).")
+    campaign: Annotated[str, _checked(validate_identifier, "campaign")] = Field(
+        description="The campaign's name: 1-63 lowercase letters, digits or '-' (S3 prefix, tags).")
     repo: str = Field(description="Your repository: an https:// URL, or (embedded default) a local path or file:// "
                       "URL, relative to the campaign file.")
-    ref: Annotated[str, _checked(validate_git_ref)] = Field(description="Branch, tag or commit; resolved to its commit at launch (new commit, new runs).")
-    script: Annotated[str, _checked(validate_script_path)] | None = Field(None, description="A .py or .sh path in the repo, run as `python SCRIPT --key=value "
-                               "...` (default for a workload: training_scripts/<workload>.py).")
+    ref: Annotated[str, _checked(validate_git_ref)] = Field(
+        description="Branch, tag or commit; resolved to its commit at launch (new commit, new runs).")
+    script: Annotated[str, _checked(validate_script_path)] | None = Field(
+        None, description="A .py or .sh path in the repo, run as `python SCRIPT --key=value ...` (default for a "
+        "workload: training_scripts/<workload>.py).")
     workload: Literal[WORKLOADS] | None = Field(None, description="One of trainfleet's bundled workloads (then "
                                                 "script is optional).")
-    workdir: Annotated[str, _checked(validate_directory, "workdir")] | None = Field(None, description="The repo directory the script or commands run in.")
-    setup: Annotated[str, _checked(validate_snippet, "setup")] | None = Field(None, description="Shell commands before training (billed as setup).")
-    run: Annotated[str, _checked(validate_snippet, "run")] | None = Field(None, description="Shell commands that train, instead of script: each hyperparameter is "
-                            "an environment variable.")
+    workdir: Annotated[str, _checked(validate_directory, "workdir")] | None = Field(
+        None, description="The repo directory the script or commands run in.")
+    setup: Annotated[str, _checked(validate_snippet, "setup")] | None = Field(
+        None, description="Shell commands before training (billed as setup).")
+    run: Annotated[str, _checked(validate_snippet, "run")] | None = Field(
+        None, description="Shell commands that train, instead of script: each hyperparameter is an environment "
+        "variable.")
     benchmark: Benchmark | None = Field(None, description="Train a slice only and predict the whole job's time and "
                                         "cost.")
-    region: str = Field(description="AWS region, e.g. us-east-1 (a catalog region).")
+    region: str = Field(description="AWS region (a catalog region).", examples=["us-east-1"])
     market: Literal[MARKETS] = Field("spot", description="spot or on-demand.")
     max_runtime_minutes: int = Field(ge=1, le=MAX_RUNTIME_MINUTES, description="Watchdog per run: also the "
                                      "worst-case billing bound.")
@@ -164,7 +169,7 @@ class CampaignFile(_Strict):
     vary_seed: bool = Field(False, description="Repeat n runs with seed = seed + n - 1 (default: the same seed).")
     nodes: int = Field(1, ge=1, le=MAX_NODES, description="Instances per run, torchrun across them (backend "
                        "sagemaker, a bundled workload).")
-    backend: str = Field("ec2", description="Where runs execute: a registered backend (ec2, sagemaker).")
+    backend: str = Field("ec2", description="Where runs execute: a registered backend.", examples=["ec2", "sagemaker"])
     fallback: Fallback | None = Field(None, description="How to relaunch after a spot interruption (backend ec2).")
     ec2: None = Field(None, description="Backend ec2 takes no section of its own.")
     sagemaker: SageMakerSection | None = Field(None, description="Backend sagemaker's settings.")
@@ -193,7 +198,8 @@ class CampaignFile(_Strict):
         return self
 
     def _check_matrix(self) -> None:
-        hyper, matrix = self.hyperparameters or {}, {"instance_type": self.matrix.instance_type, **self.matrix.model_extra}
+        hyper = self.hyperparameters or {}
+        matrix = {"instance_type": self.matrix.instance_type, **self.matrix.model_extra}
         for name, values in matrix.items():
             if len(set(map(repr, values))) != len(values):
                 raise refusal(f"matrix.{name} lists a value twice", "matrix", name)
@@ -288,7 +294,8 @@ def _words(values) -> str:
 
 _NUMBER_ERRORS = {"int_type", "float_type", "finite_number", "greater_than", "greater_than_equal", "less_than",
                   "less_than_equal", "int_from_float"}
-_KINDS = {"none_required": "empty", "bool_type": "true or false", "string_type": "text", "list_type": "a list", "dict_type": "a mapping",
+_KINDS = {"none_required": "empty", "bool_type": "true or false", "string_type": "text", "list_type": "a list",
+          "dict_type": "a mapping",
           "model_type": "a mapping", "model_attributes_type": "a mapping"}
 
 
@@ -298,11 +305,14 @@ def _message(error: dict) -> str:
     name, shown = dotted(path), repr(value)[:80]
     parent, last = path[:-1], path[-1] if path else None
     prefix = f"{dotted(parent)}: " if parent else ""
+    if last == "[key]":
+        return f"{dotted(path[:-2])}: key {path[-2]!r} must be text"
     if kind == "missing":
         return f"{prefix}missing required key {last!r}"
     if kind == "extra_forbidden":
         model, _ = _field_at(parent)
-        return f"{prefix}unknown key {str(last)[:80]!r}" + did_you_mean(str(last), list(model.model_fields) if model else [])
+        known = list(model.model_fields) if model else []
+        return f"{prefix}unknown key {str(last)[:80]!r}" + did_you_mean(str(last), known)
     _, info = _field_at(path)
     if kind in _NUMBER_ERRORS and info is not None:
         integer = typing.get_args(info.annotation)[:1] == (int,) or info.annotation is int

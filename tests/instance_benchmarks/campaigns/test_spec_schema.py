@@ -134,7 +134,8 @@ def test_a_list_item_is_named_by_its_index_and_line(tmp_path):
 
 def test_a_bound_is_stated_with_the_line(tmp_path):
     text = _file(repeats=30)
-    assert _refusal(tmp_path, text) == f"c.yaml:{_line(text, 'repeats:')}: repeats must be a whole number from 1 to 20, got 30"
+    assert _refusal(tmp_path, text) == \
+        f"c.yaml:{_line(text, 'repeats:')}: repeats must be a whole number from 1 to 20, got 30"
 
 
 def test_a_word_not_allowed_lists_the_allowed_ones_and_the_closest(tmp_path):
