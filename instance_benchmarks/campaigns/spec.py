@@ -27,6 +27,9 @@
     matrix:                              # cartesian product -> one run each
       instance_type: [c5.xlarge, g4dn.xlarge]
       batch_size: [64, 256]
+
+Every key's type, bounds and meaning are the models of campaigns/spec_models.py, published as a JSON Schema
+(`trainfleet campaign schema`); parse_spec checks the rest (catalog, repository, workload, backend).
 """
 from __future__ import annotations
 
