@@ -290,6 +290,17 @@ def campaign_validate(spec_file: Path = typer.Argument(..., help="Campaign YAML.
         raise TrainfleetInputError(f"worst case ${plan.worst_case_usd:.2f} exceeds the budget ${spec.budget_usd:.2f}")
 
 
+@campaign_app.command("schema")
+def campaign_schema(out: Optional[Path] = typer.Option(None, "--out", help="Write it to this file instead of "
+                                                        "printing it.")) -> None:
+    """Print the campaign file's JSON Schema (for editors: `# yaml-language-server: $schema=<path>`)."""
+    from instance_benchmarks.campaigns.spec import schema_command
+
+    text = schema_command(out)
+    if out is None:
+        sys.stdout.write(text)
+
+
 @campaign_app.command("launch")
 def campaign_launch(
     spec_file: Path = typer.Argument(..., help="Campaign YAML."),

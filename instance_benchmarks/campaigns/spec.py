@@ -27,6 +27,9 @@
     matrix:                              # cartesian product -> one run each
       instance_type: [c5.xlarge, g4dn.xlarge]
       batch_size: [64, 256]
+
+Every key's type, bounds and meaning are the models of campaigns/spec_models.py, published as a JSON Schema
+(`trainfleet campaign schema`); parse_spec checks the rest (catalog, repository, workload, backend).
 """
 from __future__ import annotations
 
@@ -41,33 +44,26 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from instance_benchmarks.backends.base import FALLBACK
+from pydantic import ValidationError
 
-WORKLOAD_REQUIREMENTS = "training_scripts/requirements.txt"  # in the repository, for `workload:` campaigns
+from instance_benchmarks.agent.metrics import MetricDefinitionError, parse_definitions
+from instance_benchmarks.backends.base import FALLBACK
 from instance_benchmarks.backends.registry import BACKENDS, DEFAULT, backend_class
 from instance_benchmarks.catalog import Catalog, load_catalog
 from instance_benchmarks.core.contract import (  # noqa: F401 (MARKETS, override_args re-exported)
     HYPERPARAMETER_NAME, MARKETS, PROXY_VARIABLE, hyperparameter_text, override_args,
 )
-from instance_benchmarks.core.errors import TrainfleetInputError
-from instance_benchmarks.core.validation import (
-    redact, validate_directory, validate_git_ref, validate_identifier, validate_local_repo, validate_positive,
-    validate_repo_url, validate_script_path, validate_snippet,
+from instance_benchmarks.campaigns.spec_models import (  # noqa: F401 (WORKLOADS re-exported)
+    DISTRIBUTED_WORKLOADS, METRICS_GRACE_MINUTES, WORKLOADS, CampaignFile, describe, schema_text, validate_file, where,
 )
+from instance_benchmarks.campaigns.yamlfile import load_yaml_lines
+from instance_benchmarks.core.errors import TrainfleetInputError, did_you_mean
+from instance_benchmarks.core.validation import redact, validate_local_repo, validate_repo_url
 
-WORKLOADS = ("tabular_mlp", "cnn_digits", "lstm_regressor", "cartpole_pg", "cifar10_resnet", "gpt_tokens")
-# Workloads on the shared loop's DistributedDataParallel path: torchrun, one process per GPU, on multi-GPU types.
-DISTRIBUTED_WORKLOADS = ("tabular_mlp", "cnn_digits", "lstm_regressor", "cifar10_resnet", "gpt_tokens")
+WORKLOAD_REQUIREMENTS = "training_scripts/requirements.txt"  # in the repository, for `workload:` campaigns
 # Options the agent sets itself; a bundled workload may not override them.
 RESERVED = {"output", "checkpoint", "dry_run"}
-KNOWN_KEYS = {"campaign", "workload", "repo", "ref", "script", "region", "market", "max_runtime_minutes",
-              "estimated_minutes", "budget_usd", "target", "hyperparameters", "matrix", "backend", "max_attempts",
-              "fallback", "metric_definitions", "metrics_grace_minutes", "workdir", "setup", "run", "benchmark", "repeats", "vary_seed", "nodes",
-              *BACKENDS}
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # a metric's name
 _TEXT = re.compile(r"^[^\x00-\x1f\x7f]*$")        # printable: no newline, tab or other control character
-METRICS_GRACE_MINUTES = 5.0  # default: how long an attempt may run before its first metric line
-BENCHMARK_KEYS = {"max_minutes", "max_steps", "total_steps", "total_samples", "warmup_steps", "warmup_seconds"}
 
 
 @dataclass(frozen=True)
@@ -239,7 +235,7 @@ def _check_hyperparameter(workload: str | None, name, value, where: str) -> None
         raise TrainfleetInputError(f"{where}: {error}") from None
 
 
-def _repo(value: str, base_dir: Path | None, source: str) -> str:
+def _repo(value: str, base_dir: Path | None) -> str:
     """An https URL as given; a local repository (path or file:// URL) as file:///absolute/path."""
     if value.startswith("https://") or "@" in value.split("/")[0] or value.startswith("ssh://"):
         return validate_repo_url(value)
@@ -248,205 +244,129 @@ def _repo(value: str, base_dir: Path | None, source: str) -> str:
         path = (base_dir or Path.cwd()) / path
     path = path.resolve()
     if not (path / ".git").exists():
-        raise TrainfleetInputError(f"{source}: repo {redact(value)!r} is neither an https:// URL nor a local git repository")
+        raise TrainfleetInputError(f"repo {redact(value)!r} is neither an https:// URL nor a local git repository")
     return validate_local_repo(f"file://{path}")
 
 
-def parse_spec(data, catalog: Catalog | None = None, source: str = "campaign", base_dir: Path | None = None) -> CampaignSpec:
-    """Validate a loaded YAML document; every problem is one TrainfleetInputError line."""
+def parse_spec(data, catalog: Catalog | None = None, source: str = "campaign", base_dir: Path | None = None,
+               lines: dict | None = None) -> CampaignSpec:
+    """Validate a loaded YAML document (`lines`: each key path's line, from yamlfile.load_yaml_lines); every
+    problem is one TrainfleetInputError line naming the file, the line where known, and the field. The models
+    (campaigns/spec_models.py) check the file's shape; what follows needs the catalog, the repository, a bundled
+    workload's own hyperparameters or the backend."""
     catalog = catalog or load_catalog()
     if not isinstance(data, dict):
         raise TrainfleetInputError(f"{source}: expected a mapping of campaign settings at the top level")
     data = {key: value for key, value in data.items() if value is not None}  # `key:` left empty = not given
-    unknown = sorted(set(map(str, data)) - KNOWN_KEYS)
-    if unknown:
-        raise TrainfleetInputError(f"{source}: unknown keys {', '.join(unknown)}")
-    for key in ("campaign", "repo", "ref", "region", "max_runtime_minutes", "budget_usd", "matrix"):
-        if key not in data:
-            raise TrainfleetInputError(f"{source}: missing required key {key!r}")
-    for key in ("campaign", "workload", "repo", "ref", "script", "region", "market", "backend"):
-        if key in data and not isinstance(data[key], str):
-            raise TrainfleetInputError(f"{source}: {key} must be a string, got {type(data[key]).__name__}")
-    campaign = validate_identifier(data["campaign"], f"{source}: campaign")
-    workload = data.get("workload")
-    if workload is not None and workload not in WORKLOADS:
-        raise TrainfleetInputError(f"{source}: workload {workload!r} is not one of {', '.join(WORKLOADS)}")
-    if "run" in data and ("script" in data or workload is not None):
-        raise TrainfleetInputError(f"{source}: give either run (shell commands) or script / workload, not both")
-    if workload is None and "script" not in data and "run" not in data:
-        raise TrainfleetInputError(f"{source}: give the script to run (a path in the repo), run commands, or a bundled workload")
-    repo = _repo(data["repo"], base_dir, source)
-    ref = validate_git_ref(str(data["ref"]))
-    script = validate_script_path(data.get("script", f"training_scripts/{workload}.py")) if "run" not in data else ""
-    workdir = validate_directory(data["workdir"], f"{source}: workdir") if "workdir" in data else None
-    setup, run = (validate_snippet(data[key], f"{source}: {key}") if key in data else None for key in ("setup", "run"))
-    region = catalog.require_region(data["region"])
-    market = data.get("market", "spot")
-    if market not in MARKETS:
-        raise TrainfleetInputError(f"{source}: market {market!r} must be spot or on-demand")
-    backend = data.get("backend", DEFAULT)
-    if backend not in BACKENDS:
-        raise TrainfleetInputError(f"{source}: backend {backend!r} is not supported (use: {', '.join(BACKENDS)})")
-    backend_cls = backend_class(backend)
-    if workload is None and "any_repo" not in backend_cls.CAPABILITIES:
-        raise TrainfleetInputError(f"{source}: backend {backend} runs trainfleet's bundled workloads only: name a workload")
-    max_runtime = validate_positive(data["max_runtime_minutes"], f"{source}: max_runtime_minutes")
-    if max_runtime > 7 * 24 * 60:
-        raise TrainfleetInputError(f"{source}: max_runtime_minutes {max_runtime} is over a week")
-    budget = validate_positive(data["budget_usd"], f"{source}: budget_usd", integer=False)
-    if not math.isfinite(budget):
-        raise TrainfleetInputError(f"{source}: budget_usd must be a finite number")
-    estimated = data.get("estimated_minutes")
-    if estimated is not None:
-        validate_positive(estimated, f"{source}: estimated_minutes", integer=False)
-        if not estimated <= max_runtime:
-            raise TrainfleetInputError(f"{source}: estimated_minutes {estimated} exceeds max_runtime_minutes {max_runtime}")
-    max_attempts = validate_positive(data.get("max_attempts", 3), f"{source}: max_attempts")
-    fallback = data.get("fallback")
-    if fallback is not None:
-        if FALLBACK not in backend_cls.CAPABILITIES:
-            raise TrainfleetInputError(f"{source}: backend {backend} does not support fallback")
-        if not isinstance(fallback, dict) or not fallback or set(fallback) - {"instance_type", "market"}:
-            raise TrainfleetInputError(f"{source}: fallback must be {{instance_type: TYPE, market: spot|on-demand}}")
-        if "instance_type" in fallback:
-            backend_cls.list_price(catalog.get(str(fallback["instance_type"])), region)
-        if fallback.get("market", market) not in MARKETS:
-            raise TrainfleetInputError(f"{source}: fallback market {fallback['market']!r} must be spot or on-demand")
-    for name in BACKENDS:
-        if name != backend and data.get(name) is not None:
-            raise TrainfleetInputError(f"{source}: a {name} section needs backend: {name}")
-    settings = backend_cls.check_settings(data.get(backend), data, source)
+    try:
+        model = validate_file(data)
+    except ValidationError as error:
+        raise TrainfleetInputError(describe(error, source, lines)) from None
 
-    hyper = data.get("hyperparameters") or {}
-    if not isinstance(hyper, dict):
-        raise TrainfleetInputError(f"{source}: hyperparameters must be a mapping")
-    for name, value in hyper.items():
-        _check_hyperparameter(workload, name, value, f"{source}: hyperparameters")
+    def checked(path: tuple, check, *args):
+        """`check(*args)`, its input error prefixed with the file and line of `path`."""
+        try:
+            return check(*args)
+        except TrainfleetInputError as error:
+            raise TrainfleetInputError(f"{where(source, lines, path)}: {error}") from None
 
-    matrix = data["matrix"]
-    if not isinstance(matrix, dict) or "instance_type" not in matrix:
-        raise TrainfleetInputError(f"{source}: matrix must be a mapping with an instance_type list")
-    clean_matrix: dict = {}
-    for name, values in matrix.items():
-        if not isinstance(values, list) or not values:
-            raise TrainfleetInputError(f"{source}: matrix.{name} must be a non-empty list")
-        if len(set(map(repr, values))) != len(values):
-            raise TrainfleetInputError(f"{source}: matrix.{name} lists a value twice")
-        if name == "instance_type":
-            for itype in values:
-                backend_cls.list_price(catalog.get(str(itype)), region)
-        else:
-            if name in hyper:
-                raise TrainfleetInputError(f"{source}: {name} is both fixed and in the matrix")
-            for value in values:
-                _check_hyperparameter(workload, name, value, f"{source}: matrix.{name}")
-        clean_matrix[str(name)] = list(values)
-    runs = math.prod(len(values) for values in clean_matrix.values())
-    repeats, vary_seed = _repeats(data, workload, hyper, clean_matrix, source)
-    nodes = _nodes(data, backend, workload, source)
-    if runs * repeats > 500:
-        times = f" x {repeats} repeats" if repeats > 1 else ""
-        raise TrainfleetInputError(f"{source}: the matrix expands to {runs} runs{times} (at most 500)")
-
+    workload, backend, hyper = model.workload, model.backend, data.get("hyperparameters") or {}
+    repo = checked(("repo",), _repo, model.repo, base_dir)
+    region = checked(("region",), catalog.require_region, model.region)
+    backend_cls = checked(("backend",), _backend, model, data)
+    for path, instance_type in _instance_types(data):
+        checked(path, _list_price, backend_cls, catalog, instance_type, region)
+    settings = backend_cls.check_settings(data.get(backend), data, where(source, lines, (backend,)))
+    for path, name, value in _hyperparameters(data):
+        label = f"matrix.{name}" if path[0] == "matrix" else "hyperparameters"
+        checked(path, _check_hyperparameter, workload, name, value, label)
+    if model.vary_seed:
+        checked(("vary_seed",), _check_hyperparameter, workload, "seed", hyper.get("seed", 0) + model.repeats - 1,
+                "vary_seed")
     target = data.get("target")
-    if target is not None:
-        if not isinstance(target, dict) or set(target) != {"metric", "value"} or isinstance(target["value"], bool) \
-                or not isinstance(target["value"], (int, float)) or not math.isfinite(target["value"]) \
-                or not isinstance(target["metric"], str) or not _NAME.fullmatch(target["metric"]):
-            raise TrainfleetInputError(f"{source}: target must be {{metric: NAME, value: NUMBER}}")
-        if workload is not None and target["metric"] not in _workload_metrics(workload):
-            raise TrainfleetInputError(f"{source}: target.metric {target['metric']!r}: {workload} emits "
-                                       f"{', '.join(_workload_metrics(workload))}")
-    definitions = _metric_definitions(data.get("metric_definitions"), source)
-    benchmark = _benchmark(data.get("benchmark"), max_runtime, source)
-    grace = _number(data.get("metrics_grace_minutes", METRICS_GRACE_MINUTES), f"{source}: metrics_grace_minutes")
-    return CampaignSpec(campaign=campaign, workload=workload, repo=repo, ref=ref, script=script, region=region,
-                        market=market, max_runtime_minutes=max_runtime, budget_usd=float(budget),
-                        matrix=clean_matrix, hyperparameters=dict(hyper), estimated_minutes=estimated,
-                        target=target, backend=backend, max_attempts=max_attempts, fallback=fallback,
-                        backend_settings=settings, metric_definitions=definitions, workdir=workdir,
-                        setup=setup, run=run, benchmark=benchmark, repeats=repeats, vary_seed=vary_seed, nodes=nodes,
-                        metrics_grace_minutes=float(grace))
+    if target is not None and workload is not None and target["metric"] not in _workload_metrics(workload):
+        raise TrainfleetInputError(f"{where(source, lines, ('target', 'metric'))}: target.metric {target['metric']!r}: "
+                                   f"{workload} emits {', '.join(_workload_metrics(workload))}")
+    definitions = checked(("metric_definitions",), _metric_definitions, data.get("metric_definitions"))
+    return CampaignSpec(campaign=model.campaign, workload=workload, repo=repo, ref=model.ref, region=region,
+                        script="" if model.run else model.script or f"training_scripts/{workload}.py",
+                        market=model.market, max_runtime_minutes=model.max_runtime_minutes,
+                        budget_usd=model.budget_usd, matrix={str(k): list(v) for k, v in data["matrix"].items()},
+                        hyperparameters=dict(hyper), estimated_minutes=data.get("estimated_minutes"), target=target,
+                        backend=backend, max_attempts=model.max_attempts, fallback=data.get("fallback"),
+                        backend_settings=settings, metric_definitions=definitions, workdir=model.workdir,
+                        setup=model.setup, run=model.run,
+                        benchmark=model.benchmark.model_dump(exclude_none=True) if model.benchmark else None,
+                        repeats=model.repeats, vary_seed=model.vary_seed, nodes=model.nodes,
+                        metrics_grace_minutes=model.metrics_grace_minutes)
 
 
-def _repeats(data: dict, workload: str | None, hyper: dict, matrix: dict, source: str) -> tuple[int, bool]:
-    """`repeats: N` (1-20) runs each configuration N times; `vary_seed: true` gives repeat n seed + n - 1."""
-    repeats = data.get("repeats", 1)
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or not 1 <= repeats <= 20:
-        raise TrainfleetInputError(f"{source}: repeats must be a whole number from 1 to 20, got {repeats!r}")
-    vary_seed = data.get("vary_seed", False)
-    if not isinstance(vary_seed, bool):
-        raise TrainfleetInputError(f"{source}: vary_seed must be true or false, got {vary_seed!r}")
-    if vary_seed:
-        if "seed" in matrix:
-            raise TrainfleetInputError(f"{source}: vary_seed sets seed per repeat; seed cannot be in the matrix too")
-        if isinstance(hyper.get("seed", 0), bool) or not isinstance(hyper.get("seed", 0), int):
-            raise TrainfleetInputError(f"{source}: vary_seed needs a whole-number seed, got {hyper['seed']!r}")
-        _check_hyperparameter(workload, "seed", hyper.get("seed", 0) + repeats - 1, f"{source}: vary_seed")
-    return repeats, vary_seed
+def _backend(model: CampaignFile, data: dict):
+    """The campaign's backend class, once it is known to do what the campaign asks of it."""
+    if model.backend not in BACKENDS:
+        raise TrainfleetInputError(f"backend {model.backend!r} is not supported (use: {', '.join(BACKENDS)})"
+                                   + did_you_mean(model.backend, BACKENDS))
+    backend_cls = backend_class(model.backend)
+    asked = {"any_repo": model.workload is None, FALLBACK: model.fallback is not None, "multi_node": model.nodes > 1}
+    lacking = [need for need, wanted in asked.items() if wanted and need not in backend_cls.CAPABILITIES]
+    if lacking:
+        raise TrainfleetInputError(_LACKING[lacking[0]].format(backend=model.backend, nodes=model.nodes))
+    other = [name for name in BACKENDS if name != model.backend and data.get(name) is not None]
+    if other:
+        raise TrainfleetInputError(f"a {other[0]} section needs backend: {other[0]}")
+    return backend_cls
 
 
-MAX_NODES = 16
+_LACKING = {  # a capability the campaign needs -> why the backend cannot run it
+    "any_repo": "backend {backend} runs trainfleet's bundled workloads only: name a workload",
+    FALLBACK: "backend {backend} does not support fallback",
+    "multi_node": "nodes: {nodes} needs backend: sagemaker (backend {backend} runs each run on one instance; its "
+                  "multi-GPU types use torchrun within it)",
+}
 
 
-def _nodes(data: dict, backend: str, workload: str | None, source: str) -> int:
-    """`nodes: N` (1-16): a multi-node job, backend sagemaker only, for a workload on the DDP path (torchrun)."""
-    nodes = data.get("nodes", 1)
-    if isinstance(nodes, bool) or not isinstance(nodes, int) or not 1 <= nodes <= MAX_NODES:
-        raise TrainfleetInputError(f"{source}: nodes must be a whole number from 1 to {MAX_NODES}, got {nodes!r}")
-    if nodes > 1 and "multi_node" not in backend_class(backend).CAPABILITIES:
-        raise TrainfleetInputError(f"{source}: nodes: {nodes} needs backend: sagemaker (backend {backend} runs each "
-                                   "run on one instance; its multi-GPU types use torchrun within it)")
-    if nodes > 1 and workload not in DISTRIBUTED_WORKLOADS:
-        raise TrainfleetInputError(f"{source}: nodes: {nodes} runs a bundled workload under torchrun: one of "
-                                   f"{', '.join(DISTRIBUTED_WORKLOADS)}")
-    return nodes
+def _instance_types(data: dict):
+    """(path, instance type) of every instance type the campaign names: the matrix's and the fallback's."""
+    yield from ((("matrix", "instance_type", i), name) for i, name in enumerate(data["matrix"]["instance_type"]))
+    if "instance_type" in (data.get("fallback") or {}):
+        yield ("fallback", "instance_type"), data["fallback"]["instance_type"]
 
 
-def _number(value, what: str, *, integer: bool = False, minimum: float = 0.0, inclusive: bool = False):
-    kind = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value) \
-            or not (value >= minimum if inclusive else value > minimum):
-        bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
-        raise TrainfleetInputError(f"{what} must be {'a whole' if integer else 'a'} number {bound}, got {value!r}")
-    return value
+def _hyperparameters(data: dict):
+    """(path, name, value) of every hyperparameter value: the fixed ones and each matrix entry."""
+    yield from ((("hyperparameters", name), name, value) for name, value in (data.get("hyperparameters") or {}).items())
+    for name, values in data["matrix"].items():
+        if name != "instance_type":
+            yield from ((("matrix", name, i), name, value) for i, value in enumerate(values))
 
 
-def _benchmark(raw, max_runtime: int, source: str) -> dict | None:
-    """`benchmark:` train a slice (max_minutes and/or max_steps), predict the job of total_steps or total_samples."""
-    if raw is None:
-        return None
-    where = f"{source}: benchmark"
-    if not isinstance(raw, dict) or set(raw) - BENCHMARK_KEYS:
-        raise TrainfleetInputError(f"{where} takes {', '.join(sorted(BENCHMARK_KEYS))}")
-    if not {"max_minutes", "max_steps"} & set(raw):
-        raise TrainfleetInputError(f"{where} needs max_minutes or max_steps (the slice to train)")
-    if len({"total_steps", "total_samples"} & set(raw)) != 1:
-        raise TrainfleetInputError(f"{where} needs the whole job's length: total_steps or total_samples (one of them)")
-    out = {}
-    for key, value in raw.items():
-        integer = key in ("max_steps", "total_steps", "total_samples", "warmup_steps")
-        out[key] = _number(value, f"{where}.{key}", integer=integer, inclusive=key.startswith("warmup"))
-    if out.get("max_minutes", 0) >= max_runtime:
-        raise TrainfleetInputError(f"{where}.max_minutes must be below max_runtime_minutes {max_runtime}")
-    return out
+def _list_price(backend_cls, catalog: Catalog, instance_type: str, region: str) -> float:
+    """The backend's catalog price of an instance type (a one-line input error if it has none, or cannot run it)."""
+    return backend_cls.list_price(catalog.get(instance_type), region)
 
 
-def _metric_definitions(raw, source: str) -> tuple:
+def _metric_definitions(raw) -> tuple:
     if raw is None:
         return ()
-    from instance_benchmarks.agent.metrics import MetricDefinitionError, parse_definitions
-
     try:
         return tuple({"name": d.name, "regex": d.regex} for d in parse_definitions(raw))
     except MetricDefinitionError as error:
-        raise TrainfleetInputError(f"{source}: {error}") from None
+        raise TrainfleetInputError(str(error)) from None
 
 
 def load_spec(path: str | Path, catalog: Catalog | None = None) -> CampaignSpec:
     """Read a campaign file (as untrusted input: see campaigns/yamlfile.py) and validate it."""
-    from instance_benchmarks.campaigns.yamlfile import load_yaml_file
-
     path = Path(path)
-    data = load_yaml_file(path)
-    return parse_spec(data, catalog, source=str(path), base_dir=path.resolve().parent)
+    data, lines = load_yaml_lines(path)
+    return parse_spec(data, catalog, source=str(path), base_dir=path.resolve().parent, lines=lines)
+
+
+def schema_command(out: Path | None = None) -> str:
+    """`trainfleet campaign schema`: the campaign file's JSON Schema, written to `out` or returned for stdout."""
+    text = schema_text()
+    if out is not None:
+        try:
+            out.write_text(text)
+        except OSError as error:
+            raise TrainfleetInputError(f"{out}: cannot write the schema ({error.strerror})") from None
+    return text

@@ -36,7 +36,9 @@ _OCTAL_1_1 = re.compile(r"[-+]?0[0-7_]+")  # YAML 1.1 octal; YAML 1.2 writes 0o1
 
 
 class _Refused(Exception):
-    pass
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -99,7 +101,7 @@ def _expanded_size(root) -> int:
 
 
 def _where(path: str, node) -> str:
-    return f"{path or 'the document'} (line {node.start_mark.line + 1})"
+    return path or "the document"
 
 
 def _check_number(path: str, node) -> None:
@@ -107,44 +109,60 @@ def _check_number(path: str, node) -> None:
     text = node.value
     if node.tag == _FLOAT and ":" in text or node.tag == _INT and ":" in text:
         raise _Refused(f"{_where(path, node)}: {text} is a sexagesimal number in YAML 1.1 (1:30 reads as 90) "
-                       "and text in YAML 1.2; write the number itself, or quote it as text")
+                       "and text in YAML 1.2; write the number itself, or quote it as text", node.start_mark.line + 1)
     if node.tag != _INT:
         return
     if _OCTAL_1_1.fullmatch(text) and text.lstrip("+-").strip("0_"):
         octal = int(text.replace("_", ""), 8)
         raise _Refused(f"{_where(path, node)}: {text} is octal in YAML 1.1 (it would read as {octal}) and decimal "
-                       "in YAML 1.2; write it without the leading zero, or quote it as text")
+                       "in YAML 1.2; write it without the leading zero, or quote it as text", node.start_mark.line + 1)
     digits = text.lstrip("+-").replace("_", "").lower()
     base = {"0x": 16, "0b": 2}.get(digits[:2], 10)
     if len(digits) > 64 or abs(int(digits[2:] if base != 10 else digits, base)) > MAX_INTEGER:
         shown = text if len(text) <= 24 else f"{text[:12]}...({len(digits)} digits)"
-        raise _Refused(f"{_where(path, node)}: {shown} is beyond +-2**53; no campaign value is that large")
+        raise _Refused(f"{_where(path, node)}: {shown} is beyond +-2**53; no campaign value is that large",
+                       node.start_mark.line + 1)
 
 
-def _check_scalars(root) -> None:
-    """Every plain number in the document, each named by its path (`matrix.batch_size[1]`)."""
+def _dotted(path: tuple) -> str:
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path).lstrip(".")[:120]
+
+
+def _check_scalars(root) -> dict[tuple, int]:
+    """Every plain number in the document checked, each named by its path (`matrix.batch_size[1]`); returns
+    the line of every key and list item by its path (`("matrix", "batch_size", 1)`), for errors that name it."""
     seen: set[int] = set()
+    lines: dict[tuple, int] = {(): root.start_mark.line + 1}
 
-    def visit(node, path: str) -> None:
+    def visit(node, path: tuple) -> None:
         if id(node) in seen:
             return
         seen.add(id(node))
         if isinstance(node, yaml.MappingNode):
             for key, value in node.value:
                 name = key.value if isinstance(key, yaml.ScalarNode) else "?"
+                lines.setdefault((*path, name), key.start_mark.line + 1)
                 visit(key, path)
-                visit(value, f"{path}.{name}" if path else str(name)[:80])
+                visit(value, (*path, name))
         elif isinstance(node, yaml.SequenceNode):
             for index, item in enumerate(node.value):
-                visit(item, f"{path}[{index}]")
+                lines.setdefault((*path, index), item.start_mark.line + 1)
+                visit(item, (*path, index))
         elif node.tag in (_INT, _FLOAT):
-            _check_number(path, node)
+            _check_number(_dotted(path), node)
 
-    visit(root, "")
+    visit(root, ())
+    return lines
 
 
 def load_yaml_file(path: str | Path):
     """The YAML document in `path`, or a one-line TrainfleetInputError saying why it is refused."""
+    return load_yaml_lines(path)[0]
+
+
+def load_yaml_lines(path: str | Path) -> tuple[object, dict[tuple, int]]:
+    """(the YAML document in `path`, {key path: its line}), or a one-line TrainfleetInputError saying why the
+    file is refused."""
     path = Path(path)
     try:
         with path.open("rb") as handle:
@@ -161,12 +179,12 @@ def load_yaml_file(path: str | Path):
     try:
         node = loader.get_single_node()
         if node is None:
-            return None
+            return None, {}
         _expanded_size(node)
-        _check_scalars(node)
-        return loader.construct_document(node)
+        lines = _check_scalars(node)
+        return loader.construct_document(node), lines
     except _Refused as refused:
-        raise TrainfleetInputError(f"{path}: {refused}") from None
+        raise TrainfleetInputError(f"{path}{f':{refused.line}' if refused.line else ''}: {refused}") from None
     except RecursionError:
         raise TrainfleetInputError(f"{path}: nested too deeply") from None
     except yaml.YAMLError as error:

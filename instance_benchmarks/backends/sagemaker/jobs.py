@@ -150,7 +150,7 @@ def torchrun_processes(spec, run) -> int | None:
     """Processes per node when the job runs under the SDK's torchrun distribution, else None (one plain
     process): a workload on the DDP path across `nodes` instances or across a multi-GPU type's GPUs gets one
     process per GPU (one per node on a CPU type, with gloo), as the EC2 agent starts it with torchrun."""
-    from instance_benchmarks.campaigns.spec import DISTRIBUTED_WORKLOADS
+    from instance_benchmarks.campaigns.spec_models import DISTRIBUTED_WORKLOADS
     from instance_benchmarks.catalog import load_catalog
 
     gpus = load_catalog().get(run.instance_type).gpu_count

@@ -39,7 +39,7 @@ def test_sagemaker_spec_and_run_ids():
 @pytest.mark.parametrize("changes, message", [
     ({"sagemaker": {"max_wait_minutes": 10}}, "must be >= max_runtime_minutes"),
     ({"sagemaker": {"role_arn": "not-an-arn"}}, "not an IAM role ARN"),
-    ({"sagemaker": {"image": "x"}}, "sagemaker must be"),
+    ({"sagemaker": {"image": "x"}}, "sagemaker: unknown key 'image' \\(did you mean image_uri\\?\\)"),
     ({"sagemaker": {"image_uri": "two words"}}, "must be an image URI"),
     ({"sagemaker": {"image_uri": ""}}, "must be an image URI"),
     ({"matrix": {"instance_type": ["t3.micro"]}}, "no SageMaker training price for ml.t3.micro"),

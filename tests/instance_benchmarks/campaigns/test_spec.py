@@ -50,13 +50,13 @@ def test_override_args():
     ({"repo": "https://github.com/a/b.git;reboot"}, "not allowed"),
     ({"ref": "main;id"}, "git ref"),
     ({"script": "../../outside.py"}, "escapes the repository"),
-    ({"max_runtime_minutes": 0}, "positive integer"),
-    ({"max_runtime_minutes": -5}, "positive integer"),
-    ({"budget_usd": -1}, "positive number"),
+    ({"max_runtime_minutes": 0}, "max_runtime_minutes must be a whole number from 1 to 10080, got 0"),
+    ({"max_runtime_minutes": -5}, "max_runtime_minutes must be a whole number from 1 to 10080"),
+    ({"budget_usd": -1}, "budget_usd must be a finite number > 0, got -1"),
     ({"market": "reserved"}, "spot or on-demand"),
     ({"workload": "gpt5"}, "workload 'gpt5'"),
     ({"campaign": "Bad Name"}, "campaign"),
-    ({"matrix": {"batch_size": [3]}}, "instance_type list"),
+    ({"matrix": {"batch_size": [3]}}, "matrix: missing required key 'instance_type'"),
     ({"matrix": {"instance_type": []}}, "non-empty list"),
     ({"matrix": {"instance_type": ["c5.xlarge"], "batch_size": [0]}}, "batch_size must be positive"),
     ({"matrix": {"instance_type": ["c5.xlarge"], "batch_size": [-3]}}, "batch_size must be positive"),
@@ -65,13 +65,13 @@ def test_override_args():
     ({"matrix": {"instance_type": ["c5.xlarge", "c5.xlarge"]}}, "twice"),
     ({"hyperparameters": {"output": "/tmp"}}, "set by trainfleet"),
     ({"hyperparameters": {"epochs": True}}, "must be int"),
-    ({"target": {"metric": "x"}}, "target must be"),
+    ({"target": {"metric": "x"}}, "target: missing required key 'value'"),
     ({"estimated_minutes": 99}, "exceeds max_runtime_minutes"),
     ({"backend": "lambda"}, "backend"),
-    ({"surprise": 1}, "unknown keys surprise"),
+    ({"surprise": 1}, "unknown key 'surprise'"),
     ({"budget_usd": float("inf")}, "budget_usd must be a finite number"),
     ({"budget_usd": float("nan")}, "budget_usd"),
-    ({"target": {"metric": "x", "value": float("nan")}}, "target must be"),
+    ({"target": {"metric": "x", "value": float("nan")}}, "target.value must be a finite number, got nan"),
     ({"workload": None, "script": "train.py", "hyperparameters": {"a-b": 1}}, "must be lowercase letters, digits and _"),
     ({"workload": None, "script": "train.py", "hyperparameters": {"note": "two\nlines"}}, "control character"),
     ({"matrix": {"instance_type": ["c5.xlarge"], "hidden_layers": [["\n"]]}}, "control character"),
@@ -273,5 +273,5 @@ def test_metrics_grace_minutes_reaches_the_agent_only_when_metrics_are_expected(
 
 @pytest.mark.parametrize("value", [0, -1, "5", True, float("inf")])
 def test_a_bad_metrics_grace_minutes_is_one_input_error(value):
-    with pytest.raises(TrainfleetInputError, match=r"^[^\n]*metrics_grace_minutes must be a number > 0"):
+    with pytest.raises(TrainfleetInputError, match=r"^[^\n]*metrics_grace_minutes must be a finite number > 0"):
         parse_spec(spec_dict(metrics_grace_minutes=value))
