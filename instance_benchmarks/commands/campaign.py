@@ -89,7 +89,8 @@ def campaign_launch(
     --local the launched runs execute inside this command (moto cannot run them after it stops); then
     `campaign status/collect --local` read them from the local state."""
     spec = checked_spec(spec_file)
-    env = environment(local, region or spec.region, ssm_prefix, state=state, writes=True)
+    env = environment(local, region or spec.region, ssm_prefix, state=state, writes=True, log=plain_log,
+                      announce=True)  # with --local, like `campaign run`: the runs execute here
 
     def confirm(plan, pending) -> bool:
         print_estimate(spec, plan)
