@@ -27,7 +27,7 @@ from instance_benchmarks.core.safe_output import safe_text
 
 app = typer.Typer(no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False,
                   help="Train PyTorch models on AWS spot instances; benchmark EC2 instance types for cost and throughput.")
-app.add_typer(campaign_app, name="campaign")  # commands/campaign.py
+app.add_typer(campaign_app, name="campaign")  # commands/campaign.py (`campaign schema` too: a group's commands live in its module)
 app.add_typer(models_app, name="models")      # commands/models.py
 app.add_typer(catalog_app, name="catalog")    # commands/catalog.py
 app.add_typer(local_app, name="local")        # commands/local.py

@@ -131,8 +131,8 @@ def campaign_status(campaign: str, region: Optional[str] = REGION_OPTION, ssm_pr
 def campaign_teardown(campaign: str, region: Optional[str] = REGION_OPTION, ssm_prefix: str = PREFIX_OPTION,
                       local: bool = LOCAL_OPTION, state: Optional[Path] = STATE_OPTION) -> None:
     """End every instance, spot request and training job of the campaign (found by tag, on every backend)."""
+    validate_identifier(campaign, "campaign")  # before moto's server starts with --local
     env = environment(local, region, ssm_prefix, state=state, writes=True)
-    validate_identifier(campaign, "campaign")
     try:
         env = runner.campaign_environment(env, campaign, region)  # in the region it was launched in
         unknown = None
