@@ -1,5 +1,5 @@
 """One-shot jobs (the CDK stacks `TrainingJob-<job-id>`): list them, read or follow their log, download
-their output. Every function takes its boto3 clients as arguments; `cli_jobs.py` is the command line.
+their output. Every function takes its boto3 clients as arguments; `commands/jobs.py` is the command line.
 
 A job is known by its stack (CloudFormation, in the region it was deployed to) and by its outputs in the
 bucket, `s3://<bucket>/jobs/<job-id>/`: what the script wrote to `$TRAINFLEET_OUTPUT_DIR`, plus

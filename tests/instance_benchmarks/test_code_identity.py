@@ -50,7 +50,7 @@ def test_a_new_commit_is_measured_as_new_runs_and_the_old_result_is_never_curren
     runs_part, earlier_part = markdown.split("## Earlier code or settings (2 run(s))")
     assert done.run_id not in runs_part and f"{done.run_id} c5.xlarge batch_size=3: commit {OLD[:12]}" in earlier_part
     assert 'id="earlier-code"' in to_html(report, {})
-    from instance_benchmarks.cli import print_report
+    from instance_benchmarks.commands.campaign_view import print_report
 
     capsys.readouterr()
     print_report(report)
@@ -89,7 +89,7 @@ def test_an_unbound_spec_is_bound_by_launch_and_the_same_code_resumes(env, s3, i
 
 
 def test_the_run_summary_counts_only_the_current_runs(capsys):
-    from instance_benchmarks.cli import print_summary
+    from instance_benchmarks.commands.campaign_view import print_summary
 
     print_summary([{"status": "complete", "attempts": 1, "cost_usd": 0.5},
                    {"status": "earlier code, complete", "attempts": 2, "cost_usd": 1.0}], 61)

@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from instance_benchmarks import cli, runner
+from instance_benchmarks.commands import campaign_view
 from instance_benchmarks.campaigns.report import build_report, to_csv
 from instance_benchmarks.campaigns.report_html import to_html
 from instance_benchmarks.campaigns.store import attempt_logs, read_json, run_location, write_json
@@ -73,14 +74,14 @@ def test_status_shows_labels_and_pushed_metric_names_as_text(hostile, monkeypatc
 
 
 def test_failure_lines_keep_a_note_on_its_line(hostile, env, capsys):
-    cli.print_failures(env, "sweep")
+    campaign_view.print_failures(env, "sweep")
     out = _clean(capsys.readouterr().out)
     assert "\\x1b[2J\\x1b[Hcrashed\\nerror: a spoofed line" in out
     assert not any(line.startswith("error: a spoofed") for line in out.splitlines())
 
 
 def test_the_live_progress_escapes_what_runs_print(hostile, env, capsys, monkeypatch):
-    display = cli.StatusDisplay("sweep")
+    display = campaign_view.StatusDisplay("sweep")
     display.update(runner.status_rows(env, "sweep"))  # not a terminal: one line per run
     display.log(f"{hostile}: attempt 1 ended: {TITLE}")
     display.close()
@@ -129,7 +130,7 @@ def test_report_csv_cells_are_data_not_formulas(s3, hostile_results):
 
 def test_report_on_the_terminal_and_in_html_shows_record_text_as_text(s3, hostile_results, capsys):
     report = build_report(s3, hostile_results, "sweep")
-    cli.print_report(report, wide=True)
+    campaign_view.print_report(report, wide=True)
     out = _clean(capsys.readouterr().out)
     assert "\\x1b]0;pwned" in out and LINK in out.replace("\n", "")
     page = to_html(report, {})

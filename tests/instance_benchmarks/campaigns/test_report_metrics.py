@@ -79,11 +79,11 @@ def test_the_metrics_reach_csv_parquet_markdown_and_html():
 
 
 def test_the_terminal_table_shows_the_first_metric_beside_sec_per_step_time_and_cost(monkeypatch):
-    from instance_benchmarks import cli
+    from instance_benchmarks.commands import campaign_view, output
 
     out = io.StringIO()
-    monkeypatch.setattr(cli, "console", Console(file=out, width=100, force_terminal=False))
-    cli.print_report(_report())
+    monkeypatch.setattr(output, "console", Console(file=out, width=100, force_terminal=False))
+    campaign_view.print_report(_report())
     text = out.getvalue()
     assert "training time and run cost; valid_loss: last, best (min)" in text
     header = next(line for line in text.splitlines() if line.startswith("run "))
@@ -91,7 +91,7 @@ def test_the_terminal_table_shows_the_first_metric_beside_sec_per_step_time_and_
     line = next(line for line in text.splitlines() if line.startswith("c5-xlarge-aa "))
     assert line.split()[-5:] == ["30.0", "0.0030", "4.5000", "4.0000", "complete"]
     out.seek(0), out.truncate()
-    cli.print_report(_report(), wide=True)
+    campaign_view.print_report(_report(), wide=True)
     assert "val_acc best (max)" in out.getvalue()  # --wide: every metric
 
 

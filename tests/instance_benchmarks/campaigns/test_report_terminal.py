@@ -17,11 +17,11 @@ from training_scripts.storage import S3Location
 
 ROOT = Path(__file__).resolve().parents[3]
 PRINT = """
-from instance_benchmarks import cli
+from instance_benchmarks.commands.campaign_view import print_report
 from instance_benchmarks.campaigns.bench_report import synthetic_campaign
 from instance_benchmarks.campaigns.report import assemble_report
 records, document, histories = synthetic_campaign(24, repeats=2, campaign="sweep")
-cli.print_report(assemble_report("sweep", records, document, histories), wide={wide})
+print_report(assemble_report("sweep", records, document, histories), wide={wide})
 """
 
 
@@ -64,11 +64,12 @@ def _complete_campaign(s3, bucket: str) -> None:
 
 def test_collect_and_status_print_the_fitted_tables(env, s3, infra, tmp_path, monkeypatch):
     from instance_benchmarks import cli
+    from instance_benchmarks.commands import output, shared
 
     _complete_campaign(s3, infra.bucket)
-    monkeypatch.setattr(cli, "aws_environment", lambda region, ssm_prefix="/trainfleet": env)
+    monkeypatch.setattr(shared, "Environment", lambda region, ssm_prefix="/trainfleet": env)
     out = io.StringIO()
-    monkeypatch.setattr(cli, "console", Console(file=out, width=100, force_terminal=False))
+    monkeypatch.setattr(output, "console", Console(file=out, width=100, force_terminal=False))
     result = CliRunner().invoke(cli.app, ["campaign", "collect", "sweep", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output + out.getvalue()
     lines = out.getvalue().splitlines()
