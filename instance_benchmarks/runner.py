@@ -21,7 +21,8 @@ from instance_benchmarks.campaigns.store import (
     read_json, read_progress, record_campaign, run_location, write_json,
 )
 from instance_benchmarks.catalog import Catalog, load_catalog
-from instance_benchmarks.catalog.pricing import PriceQuote, billed_seconds, cost_usd
+from instance_benchmarks.catalog.pricing import PriceQuote
+from instance_benchmarks.core.billing import billed_seconds, cost_usd
 from instance_benchmarks.core.contract import EXIT_INPUT_ERROR, now_iso
 from instance_benchmarks.core.errors import TrainfleetInputError, did_you_mean, known_names
 from instance_benchmarks.core.validation import validate_identifier

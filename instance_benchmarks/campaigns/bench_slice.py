@@ -27,8 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from instance_benchmarks.agent.metrics import MetricParser, parse_definitions
-from instance_benchmarks.campaigns.slices import estimate_slice
+from instance_benchmarks.measure.metrics import MetricParser, parse_definitions
+from instance_benchmarks.measure.slices import estimate_slice
 
 # ~1000 steps of ~20 ms (63 steps/epoch, a line every 10 steps): ~25 s on 2 idle CPU cores, so that a 20% slice
 # holds ~10 log intervals after the ~3 s of interpreter start and torch import. Wide layers make each step

@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from instance_benchmarks.campaigns.harness import higher_is_better
+from instance_benchmarks.measure.harness import higher_is_better
 from instance_benchmarks.campaigns.store import (
     campaign_prefix, current_run_ids, load_run_records, read_json, run_location,
 )

@@ -18,8 +18,9 @@ Runs that missed the target, never printed it
 """
 from __future__ import annotations
 
-import math
 import statistics
+
+from instance_benchmarks.measure.harness import spread
 
 NOISY_CV = 0.05
 # other processes using this many CPUs on average while a run ran competed with it (embedded default: host_load)
@@ -35,19 +36,6 @@ CONFIG_COLUMNS = [("key", "#"), ("config_id", "configuration"), ("instance_type"
                   ("samples_per_s", "samples/s"), ("step_time_cv", "step time CV (median of runs)"), ("time_to_accuracy_s", "time to target (s)"),
                   ("cost_to_accuracy_usd", "cost to target ($)"), ("usd_per_1m_samples", "$/1M samples"),
                   ("final_metric", "final metric"), ("status", "status"), ("front", "Pareto front")]
-
-
-def spread(values) -> tuple[float | None, float | None]:
-    """(median, coefficient of variation) of the numbers among `values`; CV is None under 2 values."""
-    numbers = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    if not numbers:
-        return None, None
-    median = statistics.median(numbers)
-    if len(numbers) < 2:
-        return median, None
-    mean = math.fsum(numbers) / len(numbers)  # floats throughout: statistics.stdev is exact but slow
-    deviation = math.sqrt(math.fsum((v - mean) ** 2 for v in numbers) / (len(numbers) - 1))
-    return median, (deviation / abs(mean) if mean else None)
 
 
 def aggregate(report) -> list[dict]:

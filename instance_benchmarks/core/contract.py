@@ -90,6 +90,8 @@ PEAK_TFLOPS_VAR = "TRAINFLEET_PEAK_TFLOPS"
 
 EXIT_INPUT_ERROR = 2
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: checkpointed on request (spot notice / SIGTERM); relaunch to resume
+# the task a SageMaker job's code channel carries for agent/container.py (written by backends/sagemaker/jobs.py)
+TASK_FILE = "trainfleet_task.json"
 NO_METRICS = "no metrics"  # an attempt's outcome: its script printed no metric line where one was expected
 
 

@@ -26,15 +26,19 @@ import json
 import re
 import shutil
 import tarfile
+import zipfile
 from pathlib import Path
 
-from instance_benchmarks.campaigns.harness import summarize
+from instance_benchmarks.backends.packaging import build_wheel
 from instance_benchmarks.campaigns.store import read_json, run_location, write_json
+from instance_benchmarks.catalog import load_catalog
 from instance_benchmarks.core.bootstrap import AGENT_REQUIREMENTS
 from instance_benchmarks.core.contract import (
-    CAMPAIGN_TAG, CHECKPOINT_DIR_VAR, NO_METRICS, RUN_TAG, hyperparameter_text, now_iso, peak_for, run_prefix,
+    CAMPAIGN_TAG, CHECKPOINT_DIR_VAR, NO_METRICS, RUN_TAG, TASK_FILE, hyperparameter_text, now_iso, peak_for, run_prefix,
 )
 from instance_benchmarks.core.errors import TrainfleetInputError
+from instance_benchmarks.core.git import clone
+from instance_benchmarks.measure.harness import summarize
 import training_scripts
 from training_scripts.storage import sha256_hex
 
@@ -128,12 +132,6 @@ def stage_source(into: Path, spec, run) -> dict:
             raise RuntimeError(f"{SOURCE_PACKAGE / 'requirements.txt'} is missing: the SageMaker job could not "
                                "install the workload's requirements (reinstall trainfleet from its sources)")
         return {}
-    import zipfile
-
-    from instance_benchmarks.agent.container import TASK_FILE
-    from instance_benchmarks.agent.main import clone
-    from instance_benchmarks.backends.ec2.wheel import build_wheel
-
     commit = clone(spec.repo, spec.ref, into / "repo", spec.commit)
     shutil.rmtree(into / "repo" / ".git")
     wheel = build_wheel()
@@ -150,8 +148,7 @@ def torchrun_processes(spec, run) -> int | None:
     """Processes per node when the job runs under the SDK's torchrun distribution, else None (one plain
     process): a workload on the DDP path across `nodes` instances or across a multi-GPU type's GPUs gets one
     process per GPU (one per node on a CPU type, with gloo), as the EC2 agent starts it with torchrun."""
-    from instance_benchmarks.campaigns.spec import DISTRIBUTED_WORKLOADS
-    from instance_benchmarks.catalog import load_catalog
+    from instance_benchmarks.campaigns.spec import DISTRIBUTED_WORKLOADS  # KNOWN_PENDING (spec branch): the list belongs in core
 
     gpus = load_catalog().get(run.instance_type).gpu_count
     if spec.workload not in DISTRIBUTED_WORKLOADS or (getattr(spec, "nodes", 1) == 1 and gpus < 2):

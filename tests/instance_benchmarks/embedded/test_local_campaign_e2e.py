@@ -68,7 +68,7 @@ def test_hostile_hyperparameter_values_reach_the_script_as_literal_text(embedded
 def test_a_planted_wheel_is_replaced_and_the_campaign_completes(embedded, tmp_path):
     """A wrong file at the campaign's agent-wheel key (predictable: it names the wheel's SHA-256) is replaced
     at launch, so the instance's checksum passes and the run completes on its first attempt."""
-    from instance_benchmarks.backends.ec2.wheel import build_wheel
+    from instance_benchmarks.backends.packaging import build_wheel
     from instance_benchmarks.core.contract import agent_prefix
 
     wheel = build_wheel()
