@@ -5,7 +5,7 @@ imports inside a function body are counted apart, since they are how a circle hi
 layout section and /work/shared/DESIGN.md):
 
 - the layers: core < catalog < measure < campaigns < backends (jobs) < doctor < environment < runner < embedded
-  < cli: a package imports only from layers below its own, so no two packages import each other and there is
+  < cli_jobs < cli: a package imports only from layers below its own, so no two packages import each other and there is
   no circle between modules;
 - the agent (what runs on an instance) imports only core and measure, and nothing imports the agent;
 - measure is a leaf: the standard library, google-re2 and training_scripts only;
@@ -40,7 +40,8 @@ LAYERS = (
     ("environment",),
     ("runner",),
     ("embedded",),
-    ("cli", "cli_jobs"),
+    ("cli_jobs",),          # the CLI branch splits cli.py into command modules below one entry
+    ("cli",),
 )
 LEVEL = {unit: level for level, units in enumerate(LAYERS) for unit in units}
 AGENT_MAY_IMPORT = {"core", "measure", "agent"}
@@ -63,6 +64,10 @@ LAZY_ALLOWED = {
     "sklearn",      # one workload's data set only
     "boto3",        # the agent's S3 commands; its container entry imports the module without it
 }
+# Our own modules that may be imported inside a function, for the same reason (and with a comment, too).
+LAZY_ALLOWED_OURS = {
+    "stacks.app_stacks",  # imports aws_cdk: only the embedded deploy's synthesis needs it
+}
 
 # Edges other branches of issue 22 remove; the merger deletes each entry once that branch is merged.
 # (importer, imported module)
@@ -77,7 +82,6 @@ KNOWN_PENDING = {
     ("instance_benchmarks.campaigns.spec", "training_scripts.config"),
     ("instance_benchmarks.campaigns.preflight", "instance_benchmarks.campaigns.spec"),
     ("instance_benchmarks.backends.sagemaker.jobs", "instance_benchmarks.campaigns.spec"),
-    ("instance_benchmarks.doctor", "instance_benchmarks.campaigns.spec"),
     # CLI branch: cli.py and cli_jobs.py become one module per command group over one environment factory,
     # with module-level imports (cli <-> cli_jobs ends)
     ("instance_benchmarks.cli", "instance_benchmarks.backends.registry"),
@@ -313,11 +317,12 @@ def test_no_circles_between_modules():
 
 def test_no_imports_inside_functions_but_optional_heavy_packages_with_a_comment():
     checked = [edge for edge in EDGES if edge.in_function and not edge.importer.startswith("training_scripts")]
-    internal = [edge for edge in checked if edge.internal and not pending(edge)]
-    third = [edge for edge in checked if not edge.internal and edge.importer not in KNOWN_PENDING_LAZY_MODULES]
-    not_allowed = [edge for edge in third if edge.imported not in LAZY_ALLOWED]
+    internal = [edge for edge in checked if edge.internal and not pending(edge) and edge.imported not in LAZY_ALLOWED_OURS]
+    third = [edge for edge in checked if (not edge.internal and edge.importer not in KNOWN_PENDING_LAZY_MODULES)
+             or edge.imported in LAZY_ALLOWED_OURS]
+    not_allowed = [edge for edge in third if edge.imported not in LAZY_ALLOWED | LAZY_ALLOWED_OURS]
     lines = {path: path.read_text().splitlines() for path in {edge.path for edge in third}}
-    silent = [edge for edge in third if edge.imported in LAZY_ALLOWED and "#" not in lines[edge.path][edge.line - 1]]
+    silent = [edge for edge in third if "#" not in lines[edge.path][edge.line - 1]]
     assert not internal, "our own modules imported inside a function (move the import up or the code down):" + failures(internal)
     assert not not_allowed, "third-party or standard modules imported inside a function:" + failures(not_allowed)
     assert not silent, "an optional import inside a function with no comment saying why:" + failures(silent)

@@ -6,6 +6,7 @@ user data downloads it with the instance role and checks the SHA-256 recorded he
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import shutil
@@ -83,8 +84,6 @@ def publish_wheel(s3, bucket: str, campaign: str, wheel: AgentWheel) -> str:
     The key names the wheel's full SHA-256, but a key is predictable: whatever is there (a planted file, a
     truncated upload) is read back, at most one byte more than the wheel, and replaced when its SHA-256
     differs, so a wrong object cannot make every attempt fail the user data's checksum."""
-    import base64
-
     key = f"{agent_prefix(campaign)}/{wheel.sha256}/{wheel.name}"
     data = wheel.path.read_bytes()
     try:

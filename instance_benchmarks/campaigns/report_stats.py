@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import statistics
 
+from instance_benchmarks.campaigns.report_format import format_value, metric_columns, pareto_front
 from instance_benchmarks.measure.harness import spread
 
 NOISY_CV = 0.05
@@ -46,8 +47,6 @@ def aggregate(report) -> list[dict]:
     failed: dict[str, list[dict]] = {}
     for run in report.incomplete:
         failed.setdefault(run["config_id"], []).append(run)
-    from instance_benchmarks.campaigns.report import metric_columns
-
     figures = FIGURES + tuple(key for key, _ in metric_columns(report))  # and the user's metrics, last and best
     configs = []
     for cid in list(groups) + [c for c in failed if c not in groups]:
@@ -126,8 +125,6 @@ def chart_point(config: dict, with_target: bool) -> tuple[float, float] | None:
 def _mark_front(configs: list[dict], with_target: bool) -> None:
     """`on_front`: on the Pareto front of time against cost to target, among the configurations that
     reached the target (all complete ones when the campaign has no target); missed ones never are."""
-    from instance_benchmarks.campaigns.report import pareto_front
-
     eligible = [c for c in configs if (c["status"] == "reached" if with_target else c["runs"] > 0)]
     points = [(c, chart_point(c, with_target)) for c in eligible]
     points = [(c, p) for c, p in points if p is not None]
@@ -239,8 +236,6 @@ def _target_text(report) -> str:
 
 
 def _fmt(value) -> str:
-    from instance_benchmarks.campaigns.report import format_value
-
     return format_value(value)
 
 
@@ -332,8 +327,6 @@ def recommendation_lines(report) -> list[str]:
 def config_cells(config: dict, extra: tuple = ()) -> dict:
     """A configuration's figures (FIGURES, and the `extra` ones) as table cells: median, with its CV when
     repeated (`!` above 5 %)."""
-    from instance_benchmarks.campaigns.report import format_value
-
     cells = dict(config)
     cells["runs_text"] = f"{config['runs']}" + (f" (+{config['failed']} failed)" if config["failed"] else "")
     cells["front"] = "yes" if config.get("on_front") else ""
@@ -346,8 +339,6 @@ def config_cells(config: dict, extra: tuple = ()) -> dict:
 
 def _with_cv(value, cv) -> str:
     """`26.9 (7%!)`: the value, its CV in brackets when known (over 5 %: marked)."""
-    from instance_benchmarks.campaigns.report import format_value
-
     return format_value(value) + (f" ({cv:.0%}{'!' if cv > NOISY_CV else ''})" if cv is not None else "")
 
 

@@ -81,7 +81,7 @@ def job_attempt(job_name: str) -> int | None:
 
 def require_sdk():
     try:
-        import sagemaker.train  # noqa: F401
+        import sagemaker.train  # noqa: F401  # the optional [sagemaker] extra: is it installed?
     except ImportError:
         raise TrainfleetInputError(
             "backend: sagemaker needs the optional SageMaker SDK: pip install '.[sagemaker]'") from None
@@ -90,7 +90,7 @@ def require_sdk():
 def default_image(region: str, instance) -> str:
     """The AWS PyTorch training DLC for a run on `instance` (a catalog InstanceSpec) in `region`: its GPU
     (CUDA) variant for a GPU type, its CPU variant otherwise, from the SDK's own image config (no AWS call)."""
-    from sagemaker.core import image_uris
+    from sagemaker.core import image_uris  # the optional [sagemaker] extra (see require_sdk)
 
     processor = "gpu" if instance.is_gpu else "cpu"
     try:
@@ -167,9 +167,11 @@ def build_trainer(spec, run, *, bucket: str, role_arn: str, attempt: int, source
     agent does - `setup` must win over requirements.txt, the file may sit in the task's workdir, and the
     entry point times the setup (setup_seconds) and keeps its log, which an install by the SDK before the
     entry starts would hide."""
-    from sagemaker.core.training.configs import CheckpointConfig, Compute, OutputDataConfig, SourceCode, StoppingCondition
-    from sagemaker.train import ModelTrainer
-    from sagemaker.train.distributed import Torchrun
+    from sagemaker.core.training.configs import (  # the optional [sagemaker] extra (see require_sdk)
+        CheckpointConfig, Compute, OutputDataConfig, SourceCode, StoppingCondition,
+    )
+    from sagemaker.train import ModelTrainer  # (the extra, as above)
+    from sagemaker.train.distributed import Torchrun  # (the extra, as above)
 
     processes = torchrun_processes(spec, run)
     prefix = f"s3://{bucket}/{run_prefix(spec.campaign, run.run_id)}"
