@@ -1,4 +1,6 @@
-"""trainfleet's own wheel, shipped to each campaign instance apart from the user's code (as SkyPilot does).
+"""What the EC2 and SageMaker backends share: trainfleet's own wheel, shipped apart from the user's code (as SkyPilot
+does): EC2 uploads it for each instance's user data to install, SageMaker unpacks it into the job's code channel.
+(Cloning the campaign's repository at its commit, which the agent does too, is `core.git.clone`.)
 
 Built with pip from the installed package's source tree (a copy of it, so the checkout is not touched),
 cached by the SHA-256 of its sources, and uploaded once per campaign to `campaigns/<id>/agent/`. The
