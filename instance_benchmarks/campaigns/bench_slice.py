@@ -30,8 +30,8 @@ from pathlib import Path
 import yaml
 
 from instance_benchmarks.core.git import clone
-from instance_benchmarks.measure.metrics import MetricParser, parse_definitions
 from instance_benchmarks.measure.hostload import HostLoadMeter
+from instance_benchmarks.measure.metrics import MetricParser, parse_definitions
 from instance_benchmarks.measure.slices import estimate_slice
 
 # ~1000 steps of ~20 ms (63 steps/epoch, a line every 10 steps): ~25 s on 2 idle CPU cores, so that a 20% slice

@@ -22,11 +22,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from instance_benchmarks.campaigns.report_charts import render_charts
 from instance_benchmarks.campaigns.report_format import (  # noqa: F401 (shown_metric: cli.py imports it from here until the CLI split)
     COST_COLUMNS, EARLIER_HEADING, METRIC_CONFIG_COLUMNS, METRIC_RUN_COLUMNS, METRIC_SOURCES, METRICS_NOTE,
     PREDICTION_COLUMNS, PRICE_COLUMNS, earlier_line, format_value, metric_columns, price_rows, shown_metric,
 )
-from instance_benchmarks.campaigns.report_charts import render_charts
 from instance_benchmarks.campaigns.report_html import to_html
 from instance_benchmarks.campaigns.report_stats import (
     CONFIG_COLUMNS, SCALING_NOTE, aggregate, config_cells, recommend, recommendation_lines, scaling_efficiency,

@@ -2,10 +2,10 @@ import statistics
 
 import pytest
 
+from instance_benchmarks.embedded.environment import local_peak_tflops
 from instance_benchmarks.measure.harness import (
     counter_intervals, higher_is_better, steady_intervals, summarize, throughput, time_to_target,
 )
-from instance_benchmarks.embedded.environment import local_peak_tflops
 
 
 def _interval(step, samples_per_s, seconds, **extra):
