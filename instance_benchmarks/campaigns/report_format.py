@@ -20,8 +20,6 @@ COST_COLUMNS = [("run_id", "run"), ("instance_type", "instance"), ("boot_seconds
                 ("setup_seconds", "setup (s)"), ("train_seconds", "train (s)"), ("idle_seconds", "idle (s)"),
                 ("billable_seconds", "billed (s)"), ("ebs_usd", "EBS ($)"), ("attempts", "attempts"),
                 ("interrupted_usd", "interrupted attempts ($)"), ("cost_usd", "run cost ($)")]
-
-
 PREDICTION_COLUMNS = [("run_id", "run"), ("label", "hyperparameters"), ("instance_type", "instance"),
                       ("slice_units", "STEPS"), ("pred_sec_per_unit", "SEC/STEP"), ("pred_cv", "CV"),
                       ("usd_per_unit", "$/STEP"),
@@ -71,15 +69,9 @@ def format_value(value) -> str:
 
 METRICS_NOTE = ("Each metric the runs printed (JSON lines, or `metric_definitions` regexes): its last value and its "
                 "best (the highest, or the lowest for a name like loss, error or time).")
-
-
 METRIC_SOURCES = ("Metrics come from the script's JSON lines and the campaign's `metric_definitions` regexes; a run's "
                   "`metrics.jsonl` shows what was read.")
-
-
 METRIC_RUN_COLUMNS = [("run_id", "run"), ("instance_type", "instance"), ("label", "hyperparameters")]
-
-
 METRIC_CONFIG_COLUMNS = [("key", "#"), ("instance_type", "instance"), ("label", "hyperparameters"),
                          ("runs_text", "runs")]
 
