@@ -7,6 +7,7 @@ import pytest
 
 from instance_benchmarks import runner
 from instance_benchmarks.campaigns.models import download_run
+from instance_benchmarks.campaigns.spec import parse_spec
 from instance_benchmarks.campaigns.store import read_json, run_location
 from instance_benchmarks.embedded.environment import EmbeddedEnvironment
 from tests.instance_benchmarks.conftest import bound_spec, make_git_repo, spec_dict
