@@ -7,7 +7,6 @@ import pytest
 
 from instance_benchmarks import runner
 from instance_benchmarks.campaigns.models import download_run
-from instance_benchmarks.campaigns.spec import parse_spec
 from instance_benchmarks.campaigns.store import read_json, run_location
 from instance_benchmarks.embedded.environment import EmbeddedEnvironment
 from tests.instance_benchmarks.conftest import bound_spec, make_git_repo, spec_dict
@@ -77,7 +76,7 @@ def test_a_planted_wheel_is_replaced_and_the_campaign_completes(embedded, tmp_pa
     key = f"{agent_prefix('planted')}/{wheel.sha256}/{wheel.name}"
     s3.put_object(Bucket=bucket, Key=key, Body=b"PK\x03\x04 not trainfleet", Metadata={"sha256": wheel.sha256})
     make_git_repo(tmp_path / "tiny", {"train.py": "import json\nprint(json.dumps({'step': 1, 'loss': 0.1}))\n"})
-    spec = parse_spec(spec_dict(campaign="planted", workload=None, repo=str(tmp_path / "tiny"), ref="main",
+    spec = bound_spec(spec_dict(campaign="planted", workload=None, repo=str(tmp_path / "tiny"), ref="main",
                                 script="train.py", target=None, hyperparameters={}, max_attempts=1,
                                 matrix={"instance_type": ["c5.xlarge"]}))
     outcome = runner.run_to_report(embedded, [spec], out=tmp_path / "out", log=lambda *_: None)
