@@ -17,9 +17,13 @@ from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from rich.table import Table
+from rich.text import Text
 
 from instance_benchmarks.backends.ec2.instances import vcpu_quota_name
 from instance_benchmarks.backends.infrastructure import DEPLOY, Infrastructure, require_bucket, resolve_infrastructure
+from instance_benchmarks.campaigns.spec import load_spec
+from instance_benchmarks.catalog import load_catalog
 from instance_benchmarks.core.contract import (
     CAMPAIGN_TAG, LAUNCHER_ACTIONS, MARKETS, SPOT_SERVICE, SPOT_SERVICE_LINKED_ROLE, SSM_EXPORTS, STACKS,
     TRAINFLEET_VERSION, VERSION_OUTPUT,
@@ -410,9 +414,7 @@ def exit_status(checks: list[Check]) -> int:
 
 
 def table(checks: list[Check], title: str):
-    from rich.table import Table
 
-    from rich.text import Text
 
     rendered = Table(title=title, title_justify="left", show_lines=False)
     for heading in ("check", "result", "detail", "fix"):
@@ -427,12 +429,8 @@ def table(checks: list[Check], title: str):
 def doctor(make_environment: Callable, region: str | None, campaign_file, console) -> int:
     """The `trainfleet doctor` command: load the campaign (a bad one is an input error, before any AWS call),
     run the checks in its region (or `region`), print the table; the exit status."""
-    from instance_benchmarks.catalog import load_catalog
-
     catalog, spec = load_catalog(), None
     if campaign_file is not None:
-        from instance_benchmarks.campaigns.spec import load_spec
-
         spec = load_spec(campaign_file, catalog)
         if region and region != spec.region:
             raise TrainfleetInputError(f"--region {region} differs from the campaign's region {spec.region}: "

@@ -11,10 +11,14 @@ import time
 from dataclasses import dataclass
 from functools import cached_property
 
+import boto3
 from botocore.config import Config
 
 from instance_benchmarks.backends.infrastructure import Infrastructure, resolve_infrastructure
+from instance_benchmarks.backends.registry import backend_class
 from instance_benchmarks.core.contract import SSM_PREFIX
+from instance_benchmarks.core.validation import require_remote_repo
+from instance_benchmarks.doctor import StandIns
 
 # botocore's standard retry mode: exponential backoff with jitter on throttling and transient errors.
 RETRIES = Config(retries={"mode": "standard", "max_attempts": 8})
@@ -42,8 +46,6 @@ class Environment:
         self._backends: dict[str, object] = {}
 
     def session(self):
-        import boto3
-
         return boto3.Session(region_name=self.region)
 
     def client(self, service: str):
@@ -53,8 +55,6 @@ class Environment:
 
     def backend(self, name: str):
         """The backend called `name` (the spec's `backend:`), bound to this environment."""
-        from instance_benchmarks.backends.registry import backend_class
-
         if name not in self._backends:
             self._backends[name] = backend_class(name)(self)
         return self._backends[name]
@@ -87,12 +87,8 @@ class Environment:
     def doctor_clients(self):
         """`trainfleet doctor`'s clients and the checks this environment answers itself: on AWS, every check
         reads AWS."""
-        from instance_benchmarks.doctor import StandIns
-
         return self.client, StandIns()
 
     def check_repo(self, repo: str) -> None:
         """Instances clone over the internet: only https repositories (see core.validation)."""
-        from instance_benchmarks.core.validation import require_remote_repo
-
         require_remote_repo(repo)

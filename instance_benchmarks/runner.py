@@ -15,13 +15,16 @@ from instance_benchmarks.backends.base import Backend, LaunchRefused, RunState, 
 from instance_benchmarks.backends.infrastructure import require_bucket
 from instance_benchmarks.backends.registry import BACKENDS, DEFAULT
 from instance_benchmarks.campaigns.code import resolved
+from instance_benchmarks.campaigns.models import download_run
 from instance_benchmarks.campaigns.plan import check_budget, estimate, spent_usd
+from instance_benchmarks.campaigns.report import write_report
 from instance_benchmarks.campaigns.store import (
     campaign_document, campaign_region, campaign_specs, current_run_ids, list_campaigns, load_run_records, log_tail,
     read_json, read_progress, record_campaign, run_location, write_json,
 )
 from instance_benchmarks.catalog import Catalog, load_catalog
-from instance_benchmarks.catalog.pricing import PriceQuote, billed_seconds, cost_usd
+from instance_benchmarks.catalog.pricing import PriceQuote
+from instance_benchmarks.core.billing import billed_seconds, cost_usd
 from instance_benchmarks.core.contract import EXIT_INPUT_ERROR, now_iso
 from instance_benchmarks.core.errors import TrainfleetInputError, did_you_mean, known_names
 from instance_benchmarks.core.validation import validate_identifier
@@ -488,9 +491,6 @@ def run_to_report(env, specs: list, *, out, log=print, report=None, confirm=None
     """`campaign run`: run the campaign, write the report, download the best run's model, tear down and
     check that nothing is left running. After an error or Ctrl-C everything is torn down too, unless
     `detach` is set, in which case Ctrl-C leaves the runs going and raises Detached."""
-    from instance_benchmarks.campaigns.models import download_run
-    from instance_benchmarks.campaigns.report import write_report
-
     campaign = specs[0].campaign
     if any(spec.campaign != campaign for spec in specs):
         raise ValueError("the campaign files of one run must name the same campaign")

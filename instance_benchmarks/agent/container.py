@@ -27,9 +27,8 @@ from instance_benchmarks.agent.main import (
     SetupError, attempt_outcome, log, set_up, silence_note, silent, start_task, wait_task,
 )
 from instance_benchmarks.core import contract
-from instance_benchmarks.core.contract import NO_METRICS
+from instance_benchmarks.core.contract import NO_METRICS, TASK_FILE
 
-TASK_FILE = "trainfleet_task.json"
 RESULT_DIR = "trainfleet"  # inside the model directory: read by collect, not one of the run's artifacts
 
 

@@ -29,6 +29,7 @@ import json
 import os
 import re
 import signal
+import site
 import subprocess
 import sys
 import threading
@@ -38,13 +39,15 @@ from pathlib import Path
 
 from instance_benchmarks.agent.host import UtilizationSampler, fingerprint
 from instance_benchmarks.agent.imds import InterruptionWatcher, imds_endpoint
-from instance_benchmarks.agent.metrics import MetricParser, parse_definitions
 from instance_benchmarks.agent.progress import PROGRESS_SECONDS, ProgressPush
 from instance_benchmarks.agent.sync import Mirror, PeriodicPush, restore, upload
-from instance_benchmarks.campaigns.harness import summarize
-from instance_benchmarks.catalog.pricing import billed_seconds, cost_usd
 from instance_benchmarks.core import contract
+from instance_benchmarks.core.billing import billed_seconds, cost_usd
 from instance_benchmarks.core.contract import NO_METRICS
+from instance_benchmarks.core.git import SetupError, clone, run as _run
+from instance_benchmarks.measure.harness import summarize
+from instance_benchmarks.measure.metrics import MetricParser, parse_definitions
+from instance_benchmarks.measure.slices import estimate_slice
 from training_scripts.storage import S3Location
 
 STOP_GRACE_SECONDS = 60.0      # SIGTERM -> SIGKILL (a spot notice comes 2 minutes ahead: time left to settle)
@@ -61,10 +64,6 @@ KEPT_LINE_CHARS = 1000     # what the note may quote of a line
 _LINE_END = re.compile(rb"[\r\n]")
 
 
-class SetupError(RuntimeError):
-    pass
-
-
 def log(message: str) -> None:
     print(f"trainfleet agent: {message}", flush=True)
 
@@ -73,44 +72,9 @@ def now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _run(command: list[str], *, cwd: Path | None = None, env: dict | None = None, what: str) -> str:
-    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
-        raise SetupError(f"{what} failed (exit {done.returncode}): {' | '.join(tail)}")
-    return done.stdout.strip()
-
-
-def clone(repo: str, ref: str, into: Path, commit: str | None = None) -> str:
-    """Fetch exactly `commit` (what `ref` resolved to at launch), else `ref`, shallow, and check it out;
-    returns the commit SHA. A commit that cannot be fetched by its id is fetched through `ref`, and must
-    be what `ref` names now: a run never trains other code than the one it is recorded for."""
-    into.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
-    _run(["git", "init", "-q", "."], cwd=into, env=env, what="git init")
-    _run(["git", "remote", "add", "origin", "--", repo], cwd=into, env=env, what="git remote add")
-    fetched = False
-    if commit is not None:
-        try:
-            _run(["git", "fetch", "-q", "--depth", "1", "origin", "--", commit], cwd=into, env=env, what="git fetch")
-            fetched = True
-        except SetupError:  # a server that serves no commit by its id, only at a ref
-            log(f"{commit} cannot be fetched by its id; fetching {ref}")
-    if not fetched:
-        _run(["git", "fetch", "-q", "--depth", "1", "origin", "--", ref], cwd=into, env=env, what=f"git fetch {ref}")
-    _run(["git", "checkout", "-q", "FETCH_HEAD"], cwd=into, env=env, what="git checkout")
-    found = _run(["git", "rev-parse", "HEAD"], cwd=into, env=env, what="git rev-parse")
-    if commit is not None and found != commit:
-        raise SetupError(f"{ref} is now {found}, not {commit} (the commit this run was launched for), which "
-                         "cannot be fetched by its id")
-    return found
-
-
 def make_environment(root: Path) -> Path:
     """A venv that also sees this interpreter's packages (the image's torch; `--system-site-packages`
     would see only the base interpreter's, and the image's PyTorch is itself a venv). Returns its python."""
-    import site
-
     env_dir = root / "env"
     _run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], what="creating the run's virtualenv")
     python = env_dir / "bin" / "python"
@@ -411,7 +375,7 @@ def run_agent(config: dict, root: Path, s3) -> int:
         contract.INSTANCE_TYPE_VAR: config["instance_type"], "PYTHONPATH": str(src), "PYTHONUNBUFFERED": "1",
     })
     try:
-        commit = clone(task["repo"], task["ref"], src, task.get("commit"))
+        commit = clone(task["repo"], task["ref"], src, task.get("commit"), log=log)
         log(f"cloned {task['repo']} at {task['ref']} = {commit}")
         cwd = (src / (task.get("workdir") or ".")).resolve()
         if not cwd.is_dir() or (cwd != src.resolve() and src.resolve() not in cwd.parents):
@@ -563,8 +527,6 @@ def write_result(config: dict, location: S3Location, *, commit: str, artifacts: 
 
 def predict_job(config: dict, history: list[dict], *, overhead_seconds: float) -> dict | None:
     """The whole job's training time and cost on this instance type, from the slice's step timings."""
-    from instance_benchmarks.campaigns.slices import estimate_slice
-
     benchmark = config["task"]["benchmark"]
     estimate = estimate_slice(history, total_steps=benchmark.get("total_steps"),
                               total_samples=benchmark.get("total_samples"),
@@ -611,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the attempt's configuration, fetched from S3 and checked against its SHA-256 by the user data")
     args = parser.parse_args(argv)
     config = json.loads(args.config.read_text())
-    import boto3
+    import boto3  # optional: only these S3 commands need it; agent/container.py imports this module without it
 
     s3 = boto3.client("s3", region_name=config["region"])
     if args.command == "upload-log":

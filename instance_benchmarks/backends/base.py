@@ -13,6 +13,7 @@ from typing import ClassVar
 
 from instance_benchmarks.catalog import Catalog, InstanceSpec
 from instance_benchmarks.catalog.pricing import PriceQuote
+from instance_benchmarks.core.errors import TrainfleetInputError
 
 # Capabilities a campaign may ask for; `check` refuses a spec that needs one the backend lacks.
 FALLBACK = "fallback"          # relaunch an interrupted run with another instance type / market
@@ -75,8 +76,6 @@ class Backend(ABC):
     def check_settings(cls, settings: dict | None, spec_data: dict, source: str) -> dict | None:
         """Validate the backend's own section of a campaign file (`<NAME>: {...}`); return it normalised."""
         if settings is not None:
-            from instance_benchmarks.core.errors import TrainfleetInputError
-
             raise TrainfleetInputError(f"{source}: backend {cls.NAME} takes no {cls.NAME} section")
         return None
 

@@ -19,6 +19,11 @@ import random
 import sys
 import time
 
+from instance_benchmarks.campaigns import report as report_module
+from instance_benchmarks.campaigns.report import config_id
+from instance_benchmarks.campaigns.report_charts import curves_chart, pareto_chart, throughput_chart
+from instance_benchmarks.campaigns.report_html import to_html
+
 INSTANCE_TYPES = ["c5.xlarge", "c5.2xlarge", "c5.4xlarge", "m5.large", "m5.xlarge", "m5.2xlarge", "t3.large",
                   "g4dn.xlarge", "g5.xlarge", "g6.xlarge", "g5.2xlarge", "g6e.xlarge"]
 TARGET = {"metric": "final10_reward", "value": 195}
@@ -80,10 +85,6 @@ def synthetic_campaign(results: int = 1000, repeats: int = 2, seed: int = 0, cam
 
 
 def time_report(records, document, histories) -> dict[str, float]:
-    from instance_benchmarks.campaigns import report as report_module
-    from instance_benchmarks.campaigns.report_charts import curves_chart, pareto_chart, throughput_chart
-    from instance_benchmarks.campaigns.report_html import to_html
-
     times: dict[str, float] = {}
     start, cpu = time.perf_counter(), time.process_time()
     built = report_module.assemble_report(document["campaign"], records, document, histories)
@@ -111,8 +112,6 @@ def main(argv: list[str] | None = None) -> int:
     if ns.results < 1 or ns.repeats < 1:
         parser.error("--results and --repeats must be at least 1")
     records, document, histories = synthetic_campaign(ns.results, ns.repeats)
-    from instance_benchmarks.campaigns.report import config_id
-
     configs = len({config_id(r["run_id"]) for r in records})
     print(f"reporting {len(records)} synthetic results ({configs} configurations x up to {ns.repeats} repeats)")
     for label in ("cold", "warm"):

@@ -27,8 +27,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from instance_benchmarks.agent.metrics import MetricParser, parse_definitions
-from instance_benchmarks.campaigns.slices import estimate_slice
+import yaml
+
+from instance_benchmarks.core.git import clone
+from instance_benchmarks.measure.hostload import HostLoadMeter
+from instance_benchmarks.measure.metrics import MetricParser, parse_definitions
+from instance_benchmarks.measure.slices import estimate_slice
 
 # ~1000 steps of ~20 ms (63 steps/epoch, a line every 10 steps): ~25 s on 2 idle CPU cores, so that a 20% slice
 # holds ~10 log intervals after the ~3 s of interpreter start and torch import. Wide layers make each step
@@ -87,9 +91,7 @@ PLAIN_TEXT_ARGS = ["--epochs=20", "--batch_size=64", "--emsize=512", "--log-inte
 def run_command(command: list[str], parser: MetricParser, *, cwd: Path | None = None, what: str,
                 load: dict | None = None) -> list[dict]:
     """Run a job to the end; its metric records (`parser` reads each stdout line), "t" = seconds since launch.
-    `load`, when given, receives the machine's load while it ran (embedded.hostload: other processes' CPUs)."""
-    from instance_benchmarks.embedded.hostload import HostLoadMeter
-
+    `load`, when given, receives the machine's load while it ran (measure.hostload: other processes' CPUs)."""
     records: list[dict] = []
     meter = HostLoadMeter().start()
     with tempfile.TemporaryFile("w+") as stderr:
@@ -130,10 +132,6 @@ def plain_text_repository(into: Path) -> Path:
 def run_plain_text(args: list[str], load: dict | None = None) -> list[dict]:
     """Clone the plain-text repository as the agent does and run its script to the end from its subdirectory;
     its records, read with the word-language-model example's metric definitions."""
-    import yaml
-
-    from instance_benchmarks.agent.main import clone
-
     definitions = parse_definitions(yaml.safe_load(PLAIN_TEXT_EXAMPLE.read_text())["metric_definitions"])
     with tempfile.TemporaryDirectory() as tmp:
         repo = plain_text_repository(Path(tmp) / "repo")

@@ -4,7 +4,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from instance_benchmarks.catalog.pricing import PriceQuote, cost_usd
+from instance_benchmarks.catalog.pricing import PriceQuote
+from instance_benchmarks.core.billing import cost_usd
 from instance_benchmarks.core.errors import TrainfleetInputError
 
 

@@ -18,6 +18,7 @@ would have to print is named in a warning.
 from __future__ import annotations
 
 from instance_benchmarks.campaigns.code import exists_at, local_path, mentions, resolved, uncommitted
+from instance_benchmarks.campaigns.spec import _workload_metrics
 from instance_benchmarks.core.errors import TrainfleetInputError
 
 
@@ -63,8 +64,6 @@ def _check_produced(spec, source: str, warn) -> None:
     needed = needed_metrics(spec)
     produced = {d["name"] for d in spec.metric_definitions}
     if spec.workload:
-        from instance_benchmarks.campaigns.spec import _workload_metrics
-
         produced |= set(_workload_metrics(spec.workload))
     missing = [name for name in needed if name not in produced]
     if not missing:

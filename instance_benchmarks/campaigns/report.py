@@ -18,16 +18,25 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from instance_benchmarks.campaigns.harness import higher_is_better
+from instance_benchmarks.campaigns.report_charts import render_charts
+from instance_benchmarks.campaigns.report_format import (  # noqa: F401 (shown_metric: cli.py imports it from here until the CLI split)
+    COST_COLUMNS, EARLIER_HEADING, METRIC_CONFIG_COLUMNS, METRIC_RUN_COLUMNS, METRIC_SOURCES, METRICS_NOTE,
+    PREDICTION_COLUMNS, PRICE_COLUMNS, earlier_line, format_value, metric_columns, price_rows, shown_metric,
+)
+from instance_benchmarks.campaigns.report_html import to_html
+from instance_benchmarks.campaigns.report_stats import (
+    CONFIG_COLUMNS, SCALING_NOTE, aggregate, config_cells, recommend, recommendation_lines, scaling_efficiency,
+)
 from instance_benchmarks.campaigns.store import (
     campaign_prefix, current_run_ids, load_run_records, read_json, run_location,
 )
-from instance_benchmarks.core.safe_output import csv_cell, safe_text
+from instance_benchmarks.catalog import load_catalog
+from instance_benchmarks.core.safe_output import csv_cell
+from instance_benchmarks.measure.harness import higher_is_better
 from training_scripts.storage import S3Location
 
 COLUMNS = [
@@ -54,22 +63,11 @@ COLUMNS = [
 TEXT_COLUMNS = {"run_id", "config_id", "label", "instance_type", "market", "status", "measured_on", "backend", "code",
                 "price_source", "quoted_at"}
 INTEGER_COLUMNS = {"attempts", "repeat", "world_size"}
-# What a run's money went to (the "cost honesty" table): seconds billed by phase, the root volume's share,
-# and what attempts that did not complete (interrupted, lost, failed) cost on the way.
-COST_COLUMNS = [("run_id", "run"), ("instance_type", "instance"), ("boot_seconds", "boot (s)"),
-                ("setup_seconds", "setup (s)"), ("train_seconds", "train (s)"), ("idle_seconds", "idle (s)"),
-                ("billable_seconds", "billed (s)"), ("ebs_usd", "EBS ($)"), ("attempts", "attempts"),
-                ("interrupted_usd", "interrupted attempts ($)"), ("cost_usd", "run cost ($)")]
 # Keys of a metric record that count or time the run (throughput is reported apart): not the user's metrics.
 COUNTERS = frozenset({"t", "train_t", "attempt", "step", "epoch", "samples", "interval_s", "samples_per_s",
                       "sec_per_step", "train_seconds", "tokens_per_s", "mfu"})
 MAX_METRICS = 12  # the user's metrics reported: the first this many names the runs printed
 _METRIC_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")  # a name from the script's own lines is shown only if plain
-PREDICTION_COLUMNS = [("run_id", "run"), ("label", "hyperparameters"), ("instance_type", "instance"),
-                      ("slice_units", "STEPS"), ("pred_sec_per_unit", "SEC/STEP"), ("pred_cv", "CV"),
-                      ("usd_per_unit", "$/STEP"),
-                      ("est_hours", "EST TIME (h)"), ("est_usd", "EST COST ($)"), ("est_range", "EST COST range ($)"),
-                      ("est_on_demand_usd", "on-demand ($)")]
 
 
 @dataclass
@@ -174,8 +172,6 @@ def _host_other_cpus(launch: dict) -> float | None:
 
 def _gpu_model(instance_type) -> str | None:
     """The catalog's GPU model of an instance type (None: a CPU type or one the catalog does not know)."""
-    from instance_benchmarks.catalog import load_catalog
-
     spec = load_catalog().instances.get(str(instance_type))  # an unknown type: no GPU model, no scaling figure
     return spec.gpu_model if spec is not None and spec.gpu_count else None
 
@@ -215,8 +211,6 @@ def build_report(s3, bucket: str, campaign: str) -> Report:
 
 def assemble_report(campaign: str, records: list[dict], document: dict, histories: dict[str, list[dict]]) -> Report:
     """The report from loaded records (`store.load_run_records`), campaign.json and metric histories."""
-    from instance_benchmarks.campaigns.report_stats import aggregate, recommend, scaling_efficiency
-
     entries = list((document.get("backends") or {}).values())
     specs = [entry.get("spec") or {} for entry in entries]
     quotes = {key: quote for entry in entries for key, quote in (entry.get("quotes") or {}).items()}
@@ -291,23 +285,6 @@ def metric_cells(history: list[dict], higher: dict[str, bool]) -> dict:
     return cells
 
 
-def metric_columns(report: Report, names: list[str] | None = None) -> list[tuple[str, str]]:
-    """Columns of the user's metrics (all, or `names`): last and best, best saying max or min."""
-    columns = []
-    for name in report.metrics if names is None else names:
-        best = "max" if report.metric_higher.get(name, True) else "min"
-        columns += [(f"{name}_last", f"{name} last"), (f"{name}_best", f"{name} best ({best})")]
-    return columns
-
-
-def shown_metric(report: Report) -> str | None:
-    """The one metric a narrow table shows: the target's, else the script's primary one, else the first printed."""
-    for name in ((report.target or {}).get("metric"), report.primary_metric):
-        if name in report.metrics:
-            return name
-    return report.metrics[0] if report.metrics else None
-
-
 def earlier_row(record: dict, label: str) -> dict:
     """A run that is not one of the campaign's current runs (other code, or settings no longer asked for):
     its commit, outcome and final metric, shown apart and never ranked."""
@@ -323,29 +300,6 @@ def earlier_row(record: dict, label: str) -> dict:
             "final_metric": result.get("final_metric")}
 
 
-def earlier_line(row: dict) -> str:
-    """One line for a run of earlier code, as the Markdown, HTML and terminal reports show it."""
-    final = f", final {format_value(row['final_metric'])}" if row.get("final_metric") is not None else ""
-    return (f"{row['run_id']} {row['instance_type'] or ''} {row['label']}: commit {row['code']}, "
-            f"{row['outcome']}{final}").replace("  ", " ")
-
-
-EARLIER_HEADING = "Earlier code or settings ({n} run(s)): kept, not current, never ranked"
-
-
-def format_value(value) -> str:
-    """A value as table text (terminal, Markdown): numbers rounded, text with its control and bidi characters
-    escaped (core/safe_output.py)."""
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        if value == 0 or math.isnan(value):
-            return f"{value:g}"
-        magnitude = abs(value)
-        return f"{value:.3e}" if magnitude < 1e-3 else f"{value:.4f}" if magnitude < 10 else f"{value:,.1f}"
-    return safe_text(value)
-
-
 def to_csv(report: Report) -> bytes:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=[key for key, _ in COLUMNS + metric_columns(report)],
@@ -356,8 +310,8 @@ def to_csv(report: Report) -> bytes:
 
 
 def to_parquet(report: Report) -> bytes:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    import pyarrow as pa  # optional and heavy: only the Parquet file needs it
+    import pyarrow.parquet as pq  # (with pyarrow)
 
     def kind(key):
         return pa.string() if key in TEXT_COLUMNS else pa.int64() if key in INTEGER_COLUMNS else pa.float64()
@@ -370,19 +324,8 @@ def to_parquet(report: Report) -> bytes:
     return buffer.getvalue()
 
 
-METRICS_NOTE = ("Each metric the runs printed (JSON lines, or `metric_definitions` regexes): its last value and its "
-                "best (the highest, or the lowest for a name like loss, error or time).")
-METRIC_SOURCES = ("Metrics come from the script's JSON lines and the campaign's `metric_definitions` regexes; a run's "
-                  "`metrics.jsonl` shows what was read.")
-METRIC_RUN_COLUMNS = [("run_id", "run"), ("instance_type", "instance"), ("label", "hyperparameters")]
-METRIC_CONFIG_COLUMNS = [("key", "#"), ("instance_type", "instance"), ("label", "hyperparameters"),
-                         ("runs_text", "runs")]
-
-
 def metrics_markdown(report: Report) -> list[str]:
     """The user's metrics: per configuration (median of the repeats) when repeated, and per run."""
-    from instance_benchmarks.campaigns.report_stats import config_cells
-
     if not report.metrics:
         return []
     columns = metric_columns(report)
@@ -402,10 +345,6 @@ def _markdown_table(rows: list[dict], columns: list[tuple[str, str]]) -> list[st
 
 
 def to_markdown(report: Report) -> str:
-    from instance_benchmarks.campaigns.report_stats import (
-        CONFIG_COLUMNS, SCALING_NOTE, config_cells, recommendation_lines,
-    )
-
     rec = report.recommendation
     lines = [f"# {report.campaign}: {rec.get('headline', 'report')}", ""]
     lines += [f"  - {line.strip()}" if line.startswith(" ") else f"- {line}" for line in recommendation_lines(report)[1:]]
@@ -471,59 +410,12 @@ def to_markdown(report: Report) -> str:
     return "\n".join(lines) + "\n"
 
 
-PRICE_COLUMNS = [("instance_type", "instance"), ("market", "market"), ("usd_per_hour", "$/h"),
-                 ("on_demand_usd_per_hour", "on-demand $/h"), ("storage_usd_per_hour", "of which EBS $/h"),
-                 ("source", "source"), ("quoted_at", "quoted at"), ("used_by", "runs")]
-
-
-def price_rows(report: Report) -> list[dict]:
-    """Every distinct price the report uses (stored with the runs) or was quoted at launch, with its source
-    and date."""
-    found: dict[tuple, dict] = {}
-    for row in report.rows:
-        key = (row["instance_type"], row["market"], row["usd_per_hour"], row.get("price_source"), row.get("quoted_at"))
-        entry = found.setdefault(key, {"instance_type": row["instance_type"], "market": row["market"],
-                                       "usd_per_hour": row["usd_per_hour"],
-                                       "on_demand_usd_per_hour": row.get("on_demand_usd_per_hour"),
-                                       "storage_usd_per_hour": row.get("storage_usd_per_hour"),
-                                       "source": row.get("price_source"), "quoted_at": row.get("quoted_at"),
-                                       "used_by": 0})
-        entry["used_by"] += 1
-    for quote in report.quotes.values():
-        key = (quote.get("instance_type"), quote.get("market"), quote.get("usd_per_hour"), quote.get("source"),
-               quote.get("quoted_at"))
-        found.setdefault(key, {"instance_type": quote.get("instance_type"), "market": quote.get("market"),
-                               "usd_per_hour": quote.get("usd_per_hour"),
-                               "on_demand_usd_per_hour": quote.get("on_demand_usd_per_hour"),
-                               "storage_usd_per_hour": quote.get("storage_usd_per_hour"),
-                               "source": quote.get("source"), "quoted_at": quote.get("quoted_at"), "used_by": 0})
-    return sorted(found.values(), key=lambda p: (str(p["instance_type"]), str(p["market"]), str(p["quoted_at"])))
-
-
-def pareto_front(points: list[tuple[float, float]]) -> list[int]:
-    """Indices of points not dominated in (time, cost), both minimised (sorted by time; O(n log n))."""
-    order = sorted(range(len(points)), key=lambda i: (points[i][0], points[i][1]))
-    front, best_cost = [], math.inf
-    for i in order:
-        t, c = points[i]
-        if c < best_cost:
-            front.append(i)
-            best_cost = c
-        elif c == best_cost and front and points[front[-1]] == (t, c):
-            front.append(i)  # an exact duplicate of a point on the front is on it too
-    return front
-
-
 def charts(report: Report) -> dict[str, bytes]:
-    from instance_benchmarks.campaigns.report_charts import render_charts
-
     return render_charts(report)
 
 
 def render_files(report: Report) -> dict[str, bytes]:
     """Every report file, by name: tables, the Markdown and HTML reports, and the charts."""
-    from instance_benchmarks.campaigns.report_html import to_html
-
     images = charts(report)
     return {"report.csv": to_csv(report), "report.parquet": to_parquet(report),
             "report.md": to_markdown(report).encode(), "report.html": to_html(report, images).encode(), **images}

@@ -18,16 +18,19 @@ from __future__ import annotations
 import io
 import math
 
+from instance_benchmarks.campaigns.report_format import shown_metric
+from instance_benchmarks.campaigns.report_stats import chart_point, uses_target
+
 MAX_SHOWN = 40      # configurations drawn in the bar chart and the curves
 MAX_LABELS = 40     # labels placed on the Pareto chart (the front's first)
 DPI = 100
 
 
 def _plt():
-    import matplotlib
+    import matplotlib  # optional and heavy (about 1 s): only the charts need it
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # (after choosing the Agg backend)
 
     return plt
 
@@ -65,7 +68,7 @@ def place_labels(ax, items: list[tuple[float, float, str]], fontsize: float = 7.
     """Annotate (x, y, text) items in order, each at the first of eight positions around its point whose
     box overlaps no label placed so far, no other marker and stays inside the axes; returns how many
     were placed. Boxes are estimated from the text length (no renderer pass: fast with many points)."""
-    import numpy as np
+    import numpy as np  # with matplotlib, for the charts only
 
     fig = ax.figure
     scale = fig.dpi / 72.0
@@ -101,8 +104,6 @@ def place_labels(ax, items: list[tuple[float, float, str]], fontsize: float = 7.
 
 
 def pareto_chart(report) -> bytes | None:
-    from instance_benchmarks.campaigns.report_stats import chart_point, uses_target
-
     plt = _plt()
     with_target = uses_target(report)
     points = [(c, chart_point(c, with_target)) for c in report.configs]
@@ -216,8 +217,6 @@ def _counter(report) -> str | None:
 
 
 def curves_chart(report) -> bytes | None:
-    from instance_benchmarks.campaigns.report import shown_metric
-
     plt = _plt()
     if not any(report.histories.values()):
         return None
@@ -233,8 +232,8 @@ def curves_chart(report) -> bytes | None:
     legend_inches = 0.25 + 0.17 * math.ceil(len(shown) / 3)
     height = 3.2 * len(quantities) + 0.5 + legend_inches
     fig, axes = plt.subplots(len(quantities), len(xlabels), figsize=(11, height), squeeze=False)
-    from matplotlib.collections import LineCollection
-    from matplotlib.lines import Line2D
+    from matplotlib.collections import LineCollection  # charts only (see _plt)
+    from matplotlib.lines import Line2D  # charts only (see _plt)
 
     # one LineCollection per panel (drawing hundreds of Line2D artists is what makes big reports slow)
     segments = {(row, col): ([], []) for row in range(len(quantities)) for col in range(len(xlabels))}

@@ -9,9 +9,11 @@ import base64
 import html
 import json
 
-from instance_benchmarks.campaigns.report import (
+import yaml
+
+from instance_benchmarks.campaigns.report_format import (
     COST_COLUMNS, EARLIER_HEADING, METRIC_CONFIG_COLUMNS, METRIC_RUN_COLUMNS, METRIC_SOURCES, METRICS_NOTE,
-    PREDICTION_COLUMNS, PRICE_COLUMNS, earlier_line, format_value, metric_columns,
+    PREDICTION_COLUMNS, PRICE_COLUMNS, earlier_line, format_value, metric_columns, price_rows,
 )
 from instance_benchmarks.campaigns.report_stats import CONFIG_COLUMNS, SCALING_NOTE, config_cells, recommendation_lines
 
@@ -129,8 +131,6 @@ def _table(table_id: str, rows: list[dict], columns: list[tuple[str, str]], *, t
 
 
 def _spec_text(specs: list[dict]) -> str:
-    import yaml
-
     if not specs:
         return "(campaign.json holds no spec)"
     try:
@@ -212,7 +212,7 @@ def to_html(report, images: dict[str, bytes]) -> str:
     parts += ['<section id="prices-section"><h2>Prices</h2>',
               f'<p class="note">Prices as recorded at launch (catalog as of {_e(report.catalog_as_of or "-")}); '
               "each includes the root volume's EBS share.</p>",
-              _table("prices", _price_rows(report), PRICE_COLUMNS, text={"instance_type", "market", "source", "quoted_at"}),
+              _table("prices", price_rows(report), PRICE_COLUMNS, text={"instance_type", "market", "source", "quoted_at"}),
               "</section>",
               '<section id="spec"><h2>Campaign spec</h2>', f"<pre>{_e(_spec_text(report.specs))}</pre></section>"]
     if any(str(r["measured_on"]).startswith("local") for r in report.rows):
@@ -240,8 +240,3 @@ def _metrics_section(report) -> list[str]:
                   _table("metric-configurations", cells, METRIC_CONFIG_COLUMNS + columns, text=text), "<h3>Per run</h3>"]
     return parts + [_table("metrics", report.rows, METRIC_RUN_COLUMNS + columns, text=text), "</section>"]
 
-
-def _price_rows(report) -> list[dict]:
-    from instance_benchmarks.campaigns.report import price_rows
-
-    return price_rows(report)

@@ -18,8 +18,10 @@ Runs that missed the target, never printed it
 """
 from __future__ import annotations
 
-import math
 import statistics
+
+from instance_benchmarks.campaigns.report_format import format_value, metric_columns, pareto_front
+from instance_benchmarks.measure.harness import spread
 
 NOISY_CV = 0.05
 # other processes using this many CPUs on average while a run ran competed with it (embedded default: host_load)
@@ -37,19 +39,6 @@ CONFIG_COLUMNS = [("key", "#"), ("config_id", "configuration"), ("instance_type"
                   ("final_metric", "final metric"), ("status", "status"), ("front", "Pareto front")]
 
 
-def spread(values) -> tuple[float | None, float | None]:
-    """(median, coefficient of variation) of the numbers among `values`; CV is None under 2 values."""
-    numbers = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    if not numbers:
-        return None, None
-    median = statistics.median(numbers)
-    if len(numbers) < 2:
-        return median, None
-    mean = math.fsum(numbers) / len(numbers)  # floats throughout: statistics.stdev is exact but slow
-    deviation = math.sqrt(math.fsum((v - mean) ** 2 for v in numbers) / (len(numbers) - 1))
-    return median, (deviation / abs(mean) if mean else None)
-
-
 def aggregate(report) -> list[dict]:
     """One entry per configuration, in the report's row order, numbered 1.. (`key`, used by the charts)."""
     groups: dict[str, list[dict]] = {}
@@ -58,8 +47,6 @@ def aggregate(report) -> list[dict]:
     failed: dict[str, list[dict]] = {}
     for run in report.incomplete:
         failed.setdefault(run["config_id"], []).append(run)
-    from instance_benchmarks.campaigns.report import metric_columns
-
     figures = FIGURES + tuple(key for key, _ in metric_columns(report))  # and the user's metrics, last and best
     configs = []
     for cid in list(groups) + [c for c in failed if c not in groups]:
@@ -138,8 +125,6 @@ def chart_point(config: dict, with_target: bool) -> tuple[float, float] | None:
 def _mark_front(configs: list[dict], with_target: bool) -> None:
     """`on_front`: on the Pareto front of time against cost to target, among the configurations that
     reached the target (all complete ones when the campaign has no target); missed ones never are."""
-    from instance_benchmarks.campaigns.report import pareto_front
-
     eligible = [c for c in configs if (c["status"] == "reached" if with_target else c["runs"] > 0)]
     points = [(c, chart_point(c, with_target)) for c in eligible]
     points = [(c, p) for c, p in points if p is not None]
@@ -251,8 +236,6 @@ def _target_text(report) -> str:
 
 
 def _fmt(value) -> str:
-    from instance_benchmarks.campaigns.report import format_value
-
     return format_value(value)
 
 
@@ -344,8 +327,6 @@ def recommendation_lines(report) -> list[str]:
 def config_cells(config: dict, extra: tuple = ()) -> dict:
     """A configuration's figures (FIGURES, and the `extra` ones) as table cells: median, with its CV when
     repeated (`!` above 5 %)."""
-    from instance_benchmarks.campaigns.report import format_value
-
     cells = dict(config)
     cells["runs_text"] = f"{config['runs']}" + (f" (+{config['failed']} failed)" if config["failed"] else "")
     cells["front"] = "yes" if config.get("on_front") else ""
@@ -358,8 +339,6 @@ def config_cells(config: dict, extra: tuple = ()) -> dict:
 
 def _with_cv(value, cv) -> str:
     """`26.9 (7%!)`: the value, its CV in brackets when known (over 5 %: marked)."""
-    from instance_benchmarks.campaigns.report import format_value
-
     return format_value(value) + (f" ({cv:.0%}{'!' if cv > NOISY_CV else ''})" if cv is not None else "")
 
 

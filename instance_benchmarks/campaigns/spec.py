@@ -46,19 +46,20 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from instance_benchmarks.agent.metrics import MetricDefinitionError, parse_definitions
 from instance_benchmarks.backends.base import FALLBACK
 from instance_benchmarks.backends.registry import BACKENDS, DEFAULT, backend_class
-from instance_benchmarks.catalog import Catalog, load_catalog
-from instance_benchmarks.core.contract import (  # noqa: F401 (MARKETS, override_args re-exported)
-    HYPERPARAMETER_NAME, MARKETS, PROXY_VARIABLE, hyperparameter_text, override_args,
-)
 from instance_benchmarks.campaigns.spec_models import (  # noqa: F401 (WORKLOADS re-exported)
     DISTRIBUTED_WORKLOADS, METRICS_GRACE_MINUTES, WORKLOADS, CampaignFile, describe, schema_text, validate_file, where,
 )
 from instance_benchmarks.campaigns.yamlfile import load_yaml_lines
+from instance_benchmarks.catalog import Catalog, load_catalog
+from instance_benchmarks.core.contract import (  # noqa: F401 (MARKETS, override_args re-exported)
+    HYPERPARAMETER_NAME, MARKETS, PROXY_VARIABLE, hyperparameter_text, override_args,
+)
 from instance_benchmarks.core.errors import TrainfleetInputError, did_you_mean
 from instance_benchmarks.core.validation import redact, validate_local_repo, validate_repo_url
+from instance_benchmarks.measure.metrics import MetricDefinitionError, parse_definitions
+from training_scripts.config import ConfigError, parse_overrides
 
 WORKLOAD_REQUIREMENTS = "training_scripts/requirements.txt"  # in the repository, for `workload:` campaigns
 # Options the agent sets itself; a bundled workload may not override them.
@@ -218,8 +219,6 @@ def _check_hyperparameter(workload: str | None, name, value, where: str) -> None
     _check_value(name, value, where)
     if workload is None:
         return
-    from training_scripts.config import ConfigError, parse_overrides
-
     config_cls = _workload_config(workload)
     hints = typing.get_type_hints(config_cls)
     if name in RESERVED:

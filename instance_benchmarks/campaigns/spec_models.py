@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, model_validator
 from pydantic_core import PydanticCustomError
 
-from instance_benchmarks.core.contract import MARKETS
+from instance_benchmarks.core.contract import DISTRIBUTED_WORKLOADS, MARKETS, WORKLOADS  # noqa: F401 (re-exported)
 from instance_benchmarks.core.errors import TrainfleetInputError, did_you_mean
 from instance_benchmarks.core.validation import (
     validate_directory, validate_git_ref, validate_identifier, validate_script_path, validate_snippet,
@@ -30,14 +30,11 @@ from instance_benchmarks.core.validation import (
 SCHEMA_FILE = Path(__file__).with_name("campaign.schema.json")
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
-WORKLOADS = ("tabular_mlp", "cnn_digits", "lstm_regressor", "cartpole_pg", "cifar10_resnet", "gpt_tokens")
 MAX_RUNTIME_MINUTES = 7 * 24 * 60  # a week
 METRICS_GRACE_MINUTES = 5.0        # default: how long an attempt may run before its first metric line
 MAX_REPEATS = 20
 MAX_NODES = 16
 MAX_RUNS = 500                     # configurations x repeats
-# Workloads on the shared loop's DistributedDataParallel path: torchrun, one process per GPU, on multi-GPU types.
-DISTRIBUTED_WORKLOADS = ("tabular_mlp", "cnn_digits", "lstm_regressor", "cifar10_resnet", "gpt_tokens")
 METRIC_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 # A hyperparameter's value: validated further in campaigns.spec (names, control characters, the workload's own

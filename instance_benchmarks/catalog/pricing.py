@@ -5,26 +5,12 @@ the dated catalog. The price chosen is stored with each run so reports never re-
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 
 from instance_benchmarks.catalog import InstanceSpec
+from instance_benchmarks.core.billing import cost_usd
 from instance_benchmarks.core.contract import now_iso
-
-MINIMUM_BILLED_SECONDS = 60
-
-
-def billed_seconds(seconds: float) -> int:
-    """Linux on EC2 bills per second with a 60-second minimum per instance start."""
-    if seconds < 0:
-        raise ValueError(f"negative duration: {seconds}")
-    return max(MINIMUM_BILLED_SECONDS, math.ceil(seconds))
-
-
-def cost_usd(seconds: float, usd_per_hour: float) -> float:
-    return billed_seconds(seconds) * usd_per_hour / 3600.0
-
 
 @dataclass(frozen=True)
 class PriceQuote:

@@ -19,6 +19,8 @@ import sys
 from datetime import date
 from pathlib import Path
 
+import boto3
+
 from instance_benchmarks.catalog import CATALOG_PATH, load_catalog
 from instance_benchmarks.catalog.instances import price_dates
 from instance_benchmarks.core.errors import TrainfleetInputError
@@ -121,8 +123,6 @@ def dump_catalog(catalog: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import boto3
-
     parser = argparse.ArgumentParser(description="Refresh the trainfleet instance/price catalog from AWS.")
     parser.add_argument("--regions", nargs="+", default=list(REGIONS))
     parser.add_argument("--types", nargs="*", default=None, help="instance types (default: those in the catalog)")

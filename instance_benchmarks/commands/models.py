@@ -64,8 +64,7 @@ def models_download(run: str = typer.Argument(..., help="CAMPAIGN/RUN_ID"),
     env = environment(local, region, ssm_prefix, state=state)
     runner.require_campaign(env, campaign)  # a misspelt campaign names the ones that exist
     download_with_progress(env.client("s3"), env.infra.bucket, campaign, run_id, out)
-    # imported here: training_scripts.inference imports torch (seconds), which only this line needs
-    from training_scripts.inference import usage_snippet
+    from training_scripts.inference import usage_snippet  # imported here: it imports torch (seconds), only this needs it
 
     snippet = usage_snippet(out)  # a bundled workload's model (its preprocessing.json): how to load it
     if snippet:

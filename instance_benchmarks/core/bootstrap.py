@@ -55,7 +55,7 @@ USER_DATA_LIMIT = 16 * 1024  # bytes EC2 accepts, in raw form before base64 (EC2
 LONGEST_BUCKET, LONGEST_REGION = "b" * 63, "r" * 25
 _AGENT_CONFIG_LINE = re.compile(r"^# agent configuration: s3 key (\S+) sha256 ([0-9a-f]{64})$", re.MULTILINE)
 # what the agent needs beyond the standard library and boto3 (pinned as in requirements.txt): RE2 matches the
-# campaign's metric regexes in linear time (agent/metrics.py); its manylinux wheels cover CPython 3.10-3.14 on
+# campaign's metric regexes in linear time (measure/metrics.py); its manylinux wheels cover CPython 3.10-3.14 on
 # x86_64 and aarch64, the instances' Python 3.12 and the SageMaker images' 3.13 included
 AGENT_REQUIREMENTS = ("google-re2==1.1.20251105",)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")

@@ -90,6 +90,8 @@ PEAK_TFLOPS_VAR = "TRAINFLEET_PEAK_TFLOPS"
 
 EXIT_INPUT_ERROR = 2
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: checkpointed on request (spot notice / SIGTERM); relaunch to resume
+# the task a SageMaker job's code channel carries for agent/container.py (written by backends/sagemaker/jobs.py)
+TASK_FILE = "trainfleet_task.json"
 NO_METRICS = "no metrics"  # an attempt's outcome: its script printed no metric line where one was expected
 
 
@@ -169,3 +171,8 @@ def script_command(python: str, script: str, args: list[str], processes: int = 1
     if processes > 1:
         return [python, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", script, *args]
     return [python, script, *args]
+
+# trainfleet's bundled workloads (`workload:` in a campaign file), and those on the shared loop's
+# DistributedDataParallel path: torchrun, one process per GPU, on multi-GPU types (EC2 agent and SageMaker alike).
+WORKLOADS = ("tabular_mlp", "cnn_digits", "lstm_regressor", "cartpole_pg", "cifar10_resnet", "gpt_tokens")
+DISTRIBUTED_WORKLOADS = ("tabular_mlp", "cnn_digits", "lstm_regressor", "cifar10_resnet", "gpt_tokens")

@@ -1,5 +1,7 @@
 """One exception type for bad user input; the CLI turns it into a one-line error and exit code 2."""
 
+import difflib
+
 
 class TrainfleetInputError(ValueError):
     """Raised for invalid user input (campaign files, instance types, URLs, paths, credentials)."""
@@ -12,7 +14,5 @@ def known_names(known: list[str], limit: int = 20) -> str:
 
 def did_you_mean(name: str, known) -> str:
     """' (did you mean a, b?)' with the closest of `known` to a misspelt `name`, or ''."""
-    import difflib
-
     close = difflib.get_close_matches(str(name), list(known), n=3)
     return f" (did you mean {', '.join(close)}?)" if close else ""

@@ -6,6 +6,7 @@ every image kind's is set to one parameter this module creates, pointing at one 
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 from instance_benchmarks.embedded.deploy import deploy, synthesize
@@ -44,8 +45,6 @@ class LocalCloud:
 def start_local_cloud(config: AppConfig | None = None, region: str = "us-east-1") -> LocalCloud:
     """Synthesize (CDK, in a thread: mostly waiting on jsii's Node process) while moto's server starts and
     the AMI parameter is registered, then deploy the stacks into it."""
-    from concurrent.futures import ThreadPoolExecutor
-
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cdk-synth") as pool:
         synthesized = pool.submit(synthesize, local_config(config))
         server = MotoServer(region=region)

@@ -28,9 +28,9 @@ def synthesize(config: AppConfig, outdir: str | None = None) -> list[Synthesized
     """Templates in deployment order (dependencies first). Makes no AWS call."""
     # jsii's Node runtime warns on Node 20 (still supported by this CDK release); keep the output readable.
     os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
-    import aws_cdk as cdk
+    import aws_cdk as cdk  # heavy (jsii starts Node): only synthesis needs it, after the warning is silenced
 
-    from stacks.app_stacks import build_stacks
+    from stacks.app_stacks import build_stacks  # (imports aws_cdk, as above)
 
     outdir = outdir or tempfile.mkdtemp(prefix="trainfleet-cdk-")
     app = cdk.App(outdir=outdir)

@@ -11,9 +11,15 @@ from __future__ import annotations
 import json
 import os
 from contextlib import contextmanager
+from datetime import datetime
 
+import boto3
+
+from instance_benchmarks.backends.sagemaker.backend import SageMakerBackend
 from instance_benchmarks.embedded.cloud import LocalCloud, start_local_cloud
+from instance_benchmarks.embedded.doctor import stand_in_clients
 from instance_benchmarks.embedded.moto_server import LOCAL_CREDENTIALS
+from instance_benchmarks.embedded.sagemaker_executor import LocalSageMakerExecutor
 from instance_benchmarks.embedded.state import LocalState
 from instance_benchmarks.embedded.worker import LocalWorker, local_host_label
 from instance_benchmarks.environment import Environment, HostInfo
@@ -60,8 +66,6 @@ class EmbeddedEnvironment(Environment):
 
     def started_at(self, instance: dict):
         """Instances boot here one at a time: billed from their boot, never while queued (see worker.py)."""
-        from datetime import datetime
-
         booted = self.worker.booted.get(instance["InstanceId"])
         return datetime.fromisoformat(booted) if booted else None
 
@@ -110,8 +114,6 @@ class EmbeddedEnvironment(Environment):
         self.close()
 
     def session(self):
-        import boto3
-
         return boto3.Session(region_name=self.region, aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
                              aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
                              aws_session_token=LOCAL_CREDENTIALS["AWS_SESSION_TOKEN"])
@@ -127,8 +129,6 @@ class EmbeddedEnvironment(Environment):
 
     def doctor_clients(self):
         """moto's clients, with stand-ins for what moto lacks (embedded/doctor.py)."""
-        from instance_benchmarks.embedded.doctor import stand_in_clients
-
         return stand_in_clients(self.client)
 
     def check_repo(self, repo: str) -> None:
@@ -158,9 +158,6 @@ class EmbeddedEnvironment(Environment):
 
     def advance(self, campaign: str) -> None:
         """Run what AWS would be running: the campaign's instances, then its training jobs."""
-        from instance_benchmarks.backends.sagemaker.backend import SageMakerBackend
-        from instance_benchmarks.embedded.sagemaker_executor import LocalSageMakerExecutor
-
         self.save()  # what the runner wrote since (campaign.json, launch.json): a kill now loses nothing
         self.worker.drain(campaign)
         # moto marks a training job Completed the moment it is created, without running it

@@ -15,6 +15,10 @@ import sys
 import time
 import urllib.request
 
+import boto3
+
+from instance_benchmarks.embedded.guard import arm
+
 LOCAL_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -82,8 +86,6 @@ class MotoServer:
         self._process = None
 
     def client(self, service: str):
-        import boto3
-
         return boto3.client(
             service,
             endpoint_url=self.endpoint,
@@ -102,9 +104,7 @@ class MotoServer:
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m instance_benchmarks.embedded.moto_server --parent PID [moto.server options]`."""
-    from moto.server import main as serve
-
-    from instance_benchmarks.embedded.guard import arm
+    from moto.server import main as serve  # heavy: only the server's own process loads moto
 
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--parent", type=int, required=True)

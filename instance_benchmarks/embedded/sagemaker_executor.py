@@ -21,8 +21,9 @@ import time
 from pathlib import Path
 
 from instance_benchmarks.backends.sagemaker.jobs import OPT_ML, model_archive_key
-from instance_benchmarks.embedded.hostload import HostLoadMeter, record_host_load
+from instance_benchmarks.embedded.hostload import record_host_load
 from instance_benchmarks.embedded.worker import instance_environment
+from instance_benchmarks.measure.hostload import HostLoadMeter
 from training_scripts.storage import S3Location
 
 

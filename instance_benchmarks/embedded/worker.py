@@ -39,7 +39,8 @@ from pathlib import Path
 from instance_benchmarks.backends.ec2.instances import campaign_instances, tag
 from instance_benchmarks.core.contract import ATTEMPT_TAG, CAMPAIGN_TAG, RUN_TAG, now_iso, run_prefix
 from instance_benchmarks.embedded.guard import GRACE_SECONDS
-from instance_benchmarks.embedded.hostload import HostLoadMeter, record_host_load
+from instance_benchmarks.embedded.hostload import record_host_load
+from instance_benchmarks.measure.hostload import HostLoadMeter
 from training_scripts.storage import S3Location
 
 SHUTDOWN_STUB = """#!/bin/bash

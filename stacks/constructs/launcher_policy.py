@@ -4,7 +4,7 @@ Derived from the launcher's boto3 calls on the EC2 backend:
 
 * ssm get_parameters (backends/infrastructure.py): the Compute stack's exports under /trainfleet/.
 * s3 head_bucket, list_objects_v2 (campaigns/store.py), get_object / head_object / download_file
-  (store.py, models.py), put_object (store.py, report.py, backends/ec2/wheel.py): campaigns/ only.
+  (store.py, models.py), put_object (store.py, report.py, backends/packaging.py): campaigns/ only.
 * ec2 run_instances from the stack's launch templates, tagging instance, volume and spot request at
   launch (backends/ec2/instances.py); describe_instances, describe_spot_instance_requests,
   describe_spot_price_history (catalog/pricing.py), describe_subnets (the subnets' AZs, backends/ec2/backend.py);

@@ -436,7 +436,7 @@ def test_a_no_metrics_attempt_is_not_retried_and_its_note_is_the_failure_line(en
 def test_a_planted_wheel_at_the_agent_key_is_replaced(env, s3, infra, spec, planted):
     """The wheel's key is predictable (its SHA-256 is the sources'): what is there is read back and replaced
     when its bytes differ, so the instances' checksum passes (before, an existing key was never uploaded)."""
-    from instance_benchmarks.backends.ec2.wheel import build_wheel, publish_wheel
+    from instance_benchmarks.backends.packaging import build_wheel, publish_wheel
 
     wheel = build_wheel()
     good = wheel.path.read_bytes()

@@ -12,9 +12,10 @@ from instance_benchmarks.backends.base import ANY_REPO, FALLBACK, Backend, Launc
 from instance_benchmarks.backends.ec2.instances import (
     LIVE_STATES, campaign_instances, ended_at, run_instance, tag, terminate_campaign, vcpu_quota_name,
 )
-from instance_benchmarks.backends.ec2.wheel import build_wheel, publish_wheel
+from instance_benchmarks.backends.packaging import build_wheel, publish_wheel
 from instance_benchmarks.catalog import Catalog, InstanceSpec, MachineImage, load_catalog
-from instance_benchmarks.catalog.pricing import PriceQuote, billed_seconds, cost_usd, quote
+from instance_benchmarks.catalog.pricing import PriceQuote, quote
+from instance_benchmarks.core.billing import billed_seconds, cost_usd
 from instance_benchmarks.core.bootstrap import AgentBootstrap, build_agent_user_data
 from instance_benchmarks.core.contract import ATTEMPT_TAG, RUN_TAG, now_iso
 from training_scripts.storage import S3Location

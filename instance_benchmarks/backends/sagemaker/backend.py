@@ -9,9 +9,11 @@ import re
 import tempfile
 from pathlib import Path
 
+from botocore.exceptions import ClientError
+
 from instance_benchmarks.backends.base import ANY_REPO, Backend, LaunchRefused, RunState, TeardownSummary
 from instance_benchmarks.backends.sagemaker import jobs
-from instance_benchmarks.catalog import Catalog, InstanceSpec
+from instance_benchmarks.catalog import Catalog, InstanceSpec, load_catalog
 from instance_benchmarks.catalog.pricing import PriceQuote
 from instance_benchmarks.core.contract import CAMPAIGN_TAG, RUN_TAG, now_iso
 from instance_benchmarks.core.errors import TrainfleetInputError
@@ -92,8 +94,7 @@ class SageMakerBackend(Backend):
 
     def launch(self, spec, run, attempt: int, price: PriceQuote, catalog: Catalog) -> dict:
         jobs.require_sdk()
-        from botocore.exceptions import ClientError
-        from sagemaker.core.helper.session_helper import Session
+        from sagemaker.core.helper.session_helper import Session  # the optional [sagemaker] extra (about 1 GB)
 
         settings = spec.backend_settings or {}
         role_arn = settings.get("role_arn") or self.env.default_role("sagemaker.amazonaws.com")
@@ -142,8 +143,6 @@ class SageMakerBackend(Backend):
                 for name, (run_id, status) in self.campaign_jobs(campaign, LIVE_STATUSES).items() if run_id}
 
     def collect(self, spec: dict, run_id: str, record: dict) -> bool:
-        from instance_benchmarks.catalog import load_catalog
-
         last = record["attempts"][-1]
         if last.get("outcome") == "launching":  # the launcher died during CreateTrainingJob: did it start?
             jobs_now = self.campaign_jobs(spec["campaign"], ("InProgress", "Stopping", "Completed", "Failed", "Stopped"))

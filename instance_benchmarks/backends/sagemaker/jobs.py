@@ -6,7 +6,7 @@ SageMaker syncs with `checkpoint_s3_uri` - so an interrupted spot job resumes th
 checkpoint code as on EC2. `collect_job` turns a finished job into the campaign's S3 layout and
 result.json, with training vs billable seconds and the spot savings (1 - billable / training).
 
-A bundled workload on the shared loop's DistributedDataParallel path (spec.DISTRIBUTED_WORKLOADS) runs under
+A bundled workload on the shared loop's DistributedDataParallel path (core.contract.DISTRIBUTED_WORKLOADS) runs under
 the SDK's torchrun distribution (`sagemaker.train.distributed.Torchrun`, one process per GPU on each node)
 when the run spans `nodes: N` instances or its type has several GPUs; the job's InstanceCount is `nodes`,
 and SageMaker bills each of them (BillableTimeInSeconds x InstanceCount): the backend's quote is the price
@@ -26,15 +26,20 @@ import json
 import re
 import shutil
 import tarfile
+import zipfile
 from pathlib import Path
 
-from instance_benchmarks.campaigns.harness import summarize
+from instance_benchmarks.backends.packaging import build_wheel
 from instance_benchmarks.campaigns.store import read_json, run_location, write_json
+from instance_benchmarks.catalog import load_catalog
 from instance_benchmarks.core.bootstrap import AGENT_REQUIREMENTS
 from instance_benchmarks.core.contract import (
-    CAMPAIGN_TAG, CHECKPOINT_DIR_VAR, NO_METRICS, RUN_TAG, hyperparameter_text, now_iso, peak_for, run_prefix,
+    CAMPAIGN_TAG, CHECKPOINT_DIR_VAR, DISTRIBUTED_WORKLOADS, NO_METRICS, RUN_TAG, TASK_FILE, hyperparameter_text,
+    now_iso, peak_for, run_prefix,
 )
 from instance_benchmarks.core.errors import TrainfleetInputError
+from instance_benchmarks.core.git import clone
+from instance_benchmarks.measure.harness import summarize
 import training_scripts
 from training_scripts.storage import sha256_hex
 
@@ -77,7 +82,7 @@ def job_attempt(job_name: str) -> int | None:
 
 def require_sdk():
     try:
-        import sagemaker.train  # noqa: F401
+        import sagemaker.train  # noqa: F401  # the optional [sagemaker] extra: is it installed?
     except ImportError:
         raise TrainfleetInputError(
             "backend: sagemaker needs the optional SageMaker SDK: pip install '.[sagemaker]'") from None
@@ -86,7 +91,7 @@ def require_sdk():
 def default_image(region: str, instance) -> str:
     """The AWS PyTorch training DLC for a run on `instance` (a catalog InstanceSpec) in `region`: its GPU
     (CUDA) variant for a GPU type, its CPU variant otherwise, from the SDK's own image config (no AWS call)."""
-    from sagemaker.core import image_uris
+    from sagemaker.core import image_uris  # the optional [sagemaker] extra (see require_sdk)
 
     processor = "gpu" if instance.is_gpu else "cpu"
     try:
@@ -128,12 +133,6 @@ def stage_source(into: Path, spec, run) -> dict:
             raise RuntimeError(f"{SOURCE_PACKAGE / 'requirements.txt'} is missing: the SageMaker job could not "
                                "install the workload's requirements (reinstall trainfleet from its sources)")
         return {}
-    import zipfile
-
-    from instance_benchmarks.agent.container import TASK_FILE
-    from instance_benchmarks.agent.main import clone
-    from instance_benchmarks.backends.ec2.wheel import build_wheel
-
     commit = clone(spec.repo, spec.ref, into / "repo", spec.commit)
     shutil.rmtree(into / "repo" / ".git")
     wheel = build_wheel()
@@ -150,9 +149,6 @@ def torchrun_processes(spec, run) -> int | None:
     """Processes per node when the job runs under the SDK's torchrun distribution, else None (one plain
     process): a workload on the DDP path across `nodes` instances or across a multi-GPU type's GPUs gets one
     process per GPU (one per node on a CPU type, with gloo), as the EC2 agent starts it with torchrun."""
-    from instance_benchmarks.campaigns.spec_models import DISTRIBUTED_WORKLOADS
-    from instance_benchmarks.catalog import load_catalog
-
     gpus = load_catalog().get(run.instance_type).gpu_count
     if spec.workload not in DISTRIBUTED_WORKLOADS or (getattr(spec, "nodes", 1) == 1 and gpus < 2):
         return None
@@ -170,9 +166,11 @@ def build_trainer(spec, run, *, bucket: str, role_arn: str, attempt: int, source
     agent does - `setup` must win over requirements.txt, the file may sit in the task's workdir, and the
     entry point times the setup (setup_seconds) and keeps its log, which an install by the SDK before the
     entry starts would hide."""
-    from sagemaker.core.training.configs import CheckpointConfig, Compute, OutputDataConfig, SourceCode, StoppingCondition
-    from sagemaker.train import ModelTrainer
-    from sagemaker.train.distributed import Torchrun
+    from sagemaker.core.training.configs import (  # the optional [sagemaker] extra (see require_sdk)
+        CheckpointConfig, Compute, OutputDataConfig, SourceCode, StoppingCondition,
+    )
+    from sagemaker.train import ModelTrainer  # (the extra, as above)
+    from sagemaker.train.distributed import Torchrun  # (the extra, as above)
 
     processes = torchrun_processes(spec, run)
     prefix = f"s3://{bucket}/{run_prefix(spec.campaign, run.run_id)}"

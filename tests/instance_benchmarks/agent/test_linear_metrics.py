@@ -13,7 +13,7 @@ import pytest
 
 from instance_benchmarks.agent.imds import InterruptionWatcher
 from instance_benchmarks.agent.main import KEPT_LINE_CHARS, attempt_outcome, output_lines, start_task, wait_task
-from instance_benchmarks.agent.metrics import MetricDefinitionError, MetricParser, parse_definitions
+from instance_benchmarks.measure.metrics import MetricDefinitionError, MetricParser, parse_definitions
 from tests.instance_benchmarks.embedded.fake_imds import FakeIMDS
 
 EVIL = [{"name": "x", "regex": "(a+)+$"}]

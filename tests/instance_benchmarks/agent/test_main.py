@@ -17,7 +17,7 @@ def test_the_agent_needs_only_the_standard_library_and_boto3():
         "        if name.split('.')[0] in blocked:\n"
         "            raise ImportError(f'the agent imported {name}')\n"
         "sys.meta_path.insert(0, Block())\n"
-        "import instance_benchmarks.agent.main, instance_benchmarks.campaigns.slices\n"
+        "import instance_benchmarks.agent.main, instance_benchmarks.measure.slices\n"
         "sys.argv = ['agent', '--help']\n"
         "import runpy; runpy.run_module('instance_benchmarks.agent', run_name='__main__')\n"
     )

@@ -127,6 +127,7 @@ exec {sys.executable} "$@"
 def _run_entry(tmp_path, monkeypatch, task: dict, repo_files: dict[str, str]) -> tuple[int, Path]:
     """The code channel as the launcher stages it for a repository's task, and the entry point run on it."""
     from instance_benchmarks.agent import container
+    from instance_benchmarks.core.contract import TASK_FILE
 
     code = tmp_path / "code"
     for name, text in {"train.py": "import os, pathlib\nprint('loss=0.5')\n"
@@ -134,7 +135,7 @@ def _run_entry(tmp_path, monkeypatch, task: dict, repo_files: dict[str, str]) ->
                        **repo_files}.items():
         (code / "repo" / name).parent.mkdir(parents=True, exist_ok=True)
         (code / "repo" / name).write_text(text)
-    (code / container.TASK_FILE).write_text(json.dumps({
+    (code / TASK_FILE).write_text(json.dumps({
         "repo": "https://example.com/r.git", "ref": "main", "workdir": None, "setup": None, "script": "train.py",
         "run": None, "args": [], "env": {}, "metric_definitions": [], "benchmark": None, "run_id": "sm-x",
         "instance_type": "c5.xlarge", "max_runtime_minutes": 5, **task}))

@@ -3,7 +3,8 @@ import io
 import pyarrow.parquet as pq
 import pytest
 
-from instance_benchmarks.campaigns.report import build_report, pareto_front, write_report
+from instance_benchmarks.campaigns.report import build_report, write_report
+from instance_benchmarks.campaigns.report_format import pareto_front
 from instance_benchmarks.campaigns.store import run_location, write_json
 from training_scripts.storage import S3Location
 

@@ -3,7 +3,8 @@ import pytest
 
 from instance_benchmarks.campaigns.bench_report import synthetic_campaign
 from instance_benchmarks.campaigns.report import assemble_report, config_id, cost_breakdown, repeat_of
-from instance_benchmarks.campaigns.report_stats import recommendation_lines, spread, within_noise
+from instance_benchmarks.campaigns.report_stats import recommendation_lines, within_noise
+from instance_benchmarks.measure.harness import spread
 
 TARGET = {"metric": "val_accuracy", "value": 0.9}
 

@@ -5,7 +5,8 @@ import pytest
 from botocore.stub import ANY, Stubber
 
 from instance_benchmarks.catalog import load_catalog
-from instance_benchmarks.catalog.pricing import billed_seconds, cost_usd, latest_spot_price, quote
+from instance_benchmarks.catalog.pricing import latest_spot_price, quote
+from instance_benchmarks.core.billing import billed_seconds, cost_usd
 
 
 @pytest.mark.parametrize("seconds, billed", [(0, 60), (1, 60), (59.2, 60), (60, 60), (60.01, 61), (3600, 3600)])

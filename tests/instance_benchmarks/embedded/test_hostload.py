@@ -6,9 +6,10 @@ import time
 
 import pytest
 
-from instance_benchmarks.embedded import hostload
-from instance_benchmarks.embedded.hostload import HostLoadMeter, competition_warning
+from instance_benchmarks.embedded.hostload import competition_warning
 from instance_benchmarks.embedded.worker import LocalWorker
+from instance_benchmarks.measure import hostload
+from instance_benchmarks.measure.hostload import HostLoadMeter
 from training_scripts.storage import S3Location
 
 BURN = "import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end: pass\n"

@@ -68,7 +68,7 @@ def test_hostile_hyperparameter_values_reach_the_script_as_literal_text(embedded
 def test_a_planted_wheel_is_replaced_and_the_campaign_completes(embedded, tmp_path):
     """A wrong file at the campaign's agent-wheel key (predictable: it names the wheel's SHA-256) is replaced
     at launch, so the instance's checksum passes and the run completes on its first attempt."""
-    from instance_benchmarks.backends.ec2.wheel import build_wheel
+    from instance_benchmarks.backends.packaging import build_wheel
     from instance_benchmarks.core.contract import agent_prefix
 
     wheel = build_wheel()
@@ -76,7 +76,7 @@ def test_a_planted_wheel_is_replaced_and_the_campaign_completes(embedded, tmp_pa
     key = f"{agent_prefix('planted')}/{wheel.sha256}/{wheel.name}"
     s3.put_object(Bucket=bucket, Key=key, Body=b"PK\x03\x04 not trainfleet", Metadata={"sha256": wheel.sha256})
     make_git_repo(tmp_path / "tiny", {"train.py": "import json\nprint(json.dumps({'step': 1, 'loss': 0.1}))\n"})
-    spec = parse_spec(spec_dict(campaign="planted", workload=None, repo=str(tmp_path / "tiny"), ref="main",
+    spec = bound_spec(spec_dict(campaign="planted", workload=None, repo=str(tmp_path / "tiny"), ref="main",
                                 script="train.py", target=None, hyperparameters={}, max_attempts=1,
                                 matrix={"instance_type": ["c5.xlarge"]}))
     outcome = runner.run_to_report(embedded, [spec], out=tmp_path / "out", log=lambda *_: None)

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from instance_benchmarks.agent.metrics import MetricDefinition, MetricDefinitionError, MetricParser, parse_definitions
+from instance_benchmarks.measure.metrics import MetricDefinition, MetricDefinitionError, MetricParser, parse_definitions
 
 # PyTorch examples/word_language_model prints these every log interval and at the end of each epoch.
 WLM_BATCH = "| epoch   1 |   200/ 2983 batches | lr 20.00 | ms/batch 45.21 | loss  6.10 | ppl   445.75"

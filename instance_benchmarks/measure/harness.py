@@ -11,11 +11,24 @@
 """
 from __future__ import annotations
 
+import math
 import re
 import statistics
 
-from instance_benchmarks.campaigns.report_stats import spread
 from training_scripts.throughput import loop_throughput, steady_intervals  # noqa: F401 (re-exported)
+
+
+def spread(values) -> tuple[float | None, float | None]:
+    """(median, coefficient of variation) of the numbers among `values`; CV is None under 2 values."""
+    numbers = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if not numbers:
+        return None, None
+    median = statistics.median(numbers)
+    if len(numbers) < 2:
+        return median, None
+    mean = math.fsum(numbers) / len(numbers)  # floats throughout: statistics.stdev is exact but slow
+    deviation = math.sqrt(math.fsum((v - mean) ** 2 for v in numbers) / (len(numbers) - 1))
+    return median, (deviation / abs(mean) if mean else None)
 
 
 def counter_intervals(history: list[dict], counter: str) -> list[tuple[float, float]]:

@@ -1,4 +1,6 @@
-"""trainfleet's own wheel, shipped to each campaign instance apart from the user's code (as SkyPilot does).
+"""What the EC2 and SageMaker backends share: trainfleet's own wheel, shipped apart from the user's code (as SkyPilot
+does): EC2 uploads it for each instance's user data to install, SageMaker unpacks it into the job's code channel.
+(Cloning the campaign's repository at its commit, which the agent does too, is `core.git.clone`.)
 
 Built with pip from the installed package's source tree (a copy of it, so the checkout is not touched),
 cached by the SHA-256 of its sources, and uploaded once per campaign to `campaigns/<id>/agent/`. The
@@ -6,6 +8,7 @@ user data downloads it with the instance role and checks the SHA-256 recorded he
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import shutil
@@ -83,8 +86,6 @@ def publish_wheel(s3, bucket: str, campaign: str, wheel: AgentWheel) -> str:
     The key names the wheel's full SHA-256, but a key is predictable: whatever is there (a planted file, a
     truncated upload) is read back, at most one byte more than the wheel, and replaced when its SHA-256
     differs, so a wrong object cannot make every attempt fail the user data's checksum."""
-    import base64
-
     key = f"{agent_prefix(campaign)}/{wheel.sha256}/{wheel.name}"
     data = wheel.path.read_bytes()
     try:

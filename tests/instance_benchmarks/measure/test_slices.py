@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from instance_benchmarks.campaigns.slices import SliceEstimate, estimate_slice
+from instance_benchmarks.measure.slices import SliceEstimate, estimate_slice
 
 
 def step_log(seconds_per_step: list[float], *, first_step: int = 1, start_t: float = 0.0, every: int = 1,

@@ -1,7 +1,7 @@
 """Benchmark a slice of a training job, predict the whole job (stdlib only).
 
 A long job is benchmarked by running only its first minutes or steps on each instance type. The
-slice's metric records (from `agent.metrics`: "t" seconds since the script started, cumulative
+slice's metric records (from `measure.metrics`: "t" seconds since the script started, cumulative
 "step" and/or "samples" counters) give the steady-state time per unit once warm-up (compilation,
 data loading, caches) is over, and from it the full job's training time and cost.
 """

@@ -2,10 +2,10 @@ import statistics
 
 import pytest
 
-from instance_benchmarks.campaigns.harness import (
+from instance_benchmarks.embedded.environment import local_peak_tflops
+from instance_benchmarks.measure.harness import (
     counter_intervals, higher_is_better, steady_intervals, summarize, throughput, time_to_target,
 )
-from instance_benchmarks.embedded.environment import local_peak_tflops
 
 
 def _interval(step, samples_per_s, seconds, **extra):
@@ -91,7 +91,7 @@ def test_direction_follows_the_metric_name():
 
 
 def test_the_spread_of_step_times_is_recorded_with_each_run():
-    from instance_benchmarks.campaigns.harness import step_time_cv
+    from instance_benchmarks.measure.harness import step_time_cv
 
     assert step_time_cv(FOREIGN) == pytest.approx(0.0)  # three steady intervals of 1 s per 10 steps
     assert step_time_cv(HISTORY) == pytest.approx(statistics.stdev([0.1, 0.1, 0.2]) / statistics.mean([0.1, 0.1, 0.2]))
