@@ -66,13 +66,14 @@ def test_a_gpu_type_whose_python_sees_no_cuda_fails_loudly(tmp_path, monkeypatch
 
     from instance_benchmarks.agent.main import SetupError, check_cuda
 
-    monkeypatch.delenv("TRAINFLEET_HOST_LABEL", raising=False)
     config = {"instance_type": "g5.xlarge", "gpu_count": 1}
     with pytest.raises(SetupError, match=r"g5.xlarge has 1 GPU\(s\) but the run's python sees no CUDA device"):
         check_cuda(config, Path(sys.executable), tmp_path, None)
     assert check_cuda({"instance_type": "c5.xlarge", "gpu_count": 0}, Path(sys.executable), tmp_path, None) == "not a GPU type"
-    monkeypatch.setenv("TRAINFLEET_HOST_LABEL", "local CPU")  # the embedded default's stand-in host says so
-    assert "skipped" in check_cuda(config, Path(sys.executable), tmp_path, None)
+    stand_in = {"label": "local CPU for g5.xlarge", "stand_in": True}  # the environment supplied these host facts
+    assert "skipped" in check_cuda(config, Path(sys.executable), tmp_path, None, stand_in)
+    assert "skipped" not in check_cuda({"instance_type": "c5.xlarge", "gpu_count": 0}, Path(sys.executable), tmp_path,
+                                       None, stand_in)
 
 
 def test_the_deadline_counts_from_when_the_user_data_armed_the_watchdog(tmp_path):
