@@ -84,32 +84,34 @@ BackendFacts = Annotated[Union[Annotated[Ec2Facts, Tag("ec2")], Annotated[SageMa
 
 
 class RunRecord(_Open):
-    """result.json: a complete run (written last, after its artifacts)."""
+    """result.json: a complete run (written last, after its artifacts). What the builder always writes is
+    typed here; the readers require only what identifies the run, where it ran and on which backend, so that
+    a record some fields short still reads (each reader says what it misses)."""
 
     schema_version: Literal[2]
-    status: Literal["complete"]
-    campaign: str
+    status: Literal["complete"] = "complete"
     run_id: str
     backend: BackendFacts
     host: Host
-    instance_type: str
-    market: str
-    price: Price
+    campaign: str | None = None
+    instance_type: str | None = None
+    market: str | None = None
+    price: Price | None = None
     nodes: Annotated[int, Field(ge=1)] = 1
     hyperparameters: dict[str, Any] | None = None
     precision: str | None = None
-    attempts: Annotated[int, Field(ge=0)]
-    interruptions: Annotated[int, Field(ge=0)] = 0
-    cost_usd: Money
+    attempts: Annotated[int, Field(ge=0)] | None = None
+    interruptions: Annotated[int, Field(ge=0)] | None = None
+    cost_usd: Money | None = None
     run_seconds: Seconds | None = None
     billable_seconds: Seconds | None = None
     setup_seconds: Seconds | None = None
     boot_seconds: Seconds | None = None
     setup_cost_usd: Money | None = None
     spot_savings: Annotated[float, Field(allow_inf_nan=False)] | None = None
-    train_artifacts: dict[str, str]
-    final: dict[str, Any] = {}
-    completed_at: str
+    train_artifacts: dict[str, Any] = {}  # name -> SHA-256, each checked by the reader that fetches it (models.py)
+    final: dict[str, Any] | None = None
+    completed_at: str | None = None
     workload: str | None = None
     code: str | None = None
     repo: str | None = None
@@ -133,7 +135,7 @@ class RunRecord(_Open):
 class Attempt(_Open):
     """One attempt in launch.json; its backend's own keys (instance_id, job_name...) are kept, never read."""
 
-    attempt: Annotated[int, Field(ge=1)]
+    attempt: Annotated[int, Field(ge=1)] | None = None
     backend: str | None = None
     outcome: str | None = None
     instance_type: str | None = None
