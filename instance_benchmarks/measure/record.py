@@ -125,7 +125,8 @@ def migrate_result(record: dict) -> dict:
             backend[key] = old.pop(key)
     stand_in = old.pop("measured_on", None) == V1_STAND_IN
     label = old.pop("host", None)
-    host = host_facts(label if isinstance(label, str) else f"{name} {old.get('instance_type')}", stand_in=stand_in,
+    where = " ".join(str(part) for part in (name, old.get("instance_type")) if part)
+    host = host_facts(label if isinstance(label, str) else where, stand_in=stand_in,
                       peak_tflops=old.pop("peak_tflops", None), peak_source=old.pop("peak_source", None))
     seconds = old.pop("instance_seconds", None)
     training = old.pop("training_seconds", None)

@@ -4,7 +4,8 @@
 The bucket is untrusted input (training scripts write to it under the instance role), so a reader parses
 every record here: `{}`, a price that is a string, a run id that is not its folder's, JSON nested too deep to
 read become one `RecordError` line naming the file and the field, never a traceback. Older records read too:
-`parse_document` migrates them first (measure.record.migrate_result / migrate_attempt).
+`parse_document` migrates them first (measure.record.migrate_result / migrate_attempt); a result.json that
+does not name its run is its folder's.
 
 The writer is `measure.record.build_result` (stdlib, for the agent on an instance); RESULT_SCHEMA is the JSON
 Schema of what it writes, checked into the repository beside this module (a test keeps the two equal).
@@ -22,7 +23,7 @@ from instance_benchmarks.measure.record import SCHEMA_VERSION, migrate_attempt, 
 RESULT_SCHEMA = Path(__file__).with_name("result.schema.json")
 MAX_RECORD_BYTES = 64 << 20  # a record is a few KB; anything this big is refused before it is parsed
 
-Money = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Money = Annotated[float, Field(allow_inf_nan=False)]  # finite; a refund or a bad figure still reads (the report shows it)
 Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
@@ -200,6 +201,8 @@ def parse_document(name: str, value: Any, *, run_id: str | None = None) -> dict:
     if not isinstance(value, dict):
         raise RecordError(f"{name} holds a {type(value).__name__}, not an object")
     if name == "result.json":
+        if run_id is not None and "run_id" not in value:  # the folder names the run
+            value = {**value, "run_id": run_id}
         value = migrate_result(value)
         if value.get("schema_version") != SCHEMA_VERSION:
             raise RecordError(f"result.json has schema_version {str(value.get('schema_version'))[:20]!r}; this "

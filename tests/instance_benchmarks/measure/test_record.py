@@ -112,7 +112,7 @@ def test_old_launch_attempts_gain_the_neutral_keys():
 
 
 @pytest.mark.parametrize("name, value, message", [
-    ("result.json", {}, "result.json: run_id: Field required"),
+    ("result.json", {"run_id": 7}, "result.json: run_id: Input should be a valid string"),
     ("result.json", [], "result.json holds a list, not an object"),
     ("result.json", {**_v1("ec2"), "price": "0.45"}, "result.json: price: Input should be a valid dictionary"),
     ("result.json", {**_v1("ec2"), "cost_usd": float("inf")}, "result.json: cost_usd: Input should be a finite number"),
@@ -127,6 +127,14 @@ def test_hostile_records_are_one_line_errors(name, value, message):
     with pytest.raises(RecordError) as error:
         parse_document(name, value, run_id="r1")
     assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
+def test_a_result_that_does_not_name_its_run_is_its_folders():
+    assert parse_document("result.json", {}, run_id="r1") == {
+        "run_id": "r1", "schema_version": SCHEMA_VERSION, "backend": {"name": "ec2"}, "run_seconds": None,
+        "host": {"label": "ec2", "stand_in": False, "peak_tflops": None, "peak_source": None}}
+    with pytest.raises(RecordError, match="^result.json: run_id: Field required$"):
+        parse_document("result.json", {})
 
 
 def test_an_empty_launch_or_campaign_document_reads_as_empty():
