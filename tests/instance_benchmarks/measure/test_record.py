@@ -67,10 +67,15 @@ def test_the_builder_refuses_a_backend_without_its_name():
                      hyperparameters=None, train_artifacts={}, final=None)
 
 
-def test_catalog_peaks_by_precision_and_nodes():
-    peaks = {"fp32": 31.2, "fp16": 125.0, "tf32": None}
-    assert catalog_peak(peaks, "fp32") == 31.2 and catalog_peak(peaks, "bf16", nodes=2) == 250.0
-    assert catalog_peak(peaks, "tf32") is None and catalog_peak(None, "fp32") is None
+def test_a_run_is_measured_against_the_peak_of_the_precision_it_recorded():
+    from instance_benchmarks.catalog import load_catalog
+
+    a100 = load_catalog().get("p4d.24xlarge").peaks()
+    assert (catalog_peak(a100, "fp32"), catalog_peak(a100, "tf32"), catalog_peak(a100, "bf16")) == \
+        (156.0, 1248.0, 2496.0)  # 8 x 19.5, 8 x 156, 8 x 312 dense
+    legacy = {"fp32": 19.5, "fp16": 312.0}  # peaks recorded before tf32 was
+    assert catalog_peak(legacy, "bf16") == 312.0 and catalog_peak(legacy, "tf32") is None
+    assert catalog_peak(legacy, "fp16", nodes=2) == 624.0 and catalog_peak(None, "fp32") is None
 
 
 def test_an_ec2_record_of_schema_1_reads_as_schema_2():
