@@ -25,7 +25,7 @@ from pathlib import Path
 
 from instance_benchmarks.campaigns.harness import higher_is_better
 from instance_benchmarks.campaigns.store import (
-    campaign_prefix, current_run_ids, load_run_records, read_json, run_location,
+    campaign_document, campaign_prefix, current_run_ids, load_run_records, run_location,
 )
 from instance_benchmarks.core.safe_output import csv_cell, safe_text
 from instance_benchmarks.measure.record import migrate_result
@@ -211,7 +211,7 @@ def _history(s3, bucket: str, campaign: str, run_id: str) -> list[dict]:
 
 def build_report(s3, bucket: str, campaign: str) -> Report:
     """Read the campaign's records, results and metric lines from S3 and assemble the report."""
-    document = read_json(S3Location(bucket, campaign_prefix(campaign), s3), "campaign.json") or {}
+    document = campaign_document(s3, bucket, campaign) or {}  # read through its model; unreadable: no specs
     records = load_run_records(s3, bucket, campaign)
     histories = {r["run_id"]: _history(s3, bucket, campaign, r["run_id"]) for r in records if r["result"] is not None}
     return assemble_report(campaign, records, document, histories)

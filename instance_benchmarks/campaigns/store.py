@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 from instance_benchmarks.core.contract import campaign_prefix, run_prefix
+from instance_benchmarks.core.errors import TrainfleetInputError
 from instance_benchmarks.measure.record_model import RecordError, load_json, parse_document
 from training_scripts.storage import S3Location
 
@@ -71,7 +72,10 @@ def load_run_records(s3, bucket: str, campaign: str) -> list[dict]:
 def record_campaign(s3, bucket: str, spec, document: dict) -> None:
     """campaign.json holds one entry per backend, so EC2 and SageMaker runs can share a campaign."""
     location = S3Location(bucket, campaign_prefix(spec.campaign), s3)
-    current = read_json(location, "campaign.json") or {}
+    try:
+        current = read_record(location, "campaign.json") or {}
+    except RecordError as error:  # never overwritten: it holds the other backends' entries
+        raise TrainfleetInputError(f"campaign {spec.campaign}: {error}; nothing was launched") from None
     backends = current.get("backends", {})
     backends[spec.backend] = {"spec": spec.to_dict(), **document}
     # the region its runs were launched in: status, collect and teardown go there unless told otherwise

@@ -162,6 +162,8 @@ class LaunchRecord(_Open):
 class BackendEntry(_Open):
     spec: dict[str, Any]
     run_ids: list[str] | None = None
+    quotes: dict[str, Any] | None = None
+    catalog_as_of: str | None = None
 
 
 class CampaignDocument(_Open):
