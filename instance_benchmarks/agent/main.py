@@ -403,11 +403,11 @@ def _previous_metrics(location: S3Location) -> list[dict]:
 
 def run_agent(config: dict, root: Path, s3) -> int:
     task, attempt = config["task"], config["attempt"]
+    host_error = None
     try:
         host = agent_host(config, root)
-    except ValueError as error:  # facts the environment supplied but that cannot be read: not a guess
-        log(f"cannot read the host facts: {error}")
-        raise
+    except ValueError as error:  # facts the environment supplied but that cannot be read: the attempt fails
+        host, host_error = {**host_facts(f"ec2 {config['instance_type']}"), "launched_at": config["launched_at"]}, error
     # billed from the launch the launcher recorded, or from when a stand-in host says this one booted
     launched_at = datetime.fromisoformat(host["launched_at"])
     boot_seconds = (now() - launched_at).total_seconds()
@@ -427,6 +427,8 @@ def run_agent(config: dict, root: Path, s3) -> int:
         contract.INSTANCE_TYPE_VAR: config["instance_type"], "PYTHONPATH": str(src), "PYTHONUNBUFFERED": "1",
     })
     try:
+        if host_error is not None:
+            raise SetupError(f"cannot read the host facts: {host_error}")
         commit = clone(task["repo"], task["ref"], src, task.get("commit"))
         log(f"cloned {task['repo']} at {task['ref']} = {commit}")
         cwd = (src / (task.get("workdir") or ".")).resolve()

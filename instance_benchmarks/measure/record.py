@@ -47,6 +47,18 @@ def parse_host(text: str | bytes, what: str) -> dict:
         raise ValueError(f"{what} is not JSON") from None
     if not isinstance(facts, dict) or not isinstance(facts.get("label"), str) or set(facts) - set(HOST_KEYS):
         raise ValueError(f"{what} must be an object with a label and only {', '.join(HOST_KEYS)}")
+    for key, kind in (("stand_in", bool), ("peak_source", str), ("launched_at", str)):
+        if facts.get(key) is not None and not isinstance(facts[key], kind):
+            raise ValueError(f"{what}: {key} must be a {kind.__name__}")
+    for key in ("peak_tflops", "job_seconds"):
+        value = facts.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf")):
+            raise ValueError(f"{what}: {key} must be a finite number >= 0")
+    if facts.get("launched_at") is not None:
+        try:
+            datetime.fromisoformat(facts["launched_at"])
+        except ValueError:
+            raise ValueError(f"{what}: launched_at must be an ISO 8601 time") from None
     return facts
 
 

@@ -157,7 +157,9 @@ def test_json_nested_too_deep_is_refused_in_one_line():
 
 def test_host_facts_are_an_object_with_a_label_and_known_keys():
     assert parse_host('{"label": "ec2 c5.xlarge"}', "host.json") == {"label": "ec2 c5.xlarge"}
-    for text in ('["x"]', '{"stand_in": true}', '{"label": "x", "gpu": 1}', "{"):
+    for text in ('["x"]', '{"stand_in": true}', '{"label": "x", "gpu": 1}', "{", '{"label": "x", "stand_in": "yes"}',
+                 '{"label": "x", "peak_tflops": "fast"}', '{"label": "x", "job_seconds": -1}',
+                 '{"label": "x", "launched_at": "yesterday"}', '{"label": "x", "peak_tflops": true}'):
         with pytest.raises(ValueError, match="host.json"):
             parse_host(text, "host.json")
 
