@@ -46,7 +46,6 @@ import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from pydantic import ValidationError
 
@@ -57,7 +56,7 @@ from instance_benchmarks.catalog import Catalog, load_catalog
 from instance_benchmarks.core.contract import (  # noqa: F401 (MARKETS, override_args re-exported)
     DEFAULT_BACKEND, HYPERPARAMETER_NAME, MARKETS, PROXY_VARIABLE, hyperparameter_text, override_args,
 )
-from instance_benchmarks.core.errors import TrainfleetInputError, did_you_mean
+from instance_benchmarks.core.errors import TrainfleetInputError
 from instance_benchmarks.core.validation import redact, validate_local_repo, validate_repo_url
 from instance_benchmarks.measure.metrics import MetricDefinitionError, parse_definitions
 from training_scripts.config import ConfigError, parse_overrides
@@ -268,7 +267,7 @@ class Located:
 
 # The backend's part of a parse, given by the caller (instance_benchmarks/campaign_file.py asks the registry):
 # (the validated file, the document, the catalog, the region, where) -> (run prefix, the backend's settings).
-BackendCheck = Callable[[CampaignFile, dict, Catalog, str, Located], "tuple[str, dict | None]"]
+BackendCheck = typing.Callable[[CampaignFile, dict, Catalog, str, Located], tuple[str, dict | None]]
 
 
 def parse_campaign(data, backend_check: BackendCheck, catalog: Catalog | None = None, source: str = "campaign",
