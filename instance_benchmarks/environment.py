@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass
 from functools import cached_property
 
 import boto3
@@ -24,20 +23,10 @@ from instance_benchmarks.doctor import StandIns
 RETRIES = Config(retries={"mode": "standard", "max_attempts": 8})
 
 
-@dataclass(frozen=True)
-class HostInfo:
-    """Where runs really execute when that is not the instance type they are priced as."""
-
-    label: str
-    peak_tflops: float
-    peak_source: str
-
-
 class Environment:
     """AWS: clients from the user's configuration, spot prices from EC2, polling by sleeping."""
 
     spot_history = True          # quote spot prices from describe_spot_price_history
-    host: HostInfo | None = None  # None: runs execute on the instance type they name
     poll_seconds = 30.0
 
     def __init__(self, region: str | None = None, ssm_prefix: str = SSM_PREFIX) -> None:

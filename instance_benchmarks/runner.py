@@ -20,7 +20,7 @@ from instance_benchmarks.campaigns.plan import check_budget, estimate, spent_usd
 from instance_benchmarks.campaigns.report import write_report
 from instance_benchmarks.campaigns.store import (
     campaign_document, campaign_region, campaign_specs, current_run_ids, list_campaigns, load_run_records, log_tail,
-    read_json, read_progress, record_campaign, run_location, write_json,
+    read_progress, read_record, record_campaign, run_location, write_json,
 )
 from instance_benchmarks.catalog import Catalog, load_catalog
 from instance_benchmarks.catalog.pricing import PriceQuote
@@ -274,7 +274,7 @@ def settle(env, campaign: str, specs: list[dict] | None = None) -> dict[str, dic
         location = run_location(s3, bucket, campaign, record["run_id"])
         if env.backend(name).collect(spec, record["run_id"], record["launch"]):
             write_json(location, "launch.json", record["launch"])
-            record["result"] = read_json(location, "result.json")  # a backend may have just written it
+            record["result"] = read_record(location, "result.json", record["run_id"])  # a backend may have just written it
     return records
 
 
@@ -291,32 +291,33 @@ def teardown(env, campaign: str) -> list[TeardownSummary]:
 
 def record_torn_down(env, campaign: str, ended: dict) -> bool:
     """Settle the attempt a teardown ended in its run's launch.json, unless it settled itself already.
-    `ended`: run_id, attempt (if known), key (`instance_id` or `job_name`), resource (its value), started_at
+    `ended`: run_id, attempt (if known), resource (what the backend ended; `key`: the backend's own name for it,
+    recorded too), started_at
     (the cloud's launch or start time; else the attempt's launched_at) and ended_at, ISO 8601; `ran`: False
     for an instance that never ran (not billed)."""
     location = run_location(env.client("s3"), env.infra.bucket, campaign, ended["run_id"])
     try:
-        record = read_json(location, "launch.json")
+        record = read_record(location, "launch.json", ended["run_id"])
     except ValueError:  # unreadable: reported as such by status; never overwritten
         return False
-    if not isinstance(record, dict) or not isinstance(record.get("attempts"), list):
+    if not record or not isinstance(record.get("attempts"), list):
         return False
     for attempt in reversed(record["attempts"]):
-        if not isinstance(attempt, dict) or attempt.get("outcome") not in ("launched", "launching"):
+        if attempt.get("outcome") not in ("launched", "launching"):
             continue
-        resource = attempt.get(ended["key"])
+        resource = attempt.get("resource")
         if resource != ended["resource"] and not (resource is None and attempt.get("attempt") == ended.get("attempt")):
             continue
         started = datetime.fromisoformat(ended.get("started_at") or attempt["launched_at"])
         seconds = max(0.0, (datetime.fromisoformat(ended["ended_at"]) - started).total_seconds())
         price = (attempt.get("price") or {}).get("usd_per_hour") or 0.0
         if ended.get("ran", True):
-            attempt.update(instance_seconds=round(seconds, 3), billed_seconds=billed_seconds(seconds),
+            attempt.update(run_seconds=round(seconds, 3), billed_seconds=billed_seconds(seconds),
                            cost_usd=cost_usd(seconds, price), note="ended by teardown")
         else:  # ended while it waited to start: nothing to bill
-            attempt.update(instance_seconds=0.0, billed_seconds=0, cost_usd=0.0, note="ended by teardown before it ran")
-        attempt.update(outcome=TORN_DOWN, ended_at=ended["ended_at"])
-        attempt[ended["key"]] = ended["resource"]
+            attempt.update(run_seconds=0.0, billed_seconds=0, cost_usd=0.0, note="ended by teardown before it ran")
+        attempt.update(outcome=TORN_DOWN, ended_at=ended["ended_at"], resource=ended["resource"])
+        attempt[ended["key"]] = ended["resource"]  # the backend's own record of it
         write_json(location, "launch.json", record)
         return True
     return False
@@ -340,8 +341,8 @@ def progress_fields(latest: dict | None, target_metric: str | None = None) -> di
 
 
 def _seconds(attempt: dict) -> float:
-    """Seconds a settled attempt ran (EC2: on the instance; SageMaker: training)."""
-    value = attempt.get("instance_seconds", attempt.get("training_seconds"))
+    """Seconds a settled attempt's resource ran (an instance, a training job)."""
+    value = attempt.get("run_seconds")
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
 
 
@@ -381,7 +382,7 @@ def status_rows(env, campaign: str, now: datetime | None = None) -> list[dict]:
         rows.append({
             "run_id": record["run_id"], "label": record["launch"].get("label", ""),
             "status": f"unreadable: {record['unreadable']}" if record.get("unreadable") else status,
-            "backend": last.get("backend", DEFAULT), "resource": last.get("instance_id") or last.get("job_name"),
+            "backend": last.get("backend", DEFAULT), "resource": last.get("resource"),
             "state": state.state if state else "-", "instance_type": last.get("instance_type"),
             "market": last.get("market"), "usd_per_hour": last.get("price", {}).get("usd_per_hour"),
             "attempts": len(attempts), "cost_usd": cost, "live": state is not None,

@@ -47,6 +47,7 @@ from instance_benchmarks.core.contract import NO_METRICS
 from instance_benchmarks.core.git import SetupError, clone, run as _run
 from instance_benchmarks.measure.harness import summarize
 from instance_benchmarks.measure.metrics import MetricParser, parse_definitions
+from instance_benchmarks.measure.record import HOST_FILE, build_result, catalog_peak, host_facts, read_host_file
 from instance_benchmarks.measure.slices import estimate_slice
 from training_scripts.storage import S3Location
 
@@ -116,14 +117,24 @@ _CUDA_CHECK = ("import sys, torch; n = torch.cuda.device_count() if torch.cuda.i
                "print(n, torch.__version__, torch.version.cuda); sys.exit(0 if n else 3)")
 
 
-def check_cuda(config: dict, python: Path, cwd: Path, env: dict) -> str:
+def agent_host(config: dict, root: Path) -> dict:
+    """Where this attempt executes: the facts the environment supplied beside the task (ROOT/HOST_FILE: a
+    stand-in host, its label, peak and boot time), else this instance, the type the configuration names,
+    launched when the launcher recorded it (its peak is the catalog's, chosen by precision in write_result)."""
+    supplied = read_host_file(root / HOST_FILE)
+    if supplied is not None:
+        return {"stand_in": True, "launched_at": config["launched_at"], **supplied}
+    return {**host_facts(f"ec2 {config['instance_type']}"), "launched_at": config["launched_at"]}
+
+
+def check_cuda(config: dict, python: Path, cwd: Path, env: dict, host: dict | None = None) -> str:
     """On a GPU instance type, the run's python must see its GPUs: otherwise the run would train on the
     CPU at GPU prices (e.g. a driver that does not support the GPU). Fails the attempt loudly."""
     if not config.get("gpu_count"):
         return "not a GPU type"
-    if os.environ.get("TRAINFLEET_HOST_LABEL"):  # the embedded default's stand-in host (embedded/worker.py)
-        log(f"CUDA check skipped: runs execute on the stand-in host {os.environ['TRAINFLEET_HOST_LABEL']}")
-        return "skipped on the embedded default's stand-in host"
+    if host and host.get("stand_in"):  # a stand-in host has none of the type's GPUs (the environment says so)
+        log(f"CUDA check skipped: runs execute on the stand-in host {host['label']}")
+        return "skipped on a stand-in host"
     done = subprocess.run([str(python), "-c", _CUDA_CHECK], cwd=cwd, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         detail = done.stdout.strip() or (done.stderr.strip().splitlines() or ["no output"])[-1]
@@ -356,8 +367,13 @@ def _previous_metrics(location: S3Location) -> list[dict]:
 
 def run_agent(config: dict, root: Path, s3) -> int:
     task, attempt = config["task"], config["attempt"]
-    # The embedded default boots instances one at a time; it says when this one booted (see embedded/worker.py).
-    launched_at = datetime.fromisoformat(os.environ.get("TRAINFLEET_LAUNCHED_AT") or config["launched_at"])
+    host_error = None
+    try:
+        host = agent_host(config, root)
+    except ValueError as error:  # facts the environment supplied but that cannot be read: the attempt fails
+        host, host_error = {**host_facts(f"ec2 {config['instance_type']}"), "launched_at": config["launched_at"]}, error
+    # billed from the launch the launcher recorded, or from when a stand-in host says this one booted
+    launched_at = datetime.fromisoformat(host["launched_at"])
     boot_seconds = (now() - launched_at).total_seconds()
     location = S3Location(config["bucket"], contract.run_prefix(config["campaign"], config["run_id"]), s3)
     logs = location.child(f"logs/attempt-{attempt}")
@@ -375,6 +391,8 @@ def run_agent(config: dict, root: Path, s3) -> int:
         contract.INSTANCE_TYPE_VAR: config["instance_type"], "PYTHONPATH": str(src), "PYTHONUNBUFFERED": "1",
     })
     try:
+        if host_error is not None:
+            raise SetupError(f"cannot read the host facts: {host_error}")
         commit = clone(task["repo"], task["ref"], src, task.get("commit"), log=log)
         log(f"cloned {task['repo']} at {task['ref']} = {commit}")
         cwd = (src / (task.get("workdir") or ".")).resolve()
@@ -385,7 +403,7 @@ def run_agent(config: dict, root: Path, s3) -> int:
         if config.get("pip_extra_index_url"):  # e.g. PyTorch's CPU wheels on the CPU image
             env["PIP_EXTRA_INDEX_URL"] = config["pip_extra_index_url"]
         set_up(task, python, src, cwd, env, root / "setup.log")
-        check_cuda(config, python, cwd, env)
+        check_cuda(config, python, cwd, env, host)
         mirror = Mirror(checkpoints, location.child("checkpoints"))
         restored = restore(location.child("checkpoints"), checkpoints)
         mirror.mark_restored()
@@ -394,14 +412,14 @@ def run_agent(config: dict, root: Path, s3) -> int:
     except (SetupError, OSError, ValueError) as error:
         log(f"setup failed: {error}")
         return settle(config, location, launched_at, outcome="failed", exit_code=None, note=str(error),
-                      commit=commit, setup_seconds=time.monotonic() - setup_started)
+                      commit=commit, setup_seconds=time.monotonic() - setup_started, host=host["label"])
     setup_seconds = time.monotonic() - setup_started
 
     sampler = UtilizationSampler()
     sampler.start()
-    # one process per GPU on multi-GPU types, and the catalog's peaks for MFU; not on the embedded
-    # default's stand-in host, which has neither this type's GPUs nor its peak
-    stand_in = bool(os.environ.get("TRAINFLEET_HOST_LABEL"))
+    # one process per GPU on multi-GPU types, and the catalog's peaks for MFU; not on a stand-in host,
+    # which has neither this type's GPUs nor its peak
+    stand_in = bool(host["stand_in"])
     if not stand_in and config.get("peak_tflops"):
         env[contract.PEAK_TFLOPS_VAR] = contract.peak_tflops_env(config["peak_tflops"], config.get("gpu_count") or 0)
     run = start_task(task, python, cwd=cwd, env=env, log_path=root / "script.log",
@@ -443,7 +461,7 @@ def run_agent(config: dict, root: Path, s3) -> int:
     code = settle(config, location, launched_at, outcome=outcome, exit_code=exit_code, commit=commit,
                   setup_seconds=setup_seconds, script_seconds=script_seconds, boot_seconds=boot_seconds,
                   benchmark_slice=sliced, interruption_notice=watcher.notice if watcher else None,
-                  stop_reason=run.stop_reason, **launcher, **note)
+                  stop_reason=run.stop_reason, host=host["label"], **launcher, **note)
     previous = _previous_metrics(location)
     offset = max((r.get("train_t", 0.0) for r in previous), default=0.0)
     records = [{**r, "attempt": attempt, "train_t": round(offset + r["t"], 6)} for r in run.records]
@@ -454,7 +472,7 @@ def run_agent(config: dict, root: Path, s3) -> int:
     artifacts = upload(output, location.child("train"))
     write_result(config, location, commit=commit, artifacts=artifacts, history=previous + records,
                  setup_seconds=setup_seconds, boot_seconds=boot_seconds, script_seconds=script_seconds,
-                 utilization=utilization, output=output, sliced=sliced)
+                 utilization=utilization, output=output, sliced=sliced, host=host)
     return 0
 
 
@@ -463,64 +481,47 @@ def settle(config: dict, location: S3Location, launched_at: datetime, *, outcome
     ended = now()
     seconds = (ended - launched_at).total_seconds()
     update_attempt(location, config["attempt"], outcome=outcome, exit_code=exit_code,
-                   ended_at=ended.isoformat(timespec="seconds"), instance_seconds=round(seconds, 3),
+                   ended_at=ended.isoformat(timespec="seconds"), run_seconds=round(seconds, 3),
                    billed_seconds=billed_seconds(seconds), cost_usd=cost_usd(seconds, config["price"]["usd_per_hour"]),
-                   host=os.environ.get("TRAINFLEET_HOST_LABEL") or f"ec2 {config['instance_type']}",
                    **{k: (round(v, 3) if isinstance(v, float) else v) for k, v in fields.items()})
     return 0 if outcome == "completed" else contract.EXIT_PREEMPTED if outcome == "interrupted" else 1
 
 
 def write_result(config: dict, location: S3Location, *, commit: str, artifacts: dict, history: list[dict],
                  setup_seconds: float, boot_seconds: float, script_seconds: float, utilization: dict,
-                 output: Path, sliced: bool = False) -> dict:
-    record = json.loads(location.read_bytes("launch.json"))
-    attempts = record["attempts"]
-    price = config["price"]["usd_per_hour"]
+                 output: Path, sliced: bool = False, host: dict | None = None) -> dict:
+    """result.json (measure.record.build_result), written last."""
+    attempts = json.loads(location.read_bytes("launch.json"))["attempts"]
     script_result = None
     if (output / "result.json").is_file():  # the bundled workloads describe themselves (metric, FLOPs, precision)
         try:
             script_result = json.loads((output / "result.json").read_text())
         except ValueError:
             script_result = None
-    precision = (script_result or {}).get("precision", "fp32")
-    host = os.environ.get("TRAINFLEET_HOST_LABEL")
-    if host:
-        peak = float(os.environ["TRAINFLEET_HOST_PEAK_TFLOPS"])
-        peak_source = os.environ.get("TRAINFLEET_HOST_PEAK_SOURCE", "host")
+    script_result = script_result if isinstance(script_result, dict) else {}
+    precision = script_result.get("precision", "fp32")
+    host = host or host_facts(f"ec2 {config['instance_type']}")
+    if host.get("stand_in") and host.get("peak_tflops"):
+        peak, peak_source = float(host["peak_tflops"]), host.get("peak_source") or "stand-in host"
     else:
-        peak = contract.peak_for(config["peak_tflops"], precision)
+        peak = catalog_peak(config["peak_tflops"], precision)
         peak_source = f"catalog {config['instance_type']} {precision}"
-    train_seconds = sum(a.get("script_seconds") or 0.0 for a in attempts)
-    figures = summarize(history, script_result=script_result, train_seconds=train_seconds, usd_per_hour=price,
-                        peak_tflops=peak, target=config.get("target"))
-    result = {
-        "status": "complete", "backend": "ec2",
-        "campaign": config["campaign"], "run_id": config["run_id"], "workload": (script_result or {}).get("workload"),
-        "repo": config["task"]["repo"], "ref": config["task"]["ref"], "script": config["task"]["script"], "code": commit,
-        "instance_type": config["instance_type"], "market": config["market"], "price": config["price"],
-        "hyperparameters": config["hyperparameters"],
-        "measured_on": "local" if host else "ec2", "host": host or f"ec2 {config['instance_type']}",
-        "fingerprint": {**fingerprint(), **((script_result or {}).get("fingerprint") or {})},
-        "precision": precision, "peak_tflops": peak, "peak_source": peak_source,
-        "world_size": (script_result or {}).get("world_size"),  # processes under torchrun (1: a plain script)
-        "attempts": len(attempts),
-        "interruptions": sum(1 for a in attempts if a.get("outcome") == "interrupted"),
-        "cost_usd": sum(a.get("cost_usd") or 0.0 for a in attempts),
-        "instance_seconds": sum(a.get("instance_seconds") or 0.0 for a in attempts),
-        "billable_seconds": sum(a.get("billed_seconds") or 0 for a in attempts),
-        "setup_seconds": sum(a.get("setup_seconds") or 0.0 for a in attempts),
-        "boot_seconds": sum(a.get("boot_seconds") or 0.0 for a in attempts),
-        "setup_cost_usd": sum(a.get("setup_seconds") or 0.0 for a in attempts) * price / 3600,
-        "spot_savings": 1 - price / config["price"]["on_demand_usd_per_hour"] if config["market"] == "spot" else 0.0,
-        "train_artifacts": artifacts,
-        "final": (script_result or {}).get("final") or _last_values(history),
-        "target": config.get("target"), "utilization": utilization,
-        "completed_at": now().isoformat(timespec="seconds"),
-        "benchmark_slice": sliced,
-        **figures,
-    }
-    if config["task"].get("benchmark"):
-        result["prediction"] = predict_job(config, history, overhead_seconds=setup_seconds + boot_seconds)
+    figures = summarize(history, script_result=script_result, usd_per_hour=config["price"]["usd_per_hour"],
+                        peak_tflops=peak, target=config.get("target"),
+                        train_seconds=sum(a.get("script_seconds") or 0.0 for a in attempts))
+    result = build_result(
+        campaign=config["campaign"], run_id=config["run_id"], backend={"name": "ec2"}, attempts=attempts,
+        host=host_facts(host["label"], stand_in=host.get("stand_in", False), peak_tflops=peak, peak_source=peak_source),
+        figures=figures, hyperparameters=config["hyperparameters"], train_artifacts=artifacts,
+        final=script_result.get("final") or _last_values(history), price=config["price"],
+        instance_type=config["instance_type"], market=config["market"], precision=precision,
+        workload=script_result.get("workload"), repo=config["task"]["repo"], ref=config["task"]["ref"],
+        script=config["task"]["script"], code=commit,
+        fingerprint={**fingerprint(), **(script_result.get("fingerprint") or {})},
+        world_size=script_result.get("world_size"),  # processes under torchrun (1: a plain script)
+        target=config.get("target"), utilization=utilization, benchmark_slice=sliced,
+        prediction=predict_job(config, history, overhead_seconds=setup_seconds + boot_seconds)
+        if config["task"].get("benchmark") else None)
     location.write_bytes("result.json", json.dumps(result, indent=2, sort_keys=True, default=str).encode())
     return result
 

@@ -23,20 +23,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from instance_benchmarks.campaigns.report_charts import render_charts
-from instance_benchmarks.campaigns.report_format import (  # noqa: F401 (shown_metric: cli.py imports it from here until the CLI split)
+from instance_benchmarks.campaigns.report_format import (
     COST_COLUMNS, EARLIER_HEADING, METRIC_CONFIG_COLUMNS, METRIC_RUN_COLUMNS, METRIC_SOURCES, METRICS_NOTE,
-    PREDICTION_COLUMNS, PRICE_COLUMNS, earlier_line, format_value, metric_columns, price_rows, shown_metric,
+    PREDICTION_COLUMNS, PRICE_COLUMNS, earlier_line, format_value, metric_columns, price_rows,
 )
 from instance_benchmarks.campaigns.report_html import to_html
 from instance_benchmarks.campaigns.report_stats import (
     CONFIG_COLUMNS, SCALING_NOTE, aggregate, config_cells, recommend, recommendation_lines, scaling_efficiency,
 )
 from instance_benchmarks.campaigns.store import (
-    campaign_prefix, current_run_ids, load_run_records, read_json, run_location,
+    campaign_document, campaign_prefix, current_run_ids, load_run_records, run_location,
 )
 from instance_benchmarks.catalog import load_catalog
 from instance_benchmarks.core.safe_output import csv_cell
 from instance_benchmarks.measure.harness import higher_is_better
+from instance_benchmarks.measure.record import migrate_result
 from training_scripts.storage import S3Location
 
 COLUMNS = [
@@ -127,7 +128,9 @@ def cost_breakdown(result: dict, launch: dict) -> dict:
 
 
 def row_from_result(result: dict, label: str, launch: dict | None = None, target: dict | None = None) -> dict:
+    result = migrate_result(result)  # a record of an earlier schema reads as today's
     price = result.get("price") or {}
+    host = result.get("host") or {}
     tta = result.get("time_to_accuracy_s")
     target = target or result.get("target")
     # a benchmark slice trains part of the job: it is ranked by its prediction, not by the target; a run that
@@ -147,8 +150,9 @@ def row_from_result(result: dict, label: str, launch: dict | None = None, target
         "time_to_accuracy_s": tta, "cost_to_accuracy_usd": result.get("cost_to_accuracy_usd"),
         "final_metric": result.get("final_metric"), "mfu": result.get("mfu"), "train_seconds": result.get("train_seconds"),
         "cost_usd": result.get("cost_usd"), "attempts": result.get("attempts"),
-        "backend": result.get("backend", "ec2"),
-        "measured_on": result.get("host") if result.get("measured_on") == "local" else result.get("backend", "ec2"),
+        "backend": (result.get("backend") or {}).get("name"),
+        "measured_on": host.get("label"),  # where the run executed: the type it names, or a stand-in host for it
+        "stand_in": bool(host.get("stand_in")),
         # SageMaker: billable vs training seconds; EC2: billed instance seconds and the spot discount
         "billable_seconds": result.get("billable_seconds"),
         "spot_savings": result.get("spot_savings"),
@@ -203,7 +207,7 @@ def _history(s3, bucket: str, campaign: str, run_id: str) -> list[dict]:
 
 def build_report(s3, bucket: str, campaign: str) -> Report:
     """Read the campaign's records, results and metric lines from S3 and assemble the report."""
-    document = read_json(S3Location(bucket, campaign_prefix(campaign), s3), "campaign.json") or {}
+    document = campaign_document(s3, bucket, campaign) or {}  # read through its model; unreadable: no specs
     records = load_run_records(s3, bucket, campaign)
     histories = {r["run_id"]: _history(s3, bucket, campaign, r["run_id"]) for r in records if r["result"] is not None}
     return assemble_report(campaign, records, document, histories)
@@ -404,9 +408,9 @@ def to_markdown(report: Report) -> str:
     lines += ["", "## Charts", "", "![Pareto front: time against cost to target](pareto.png)", "",
               "![Throughput per dollar](throughput.png)", "", "![Training curves](curves.png)", ""]
     lines += ["## Prices", ""] + _markdown_table(price_rows(report), PRICE_COLUMNS)
-    if any(str(r["measured_on"]).startswith("local") for r in report.rows):
-        lines += ["", "Runs marked `local` ran on this machine (the embedded default), not on the EC2 type "
-                  "named; their cost applies that type's recorded price to the local run time."]
+    if any(r.get("stand_in") for r in report.rows):
+        lines += ["", "Runs measured on a stand-in host (the embedded default: this machine) did not run on the "
+                  "type named; their cost applies that type's recorded price to the stand-in's run time."]
     return "\n".join(lines) + "\n"
 
 

@@ -215,9 +215,9 @@ def to_html(report, images: dict[str, bytes]) -> str:
               _table("prices", price_rows(report), PRICE_COLUMNS, text={"instance_type", "market", "source", "quoted_at"}),
               "</section>",
               '<section id="spec"><h2>Campaign spec</h2>', f"<pre>{_e(_spec_text(report.specs))}</pre></section>"]
-    if any(str(r["measured_on"]).startswith("local") for r in report.rows):
-        parts.append('<p class="note">Runs measured on <code>local ...</code> ran on this machine (the embedded '
-                     "default), not on the EC2 type named; their cost applies that type's recorded price.</p>")
+    if any(r.get("stand_in") for r in report.rows):
+        parts.append('<p class="note">Runs measured on a stand-in host (the embedded default: this machine) did '
+                     "not run on the type named; their cost applies that type's recorded price.</p>")
     return ("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{_e(report.campaign)}: "
             f"{_e(report.recommendation.get('headline', 'report'))}</title><style>{STYLE}</style></head>\n<body>\n"

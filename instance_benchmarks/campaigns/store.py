@@ -1,9 +1,14 @@
-"""Reading and writing the campaigns' S3 layout (see `core.contract` for the layout itself)."""
+"""Reading and writing the campaigns' S3 layout (see `core.contract` for the layout itself).
+
+Records are read through their models (measure.record_model): an older shape is migrated, a broken one is a
+one-line reason (`unreadable`), never a traceback."""
 from __future__ import annotations
 
 import json
 
 from instance_benchmarks.core.contract import campaign_prefix, run_prefix
+from instance_benchmarks.core.errors import TrainfleetInputError
+from instance_benchmarks.measure.record_model import RecordError, load_json, parse_document
 from training_scripts.storage import S3Location
 
 
@@ -36,21 +41,14 @@ def list_runs(s3, bucket: str, campaign: str) -> list[str]:
     return sorted(runs)
 
 
-def _checked(location: S3Location, name: str) -> dict | None:
-    """A run record from the bucket, which anything with write access (a training script under the
-    instance role, a truncated upload) may have broken: a JSON object, or ValueError saying what is wrong."""
-    try:
-        value = read_json(location, name)
-    except (ValueError, UnicodeDecodeError) as error:  # JSONDecodeError is a ValueError
-        raise ValueError(f"{name} is not JSON ({str(error).splitlines()[0][:80]})") from None
-    if value is None:
+def read_record(location: S3Location, name: str, run_id: str | None = None) -> dict | None:
+    """A record from the bucket, which anything with write access (a training script under the instance role,
+    a truncated upload) may have broken: the record as its model reads it (an older shape migrated), or
+    ValueError (RecordError) saying in one line what is wrong. None: there is no such record."""
+    data = location.read_bytes(name)
+    if data is None:
         return None
-    if not isinstance(value, dict):
-        raise ValueError(f"{name} holds a {type(value).__name__}, not an object")
-    attempts = value.get("attempts", []) if name == "launch.json" else []
-    if not isinstance(attempts, list) or not all(isinstance(a, dict) for a in attempts):
-        raise ValueError(f"{name}: attempts is not a list of objects")
-    return value
+    return parse_document(name, load_json(data, name), run_id=run_id)
 
 
 def load_run_records(s3, bucket: str, campaign: str) -> list[dict]:
@@ -61,8 +59,8 @@ def load_run_records(s3, bucket: str, campaign: str) -> list[dict]:
         location = run_location(s3, bucket, campaign, run_id)
         record = {"run_id": run_id, "launch": {}, "result": None}
         try:
-            record["launch"] = _checked(location, "launch.json") or {}  # kept when only result.json is broken:
-            record["result"] = _checked(location, "result.json")        # its attempts' cost still counts
+            record["launch"] = read_record(location, "launch.json", run_id) or {}  # kept when only result.json is
+            record["result"] = read_record(location, "result.json", run_id)        # broken: its cost still counts
         except ValueError as error:
             record.update(status="unreadable", unreadable=str(error))
         else:
@@ -74,7 +72,10 @@ def load_run_records(s3, bucket: str, campaign: str) -> list[dict]:
 def record_campaign(s3, bucket: str, spec, document: dict) -> None:
     """campaign.json holds one entry per backend, so EC2 and SageMaker runs can share a campaign."""
     location = S3Location(bucket, campaign_prefix(spec.campaign), s3)
-    current = read_json(location, "campaign.json") or {}
+    try:
+        current = read_record(location, "campaign.json") or {}
+    except RecordError as error:  # never overwritten: it holds the other backends' entries
+        raise TrainfleetInputError(f"campaign {spec.campaign}: {error}; nothing was launched") from None
     backends = current.get("backends", {})
     backends[spec.backend] = {"spec": spec.to_dict(), **document}
     # the region its runs were launched in: status, collect and teardown go there unless told otherwise
@@ -84,10 +85,9 @@ def record_campaign(s3, bucket: str, spec, document: dict) -> None:
 def campaign_document(s3, bucket: str, campaign: str) -> dict | None:
     """campaign.json, the mark of a campaign that was launched (None: no such campaign in this bucket)."""
     try:
-        document = read_json(S3Location(bucket, campaign_prefix(campaign), s3), "campaign.json")
-    except (ValueError, UnicodeDecodeError):
+        return read_record(S3Location(bucket, campaign_prefix(campaign), s3), "campaign.json")
+    except RecordError:
         return {}  # there, but unreadable: it exists; its specs are unknown
-    return document if isinstance(document, dict) or document is None else {}
 
 
 def campaign_specs(s3, bucket: str, campaign: str) -> list[dict]:

@@ -22,7 +22,7 @@ from instance_benchmarks.campaign_file import load_spec
 from instance_benchmarks.campaigns.plan import estimate
 from instance_benchmarks.campaigns.preflight import preflight
 from instance_benchmarks.campaigns.spec import schema_command
-from instance_benchmarks.campaigns.store import list_runs, read_json, read_log, run_location
+from instance_benchmarks.campaigns.store import list_runs, read_log, read_record, run_location
 from instance_benchmarks.catalog import load_catalog
 from instance_benchmarks.catalog.pricing import PriceQuote
 from instance_benchmarks.commands import output
@@ -194,9 +194,9 @@ def campaign_logs(
                                    + did_you_mean(run, runs))
     location = run_location(s3, bucket, campaign, run)
     try:
-        attempts = (read_json(location, "launch.json") or {}).get("attempts") or []
-    except (ValueError, AttributeError):
-        raise TrainfleetInputError(f"{campaign}/{run}: launch.json cannot be read") from None
+        attempts = (read_record(location, "launch.json", run) or {}).get("attempts") or []
+    except ValueError as error:  # the record's model says in one line what is wrong
+        raise TrainfleetInputError(f"{campaign}/{run}: launch.json cannot be read: {error}") from None
     numbers = [a.get("attempt") for a in attempts if isinstance(a, dict) and isinstance(a.get("attempt"), int)]
     if not numbers:
         raise TrainfleetInputError(f"{campaign}/{run} has no attempts yet")
@@ -216,8 +216,11 @@ def campaign_logs(
         return data is not None
 
     def settled() -> bool:
-        entry = next((a for a in (read_json(location, "launch.json") or {}).get("attempts", [])
-                      if a.get("attempt") == attempt), {})
+        try:
+            attempts = (read_record(location, "launch.json", run) or {}).get("attempts") or []
+        except ValueError:  # broken since the first read: nothing more will settle it
+            return True
+        entry = next((a for a in attempts if a.get("attempt") == attempt), {})
         return entry.get("outcome") not in ("launched", "launching") and run not in runner.live_runs(env, campaign)
 
     found = show()

@@ -8,8 +8,9 @@ from pathlib import Path
 from rich.live import Live
 
 from instance_benchmarks import runner
-from instance_benchmarks.campaigns.report import (
-    COLUMNS, EARLIER_HEADING, PREDICTION_COLUMNS, earlier_line, metric_columns, shown_metric, write_report,
+from instance_benchmarks.campaigns.report import COLUMNS, write_report
+from instance_benchmarks.campaigns.report_format import (
+    EARLIER_HEADING, PREDICTION_COLUMNS, earlier_line, metric_columns, shown_metric,
 )
 from instance_benchmarks.campaigns.report_stats import (
     recommendation_lines, terminal_cells, terminal_run_cells, uses_target,

@@ -164,15 +164,6 @@ def peak_tflops_env(peaks: dict, gpu_count: int) -> str:
     return json.dumps({**device, **{k: v for k, v in peaks.items() if v}}, sort_keys=True)
 
 
-def peak_for(peaks: dict, precision: str) -> float | None:
-    """The dense peak for the precision a run recorded (fp32 / tf32 / fp16 / bf16) from an instance type's peaks
-    (InstanceSpec.peaks()); None when the GPU has none for it: a tf32 run is never measured against fp32.
-    Peaks recorded before tf32 existed carry fp32 and fp16 only: bf16 reads the fp16 figure there."""
-    if precision in peaks:
-        return peaks[precision]
-    return peaks.get("fp16") if precision == "bf16" else None
-
-
 def script_command(python: str, script: str, args: list[str], processes: int = 1) -> list[str]:
     """How a script is started: plainly, or with one process per GPU under torchrun (standalone: one node)."""
     if processes > 1:

@@ -1,8 +1,9 @@
 """The embedded default as an Environment: the same backends and runner, with moto's server as AWS.
 
-Clients point at moto's server on 127.0.0.1; `advance` does what moto cannot: it runs the campaign's
-instances (`worker.LocalWorker`, executing their real user data) and its SageMaker jobs
-(`sagemaker_executor`). Spot prices are not read (moto's spot history holds placeholders), so spot
+Clients point at moto's server on 127.0.0.1; `advance` does what moto cannot: it asks each backend's
+stand-in (`stand_ins.STAND_INS`) to run what the campaign has running there - its instances
+(`worker.LocalWorker`, executing their real user data), its SageMaker jobs (`sagemaker_executor`). The
+stand-ins tell each run where it really executes as host facts (measure.record.HOST_FILE), as data. Spot prices are not read (moto's spot history holds placeholders), so spot
 runs are priced at the catalog's on-demand ceiling. With a `LocalState` (`state.py`; the CLI's `--local`
 commands pass one) the bucket is restored from it at start and saved into it as results land and at close.
 """
@@ -11,18 +12,27 @@ from __future__ import annotations
 import json
 import os
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 
 import boto3
 
-from instance_benchmarks.backends.sagemaker.backend import SageMakerBackend
 from instance_benchmarks.embedded.cloud import LocalCloud, start_local_cloud
 from instance_benchmarks.embedded.doctor import stand_in_clients
 from instance_benchmarks.embedded.moto_server import LOCAL_CREDENTIALS
-from instance_benchmarks.embedded.sagemaker_executor import LocalSageMakerExecutor
+from instance_benchmarks.embedded.stand_ins import STAND_INS, StandIn
 from instance_benchmarks.embedded.state import LocalState
 from instance_benchmarks.embedded.worker import LocalWorker, local_host_label
-from instance_benchmarks.environment import Environment, HostInfo
+from instance_benchmarks.environment import Environment
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    """This machine, where the stand-ins run what is priced as another instance type."""
+
+    label: str
+    peak_tflops: float
+    peak_source: str
 
 
 def local_peak_tflops() -> tuple[float, str]:
@@ -62,7 +72,7 @@ class EmbeddedEnvironment(Environment):
         self.worker = LocalWorker(cloud, host=self.host, extra_env=worker_env, log=log,
                                   on_progress=self.save if state is not None and state.writable else None)
         self._roles: dict[str, str] = {}
-        self._ran_jobs: set[str] = set()
+        self.stand_ins: dict[str, StandIn] = {}
 
     def started_at(self, instance: dict):
         """Instances boot here one at a time: billed from their boot, never while queued (see worker.py)."""
@@ -157,16 +167,9 @@ class EmbeddedEnvironment(Environment):
                     os.environ[key] = value
 
     def advance(self, campaign: str) -> None:
-        """Run what AWS would be running: the campaign's instances, then its training jobs."""
+        """Run what AWS would be running: each backend's stand-in in turn (instances, then training jobs)."""
         self.save()  # what the runner wrote since (campaign.json, launch.json): a kill now loses nothing
-        self.worker.drain(campaign)
-        # moto marks a training job Completed the moment it is created, without running it
-        jobs = [name for name in self.backend(SageMakerBackend.NAME).campaign_jobs(campaign, ("InProgress", "Completed"))
-                if name not in self._ran_jobs]
-        if jobs:
-            executor = LocalSageMakerExecutor(self.client("sagemaker"), self.client("s3"), self.cloud.server.env,
-                                              host=self.host, log=self.log, own_pids=(self.cloud.server.pid,))
-            for name in sorted(jobs):
-                self._ran_jobs.add(name)
-                executor.run_job(name)
-                self.save()
+        for name, stand_in in STAND_INS.items():
+            if name not in self.stand_ins:
+                self.stand_ins[name] = stand_in(self)
+            self.stand_ins[name].advance(campaign)

@@ -4,9 +4,10 @@ From the job's own description in moto it downloads the input channels (the code
 restores `CheckpointConfig.S3Uri` into the local checkpoint path, installs the SourceCode's
 requirements file with the SDK's own installer (as the SDK's sm_train.sh does), runs the entry script with the
 job's hyperparameters as `--key value` and SM_* variables (paths under /opt/ml mapped to a temporary
-folder), then syncs checkpoints back and uploads `model.tar.gz` to the output path. It writes the
-seconds it measured to `sagemaker-timing.json` beside the run (moto reports none); with no spot
-capacity to reclaim here, billable = training seconds. The machine's load while the job ran goes into
+folder), then syncs checkpoints back and uploads `model.tar.gz` to the output path, with the host facts
+(measure.record.HOST_FILE) in `trainfleet/host.json`: this machine as the stand-in for the job's type, and
+the seconds it measured (`job_seconds`, which moto's description lacks; with no spot capacity to reclaim
+here, billable = training seconds). The machine's load while the job ran goes into
 its attempt (`host_load`, see `hostload.py`).
 """
 from __future__ import annotations
@@ -24,6 +25,7 @@ from instance_benchmarks.backends.sagemaker.jobs import OPT_ML, model_archive_ke
 from instance_benchmarks.embedded.hostload import record_host_load
 from instance_benchmarks.embedded.worker import instance_environment
 from instance_benchmarks.measure.hostload import HostLoadMeter
+from instance_benchmarks.measure.record import HOST_FILE
 from training_scripts.storage import S3Location
 
 
@@ -102,6 +104,10 @@ class LocalSageMakerExecutor:
                 record_host_load(S3Location(run_bucket, run_prefix, self.s3), load, run_prefix.rsplit("/", 1)[-1],
                                  self.log, job_name=job_name)
             if completed.returncode == 0:
+                facts = {"label": self.host_label(job), "stand_in": True, "peak_tflops": self.host.peak_tflops,
+                         "peak_source": self.host.peak_source, "job_seconds": seconds}
+                (model_dir / "trainfleet").mkdir(exist_ok=True)
+                (model_dir / "trainfleet" / HOST_FILE).write_text(json.dumps(facts))
                 buffer = io.BytesIO()
                 with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
                     for path in sorted(model_dir.rglob("*")):
@@ -109,10 +115,6 @@ class LocalSageMakerExecutor:
                             archive.add(path, arcname=path.relative_to(model_dir).as_posix())
                 bucket, key = model_archive_key(job)
                 self.s3.put_object(Bucket=bucket, Key=key, Body=buffer.getvalue())
-                S3Location(run_bucket, run_prefix, self.s3).write_bytes(
-                    "sagemaker-timing.json", json.dumps({
-                        "training_seconds": seconds, "billable_seconds": seconds,
-                        "source": "local executor (no spot capacity reclaimed: billable = training)"}).encode())
             return completed.returncode
 
     def job_environment(self, job: dict, root: Path, model_dir: Path, code_dir: Path, hyperparameters: dict) -> dict:
@@ -123,9 +125,11 @@ class LocalSageMakerExecutor:
         env = instance_environment(self.env, HOME=str(home))
         env.update({name: value.replace(OPT_ML, str(root)) for name, value in (job.get("Environment") or {}).items()})
         env.update(SM_MODEL_DIR=str(model_dir), SM_HPS=json.dumps(hyperparameters), SM_CHANNEL_CODE=str(code_dir),
-                   SM_CURRENT_HOST="algo-1",
-                   TRAINFLEET_HOST_LABEL=f"{self.host.label} for {job['ResourceConfig']['InstanceType']}")
+                   SM_CURRENT_HOST="algo-1")
         return env
+
+    def host_label(self, job: dict) -> str:
+        return f"{self.host.label} for {job['ResourceConfig']['InstanceType']}"
 
     @staticmethod
     def install_requirements(root: Path, code_dir: Path, requirements: str, env: dict):

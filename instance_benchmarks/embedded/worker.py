@@ -7,13 +7,14 @@ verifies its SHA-256, installs it, and runs the agent, which clones the campaign
 up and runs the training script. Only what moto cannot do is stood in for, here and nowhere else:
 
 * instance boot: instances run one at a time on this machine, each one's billing clock starting when
-  it boots here (`TRAINFLEET_LAUNCHED_AT`; `booted`, which the environment's `started_at` reports), so
+  it boots here (`launched_at` in the host facts; `booted`, which the environment's `started_at` reports), so
   waiting in the queue is not billed, not even when a teardown ends an instance that never booted;
 * `shutdown`: a stub on PATH records the watchdog and the final shutdown; the worker enforces the
   watchdog by killing the script at its deadline and terminates the instance in moto when it ends,
   as the launch template's shutdown behaviour (terminate) would;
 * the metadata service: disabled (no spot notices) unless a test passes a fake IMDS endpoint;
-* the hardware: results are labelled as measured on this machine (`TRAINFLEET_HOST_LABEL`), not on
+* the hardware: results are labelled as measured on this machine (the host facts, `host.json` on the
+  instance's disk, which the agent reads as any environment's description of its host), not on
   the instance type they are priced as, and the machine's load while each instance ran is recorded in
   its attempt (`host_load`, see `hostload.py`), with a warning when other processes competed for its CPUs;
 * the machine's power: each instance's user data runs under `guard` (a subreaper), so ending the
@@ -25,6 +26,7 @@ up and runs the training script. Only what moto cannot do is stood in for, here 
 from __future__ import annotations
 
 import base64
+import json
 import os
 import platform
 import re
@@ -41,6 +43,7 @@ from instance_benchmarks.core.contract import ATTEMPT_TAG, CAMPAIGN_TAG, RUN_TAG
 from instance_benchmarks.embedded.guard import GRACE_SECONDS
 from instance_benchmarks.embedded.hostload import record_host_load
 from instance_benchmarks.measure.hostload import HostLoadMeter
+from instance_benchmarks.measure.record import HOST_FILE
 from training_scripts.storage import S3Location
 
 SHUTDOWN_STUB = """#!/bin/bash
@@ -89,13 +92,14 @@ class LocalWorker:
             self.cloud.server.env, bin_dirs=(str(sandbox / "bin"),),
             HOME=str(sandbox / "home"),
             TRAINFLEET_ROOT=str(sandbox / "disk"),
-            TRAINFLEET_LAUNCHED_AT=now_iso(),
-            TRAINFLEET_HOST_LABEL=f"{self.host.label} for {instance['InstanceType']}",
-            TRAINFLEET_HOST_PEAK_TFLOPS=str(self.host.peak_tflops),
-            TRAINFLEET_HOST_PEAK_SOURCE=self.host.peak_source,
         )
         env.update(self.extra_env)  # what a test or the caller adds on purpose (a fake IMDS, shorter intervals)
         return env
+
+    def host_facts(self, instance_type: str, **more) -> dict:
+        """What this machine tells a run about itself (measure.record.HOST_FILE): a stand-in for `instance_type`."""
+        return {"label": f"{self.host.label} for {instance_type}", "stand_in": True,
+                "peak_tflops": self.host.peak_tflops, "peak_source": self.host.peak_source, **more}
 
     def run_instance(self, instance: dict) -> int:
         ec2 = self.cloud.client("ec2")
@@ -119,6 +123,9 @@ class LocalWorker:
         command = [sys.executable, "-m", "instance_benchmarks.embedded.guard", "--parent", str(os.getpid()),
                    "--grace", str(GRACE_SECONDS), "--", "/bin/bash", str(sandbox / "user-data.sh")]
         self.booted[instance_id] = now_iso()
+        (sandbox / "disk").mkdir()  # the instance's disk holds its host facts, the boot time among them
+        (sandbox / "disk" / HOST_FILE).write_text(json.dumps(
+            self.host_facts(instance["InstanceType"], launched_at=self.booted[instance_id])))
         with console.open("wb") as out:
             process = subprocess.Popen(command, cwd=sandbox, env=self.env(instance, sandbox), stdout=out,
                                        stderr=subprocess.STDOUT, start_new_session=True)

@@ -119,6 +119,7 @@ class Ec2Backend(Backend):
         user_data = build_agent_user_data(bootstrap)
         instance, subnet = self._run_in_some_az(spec, run, attempt, price, instance_spec, image.kind, user_data)
         return {"attempt": attempt, "backend": self.NAME, "instance_id": instance["InstanceId"],
+                "resource": instance["InstanceId"],
                 "instance_type": price.instance_type, "market": price.market, "price": price.to_dict(),
                 "launched_at": launched_at, "subnet": subnet, "image": image.name, "cost_usd": None,
                 "outcome": "launched", "agent_wheel": {"key": key, "sha256": wheel.sha256}}
@@ -175,7 +176,8 @@ class Ec2Backend(Backend):
             if not started:
                 last.update(outcome="not_launched", cost_usd=0.0)
                 return True
-            last.update(instance_id=started[0]["InstanceId"], outcome="launched", subnet=started[0].get("SubnetId"))
+            last.update(instance_id=started[0]["InstanceId"], resource=started[0]["InstanceId"], outcome="launched",
+                        subnet=started[0].get("SubnetId"))
             adopted = True
         if last.get("outcome") != "launched" or not last.get("instance_id"):
             return False
@@ -196,7 +198,7 @@ class Ec2Backend(Backend):
         seconds = max(0.0, (end - started).total_seconds())
         reclaimed = instance.get("StateReason", {}).get("Code") == "Server.SpotInstanceTermination"
         last.update(outcome="interrupted" if reclaimed else "lost", ended_at=end.isoformat(timespec="seconds"),
-                    instance_seconds=round(seconds, 3), billed_seconds=billed_seconds(seconds),
+                    run_seconds=round(seconds, 3), billed_seconds=billed_seconds(seconds),
                     cost_usd=cost_usd(seconds, last["price"]["usd_per_hour"]),
                     note="spot capacity reclaimed before the agent reported" if reclaimed else
                     "the instance ended before its agent recorded an outcome (watchdog, teardown or a failed "

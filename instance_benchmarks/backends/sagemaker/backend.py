@@ -115,7 +115,8 @@ class SageMakerBackend(Backend):
                     raise
                 raise refused from None
             job_name = jobs.created_job_name(trainer)
-        return {"attempt": attempt, "backend": self.NAME, "job_name": job_name, "instance_type": run.instance_type,
+        return {"attempt": attempt, "backend": self.NAME, "job_name": job_name, "resource": job_name,
+                "instance_type": run.instance_type,
                 "market": price.market, "price": price.to_dict(), "image": image, "nodes": spec.nodes,
                 "torchrun_processes_per_node": jobs.torchrun_processes(spec, run), **staged,
                 "launched_at": now_iso(), "cost_usd": None,
@@ -149,21 +150,16 @@ class SageMakerBackend(Backend):
             mine = sorted(name for name, (run, _) in jobs_now.items()
                           if run == run_id and jobs.job_attempt(name) == last["attempt"])
             if mine:
-                last.update(outcome="launched", job_name=mine[-1])
+                last.update(outcome="launched", job_name=mine[-1], resource=mine[-1])
             else:
                 last.update(outcome="not_launched", cost_usd=0.0)
             return True
 
-        host = self.env.host
-        if host:
-            peak = {"fp32": host.peak_tflops, "fp16": host.peak_tflops}
-        else:
-            instance = load_catalog().get(record["attempts"][-1]["instance_type"])
-            nodes = last.get("nodes") or 1  # the peaks are per instance; MFU counts the whole cluster's
-            peak = {precision: value * nodes if value else None for precision, value in instance.peaks().items()}
+        instance = load_catalog().get(last["instance_type"])
+        nodes = last.get("nodes") or 1  # the peaks are per instance; MFU counts the whole cluster's
+        peak = {precision: value * nodes if value else None for precision, value in instance.peaks().items()}
         return jobs.collect_job(self.env.client("sagemaker"), self.env.client("s3"), self.env.infra.bucket,
-                                spec["campaign"], run_id, record, peak_tflops=peak,
-                                host=host.label if host else None, target=spec.get("target"))
+                                spec["campaign"], run_id, record, peak_tflops=peak, target=spec.get("target"))
 
     def teardown(self, campaign: str) -> TeardownSummary:
         """Stop the campaign's running jobs (by tag); each stopped attempt is billed from the job's creation

@@ -4,7 +4,9 @@ The same training script runs as the job's entry point: hyperparameters arrive a
 the model goes to SM_MODEL_DIR (/opt/ml/model) and checkpoints to /opt/ml/checkpoints, which
 SageMaker syncs with `checkpoint_s3_uri` - so an interrupted spot job resumes through the same
 checkpoint code as on EC2. `collect_job` turns a finished job into the campaign's S3 layout and
-result.json, with training vs billable seconds and the spot savings (1 - billable / training).
+result.json (measure.record.build_result, as on EC2), with training vs billable seconds and the spot savings
+(1 - billable / training). Where the job ran is the instance type it names unless the job's output says
+otherwise (`trainfleet/host.json`, host facts a stand-in host leaves there; see measure.record.HOST_FILE).
 
 A bundled workload on the shared loop's DistributedDataParallel path (core.contract.DISTRIBUTED_WORKLOADS) runs under
 the SDK's torchrun distribution (`sagemaker.train.distributed.Torchrun`, one process per GPU on each node)
@@ -30,16 +32,17 @@ import zipfile
 from pathlib import Path
 
 from instance_benchmarks.backends.packaging import build_wheel
-from instance_benchmarks.campaigns.store import read_json, run_location, write_json
+from instance_benchmarks.campaigns.store import run_location, write_json
 from instance_benchmarks.catalog import load_catalog
 from instance_benchmarks.core.bootstrap import AGENT_REQUIREMENTS
 from instance_benchmarks.core.contract import (
     CAMPAIGN_TAG, CHECKPOINT_DIR_VAR, DISTRIBUTED_WORKLOADS, NO_METRICS, RUN_TAG, TASK_FILE, hyperparameter_text,
-    now_iso, peak_for, run_prefix,
+    now_iso, run_prefix,
 )
 from instance_benchmarks.core.errors import TrainfleetInputError
 from instance_benchmarks.core.git import clone
 from instance_benchmarks.measure.harness import summarize
+from instance_benchmarks.measure.record import HOST_FILE, build_result, catalog_peak, host_facts, parse_host
 import training_scripts
 from training_scripts.storage import sha256_hex
 
@@ -215,13 +218,15 @@ def job_status(sagemaker_client, job_name: str) -> str:
     return sagemaker_client.describe_training_job(TrainingJobName=job_name)["TrainingJobStatus"]
 
 
-def job_seconds(job: dict, timing: dict | None) -> tuple[float, float, str]:
-    """(training, billable, source): SageMaker's own figures, else those the local executor measured."""
+def job_seconds(job: dict, host: dict | None = None) -> tuple[float, float, str]:
+    """(training, billable, source): SageMaker's own figures, else the seconds the host the job ran on measured
+    (its host facts' `job_seconds`: no spot capacity reclaimed, billable = training), else its start/end times."""
     if job.get("TrainingTimeInSeconds") is not None:
         training = float(job["TrainingTimeInSeconds"])
         return training, float(job.get("BillableTimeInSeconds", training)), "describe_training_job"
-    if timing:
-        return float(timing["training_seconds"]), float(timing["billable_seconds"]), timing["source"]
+    if host and isinstance(host.get("job_seconds"), (int, float)):
+        seconds = float(host["job_seconds"])
+        return seconds, seconds, f"measured by {host['label']} (billable = training)"
     start, end = job.get("TrainingStartTime"), job.get("TrainingEndTime")
     seconds = (end - start).total_seconds() if start and end else 0.0
     return seconds, seconds, "training start/end times"
@@ -234,7 +239,7 @@ def model_archive_key(job: dict) -> tuple[str, str]:
 
 
 def collect_job(sagemaker_client, s3, bucket: str, campaign: str, run_id: str, record: dict, *,
-                peak_tflops: dict, host: str | None = None, target: dict | None = None) -> bool:
+                peak_tflops: dict, target: dict | None = None) -> bool:
     """Settle the run's last job in `record`. For a completed job: unpack model.tar.gz into
     runs/<run>/train/ (checksums verified against the script's own result.json) and write result.json.
     Returns whether `record` changed; nothing changes while the job runs or its model is not uploaded."""
@@ -246,9 +251,9 @@ def collect_job(sagemaker_client, s3, bucket: str, campaign: str, run_id: str, r
     job = sagemaker_client.describe_training_job(TrainingJobName=last["job_name"])
     status = job["TrainingJobStatus"]
     if status in ("Failed", "Stopped"):
-        training_s, billable_s, _ = job_seconds(job, None)
-        last.update(outcome=status.lower(), failure=job.get("FailureReason"), training_seconds=training_s,
-                    billable_seconds=billable_s, cost_usd=billable_s * last["price"]["usd_per_hour"] / 3600,
+        training_s, billable_s, _ = job_seconds(job)
+        last.update(outcome=status.lower(), failure=job.get("FailureReason"), run_seconds=training_s,
+                    billed_seconds=billable_s, cost_usd=billable_s * last["price"]["usd_per_hour"] / 3600,
                     ended_at=now_iso())
         return True
     if status != "Completed":
@@ -260,6 +265,8 @@ def collect_job(sagemaker_client, s3, bucket: str, campaign: str, run_id: str, r
         return False  # completed but its model is not uploaded yet
     with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as archive:
         files = {m.name.lstrip("./"): archive.extractfile(m).read() for m in archive.getmembers() if m.isfile()}
+    supplied = files.pop(f"trainfleet/{HOST_FILE}", None)
+    host = parse_host(supplied, f"{last['job_name']}: trainfleet/{HOST_FILE}") if supplied is not None else None
     if "trainfleet/task-result.json" in files:
         return _collect_task(job, files, location, record, campaign, run_id, peak_tflops=peak_tflops, host=host,
                              target=target)
@@ -272,48 +279,53 @@ def collect_job(sagemaker_client, s3, bucket: str, campaign: str, run_id: str, r
         if name != "result.json":
             train.write_bytes(name, data)
     train.write_bytes("result.json", files["result.json"])
-    price = _settle_completed(job, location, last)
+    price = _settle_completed(job, last, host)
     history = [json.loads(line) for line in files.get("metrics.jsonl", b"").splitlines() if line.strip()]
     precision = train_result.get("precision") or "fp32"
-    peak = peak_for(peak_tflops, precision)
-    figures = summarize(history, script_result=train_result, usd_per_hour=price, peak_tflops=peak, target=target)
-    _write_result(location, record, campaign, run_id, host=host, peak=peak, figures=figures,
+    where = _host(last, host, peak_tflops, precision)
+    figures = summarize(history, script_result=train_result, usd_per_hour=price, peak_tflops=where["peak_tflops"],
+                        target=target)
+    _write_result(location, record, campaign, run_id, host=where, figures=figures,
                   workload=train_result.get("workload"), fingerprint=train_result.get("fingerprint"),
                   precision=precision, train_artifacts=train_result["artifacts"], final=train_result["final"],
-                  world_size=train_result.get("world_size"))
+                  world_size=train_result.get("world_size"), target=target)
     return True
 
 
-def _settle_completed(job: dict, location, last: dict) -> float:
+def _settle_completed(job: dict, last: dict, host: dict | None) -> float:
     """Record a completed job's training and billable seconds and its cost; returns its $/h."""
-    training_s, billable_s, source = job_seconds(job, read_json(location, "sagemaker-timing.json"))
+    training_s, billable_s, source = job_seconds(job, host)
     price = last["price"]["usd_per_hour"]
-    last.update(outcome="completed", training_seconds=training_s, billable_seconds=billable_s, timing_source=source,
+    last.update(outcome="completed", run_seconds=training_s, billed_seconds=billable_s, timing_source=source,
                 cost_usd=billable_s * price / 3600, ended_at=now_iso())
     return price
 
 
-def _write_result(location, record: dict, campaign: str, run_id: str, *, host: str | None, peak: float | None,
-                  figures: dict, **fields) -> None:
+def _host(last: dict, supplied: dict | None, peak_tflops: dict, precision: str) -> dict:
+    """Where the job ran (measure.record.host_facts): the stand-in host its output names, at that host's peak,
+    else the job's instances at the catalog's peak for the run's precision (`peak_tflops`: the whole cluster's)."""
+    if supplied is not None:
+        return host_facts(supplied["label"], stand_in=supplied.get("stand_in", True),
+                          peak_tflops=supplied.get("peak_tflops"), peak_source=supplied.get("peak_source"))
+    nodes = last.get("nodes") or 1
+    return host_facts(f"sagemaker ml.{last['instance_type']}" + (f" x{nodes}" if nodes > 1 else ""),
+                      peak_tflops=catalog_peak(peak_tflops, precision),
+                      peak_source=f"catalog {last['instance_type']} {precision}" + (f" x{nodes}" if nodes > 1 else ""))
+
+
+def _write_result(location, record: dict, campaign: str, run_id: str, *, host: dict, figures: dict,
+                  train_artifacts: dict, final: dict | None = None, **facts) -> None:
     attempts = record["attempts"]
     last = attempts[-1]
-    training_s, billable_s = last["training_seconds"], last["billable_seconds"]
-    write_json(location, "result.json", {
-        "status": "complete", "backend": "sagemaker", "campaign": campaign, "run_id": run_id,
-        "job_name": last["job_name"], "instance_type": last["instance_type"], "market": last["market"],
-        "price": last["price"], "hyperparameters": record.get("hyperparameters"),
-        "measured_on": "local" if host else "sagemaker", "host": host or f"sagemaker ml.{last['instance_type']}",
-        "peak_tflops": peak, "attempts": len(attempts), "interruptions": 0,
-        "training_seconds": training_s, "billable_seconds": billable_s, "timing_source": last["timing_source"],
-        "nodes": last.get("nodes", 1),
-        "spot_savings": (1 - billable_s / training_s) if training_s else None,
-        "cost_usd": sum(a.get("cost_usd") or 0.0 for a in attempts),
-        "completed_at": now_iso(), **fields, **figures,
-    })
+    write_json(location, "result.json", build_result(
+        campaign=campaign, run_id=run_id, attempts=attempts, host=host, figures=figures,
+        backend={"name": "sagemaker", "job_name": last["job_name"], "timing_source": last["timing_source"]},
+        hyperparameters=record.get("hyperparameters"), train_artifacts=train_artifacts, final=final,
+        nodes=last.get("nodes") or 1, **facts))
 
 
 def _collect_task(job: dict, files: dict, location, record: dict, campaign: str, run_id: str, *,
-                  peak_tflops: dict, host: str | None, target: dict | None) -> bool:
+                  peak_tflops: dict, host: dict | None, target: dict | None) -> bool:
     """A repository's own task (agent/container.py): its outputs are the artifacts, its metric lines the figures."""
     last = record["attempts"][-1]
     task_result = json.loads(files.pop("trainfleet/task-result.json"))
@@ -323,15 +335,16 @@ def _collect_task(job: dict, files: dict, location, record: dict, campaign: str,
         logs.write_bytes(name.split("/", 1)[1], files.pop(name))
     location.write_bytes("metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history).encode())
     artifacts = {name: location.child("train").write_bytes(name, data) for name, data in sorted(files.items())}
-    price = _settle_completed(job, location, last)
+    price = _settle_completed(job, last, host)
     last.update(exit_code=task_result["exit_code"], setup_seconds=task_result["setup_seconds"],
                 script_seconds=task_result["script_seconds"], benchmark_slice=task_result["benchmark_slice"])
     if task_result.get("no_metrics"):  # the script printed no metric line (agent/container.py): no result
         last.update(outcome=NO_METRICS, note=str(task_result["no_metrics"])[:1000])
         return True
+    where = _host(last, host, peak_tflops, "fp32")
     figures = summarize(history, train_seconds=task_result["script_seconds"], usd_per_hour=price,
-                        peak_tflops=peak_tflops["fp32"], target=target)
-    _write_result(location, record, campaign, run_id, host=host, peak=peak_tflops["fp32"], figures=figures,
-                  code=last.get("commit"), setup_seconds=task_result["setup_seconds"],
-                  benchmark_slice=task_result["benchmark_slice"], train_artifacts=artifacts)
+                        peak_tflops=where["peak_tflops"], target=target)
+    _write_result(location, record, campaign, run_id, host=where, figures=figures, precision="fp32",
+                  code=last.get("commit"), benchmark_slice=task_result["benchmark_slice"], train_artifacts=artifacts,
+                  target=target)
     return True

@@ -66,13 +66,14 @@ def test_a_gpu_type_whose_python_sees_no_cuda_fails_loudly(tmp_path, monkeypatch
 
     from instance_benchmarks.agent.main import SetupError, check_cuda
 
-    monkeypatch.delenv("TRAINFLEET_HOST_LABEL", raising=False)
     config = {"instance_type": "g5.xlarge", "gpu_count": 1}
     with pytest.raises(SetupError, match=r"g5.xlarge has 1 GPU\(s\) but the run's python sees no CUDA device"):
         check_cuda(config, Path(sys.executable), tmp_path, None)
     assert check_cuda({"instance_type": "c5.xlarge", "gpu_count": 0}, Path(sys.executable), tmp_path, None) == "not a GPU type"
-    monkeypatch.setenv("TRAINFLEET_HOST_LABEL", "local CPU")  # the embedded default's stand-in host says so
-    assert "skipped" in check_cuda(config, Path(sys.executable), tmp_path, None)
+    stand_in = {"label": "local CPU for g5.xlarge", "stand_in": True}  # the environment supplied these host facts
+    assert "skipped" in check_cuda(config, Path(sys.executable), tmp_path, None, stand_in)
+    assert "skipped" not in check_cuda({"instance_type": "c5.xlarge", "gpu_count": 0}, Path(sys.executable), tmp_path,
+                                       None, stand_in)
 
 
 def test_the_deadline_counts_from_when_the_user_data_armed_the_watchdog(tmp_path):
@@ -83,3 +84,25 @@ def test_the_deadline_counts_from_when_the_user_data_armed_the_watchdog(tmp_path
     assert watchdog_armed_at(tmp_path) is None
     (tmp_path / WATCHDOG_FILE).write_text("1795000000\n")
     assert watchdog_armed_at(tmp_path) == datetime.fromtimestamp(1795000000, timezone.utc)
+
+
+def test_host_facts_come_from_the_environment_as_data(tmp_path):
+    """A stand-in host says what it is beside the task (ROOT/host.json); without it the run executes on the
+    type its configuration names, launched when the launcher recorded."""
+    import json
+
+    import pytest
+
+    from instance_benchmarks.agent.main import agent_host
+
+    config = {"instance_type": "g5.xlarge", "launched_at": "2026-11-22T10:00:00+00:00"}
+    assert agent_host(config, tmp_path) == {"label": "ec2 g5.xlarge", "stand_in": False, "peak_tflops": None,
+                                            "peak_source": None, "launched_at": "2026-11-22T10:00:00+00:00"}
+    (tmp_path / "host.json").write_text(json.dumps({"label": "local box for g5.xlarge", "peak_tflops": 0.5,
+                                                    "peak_source": "estimated", "launched_at": "2026-11-22T10:05:00+00:00"}))
+    host = agent_host(config, tmp_path)
+    assert (host["label"], host["stand_in"], host["peak_tflops"], host["launched_at"]) == \
+        ("local box for g5.xlarge", True, 0.5, "2026-11-22T10:05:00+00:00")
+    (tmp_path / "host.json").write_text('{"label": "x", "gpus": 8}')
+    with pytest.raises(ValueError, match="host.json must be an object with a label"):
+        agent_host(config, tmp_path)

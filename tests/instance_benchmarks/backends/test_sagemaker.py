@@ -16,6 +16,7 @@ from botocore.stub import Stubber
 from instance_benchmarks import runner
 from instance_benchmarks.backends.sagemaker.backend import SageMakerBackend
 from instance_benchmarks.campaign_file import parse_spec
+from instance_benchmarks.measure.record_model import parse_document
 from instance_benchmarks.campaigns.store import read_json, record_campaign, run_location, write_json
 from instance_benchmarks.core.errors import TrainfleetInputError
 from instance_benchmarks.environment import Environment
@@ -289,11 +290,15 @@ def test_collect_reports_billable_vs_training_seconds(aws, s3, bucket):
                   Body=_model_tar({"model.pt": model, "metrics.jsonl": metrics, "result.json": json.dumps(train_result).encode()}))
     _collect_completed_job(s3, bucket, record, "g5.xlarge", billable=30, spot=True)
     result = read_json(location, "result.json")
-    assert record["attempts"][0]["outcome"] == "completed" and result["peak_tflops"] == 31.2
-    assert (result["training_seconds"], result["billable_seconds"]) == (100.0, 30.0)
+    parse_document("result.json", result, run_id="sm-r1")  # the one record's model reads it
+    assert record["attempts"][0]["outcome"] == "completed" and result["host"]["peak_tflops"] == 31.2
+    assert result["host"] == {"label": "sagemaker ml.g5.xlarge", "stand_in": False, "peak_tflops": 31.2,
+                              "peak_source": "catalog g5.xlarge fp32"}
+    assert (result["run_seconds"], result["billable_seconds"]) == (100.0, 30.0)
     assert result["spot_savings"] == pytest.approx(0.7)
     assert result["cost_usd"] == pytest.approx(30 * 1.408 / 3600)
-    assert result["timing_source"] == "describe_training_job"
+    assert result["backend"] == {"name": "sagemaker", "job_name": "tf-sm-r1-a1-2026",
+                                 "timing_source": "describe_training_job"}
     assert location.child("train").read_bytes("model.pt") == model
 
 

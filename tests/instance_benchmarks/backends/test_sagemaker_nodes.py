@@ -210,5 +210,5 @@ def test_a_multi_node_job_is_collected_as_n_instances(aws, s3, bucket):
     assert result["cost_usd"] == pytest.approx(40 * nodes * per_instance / 3600)
     assert (result["nodes"], result["world_size"]) == (nodes, 8)
     cluster_peak = nodes * load_catalog().get("g5.12xlarge").peak_fp16_tflops
-    assert result["peak_tflops"] == pytest.approx(cluster_peak)
+    assert result["host"]["peak_tflops"] == pytest.approx(cluster_peak)
     assert result["mfu"] == pytest.approx(1e9 * 8000.0 / (cluster_peak * 1e12))

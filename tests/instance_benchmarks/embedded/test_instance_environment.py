@@ -12,7 +12,7 @@ from moto import mock_aws
 
 from instance_benchmarks.embedded.sagemaker_executor import LocalSageMakerExecutor
 from instance_benchmarks.embedded.worker import HOST_PASSTHROUGH, LocalWorker
-from instance_benchmarks.environment import HostInfo
+from instance_benchmarks.embedded.environment import HostInfo
 
 HOST = HostInfo(label="local test-host (2 CPUs)", peak_tflops=1.0, peak_source="test")
 MOTO = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_ENDPOINT_URL": "http://127.0.0.1:5999",

@@ -36,7 +36,10 @@ def test_a_foreign_repository_is_cloned_measured_and_reported(embedded, tmp_path
         assert row["final_metric"] > 0.9 and row["samples_per_s"] > 0 and row["time_to_accuracy_s"] > 0
         result = read_json(run_location(s3, bucket, "byo", row["run_id"]), "result.json")
         assert result["code"] == commit and result["repo"] == spec.repo and result["script"] == "train.py"
-        assert result["setup_seconds"] > 0 and result["boot_seconds"] >= 0 and result["measured_on"] == "local"
+        assert result["setup_seconds"] > 0 and result["boot_seconds"] >= 0 and result["backend"] == {"name": "ec2"}
+        # where it ran, as the stand-in host told the agent (host.json beside the task), not the type it names
+        assert result["host"]["stand_in"] and result["host"]["label"].startswith("local ")
+        assert result["host"]["label"].endswith(f" for {result['instance_type']}") and result["host"]["peak_tflops"] > 0
         assert set(result["train_artifacts"]) == {"model.pt"}
         [attempt] = read_json(run_location(s3, bucket, "byo", row["run_id"]), "launch.json")["attempts"]
         assert attempt["outcome"] == "completed" and attempt["exit_code"] == 0 and attempt["commit"] == commit
@@ -154,5 +157,8 @@ def test_a_foreign_repository_runs_unchanged_on_sagemaker(embedded, tmp_path):
     [sagemaker_run] = [r for r in rows if r["backend"] == "sagemaker"][:1]
     result = read_json(run_location(s3, bucket, "byo-sm", sagemaker_run["run_id"]), "result.json")
     assert set(result["train_artifacts"]) == {"model.pt"} and result["setup_seconds"] >= 0
+    assert result["host"]["stand_in"] and result["host"]["label"].endswith(" for ml.c5.xlarge")
+    assert result["backend"]["name"] == "sagemaker" and result["backend"]["timing_source"].startswith("measured by local ")
+    assert sagemaker_run["stand_in"] and sagemaker_run["measured_on"] == result["host"]["label"]
     files = download_run(s3, bucket, "byo-sm", sagemaker_run["run_id"], tmp_path / "model")
     assert files["model.pt"].stat().st_size > 0
