@@ -22,7 +22,7 @@ from rich.text import Text
 
 from instance_benchmarks.backends.ec2.instances import vcpu_quota_name
 from instance_benchmarks.backends.infrastructure import DEPLOY, Infrastructure, require_bucket, resolve_infrastructure
-from instance_benchmarks.campaigns.spec import load_spec
+from instance_benchmarks.campaign_file import load_spec
 from instance_benchmarks.catalog import load_catalog
 from instance_benchmarks.core.contract import (
     CAMPAIGN_TAG, LAUNCHER_ACTIONS, MARKETS, SPOT_SERVICE, SPOT_SERVICE_LINKED_ROLE, SSM_EXPORTS, STACKS,

@@ -4,19 +4,20 @@ Every `import` is read from the source (nothing is imported). Imports under `if 
 imports inside a function body are counted apart, since they are how a circle hides. The rules (see the README's
 layout section and /work/shared/DESIGN.md):
 
-- the layers: core < catalog < measure < campaigns < backends (jobs) < doctor < environment < runner < embedded
-  < cli_jobs < cli: a package imports only from layers below its own, so no two packages import each other and there is
-  no circle between modules;
+- the layers: core < catalog < measure < campaigns < backends (jobs) < campaign_file < doctor < environment < runner
+  < embedded < commands < cli: a package imports only from layers below its own, so no two packages import each other
+  and there is no circle between modules;
 - the agent (what runs on an instance) imports only core and measure, and nothing imports the agent;
 - measure is a leaf: the standard library, google-re2 and training_scripts only;
 - stacks/ imports only core and catalog; training_scripts/ imports neither instance_benchmarks nor stacks;
-- the backend registry is consulted by the runner (and the environment that binds backends for it) and the CLI;
+- the backend registry is consulted by the runner (and the environment that binds backends for it), the CLI, and
+  the campaign file's parse (campaign_file: campaigns/spec.py's parse plus the backend's checks; campaigns/ imports
+  no backend);
   a backend's folder imports no other backend's folder, and of campaigns/ only its neutral parts;
 - no import inside a function, except an optional or heavy third-party package (LAZY_ALLOWED), with a comment
   on the import's line saying why.
 
-KNOWN_PENDING lists the edges that other branches of issue 22 remove (the spec rewrite, the CLI split); the
-merger deletes each entry once its branch is in. Every failure prints the offending edges with file and line.
+Every failure prints the offending edges with file and line.
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ LAYERS = (
     ("measure",),
     ("campaigns",),
     ("backends", "jobs"),   # jobs: the one-shot CDK jobs, a sibling of the campaign backends
+    ("campaign_file",),     # a campaign file read for a command: the spec's parse and the registry's backend checks
     ("doctor",),
     ("environment",),
     ("runner",),
@@ -47,7 +49,7 @@ LEVEL = {unit: level for level, units in enumerate(LAYERS) for unit in units}
 AGENT_MAY_IMPORT = {"core", "measure", "agent"}
 STACKS_MAY_IMPORT = {"core", "catalog"}
 REGISTRY = "instance_benchmarks.backends.registry"
-REGISTRY_USERS = {"runner", "environment", "commands", "cli"}
+REGISTRY_USERS = {"campaign_file", "runner", "environment", "commands", "cli"}
 # campaigns/ modules a backend may use: the S3 layout of a campaign, nothing that plans, validates or reports
 CAMPAIGNS_NEUTRAL = {"instance_benchmarks.campaigns.store"}
 
@@ -69,16 +71,6 @@ LAZY_ALLOWED_OURS = {
     "stacks.app_stacks",  # imports aws_cdk: only the embedded deploy's synthesis needs it
     "training_scripts.inference",  # imports torch (about 3 s): only `models download --check` needs it
 }
-
-# Edges other branches of issue 22 remove; the merger deletes each entry once that branch is merged.
-# (importer, imported module)
-KNOWN_PENDING = {
-    # campaigns/spec.py still asks the backend registry for a backend's run prefix and its own checks
-    ("instance_benchmarks.campaigns.spec", "instance_benchmarks.backends.base"),
-    ("instance_benchmarks.campaigns.spec", "instance_benchmarks.backends.registry"),
-}
-# third-party imports inside functions of modules another branch rewrites (same merger rule)
-KNOWN_PENDING_LAZY_MODULES: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -164,16 +156,12 @@ def unit(module: str) -> str:
     return parts[1] if parts[0] == "instance_benchmarks" and len(parts) > 1 else parts[0]
 
 
-def pending(edge: Edge) -> bool:
-    return (edge.importer, edge.imported) in KNOWN_PENDING
-
-
 def failures(edges) -> str:
     return "\n  " + "\n  ".join(sorted({str(edge) for edge in edges}))
 
 
 def cross_unit(edges=INTERNAL):
-    return [edge for edge in edges if unit(edge.importer) != unit(edge.imported) and not pending(edge)]
+    return [edge for edge in edges if unit(edge.importer) != unit(edge.imported)]
 
 
 def strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -260,9 +248,13 @@ def test_stacks_import_only_core_and_catalog_and_training_scripts_nothing():
 
 
 def test_the_registry_is_consulted_only_by_the_runner_and_the_cli():
-    wrong = [edge for edge in INTERNAL if edge.imported == REGISTRY and unit(edge.importer) not in REGISTRY_USERS
-             and not pending(edge)]
+    wrong = [edge for edge in INTERNAL if edge.imported == REGISTRY and unit(edge.importer) not in REGISTRY_USERS]
     assert not wrong, "registry users besides the runner and the CLI:" + failures(wrong)
+
+
+def test_campaigns_import_no_backend():
+    wrong = [edge for edge in INTERNAL if unit(edge.importer) == "campaigns" and unit(edge.imported) == "backends"]
+    assert not wrong, "campaigns/ importing a backend (the backend's checks belong in campaign_file):" + failures(wrong)
 
 
 def test_a_backend_imports_no_other_backend_and_only_neutral_campaign_code():
@@ -270,7 +262,7 @@ def test_a_backend_imports_no_other_backend_and_only_neutral_campaign_code():
         parts = module.split(".")
         return parts[2] if len(parts) > 3 and parts[1] == "backends" else None
 
-    wrong = [edge for edge in INTERNAL if not pending(edge) and folder(edge.importer) and (
+    wrong = [edge for edge in INTERNAL if folder(edge.importer) and (
         (folder(edge.imported) and folder(edge.imported) != folder(edge.importer))
         or (unit(edge.imported) == "campaigns" and edge.imported not in CAMPAIGNS_NEUTRAL)
         or unit(edge.imported) == "agent")]
@@ -280,8 +272,7 @@ def test_a_backend_imports_no_other_backend_and_only_neutral_campaign_code():
 def test_no_circles_between_modules():
     graph: dict[str, set[str]] = {module: set() for module in MODULES}
     for edge in INTERNAL:
-        if not pending(edge):
-            graph[edge.importer].add(edge.imported)
+        graph[edge.importer].add(edge.imported)
     circles = strongly_connected(graph)
     assert not circles, "modules importing each other, directly or round a circle:\n  " + "\n  ".join(
         " <-> ".join(circle) for circle in circles)
@@ -289,21 +280,14 @@ def test_no_circles_between_modules():
 
 def test_no_imports_inside_functions_but_optional_heavy_packages_with_a_comment():
     checked = [edge for edge in EDGES if edge.in_function and not edge.importer.startswith("training_scripts")]
-    internal = [edge for edge in checked if edge.internal and not pending(edge) and edge.imported not in LAZY_ALLOWED_OURS]
-    third = [edge for edge in checked if (not edge.internal and edge.importer not in KNOWN_PENDING_LAZY_MODULES)
-             or edge.imported in LAZY_ALLOWED_OURS]
+    internal = [edge for edge in checked if edge.internal and edge.imported not in LAZY_ALLOWED_OURS]
+    third = [edge for edge in checked if not edge.internal or edge.imported in LAZY_ALLOWED_OURS]
     not_allowed = [edge for edge in third if edge.imported not in LAZY_ALLOWED | LAZY_ALLOWED_OURS]
     lines = {path: path.read_text().splitlines() for path in {edge.path for edge in third}}
     silent = [edge for edge in third if "#" not in lines[edge.path][edge.line - 1]]
     assert not internal, "our own modules imported inside a function (move the import up or the code down):" + failures(internal)
     assert not not_allowed, "third-party or standard modules imported inside a function:" + failures(not_allowed)
     assert not silent, "an optional import inside a function with no comment saying why:" + failures(silent)
-
-
-def test_known_pending_lists_only_edges_that_exist():
-    """An entry whose edge is gone is stale: the merger removes it (so the list only shrinks)."""
-    present = {(edge.importer, edge.imported) for edge in INTERNAL}
-    assert KNOWN_PENDING <= present, f"stale KNOWN_PENDING entries: {sorted(KNOWN_PENDING - present)}"
 
 
 def test_the_rules_catch_a_circle_and_an_upward_import(tmp_path):
@@ -335,7 +319,7 @@ if __name__ == "__main__":  # the numbers: python tests/test_import_graph.py
           f"{sum(not e.in_function for e in INTERNAL)} at module level, {sum(e.in_function for e in INTERNAL)} inside functions")
     print(f"imports inside functions (instance_benchmarks, stacks): {sum(e.internal for e in lazy)} of ours, "
           f"{sum(not e.internal for e in lazy)} third-party or standard")
-    print(f"upward or forbidden package imports {len(up)} ({sum(map(pending, up))} KNOWN_PENDING)")
+    print(f"upward or forbidden package imports {len(up)}")
     print(f"package pairs importing each other {len(mutual)}: {mutual}")
     print(f"circles {len(circles)}: " + "; ".join(" <-> ".join(c) for c in circles))
     sys.exit(0)

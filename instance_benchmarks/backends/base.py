@@ -13,11 +13,11 @@ from typing import ClassVar
 
 from instance_benchmarks.catalog import Catalog, InstanceSpec
 from instance_benchmarks.catalog.pricing import PriceQuote
+from instance_benchmarks.core.contract import ANY_REPO, FALLBACK, MULTI_NODE  # noqa: F401 (re-exported)
 from instance_benchmarks.core.errors import TrainfleetInputError
 
-# Capabilities a campaign may ask for; `check` refuses a spec that needs one the backend lacks.
-FALLBACK = "fallback"          # relaunch an interrupted run with another instance type / market
-ANY_REPO = "any_repo"          # clone the campaign's own repository and run any script in it
+# Capabilities a campaign may ask for (core.contract's FALLBACK, ANY_REPO, MULTI_NODE): the campaign file's parse
+# (instance_benchmarks/campaign_file.py) refuses a spec that needs one the backend lacks.
 
 
 class LaunchRefused(Exception):

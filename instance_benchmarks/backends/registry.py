@@ -1,4 +1,5 @@
-"""Backend name (the spec's `backend:`) -> backend class. Consulted by the runner and the CLI only.
+"""Backend name (the spec's `backend:`) -> backend class. Consulted by the runner, the CLI and the campaign file's parse
+(instance_benchmarks/campaign_file.py) only; DEFAULT is core.contract.DEFAULT_BACKEND.
 
 A backend is added in its own folder (`backends/<name>/`, importing only core, catalog, measure, campaigns'
 neutral parts, `backends.base` and `backends.packaging`) and named here, in BACKENDS, or with `register` (what

@@ -29,7 +29,10 @@
       batch_size: [64, 256]
 
 Every key's type, bounds and meaning are the models of campaigns/spec_models.py, published as a JSON Schema
-(`trainfleet campaign schema`); parse_spec checks the rest (catalog, repository, workload, backend).
+(`trainfleet campaign schema`); parse_campaign checks the rest (catalog, repository, workload) and asks its
+caller for the backend's part: campaigns/ knows no backend. instance_benchmarks/campaign_file.py's
+parse_spec/load_spec are the parse with the backend registry's checks (a backend's name, capabilities, prices,
+section, run prefix).
 """
 from __future__ import annotations
 
@@ -46,17 +49,14 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from instance_benchmarks.backends.base import FALLBACK
-from instance_benchmarks.backends.registry import BACKENDS, DEFAULT, backend_class
 from instance_benchmarks.campaigns.spec_models import (  # noqa: F401 (WORKLOADS re-exported)
     DISTRIBUTED_WORKLOADS, METRICS_GRACE_MINUTES, WORKLOADS, CampaignFile, describe, schema_text, validate_file, where,
 )
-from instance_benchmarks.campaigns.yamlfile import load_yaml_lines
 from instance_benchmarks.catalog import Catalog, load_catalog
 from instance_benchmarks.core.contract import (  # noqa: F401 (MARKETS, override_args re-exported)
-    HYPERPARAMETER_NAME, MARKETS, PROXY_VARIABLE, hyperparameter_text, override_args,
+    DEFAULT_BACKEND, HYPERPARAMETER_NAME, MARKETS, PROXY_VARIABLE, hyperparameter_text, override_args,
 )
-from instance_benchmarks.core.errors import TrainfleetInputError, did_you_mean
+from instance_benchmarks.core.errors import TrainfleetInputError
 from instance_benchmarks.core.validation import redact, validate_local_repo, validate_repo_url
 from instance_benchmarks.measure.metrics import MetricDefinitionError, parse_definitions
 from training_scripts.config import ConfigError, parse_overrides
@@ -92,11 +92,12 @@ class CampaignSpec:
     max_runtime_minutes: int
     budget_usd: float
     matrix: dict
+    run_prefix: str               # the backend's prefix of run ids ("" for the first backend): set by the parse
     workload: str | None = None
     hyperparameters: dict = field(default_factory=dict)
     estimated_minutes: float | None = None
     target: dict | None = None
-    backend: str = DEFAULT
+    backend: str = DEFAULT_BACKEND
     max_attempts: int = 3
     fallback: dict | None = None  # after a spot interruption: {instance_type: ..., market: on-demand}
     backend_settings: dict | None = None  # the backend's own section, e.g. sagemaker: {role_arn, ...}
@@ -117,7 +118,7 @@ class CampaignSpec:
                 "setup": self.setup, "run": self.run}
 
     def runs(self) -> list[RunSpec]:
-        prefix = backend_class(self.backend).RUN_PREFIX
+        prefix = self.run_prefix
         keys = list(self.matrix)
         runs = []
         for combo in itertools.product(*(self.matrix[k] for k in keys)):
@@ -247,12 +248,35 @@ def _repo(value: str, base_dir: Path | None) -> str:
     return validate_local_repo(f"file://{path}")
 
 
-def parse_spec(data, catalog: Catalog | None = None, source: str = "campaign", base_dir: Path | None = None,
-               lines: dict | None = None) -> CampaignSpec:
+@dataclass(frozen=True)
+class Located:
+    """Where a campaign file's problems are: its name and each key path's line (yamlfile.load_yaml_lines)."""
+    source: str
+    lines: dict | None
+
+    def where(self, path: tuple) -> str:
+        return where(self.source, self.lines, path)
+
+    def checked(self, path: tuple, check, *args):
+        """`check(*args)`, its input error prefixed with the file and line of `path`."""
+        try:
+            return check(*args)
+        except TrainfleetInputError as error:
+            raise TrainfleetInputError(f"{self.where(path)}: {error}") from None
+
+
+# The backend's part of a parse, given by the caller (instance_benchmarks/campaign_file.py asks the registry):
+# (the validated file, the document, the catalog, the region, where) -> (run prefix, the backend's settings).
+BackendCheck = typing.Callable[[CampaignFile, dict, Catalog, str, Located], tuple[str, dict | None]]
+
+
+def parse_campaign(data, backend_check: BackendCheck, catalog: Catalog | None = None, source: str = "campaign",
+                   base_dir: Path | None = None, lines: dict | None = None) -> CampaignSpec:
     """Validate a loaded YAML document (`lines`: each key path's line, from yamlfile.load_yaml_lines); every
     problem is one TrainfleetInputError line naming the file, the line where known, and the field. The models
     (campaigns/spec_models.py) check the file's shape; what follows needs the catalog, the repository, a bundled
-    workload's own hyperparameters or the backend."""
+    workload's own hyperparameters or the backend (`backend_check`, after the region, before the
+    hyperparameters)."""
     catalog = catalog or load_catalog()
     if not isinstance(data, dict):
         raise TrainfleetInputError(f"{source}: expected a mapping of campaign settings at the top level")
@@ -262,20 +286,12 @@ def parse_spec(data, catalog: Catalog | None = None, source: str = "campaign", b
     except ValidationError as error:
         raise TrainfleetInputError(describe(error, source, lines)) from None
 
-    def checked(path: tuple, check, *args):
-        """`check(*args)`, its input error prefixed with the file and line of `path`."""
-        try:
-            return check(*args)
-        except TrainfleetInputError as error:
-            raise TrainfleetInputError(f"{where(source, lines, path)}: {error}") from None
-
-    workload, backend, hyper = model.workload, model.backend, data.get("hyperparameters") or {}
+    at = Located(source, lines)
+    checked = at.checked
+    workload, hyper = model.workload, data.get("hyperparameters") or {}
     repo = checked(("repo",), _repo, model.repo, base_dir)
     region = checked(("region",), catalog.require_region, model.region)
-    backend_cls = checked(("backend",), _backend, model, data)
-    for path, instance_type in _instance_types(data):
-        checked(path, _list_price, backend_cls, catalog, instance_type, region)
-    settings = backend_cls.check_settings(data.get(backend), data, where(source, lines, (backend,)))
+    run_prefix, settings = backend_check(model, data, catalog, region, at)
     for path, name, value in _hyperparameters(data):
         label = f"matrix.{name}" if path[0] == "matrix" else "hyperparameters"
         checked(path, _check_hyperparameter, workload, name, value, label)
@@ -284,15 +300,16 @@ def parse_spec(data, catalog: Catalog | None = None, source: str = "campaign", b
                 "vary_seed")
     target = data.get("target")
     if target is not None and workload is not None and target["metric"] not in _workload_metrics(workload):
-        raise TrainfleetInputError(f"{where(source, lines, ('target', 'metric'))}: target.metric {target['metric']!r}: "
+        raise TrainfleetInputError(f"{at.where(('target', 'metric'))}: target.metric {target['metric']!r}: "
                                    f"{workload} emits {', '.join(_workload_metrics(workload))}")
     definitions = checked(("metric_definitions",), _metric_definitions, data.get("metric_definitions"))
     return CampaignSpec(campaign=model.campaign, workload=workload, repo=repo, ref=model.ref, region=region,
                         script="" if model.run else model.script or f"training_scripts/{workload}.py",
                         market=model.market, max_runtime_minutes=model.max_runtime_minutes,
                         budget_usd=model.budget_usd, matrix={str(k): list(v) for k, v in data["matrix"].items()},
+                        run_prefix=run_prefix,
                         hyperparameters=dict(hyper), estimated_minutes=data.get("estimated_minutes"), target=target,
-                        backend=backend, max_attempts=model.max_attempts, fallback=data.get("fallback"),
+                        backend=model.backend, max_attempts=model.max_attempts, fallback=data.get("fallback"),
                         backend_settings=settings, metric_definitions=definitions, workdir=model.workdir,
                         setup=model.setup, run=model.run,
                         benchmark=model.benchmark.model_dump(exclude_none=True) if model.benchmark else None,
@@ -300,31 +317,7 @@ def parse_spec(data, catalog: Catalog | None = None, source: str = "campaign", b
                         metrics_grace_minutes=model.metrics_grace_minutes)
 
 
-def _backend(model: CampaignFile, data: dict):
-    """The campaign's backend class, once it is known to do what the campaign asks of it."""
-    if model.backend not in BACKENDS:
-        raise TrainfleetInputError(f"backend {model.backend!r} is not supported (use: {', '.join(BACKENDS)})"
-                                   + did_you_mean(model.backend, BACKENDS))
-    backend_cls = backend_class(model.backend)
-    asked = {"any_repo": model.workload is None, FALLBACK: model.fallback is not None, "multi_node": model.nodes > 1}
-    lacking = [need for need, wanted in asked.items() if wanted and need not in backend_cls.CAPABILITIES]
-    if lacking:
-        raise TrainfleetInputError(_LACKING[lacking[0]].format(backend=model.backend, nodes=model.nodes))
-    other = [name for name in BACKENDS if name != model.backend and data.get(name) is not None]
-    if other:
-        raise TrainfleetInputError(f"a {other[0]} section needs backend: {other[0]}")
-    return backend_cls
-
-
-_LACKING = {  # a capability the campaign needs -> why the backend cannot run it
-    "any_repo": "backend {backend} runs trainfleet's bundled workloads only: name a workload",
-    FALLBACK: "backend {backend} does not support fallback",
-    "multi_node": "nodes: {nodes} needs backend: sagemaker (backend {backend} runs each run on one instance; its "
-                  "multi-GPU types use torchrun within it)",
-}
-
-
-def _instance_types(data: dict):
+def instance_types(data: dict):
     """(path, instance type) of every instance type the campaign names: the matrix's and the fallback's."""
     yield from ((("matrix", "instance_type", i), name) for i, name in enumerate(data["matrix"]["instance_type"]))
     if "instance_type" in (data.get("fallback") or {}):
@@ -339,11 +332,6 @@ def _hyperparameters(data: dict):
             yield from ((("matrix", name, i), name, value) for i, value in enumerate(values))
 
 
-def _list_price(backend_cls, catalog: Catalog, instance_type: str, region: str) -> float:
-    """The backend's catalog price of an instance type (a one-line input error if it has none, or cannot run it)."""
-    return backend_cls.list_price(catalog.get(instance_type), region)
-
-
 def _metric_definitions(raw) -> tuple:
     if raw is None:
         return ()
@@ -351,13 +339,6 @@ def _metric_definitions(raw) -> tuple:
         return tuple({"name": d.name, "regex": d.regex} for d in parse_definitions(raw))
     except MetricDefinitionError as error:
         raise TrainfleetInputError(str(error)) from None
-
-
-def load_spec(path: str | Path, catalog: Catalog | None = None) -> CampaignSpec:
-    """Read a campaign file (as untrusted input: see campaigns/yamlfile.py) and validate it."""
-    path = Path(path)
-    data, lines = load_yaml_lines(path)
-    return parse_spec(data, catalog, source=str(path), base_dir=path.resolve().parent, lines=lines)
 
 
 def schema_command(out: Path | None = None) -> str:

@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, model_validator
 from pydantic_core import PydanticCustomError
 
-from instance_benchmarks.core.contract import DISTRIBUTED_WORKLOADS, MARKETS, WORKLOADS  # noqa: F401 (re-exported)
+from instance_benchmarks.core.contract import DEFAULT_BACKEND, DISTRIBUTED_WORKLOADS, MARKETS, WORKLOADS  # noqa: F401 (re-exported)
 from instance_benchmarks.core.errors import TrainfleetInputError, did_you_mean
 from instance_benchmarks.core.validation import (
     validate_directory, validate_git_ref, validate_identifier, validate_script_path, validate_snippet,
@@ -166,7 +166,7 @@ class CampaignFile(_Strict):
     vary_seed: bool = Field(False, description="Repeat n runs with seed = seed + n - 1 (default: the same seed).")
     nodes: int = Field(1, ge=1, le=MAX_NODES, description="Instances per run, torchrun across them (backend "
                        "sagemaker, a bundled workload).")
-    backend: str = Field("ec2", description="Where runs execute: a registered backend.", examples=["ec2", "sagemaker"])
+    backend: str = Field(DEFAULT_BACKEND, description="Where runs execute: a registered backend.", examples=["ec2", "sagemaker"])
     fallback: Fallback | None = Field(None, description="How to relaunch after a spot interruption (backend ec2).")
     ec2: None = Field(None, description="Backend ec2 takes no section of its own.")
     sagemaker: SageMakerSection | None = Field(None, description="Backend sagemaker's settings.")

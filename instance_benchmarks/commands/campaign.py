@@ -18,9 +18,10 @@ from rich.live import Live
 
 from instance_benchmarks import runner
 from instance_benchmarks.backends.registry import backend_class
+from instance_benchmarks.campaign_file import load_spec
 from instance_benchmarks.campaigns.plan import estimate
 from instance_benchmarks.campaigns.preflight import preflight
-from instance_benchmarks.campaigns.spec import load_spec, schema_command
+from instance_benchmarks.campaigns.spec import schema_command
 from instance_benchmarks.campaigns.store import list_runs, read_log, read_record, run_location
 from instance_benchmarks.catalog import load_catalog
 from instance_benchmarks.catalog.pricing import PriceQuote

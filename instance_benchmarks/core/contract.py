@@ -37,6 +37,13 @@ JOB_TAG = "trainfleet:job"
 # How a run is bought: the spec's `market`, a price quote's, and the Compute stack's launch templates per image.
 MARKETS = ("spot", "on-demand")
 
+# Where a campaign runs when its spec names no `backend:` (backends/registry.py's DEFAULT is this name), and the
+# capabilities a campaign may ask of its backend (a backend's CAPABILITIES; the campaign file's parse checks them).
+DEFAULT_BACKEND = "ec2"
+FALLBACK = "fallback"          # relaunch an interrupted run with another instance type / market
+ANY_REPO = "any_repo"          # clone the campaign's own repository and run any script in it
+MULTI_NODE = "multi_node"      # one run on several instances (torchrun across them)
+
 SSM_PREFIX = "/trainfleet"
 # Infrastructure field -> SSM parameter name below the prefix (written by the Compute stack).
 SSM_EXPORTS = {

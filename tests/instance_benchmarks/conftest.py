@@ -8,7 +8,7 @@ import boto3
 import pytest
 
 from instance_benchmarks.backends.infrastructure import resolve_infrastructure
-from instance_benchmarks.campaigns.spec import parse_spec
+from instance_benchmarks.campaign_file import parse_spec
 from instance_benchmarks.embedded.cloud import local_config, register_local_ami
 from instance_benchmarks.embedded.deploy import deploy, synthesize
 from instance_benchmarks.environment import Environment

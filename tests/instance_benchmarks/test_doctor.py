@@ -13,7 +13,7 @@ from botocore.stub import Stubber
 from typer.testing import CliRunner
 
 from instance_benchmarks.backends.ec2.instances import vcpu_quota_name
-from instance_benchmarks.campaigns.spec import parse_spec
+from instance_benchmarks.campaign_file import parse_spec
 from instance_benchmarks.catalog import load_catalog
 from instance_benchmarks.cli import app
 from instance_benchmarks.core.contract import LAUNCHER_ACTIONS, MARKETS, TRAINFLEET_VERSION, VERSION_OUTPUT
@@ -196,7 +196,7 @@ def test_a_fallback_counts_against_its_own_quota():
 
 
 def test_a_sagemaker_campaign_needs_no_ec2_vcpus():
-    from instance_benchmarks.campaigns.spec import load_spec
+    from instance_benchmarks.campaign_file import load_spec
 
     spec = load_spec("examples/campaign-sagemaker.yaml")
     assert campaign_needs(spec, CATALOG) == {}

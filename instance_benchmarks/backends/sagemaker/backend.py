@@ -11,7 +11,7 @@ from pathlib import Path
 
 from botocore.exceptions import ClientError
 
-from instance_benchmarks.backends.base import ANY_REPO, Backend, LaunchRefused, RunState, TeardownSummary
+from instance_benchmarks.backends.base import ANY_REPO, MULTI_NODE, Backend, LaunchRefused, RunState, TeardownSummary
 from instance_benchmarks.backends.sagemaker import jobs
 from instance_benchmarks.catalog import Catalog, InstanceSpec, load_catalog
 from instance_benchmarks.catalog.pricing import PriceQuote
@@ -51,7 +51,7 @@ class SageMakerBackend(Backend):
     NAME = "sagemaker"
     RUN_PREFIX = "sm-"
     # no fallback instance type or market yet; `nodes: N` multi-node jobs (torchrun, see jobs.torchrun_processes)
-    CAPABILITIES = frozenset({ANY_REPO, "multi_node"})
+    CAPABILITIES = frozenset({ANY_REPO, MULTI_NODE})
 
     @classmethod
     def list_price(cls, instance: InstanceSpec, region: str) -> float:

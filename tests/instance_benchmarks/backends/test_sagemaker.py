@@ -15,7 +15,7 @@ from botocore.stub import Stubber
 
 from instance_benchmarks import runner
 from instance_benchmarks.backends.sagemaker.backend import SageMakerBackend
-from instance_benchmarks.campaigns.spec import parse_spec
+from instance_benchmarks.campaign_file import parse_spec
 from instance_benchmarks.measure.record_model import parse_document
 from instance_benchmarks.campaigns.store import read_json, record_campaign, run_location, write_json
 from instance_benchmarks.core.errors import TrainfleetInputError

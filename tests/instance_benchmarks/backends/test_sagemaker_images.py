@@ -6,7 +6,7 @@ import boto3
 import pytest
 
 from instance_benchmarks import runner
-from instance_benchmarks.campaigns.spec import parse_spec
+from instance_benchmarks.campaign_file import parse_spec
 from instance_benchmarks.campaigns.store import read_json, run_location
 from instance_benchmarks.catalog import load_catalog
 from instance_benchmarks.core.errors import TrainfleetInputError

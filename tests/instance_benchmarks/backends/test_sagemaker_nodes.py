@@ -13,8 +13,8 @@ import pytest
 from botocore.stub import Stubber
 
 from instance_benchmarks import runner
+from instance_benchmarks.campaign_file import parse_spec
 from instance_benchmarks.campaigns.plan import estimate
-from instance_benchmarks.campaigns.spec import parse_spec
 from instance_benchmarks.campaigns.store import read_json, run_location
 from instance_benchmarks.catalog import load_catalog
 from instance_benchmarks.core.errors import TrainfleetInputError

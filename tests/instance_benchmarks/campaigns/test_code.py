@@ -6,8 +6,8 @@ from dataclasses import replace
 import pytest
 
 from instance_benchmarks.agent.main import SetupError, clone
+from instance_benchmarks.campaign_file import parse_spec
 from instance_benchmarks.campaigns import code
-from instance_benchmarks.campaigns.spec import parse_spec
 from instance_benchmarks.core.errors import TrainfleetInputError
 from instance_benchmarks.core.validation import redact, validate_repo_url
 from tests.instance_benchmarks.conftest import FAKE_COMMIT, commit_change, make_git_repo, spec_dict

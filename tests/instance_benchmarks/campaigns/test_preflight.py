@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from instance_benchmarks.campaign_file import parse_spec
 from instance_benchmarks.campaigns.preflight import preflight
-from instance_benchmarks.campaigns.spec import parse_spec
 from instance_benchmarks.core.errors import TrainfleetInputError
 from tests.instance_benchmarks.conftest import make_git_repo, spec_dict
 

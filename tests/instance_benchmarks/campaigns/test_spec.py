@@ -3,8 +3,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from instance_benchmarks.campaign_file import load_spec, parse_spec
 from instance_benchmarks.campaigns.plan import estimate
-from instance_benchmarks.campaigns.spec import load_spec, override_args, parse_spec
+from instance_benchmarks.campaigns.spec import override_args
 from instance_benchmarks.catalog import load_catalog
 from instance_benchmarks.core.errors import TrainfleetInputError
 from instance_benchmarks.catalog.pricing import quote

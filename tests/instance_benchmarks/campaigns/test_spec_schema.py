@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from instance_benchmarks.backends.registry import BACKENDS
-from instance_benchmarks.campaigns.spec import load_spec, parse_spec
+from instance_benchmarks.campaign_file import load_spec, parse_spec
 from instance_benchmarks.campaigns.spec_models import (
     SCHEMA_FILE, CampaignFile, campaign_schema, schema_text, validate_file,
 )

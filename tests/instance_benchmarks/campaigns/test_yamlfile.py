@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from instance_benchmarks.campaigns.spec import load_spec
+from instance_benchmarks.campaign_file import load_spec
 from instance_benchmarks.campaigns.yamlfile import MAX_BYTES, MAX_DEPTH, load_yaml_file
 from instance_benchmarks.core.errors import TrainfleetInputError
 from tests.instance_benchmarks.conftest import spec_dict

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from instance_benchmarks.campaigns.spec import parse_spec
+from instance_benchmarks.campaign_file import parse_spec
 from instance_benchmarks.core.errors import TrainfleetInputError
 from instance_benchmarks.core.bootstrap import (
     USER_DATA_LIMIT, AgentBootstrap, Bootstrap, agent_config_pointer, build_agent_user_data, build_user_data,

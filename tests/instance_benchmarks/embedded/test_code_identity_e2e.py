@@ -3,7 +3,7 @@ measured (the instance checks it out), and the first commit's result is kept apa
 import pytest
 
 from instance_benchmarks import runner
-from instance_benchmarks.campaigns.spec import parse_spec
+from instance_benchmarks.campaign_file import parse_spec
 from instance_benchmarks.campaigns.store import read_json, run_location
 from instance_benchmarks.embedded.environment import EmbeddedEnvironment
 from tests.instance_benchmarks.conftest import commit_change, make_git_repo, spec_dict

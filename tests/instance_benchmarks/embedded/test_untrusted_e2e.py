@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from instance_benchmarks import runner
-from instance_benchmarks.campaigns.spec import parse_spec
+from instance_benchmarks.campaign_file import parse_spec
 from instance_benchmarks.embedded.environment import EmbeddedEnvironment
 from tests.instance_benchmarks.conftest import make_git_repo, spec_dict
 
