@@ -38,7 +38,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from instance_benchmarks.agent.host import UtilizationSampler, fingerprint
-from instance_benchmarks.agent.imds import InterruptionWatcher, imds_endpoint
+from instance_benchmarks.agent.imds import InterruptionWatcher, imds_endpoint, instance_identity
 from instance_benchmarks.agent.progress import PROGRESS_SECONDS, ProgressPush
 from instance_benchmarks.agent.sync import Mirror, PeriodicPush, restore, upload
 from instance_benchmarks.core import contract
@@ -117,14 +117,24 @@ _CUDA_CHECK = ("import sys, torch; n = torch.cuda.device_count() if torch.cuda.i
                "print(n, torch.__version__, torch.version.cuda); sys.exit(0 if n else 3)")
 
 
-def agent_host(config: dict, root: Path) -> dict:
+def agent_host(config: dict, root: Path, endpoint: str | None = None) -> dict:
     """Where this attempt executes: the facts the environment supplied beside the task (ROOT/HOST_FILE: a
-    stand-in host, its label, peak and boot time), else this instance, the type the configuration names,
-    launched when the launcher recorded it (its peak is the catalog's, chosen by precision in write_result)."""
+    stand-in host, its label, peak and boot time), else this instance as its metadata service describes it
+    (`endpoint`: its type, and its launch time `pendingTime`, from which EC2 bills), else the type the
+    configuration names, launched when the launcher recorded (its peak is the catalog's, chosen by precision in
+    write_result)."""
     supplied = read_host_file(root / HOST_FILE)
     if supplied is not None:
         return {"stand_in": True, "launched_at": config["launched_at"], **supplied}
-    return {**host_facts(f"ec2 {config['instance_type']}"), "launched_at": config["launched_at"]}
+    identity = instance_identity(endpoint) or {}
+    launched_at = config["launched_at"]
+    try:
+        pending = datetime.fromisoformat(identity["pendingTime"].replace("Z", "+00:00"))
+        if pending.tzinfo is not None:
+            launched_at = pending.isoformat()
+    except (KeyError, ValueError):
+        pass  # no metadata service (or a malformed time): the launcher's record stands
+    return {**host_facts(f"ec2 {identity.get('instanceType') or config['instance_type']}"), "launched_at": launched_at}
 
 
 def check_cuda(config: dict, python: Path, cwd: Path, env: dict, host: dict | None = None) -> str:
@@ -369,7 +379,7 @@ def run_agent(config: dict, root: Path, s3) -> int:
     task, attempt = config["task"], config["attempt"]
     host_error = None
     try:
-        host = agent_host(config, root)
+        host = agent_host(config, root, imds_endpoint())
     except ValueError as error:  # facts the environment supplied but that cannot be read: the attempt fails
         host, host_error = {**host_facts(f"ec2 {config['instance_type']}"), "launched_at": config["launched_at"]}, error
     # billed from the launch the launcher recorded, or from when a stand-in host says this one booted

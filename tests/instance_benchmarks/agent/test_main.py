@@ -106,3 +106,27 @@ def test_host_facts_come_from_the_environment_as_data(tmp_path):
     (tmp_path / "host.json").write_text('{"label": "x", "gpus": 8}')
     with pytest.raises(ValueError, match="host.json must be an object with a label"):
         agent_host(config, tmp_path)
+
+
+def test_on_ec2_the_host_is_what_the_metadata_service_says_and_billing_starts_at_its_pending_time(tmp_path):
+    """No host facts beside the task: IMDSv2's instance identity document names the type and the launch
+    (`pendingTime`, from which EC2 bills); no metadata service, or a broken answer: the launcher's record."""
+    from instance_benchmarks.agent.imds import instance_identity
+    from instance_benchmarks.agent.main import agent_host
+    from tests.instance_benchmarks.embedded.fake_imds import FakeIMDS
+
+    config = {"instance_type": "g5.xlarge", "launched_at": "2026-11-22T10:00:00+00:00"}
+    document = {"instanceType": "g5.xlarge", "pendingTime": "2026-11-22T09:59:41Z", "region": "us-east-1",
+                "instanceId": "i-0123456789abcdef0", "accountId": "123456789012"}
+    with FakeIMDS(identity=document) as imds:
+        assert instance_identity(imds.endpoint) == {"instanceType": "g5.xlarge", "pendingTime": "2026-11-22T09:59:41Z"}
+        host = agent_host(config, tmp_path, imds.endpoint)
+        assert imds.rejected == 0  # IMDSv2: every GET carried the session token
+    assert (host["label"], host["stand_in"], host["launched_at"]) == ("ec2 g5.xlarge", False, "2026-11-22T09:59:41+00:00")
+    for broken in (b"not json", b"[]", {"pendingTime": "yesterday"}, {"pendingTime": "2026-11-22T09:59:41"}):
+        with FakeIMDS(identity=broken) as imds:
+            assert agent_host(config, tmp_path, imds.endpoint)["launched_at"] == config["launched_at"], broken
+    with FakeIMDS() as imds:  # no identity document: 404
+        assert instance_identity(imds.endpoint) is None
+    assert instance_identity(None) is None
+    assert agent_host(config, tmp_path, None)["launched_at"] == config["launched_at"]

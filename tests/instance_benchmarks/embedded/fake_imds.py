@@ -7,12 +7,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class FakeIMDS:
-    """Serves PUT /latest/api/token and GET /latest/meta-data/spot/instance-action (token required).
-    The notice is returned from the `interrupt_after`-th poll on once `when()` holds, `notices` times in
-    all (then 404 again)."""
+    """Serves PUT /latest/api/token, GET /latest/meta-data/spot/instance-action and, given `identity`, GET
+    /latest/dynamic/instance-identity/document (token required for both GETs). The notice is returned from
+    the `interrupt_after`-th poll on once `when()` holds, `notices` times in all (then 404 again)."""
 
-    def __init__(self, interrupt_after: int = 1, notices: int = 1, when=lambda: True) -> None:
+    def __init__(self, interrupt_after: int = 1, notices: int = 1, when=lambda: True, identity=None) -> None:
         self.interrupt_after, self.notices_left, self.when = interrupt_after, notices, when
+        self.identity = identity
         self.polls, self.tokens, self.rejected = 0, set(), 0
         self.lock = threading.Lock()
         fake = self
@@ -34,6 +35,10 @@ class FakeIMDS:
                 if self.headers.get("X-aws-ec2-metadata-token") not in fake.tokens:
                     fake.rejected += 1
                     self._reply(401, b"")
+                    return
+                if self.path == "/latest/dynamic/instance-identity/document" and fake.identity is not None:
+                    body = fake.identity if isinstance(fake.identity, bytes) else json.dumps(fake.identity).encode()
+                    self._reply(200, body)
                     return
                 if self.path != "/latest/meta-data/spot/instance-action":
                     self._reply(404, b"")
