@@ -336,9 +336,10 @@ def _path(error: dict) -> tuple:
 
 
 def describe(error: ValidationError, source: str, lines: dict | None) -> str:
-    """The first problem of a ValidationError as one line: `file:LINE: field message (and N more)`."""
+    """The first problem of a ValidationError as one line: `file:LINE: field message (and N more)`. An unknown
+    key comes first: a misspelt key (with its "did you mean") explains the required one reported missing."""
     errors = error.errors(include_url=False)
-    first = errors[0]
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return f"{where(source, lines, _path(first))}: {_message(first)}{more}"
 

@@ -217,3 +217,20 @@ def test_the_schema_and_the_models_agree_on_every_number(key, value):
     except ValidationError:
         valid = False
     assert _validator().is_valid(data) == valid
+
+
+def test_a_misspelt_required_key_is_reported_as_the_misspelling_first(tmp_path):
+    """`regoin:` for `region:`: the one line names the unknown key, its line and the key meant, not only that
+    `region` is missing."""
+    from instance_benchmarks.campaign_file import load_spec
+    from instance_benchmarks.core.errors import TrainfleetInputError
+
+    path = tmp_path / "typo.yaml"
+    path.write_text("campaign: x\nrepo: https://github.com/acme/x.git\nref: main\nscript: train.py\n"
+                    "regoin: us-east-1\nmax_runtime_minutes: 10\nbudget_usd: 5\n"
+                    "matrix:\n  instance_type: [c5.xlarge]\n")
+    with pytest.raises(TrainfleetInputError) as raised:
+        load_spec(path)
+    message = str(raised.value)
+    assert message.startswith(f"{path}:5: unknown key 'regoin'") and "did you mean region" in message, message
+    assert "\n" not in message
