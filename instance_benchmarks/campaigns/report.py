@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ from instance_benchmarks.catalog import load_catalog
 from instance_benchmarks.core.safe_output import csv_cell
 from instance_benchmarks.measure.harness import higher_is_better
 from instance_benchmarks.measure.record import migrate_result
+from instance_benchmarks.measure.record_model import metric_lines
 from training_scripts.storage import S3Location
 
 COLUMNS = [
@@ -194,15 +194,7 @@ def _history(s3, bucket: str, campaign: str, run_id: str) -> list[dict]:
     """The run's metric lines: the agent's (every attempt, with `train_t`), else the script's own file."""
     location = run_location(s3, bucket, campaign, run_id)
     data = location.read_bytes("metrics.jsonl") or location.child("train").read_bytes("metrics.jsonl") or b""
-    history = []
-    for line in data.splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            history.append(record)
-    return history
+    return metric_lines(data)  # untrusted (the script's): typed lines, the unreadable ones skipped
 
 
 def build_report(s3, bucket: str, campaign: str) -> Report:

@@ -8,7 +8,7 @@ import json
 
 from instance_benchmarks.core.contract import campaign_prefix, run_prefix
 from instance_benchmarks.core.errors import TrainfleetInputError
-from instance_benchmarks.measure.record_model import RecordError, load_json, parse_document
+from instance_benchmarks.measure.record_model import RecordError, load_json, metric_line, parse_document
 from training_scripts.storage import S3Location
 
 
@@ -151,9 +151,18 @@ def log_tail(s3, bucket: str, campaign: str, run_id: str, attempt: int, lines: i
 
 
 def read_progress(s3, bucket: str, campaign: str, run_id: str, attempt: int) -> dict | None:
-    """The latest metric values an attempt's agent pushed (progress.json), if any."""
+    """The latest metric values an attempt's agent pushed (progress.json: {"latest": {name: value}, ...}), if
+    any and readable; the values are the script's, so typed like a metric line (finite scalars, bounded)."""
+    data = attempt_logs(s3, bucket, campaign, run_id, attempt).read_bytes("progress.json")
     try:
-        value = read_json(attempt_logs(s3, bucket, campaign, run_id, attempt), "progress.json")
-    except (ValueError, UnicodeDecodeError):
+        value = None if data is None else load_json(data, "progress.json")
+    except RecordError:
         return None
-    return value if isinstance(value, dict) else None
+    if not isinstance(value, dict) or not isinstance(value.get("latest"), dict):
+        return None
+    progress = {"latest": metric_line(value["latest"])}
+    if isinstance(value.get("records"), int) and not isinstance(value["records"], bool) and 0 <= value["records"] < 2**63:
+        progress["records"] = value["records"]   # how many metric lines the agent had read
+    if isinstance(value.get("at"), str) and len(value["at"]) <= 64:
+        progress["at"] = value["at"]             # when it pushed them
+    return progress

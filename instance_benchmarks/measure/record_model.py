@@ -226,3 +226,47 @@ def parse_document(name: str, value: Any, *, run_id: str | None = None) -> dict:
 def result_schema() -> dict:
     """The JSON Schema of result.json (schema 2), as the model gives it."""
     return RunRecord.model_json_schema()
+
+
+# One metric line (metrics.jsonl, the agent's progress.json): what a script printed, so untrusted. Scalars
+# only, finite, names and texts bounded; the rest of the line still reads (a diverged `loss: NaN` drops that
+# value, not the line's step).
+MAX_METRIC_KEYS = 256
+MetricName = Annotated[str, Field(min_length=1, max_length=128)]
+MetricValue = Union[bool, int, Annotated[float, Field(allow_inf_nan=False)], Annotated[str, Field(max_length=256)]]
+
+
+class MetricLine(BaseModel):
+    """A metric line as the report and the live progress read it: {name: scalar}."""
+
+    values: Annotated[dict[MetricName, MetricValue], Field(max_length=MAX_METRIC_KEYS)]
+
+
+def metric_line(data: bytes | str | dict) -> dict | None:
+    """One metric line (JSON text, or an already decoded value) as {name: finite scalar}; None where it is not a
+    JSON object (not JSON, nested too deep, a list...). Values that are not finite scalars are dropped."""
+    if not isinstance(data, dict):
+        try:
+            data = load_json(data, "a metric line")
+        except RecordError:
+            return None
+        if not isinstance(data, dict):
+            return None
+    kept = {key: value for key, value in list(data.items())[:MAX_METRIC_KEYS]
+            if isinstance(key, str) and 0 < len(key) <= 128 and _scalar(value)}
+    return MetricLine.model_validate({"values": kept}, strict=True).values
+
+
+def _scalar(value) -> bool:
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, int):
+        return abs(value) < 2**63  # a 64-bit counter at most
+    if isinstance(value, float):
+        return value == value and value not in (float("inf"), float("-inf"))
+    return isinstance(value, str) and len(value) <= 256
+
+
+def metric_lines(data: bytes) -> list[dict]:
+    """Every readable metric line of a metrics.jsonl, in order (unreadable lines skipped)."""
+    return [line for line in map(metric_line, data.splitlines()) if line is not None]

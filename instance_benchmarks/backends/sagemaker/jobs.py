@@ -43,6 +43,7 @@ from instance_benchmarks.core.errors import TrainfleetInputError
 from instance_benchmarks.core.git import clone
 from instance_benchmarks.measure.harness import summarize
 from instance_benchmarks.measure.record import HOST_FILE, build_result, catalog_peak, host_facts, parse_host
+from instance_benchmarks.measure.record_model import metric_lines
 import training_scripts
 from training_scripts.storage import sha256_hex
 
@@ -280,7 +281,7 @@ def collect_job(sagemaker_client, s3, bucket: str, campaign: str, run_id: str, r
             train.write_bytes(name, data)
     train.write_bytes("result.json", files["result.json"])
     price = _settle_completed(job, last, host)
-    history = [json.loads(line) for line in files.get("metrics.jsonl", b"").splitlines() if line.strip()]
+    history = metric_lines(files.get("metrics.jsonl", b""))  # the job's output: typed lines, unreadable ones skipped
     precision = train_result.get("precision") or "fp32"
     where = _host(last, host, peak_tflops, precision)
     figures = summarize(history, script_result=train_result, usd_per_hour=price, peak_tflops=where["peak_tflops"],
@@ -329,7 +330,7 @@ def _collect_task(job: dict, files: dict, location, record: dict, campaign: str,
     """A repository's own task (agent/container.py): its outputs are the artifacts, its metric lines the figures."""
     last = record["attempts"][-1]
     task_result = json.loads(files.pop("trainfleet/task-result.json"))
-    history = [json.loads(line) for line in files.pop("trainfleet/metrics.jsonl", b"").splitlines() if line.strip()]
+    history = metric_lines(files.pop("trainfleet/metrics.jsonl", b""))  # as above
     logs = location.child(f"logs/attempt-{last['attempt']}")
     for name in [n for n in files if n.startswith("trainfleet/")]:
         logs.write_bytes(name.split("/", 1)[1], files.pop(name))

@@ -76,3 +76,27 @@ def test_a_stand_in_result_of_schema_1_is_reported_as_measured_on_its_host(s3, b
     [row] = build_report(s3, bucket, "sweep").rows
     assert row["measured_on"] == "local builder (2 CPUs) for c5.xlarge" and row["stand_in"] is True
     assert row["backend"] == "ec2"
+
+
+def test_hostile_metric_lines_are_skipped_or_trimmed_and_the_curves_still_read(s3, bucket):
+    """metrics.jsonl and progress.json are the script's: a line nested 100,000 deep, not JSON, a list, NaN,
+    a nested value, a 10 KB name: that line (or value) is skipped, never a traceback; the rest reads."""
+    from instance_benchmarks.campaigns.report import _history
+    from instance_benchmarks.campaigns.store import attempt_logs, read_progress
+
+    lines = [b'{"step": 1, "loss": 0.9}', DEEP, b"not json", b"[1, 2]", b'{"step": 2, "loss": NaN, "lr": 0.1}',
+             b'{"step": 3, "loss": 0.5, "extra": {"a": [1]}, "' + b"k" * 10_000 + b'": 1, "big": ' + b"9" * 400 + b"}",
+             b'{"step": 4, "loss": Infinity, "note": "' + b"x" * 300 + b'"}']
+    _put(s3, bucket, "m1", "metrics.jsonl", b"\n".join(lines))
+    assert _history(s3, bucket, "sweep", "m1") == [{"step": 1, "loss": 0.9}, {"step": 2, "lr": 0.1},
+                                                  {"step": 3, "loss": 0.5}, {"step": 4}]
+    logs = attempt_logs(s3, bucket, "sweep", "m1", 1)
+    logs.write_bytes("progress.json", b'{"latest": {"step": 7, "loss": NaN, "acc": 0.8, "x": [1]}, "records": 7, '
+                                      b'"at": "2026-12-08T01:00:00+00:00"}')
+    assert read_progress(s3, bucket, "sweep", "m1", 1) == {"latest": {"step": 7, "acc": 0.8}, "records": 7,
+                                                          "at": "2026-12-08T01:00:00+00:00"}
+    logs.write_bytes("progress.json", b'{"latest": {}, "records": "7", "at": ["x"]}')
+    assert read_progress(s3, bucket, "sweep", "m1", 1) == {"latest": {}}
+    for broken in (DEEP, b"{}", b'{"latest": 3}', b"\xff\xfe", b"[]"):
+        logs.write_bytes("progress.json", broken)
+        assert read_progress(s3, bucket, "sweep", "m1", 1) is None, broken
