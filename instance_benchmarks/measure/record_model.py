@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError
 
 from instance_benchmarks.measure.record import SCHEMA_VERSION, migrate_attempt, migrate_result
 
@@ -233,18 +233,24 @@ def result_schema() -> dict:
 # value, not the line's step).
 MAX_METRIC_KEYS = 256
 MetricName = Annotated[str, Field(min_length=1, max_length=128)]
-MetricValue = Union[bool, int, Annotated[float, Field(allow_inf_nan=False)], Annotated[str, Field(max_length=256)]]
+MetricValue = Union[bool, Annotated[int, Field(gt=-2**63, lt=2**63)],  # a 64-bit counter at most
+                    Annotated[float, Field(allow_inf_nan=False)], Annotated[str, Field(max_length=256)]]
+MetricLine = dict[MetricName, MetricValue]  # a metric line as the report and the live progress read it
+_NAME, _VALUE = TypeAdapter(MetricName), TypeAdapter(MetricValue)
 
 
-class MetricLine(BaseModel):
-    """A metric line as the report and the live progress read it: {name: scalar}."""
+def _valid(adapter: TypeAdapter, value) -> bool:
+    try:
+        adapter.validate_python(value, strict=True)
+    except ValidationError:
+        return False
+    return True
 
-    values: Annotated[dict[MetricName, MetricValue], Field(max_length=MAX_METRIC_KEYS)]
 
-
-def metric_line(data: bytes | str | dict) -> dict | None:
-    """One metric line (JSON text, or an already decoded value) as {name: finite scalar}; None where it is not a
-    JSON object (not JSON, nested too deep, a list...). Values that are not finite scalars are dropped."""
+def metric_line(data: bytes | str | dict) -> MetricLine | None:
+    """One metric line (JSON text, or an already decoded value) as {name: finite scalar}, its first
+    MAX_METRIC_KEYS entries; None where it is not a JSON object (not JSON, nested too deep, a list...). Names
+    and values that are not a MetricName and a MetricValue are dropped."""
     if not isinstance(data, dict):
         try:
             data = load_json(data, "a metric line")
@@ -252,19 +258,8 @@ def metric_line(data: bytes | str | dict) -> dict | None:
             return None
         if not isinstance(data, dict):
             return None
-    kept = {key: value for key, value in list(data.items())[:MAX_METRIC_KEYS]
-            if isinstance(key, str) and 0 < len(key) <= 128 and _scalar(value)}
-    return MetricLine.model_validate({"values": kept}, strict=True).values
-
-
-def _scalar(value) -> bool:
-    if isinstance(value, bool):
-        return True
-    if isinstance(value, int):
-        return abs(value) < 2**63  # a 64-bit counter at most
-    if isinstance(value, float):
-        return value == value and value not in (float("inf"), float("-inf"))
-    return isinstance(value, str) and len(value) <= 256
+    return {key: value for key, value in list(data.items())[:MAX_METRIC_KEYS]
+            if _valid(_NAME, key) and _valid(_VALUE, value)}
 
 
 def metric_lines(data: bytes) -> list[dict]:
