@@ -233,8 +233,10 @@ def result_schema() -> dict:
 # value, not the line's step).
 MAX_METRIC_KEYS = 256
 MetricName = Annotated[str, Field(min_length=1, max_length=128)]
-MetricValue = Union[bool, Annotated[int, Field(gt=-2**63, lt=2**63)],  # a 64-bit counter at most
-                    Annotated[float, Field(allow_inf_nan=False)], Annotated[str, Field(max_length=256)]]
+MetricValue = Annotated[Union[  # chosen by the value's own type (a float branch would take a too-large int)
+    Annotated[bool, Tag("bool")], Annotated[int, Field(gt=-2**63, lt=2**63), Tag("int")],  # a 64-bit counter at most
+    Annotated[float, Field(allow_inf_nan=False), Tag("float")], Annotated[str, Field(max_length=256), Tag("str")],
+], Discriminator(lambda value: type(value).__name__)]
 MetricLine = dict[MetricName, MetricValue]  # a metric line as the report and the live progress read it
 _NAME, _VALUE = TypeAdapter(MetricName), TypeAdapter(MetricValue)
 

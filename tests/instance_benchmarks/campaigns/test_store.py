@@ -100,3 +100,11 @@ def test_hostile_metric_lines_are_skipped_or_trimmed_and_the_curves_still_read(s
     for broken in (DEEP, b"{}", b'{"latest": 3}', b"\xff\xfe", b"[]"):
         logs.write_bytes("progress.json", broken)
         assert read_progress(s3, bucket, "sweep", "m1", 1) is None, broken
+
+
+def test_a_metric_value_is_kept_only_as_a_bounded_scalar_of_its_own_type():
+    """An int just past 64 bits is dropped (not taken as a float), a bool stays a bool, None and lists go."""
+    from instance_benchmarks.measure.record_model import metric_line
+
+    line = {"ok": True, "n": 2**63 - 1, "over": 2**63, "under": -2**63, "f": 0.5, "none": None, "list": [1], "s": "a"}
+    assert metric_line(line) == {"ok": True, "n": 2**63 - 1, "f": 0.5, "s": "a"}
